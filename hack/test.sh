@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: set-up, then pytest (real containerd, real apiserver).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+hack/setup.sh
+if [ -x hack/build-k8s.sh ]; then hack/build-k8s.sh; fi
+.venv/bin/ruff check operator tests
+.venv/bin/mypy
+exec .venv/bin/pytest "$@"

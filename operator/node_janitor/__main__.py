@@ -1,0 +1,3 @@
+from node_janitor.cli import main
+
+raise SystemExit(main())
