@@ -1,0 +1,299 @@
+"""Start and stop a private containerd (Debian's package) on its own root, state and socket.
+
+TESTBED.md facts this follows: the CRI plugin needs `restrict_oom_score_adj = true` here; sandboxes run on
+the host network (no CNI); runc state and shims outlive containerd, so tasks and containers are deleted
+before containerd stops and leftover shims of this bed's socket are killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from node_janitor.devbed.images import ImageBuilder, OciImage, write_oci_archive
+
+PAUSE_IMAGE = "registry.k8s.io/pause:3.6"
+
+
+class DevbedError(RuntimeError):
+    """The private containerd could not be set up; the message says which step failed."""
+
+
+def _run(*cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise DevbedError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    size: int
+    used: int
+    available: int
+    inodes: int
+    inodes_used: int
+
+    @property
+    def used_percent(self) -> float:
+        # Like df: used / (used + available), so root-reserved blocks do not hide fullness.
+        return 100.0 * self.used / max(1, self.used + self.available)
+
+
+def disk_usage(path: Path) -> DiskUsage:
+    st = os.statvfs(path)
+    size = st.f_blocks * st.f_frsize
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    return DiskUsage(
+        size=size,
+        used=used,
+        available=st.f_bavail * st.f_frsize,
+        inodes=st.f_files,
+        inodes_used=st.f_files - st.f_ffree,
+    )
+
+
+class ContainerdBed:
+    """A disposable containerd. Use as a context manager; everything lives under `base`.
+
+    With `disk_size`, containerd's root and the pod log directory sit on a loop-mounted ext4 file system of
+    that many bytes (`self.disk`), so that disk fullness is real.
+    """
+
+    def __init__(
+        self,
+        base: Path | None = None,
+        *,
+        disk_size: int | None = None,
+        namespace: str = "k8s.io",
+        sandbox_image: str = PAUSE_IMAGE,
+        builder: ImageBuilder | None = None,
+    ) -> None:
+        self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="nj-containerd-"))
+        self.disk_size = disk_size
+        self.namespace = namespace
+        self.sandbox_image = sandbox_image
+        self.builder = builder or ImageBuilder()
+        self.disk = self.base / "disk"
+        self.state = self.base / "state"
+        self.address = str(self.base / "containerd.sock")
+        self.log_path = self.base / "containerd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._mounted = False
+
+    # -- paths on the (optionally loop-mounted) disk ---------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.disk / "containerd"
+
+    @property
+    def pod_log_dir(self) -> Path:
+        return self.disk / "pods"
+
+    def usage(self) -> DiskUsage:
+        return disk_usage(self.disk)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def __enter__(self) -> ContainerdBed:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise DevbedError("a private containerd needs root (mounts, runc)")
+        for binary in ("containerd", "ctr", "runc", "containerd-shim-runc-v2"):
+            if shutil.which(binary) is None:
+                raise DevbedError(f"{binary} not found: install Debian's containerd and runc (hack/setup.sh)")
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.disk.mkdir(exist_ok=True)
+        if self.disk_size:
+            self._mount_disk()
+        self.root.mkdir(exist_ok=True)
+        self.pod_log_dir.mkdir(exist_ok=True)
+        self.state.mkdir(exist_ok=True)
+        config = self.base / "config.toml"
+        config.write_text(self._config())
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            ["containerd", "--config", str(config), "--log-level", "info"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise DevbedError(f"containerd exited with {self._proc.returncode}: {self._log_tail()}")
+            if Path(self.address).exists() and self.ctr("version", check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise DevbedError(f"containerd did not answer on {self.address} within 30s: {self._log_tail()}")
+        self.import_images([self.builder.pause_image(self.sandbox_image)])
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self._delete_tasks_and_containers()
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        self._kill_shims()
+        self._unmount_below(self.base)
+        if self._mounted:
+            _run("umount", str(self.disk), check=False)
+            if Path(self.disk).is_mount():
+                _run("umount", "-l", str(self.disk), check=False)
+            self._mounted = False
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # -- images ---------------------------------------------------------------------------------------
+    def import_images(self, images: list[OciImage], *, unpack: bool = True) -> None:
+        """Import images as `ctr images import` does (content + image records, unpacked to overlayfs)."""
+        archive = self.base / f"import-{os.getpid()}-{time.monotonic_ns()}.tar"
+        write_oci_archive(archive, images)
+        try:
+            args = ["images", "import", "--snapshotter", "overlayfs"]
+            if not unpack:
+                args.append("--no-unpack")
+            self.ctr(*args, str(archive), timeout=300)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return _run(
+            "ctr", "--address", self.address, "--namespace", self.namespace, *args, check=check, timeout=timeout
+        )
+
+    # -- disk -----------------------------------------------------------------------------------------
+    def fill(self, *, leave_available: int = 0, name: str = "ballast") -> int:
+        """Write a ballast file until only `leave_available` bytes stay available; returns its size."""
+        ballast = self.disk / name
+        available = self.usage().available
+        want = max(0, available - leave_available)
+        block = os.urandom(1 << 20)
+        written = 0
+        with ballast.open("ab") as f:
+            while written < want:
+                chunk = block[: min(len(block), want - written)]
+                try:
+                    written += f.write(chunk)
+                    f.flush()
+                except OSError:
+                    break
+            with contextlib.suppress(OSError):
+                os.fsync(f.fileno())
+        return written
+
+    def drain(self, name: str = "ballast") -> None:
+        (self.disk / name).unlink(missing_ok=True)
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _config(self) -> str:
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        return f"""version = 2
+root = "{self.root}"
+state = "{self.state}"
+
+[grpc]
+  address = "{self.address}"
+  max_recv_message_size = 67108864
+  max_send_message_size = 67108864
+
+[ttrpc]
+  address = "{self.address}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{self.base / "opt"}"
+
+[{cri}]
+  restrict_oom_score_adj = true
+  sandbox_image = "{self.sandbox_image}"
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_cdi = false
+
+[{cri}.containerd]
+  snapshotter = "overlayfs"
+  default_runtime_name = "runc"
+
+[{cri}.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri}.cni]
+  bin_dir = "{self.base / "cni-bin"}"
+  conf_dir = "{self.base / "cni-conf"}"
+"""
+
+    def _mount_disk(self) -> None:
+        image = self.base / "disk.img"
+        with image.open("wb") as f:
+            f.truncate(self.disk_size or 0)
+        # -m 0: no root-reserved blocks, so "available" is what the bed really has.
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image))
+        _run("mount", "-o", "loop", str(image), str(self.disk))
+        self._mounted = True
+
+    def _delete_tasks_and_containers(self) -> None:
+        namespaces = [n for n in self.ctr("namespaces", "ls", "-q", timeout=20).stdout.split() if n]
+        for ns in namespaces:
+
+            def ctr_ns(*args: str, ns: str = ns) -> subprocess.CompletedProcess[str]:
+                return _run("ctr", "--address", self.address, "--namespace", ns, *args, check=False, timeout=30)
+
+            tasks = [line.split()[0] for line in ctr_ns("tasks", "ls").stdout.splitlines()[1:] if line.strip()]
+            for task in tasks:
+                ctr_ns("tasks", "kill", "--signal", "SIGKILL", task)
+            for task in tasks:
+                ctr_ns("tasks", "delete", "--force", task)
+            for container in ctr_ns("containers", "ls", "-q").stdout.split():
+                ctr_ns("containers", "delete", container)
+
+    def _kill_shims(self) -> None:
+        for pid_dir in Path("/proc").iterdir():
+            if not pid_dir.name.isdigit():
+                continue
+            try:
+                cmdline = (pid_dir / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmdline and b"containerd-shim" in cmdline[0] and self.address.encode() in cmdline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid_dir.name), signal.SIGKILL)
+
+    def _unmount_below(self, path: Path) -> None:
+        prefix = str(path.resolve()) + "/"
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1].replace("\\040", " ") for line in f]
+        for point in sorted((p for p in points if p.startswith(prefix) and p != str(self.disk)), reverse=True):
+            if _run("umount", point, check=False).returncode != 0:
+                _run("umount", "-l", point, check=False)
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
