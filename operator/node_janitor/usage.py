@@ -1,0 +1,207 @@
+"""`docker system df -v` for a containerd node: exact, dedup-aware numbers built from an Inventory.
+
+Definitions (all bytes are on-disk sizes measured by containerd: blob sizes and snapshot usage):
+
+* Images: SIZE is every blob and snapshot the images reach, each counted once; an image is ACTIVE when any
+  container (CRI or not, running or exited) was created from it; RECLAIMABLE is what removing every inactive,
+  unprotected image would really free (nodes that active images, containers, leases or gc.root labels still
+  reach are not counted).
+* Containers: their read-write snapshots; RECLAIMABLE is what removing the exited ones frees.
+* Snapshots / Content: every snapshot / blob; ACTIVE ones are referenced; RECLAIMABLE is the orphans: not
+  reached by any image, container, unexpired lease or gc.root label (expired leases do not count).
+* Logs: CRI log files; ACTIVE files belong to a live container; RECLAIMABLE are files of pods that are gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from node_janitor.inventory import (
+    FileSystemEntry,
+    Inventory,
+    ReferenceCounts,
+    all_roots,
+    content_node,
+    snapshot_node,
+)
+
+ROW_TYPES = ("images", "containers", "snapshots", "content", "logs")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"total": self.total, "active": self.active, "size": self.size, "reclaimable": self.reclaimable}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUsage:
+    id: str
+    refs: tuple[str, ...]
+    size: int  # blobs + unpacked snapshots it reaches
+    shared_size: int  # of that, what other images also reach
+    cri_size: int  # what CRI reports (compressed layers)
+    containers: int
+    created_at: datetime | None
+    last_used: datetime | None
+    pinned: bool
+
+    @property
+    def unique_size(self) -> int:
+        return self.size - self.shared_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "refs": list(self.refs),
+            "size": self.size,
+            "shared_size": self.shared_size,
+            "unique_size": self.unique_size,
+            "cri_size": self.cri_size,
+            "containers": self.containers,
+            "created": self.created_at.isoformat() if self.created_at else None,
+            "last_used": self.last_used.isoformat() if self.last_used else None,
+            "pinned": self.pinned,
+        }
+
+
+@dataclass(frozen=True)
+class DiskReport:
+    rows: Mapping[str, UsageRow]
+    images: tuple[ImageUsage, ...]
+    file_systems: tuple[FileSystemEntry, ...]
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self, *, verbose: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {name: self.rows[name].to_dict() for name in ROW_TYPES}
+        doc["file_systems"] = [
+            {
+                "name": fs.name,
+                "path": fs.path,
+                "size": fs.size,
+                "used": fs.used,
+                "available": fs.available,
+                "used_percent": round(fs.used_percent, 2),
+                "inodes_used_percent": round(fs.inodes_used_percent, 2),
+            }
+            for fs in self.file_systems
+        ]
+        if verbose:
+            doc["image_details"] = [image.to_dict() for image in self.images]
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
+        return doc
+
+
+def image_is_protected(inventory: Inventory, image_id: str) -> bool:
+    """Images no cleanup may remove whatever the policy: CRI-pinned images and the sandbox (pause) image."""
+    image = inventory.image_by_id()[image_id]
+    return image.pinned or inventory.is_protected_sandbox_image(image)
+
+
+def build_disk_report(
+    inventory: Inventory, now: datetime, last_used: Mapping[str, datetime] | None = None
+) -> DiskReport:
+    graph = inventory.graph
+    users = inventory.image_users
+    last_used = last_used or {}
+
+    # Images ----------------------------------------------------------------------------------------------
+    closures = graph.image_closures
+    reach_count: dict[str, int] = {}
+    for closure in closures.values():
+        for node in closure:
+            reach_count[node] = reach_count.get(node, 0) + 1
+    images = []
+    for image in inventory.images:
+        closure = closures[image.id]
+        used_by = users.get(image.id, ())
+        seen = [c.created_at for c in used_by if c.created_at]
+        if image.id in last_used:
+            seen.append(last_used[image.id])
+        images.append(
+            ImageUsage(
+                id=image.id,
+                refs=(*image.repo_tags, *image.repo_digests) or (image.id,),
+                size=graph.bytes_of(closure),
+                shared_size=graph.bytes_of(n for n in closure if reach_count[n] > 1),
+                cri_size=image.cri_size,
+                containers=len(used_by),
+                created_at=image.created_at,
+                last_used=max(seen) if seen else None,
+                pinned=image_is_protected(inventory, image.id),
+            )
+        )
+    all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()
+    counts = ReferenceCounts(graph, all_roots(inventory, now))
+    image_freed = 0
+    for usage in images:
+        if usage.containers == 0 and not usage.pinned:
+            image_freed += graph.bytes_of(counts.remove(f"image:{usage.id}"))
+    image_row = UsageRow(
+        total=len(images),
+        active=sum(1 for i in images if i.containers),
+        size=graph.bytes_of(all_image_nodes),
+        reclaimable=image_freed,
+    )
+
+    # Containers: their read-write layers -------------------------------------------------------------------
+    rw = {c.id: graph.size.get(snapshot_node(c.snapshot_key), 0) if c.snapshot_key else 0 for c in inventory.containers}
+    counts = ReferenceCounts(graph, all_roots(inventory, now))
+    container_freed = 0
+    for c in inventory.containers:
+        if c.state == "EXITED":
+            container_freed += graph.bytes_of(counts.remove(f"container:{c.id}"))
+    container_row = UsageRow(
+        total=len(inventory.containers),
+        active=sum(1 for c in inventory.containers if c.running),
+        size=sum(rw.values()),
+        reclaimable=container_freed,
+    )
+
+    # Snapshots and content: orphans are reclaimable ----------------------------------------------------------
+    orphans = graph.orphans(now)
+    snap_nodes = [snapshot_node(s.key) for s in inventory.snapshots]
+    blob_nodes = [content_node(b.digest) for b in inventory.blobs]
+    snapshot_row = UsageRow(
+        total=len(snap_nodes),
+        active=sum(1 for n in snap_nodes if n not in orphans),
+        size=graph.bytes_of(snap_nodes),
+        reclaimable=graph.bytes_of(n for n in snap_nodes if n in orphans),
+    )
+    content_row = UsageRow(
+        total=len(blob_nodes),
+        active=sum(1 for n in blob_nodes if n not in orphans),
+        size=graph.bytes_of(blob_nodes),
+        reclaimable=graph.bytes_of(n for n in blob_nodes if n in orphans),
+    )
+
+    # Logs -----------------------------------------------------------------------------------------------------
+    logs_row = UsageRow(
+        total=len(inventory.logs),
+        active=sum(1 for f in inventory.logs if f.live),
+        size=sum(f.size for f in inventory.logs),
+        reclaimable=sum(f.size for f in inventory.logs if f.orphaned),
+    )
+
+    images.sort(key=lambda i: (-i.size, i.id))
+    return DiskReport(
+        rows={
+            "images": image_row,
+            "containers": container_row,
+            "snapshots": snapshot_row,
+            "content": content_row,
+            "logs": logs_row,
+        },
+        images=tuple(images),
+        file_systems=inventory.file_systems,
+        warnings=inventory.warnings,
+    )
