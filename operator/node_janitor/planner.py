@@ -1,0 +1,316 @@
+"""Pure decisions: inventory + settings + now -> an ordered plan with the exact bytes each action frees.
+
+No I/O here. The planner follows containerd's reference graph (see `inventory`), so each action's bytes are
+what it frees given every action before it: removing image A frees only what no remaining image, container,
+lease or gc.root label still reaches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from node_janitor.inventory import (
+    ImageEntry,
+    Inventory,
+    Node,
+    ReferenceCounts,
+    all_roots,
+    content_node,
+    snapshot_node,
+)
+
+UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
+
+
+class ActionKind(StrEnum):
+    DELETE_LEASE = "delete-lease"
+    REMOVE_SNAPSHOT = "remove-snapshot"
+    DELETE_CONTENT = "delete-content"
+    REMOVE_CONTAINER = "remove-container"
+    REMOVE_IMAGE = "remove-image"
+    DISCARD_LAYER = "discard-layer"
+
+
+class Reason(StrEnum):
+    EXPIRED_LEASE = "expired-lease"
+    ORPHAN = "orphan"
+    EXITED_CONTAINER = "exited-container"
+    DANGLING = "dangling-under-pressure"
+    LEAST_RECENTLY_USED = "lru-under-pressure"
+    MAX_UNUSED_AGE = "unused-too-long"
+    UNPACKED_LAYER = "unpacked-layer"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    """The parsed, validated parts of an effective policy that the planner uses."""
+
+    high_percent: float = 85
+    low_percent: float = 75
+    inodes_high_percent: float = 90
+    inodes_low_percent: float = 80
+    images_enabled: bool = True
+    min_age: timedelta = timedelta(minutes=2)
+    max_unused_age: timedelta | None = None
+    keep: tuple[str, ...] = ()
+    remove_dangling: bool = True
+    max_deletions_per_run: int | None = None
+    remove_orphan_snapshots: bool = True
+    remove_orphan_content: bool = True
+    discard_unpacked_layers: bool = False
+    remove_expired_leases: bool = True
+    remove_exited_after: timedelta | None = None
+    protected_images: tuple[str, ...] = ()  # refs the operator says are in use somewhere in the cluster
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low_percent < self.high_percent <= 100:
+            raise ValueError(f"lowPercent ({self.low_percent}) must be below highPercent ({self.high_percent})")
+        if not 0 <= self.inodes_low_percent < self.inodes_high_percent <= 100:
+            raise ValueError(
+                f"inodesLowPercent ({self.inodes_low_percent}) must be below "
+                f"inodesHighPercent ({self.inodes_high_percent})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: ActionKind
+    id: str  # image ID, container ID, lease ID, snapshot key or blob digest
+    reason: Reason
+    bytes: int  # what it frees, given the actions before it
+    inodes: int = 0
+    refs: tuple[str, ...] = ()  # an image's refs (all of its records are removed)
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """How far the image file system must shrink: 0 when it is below its high watermarks."""
+
+    bytes: int = 0
+    inodes: int = 0
+    used_percent: float = 0.0
+    inodes_used_percent: float = 0.0
+
+    @property
+    def under_pressure(self) -> bool:
+        return self.bytes > 0 or self.inodes > 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    target: Target
+    skipped: Mapping[str, str] = field(default_factory=dict)  # image ID -> why it was not planned
+
+    @property
+    def planned_bytes(self) -> int:
+        return sum(a.bytes for a in self.actions)
+
+    @property
+    def reaches_target(self) -> bool:
+        return self.planned_bytes >= self.target.bytes and sum(a.inodes for a in self.actions) >= self.target.inodes
+
+
+def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "imagefs") -> Target:
+    """Bytes/inodes to free to bring the file system from above high to at or below low watermark."""
+    fs = next((f for f in inventory.file_systems if f.name == fs_name), None)
+    if fs is None:
+        return Target()
+    capacity = fs.used + fs.available
+    need_bytes = 0
+    if fs.used_percent > settings.high_percent:
+        need_bytes = fs.used - int(capacity * settings.low_percent / 100)
+    need_inodes = 0
+    if fs.inodes and fs.inodes_used_percent > settings.inodes_high_percent:
+        need_inodes = fs.inodes_used - int(fs.inodes * settings.inodes_low_percent / 100)
+    return Target(max(0, need_bytes), max(0, need_inodes), fs.used_percent, fs.inodes_used_percent)
+
+
+def image_protection(
+    inventory: Inventory, image: ImageEntry, settings: PlanSettings, now: datetime, in_use: bool
+) -> str | None:
+    """Why `image` must not be removed, or None when it may be."""
+    if in_use:
+        return "in use by a container"
+    if image.pinned:
+        return "pinned by the runtime"
+    if inventory.is_protected_sandbox_image(image):
+        return "sandbox (pause) image"
+    refs = (*image.repo_tags, *image.repo_digests, *image.names)
+    for pattern in settings.keep:
+        if any(fnmatch.fnmatchcase(ref, pattern) for ref in refs):
+            return f"kept by pattern {pattern!r}"
+    for ref in settings.protected_images:
+        if ref in refs or ref == image.id:
+            return "in use in the cluster"
+    if image.created_at is None or now - image.created_at < settings.min_age:
+        return f"younger than minAge {settings.min_age}"
+    return None
+
+
+def _node_inodes(inventory: Inventory) -> dict[Node, int]:
+    inodes = {snapshot_node(s.key): s.inodes for s in inventory.snapshots}
+    inodes.update({content_node(b.digest): 1 for b in inventory.blobs})
+    return inodes
+
+
+def plan_cleanup(
+    inventory: Inventory,
+    settings: PlanSettings,
+    now: datetime,
+    last_used: Mapping[str, datetime] | None = None,
+    target: Target | None = None,
+) -> Plan:
+    """The ordered plan. `last_used`: image ID -> when a container last used it (persisted by the agent)."""
+    target = target if target is not None else plan_target(inventory, settings)
+    graph = inventory.graph
+    inodes_of = _node_inodes(inventory)
+    counts = ReferenceCounts(graph, all_roots(inventory, now))
+    actions: list[Action] = []
+    freed_bytes = 0
+    freed_inodes = 0
+
+    def add(kind: ActionKind, ident: str, reason: Reason, nodes: Iterable[Node], **kw: object) -> None:
+        nonlocal freed_bytes, freed_inodes
+        node_list = list(nodes)
+        nbytes = graph.bytes_of(node_list)
+        ninodes = sum(inodes_of.get(n, 0) for n in node_list)
+        freed_bytes += nbytes
+        freed_inodes += ninodes
+        actions.append(Action(kind, ident, reason, nbytes, ninodes, **kw))  # type: ignore[arg-type]
+
+    # 1. Garbage: expired leases, then orphans nothing references (not even an expired lease).
+    if settings.remove_expired_leases:
+        for lease in sorted(inventory.leases, key=lambda x: x.id):
+            if lease.expired(now):
+                add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(f"lease:{lease.id}"))
+    orphans = graph.orphans(now) - frozenset(counts.count)  # what no remaining root reaches
+    if settings.remove_orphan_snapshots:
+        for key in _leaves_first(inventory, {n for n in orphans if n.startswith("snapshot:")}):
+            add(ActionKind.REMOVE_SNAPSHOT, key, Reason.ORPHAN, [snapshot_node(key)])
+    if settings.remove_orphan_content:
+        for node in sorted(n for n in orphans if n.startswith("content:")):
+            add(ActionKind.DELETE_CONTENT, node.removeprefix("content:"), Reason.ORPHAN, [node])
+
+    # 2. Exited containers past their grace (their images may become unused by it).
+    removed_containers: set[str] = set()
+    if settings.remove_exited_after is not None:
+        for c in sorted(inventory.containers, key=lambda x: x.id):
+            finished = c.finished_at or c.created_at
+            if (
+                c.cri
+                and not c.sandbox
+                and c.state == "EXITED"
+                and finished
+                and now - finished >= settings.remove_exited_after
+            ):
+                removed_containers.add(c.id)
+                add(
+                    ActionKind.REMOVE_CONTAINER,
+                    c.id,
+                    Reason.EXITED_CONTAINER,
+                    counts.remove(f"container:{c.id}"),
+                    detail=c.name,
+                )
+
+    # 3. Images: candidates, ordered dangling first, then least recently used, larger unique size first.
+    last_used = last_used or {}
+    users = inventory.image_users
+    skipped: dict[str, str] = {}
+    candidates: list[tuple[ImageEntry, datetime]] = []
+    if settings.images_enabled:
+        for image in inventory.images:
+            in_use = any(c.id not in removed_containers for c in users.get(image.id, ()))
+            why = image_protection(inventory, image, settings, now, in_use)
+            if why:
+                skipped[image.id] = why
+                continue
+            seen = [c.created_at for c in users.get(image.id, ()) if c.created_at]
+            if image.id in last_used:
+                seen.append(last_used[image.id])
+            candidates.append((image, max(seen) if seen else (image.created_at or now)))
+
+    deletions = 0
+    cap = settings.max_deletions_per_run
+
+    def take(image: ImageEntry, reason: Reason) -> None:
+        nonlocal deletions
+        deletions += 1
+        add(
+            ActionKind.REMOVE_IMAGE,
+            image.id,
+            reason,
+            counts.remove(f"image:{image.id}"),
+            refs=(*image.repo_tags, *image.repo_digests) or (image.id,),
+        )
+
+    taken: set[str] = set()
+    if settings.max_unused_age is not None:
+        for image, used in sorted(candidates, key=lambda iu: (iu[1], iu[0].id)):
+            if now - used >= settings.max_unused_age and (cap is None or deletions < cap):
+                take(image, Reason.MAX_UNUSED_AGE)
+                taken.add(image.id)
+
+    if target.under_pressure:
+
+        def order(item: tuple[ImageEntry, datetime]) -> tuple[int, datetime, int, str]:
+            image, used = item
+            dangling_first = 0 if (settings.remove_dangling and image.dangling) else 1
+            return (dangling_first, used, -graph.bytes_of(counts.would_free(f"image:{image.id}")), image.id)
+
+        for image, _ in sorted((c for c in candidates if c[0].id not in taken), key=order):
+            if freed_bytes >= target.bytes and freed_inodes >= target.inodes:
+                break
+            if cap is not None and deletions >= cap:
+                skipped[image.id] = f"maxDeletionsPerRun {cap} reached"
+                continue
+            take(image, Reason.DANGLING if settings.remove_dangling and image.dangling else Reason.LEAST_RECENTLY_USED)
+
+    # 4. Compressed copies of layers that are already unpacked (opt-in).
+    if settings.discard_unpacked_layers:
+        for digest in plan_discardable_layers(inventory, counts, now):
+            add(ActionKind.DISCARD_LAYER, digest, Reason.UNPACKED_LAYER, [content_node(digest)])
+
+    return Plan(tuple(actions), target, skipped)
+
+
+def plan_discardable_layers(inventory: Inventory, counts: ReferenceCounts, now: datetime) -> list[str]:
+    """Layer blobs (`containerd.io/uncompressed` labelled) whose every remaining image is unpacked.
+
+    A blob an unexpired lease holds (a pull in progress) or that a not-unpacked image still needs is kept.
+    """
+    graph = inventory.graph
+    live_leases: set[Node] = set()
+    for closure in graph.lease_closures(now, expired=False).values():
+        live_leases |= closure
+    layer_blobs = {content_node(b.digest) for b in inventory.blobs if UNCOMPRESSED_LABEL in b.labels}
+    needed_by_packed: set[Node] = set()
+    remaining_images = [i for i in inventory.images if f"image:{i.id}" in counts.roots]
+    for image in remaining_images:
+        closure = graph.image_closures[image.id]
+        if not any(n.startswith("snapshot:") for n in closure):
+            needed_by_packed |= closure
+    discardable: set[Node] = set()
+    for image in remaining_images:
+        discardable |= graph.image_closures[image.id] & layer_blobs
+    return sorted(n.removeprefix("content:") for n in discardable - needed_by_packed - live_leases)
+
+
+def _leaves_first(inventory: Inventory, nodes: set[Node]) -> Sequence[str]:
+    """Snapshot keys ordered so that children come before their parents (containerd refuses otherwise)."""
+    keys = {n.removeprefix("snapshot:") for n in nodes}
+    parent = {s.key: s.parent for s in inventory.snapshots if s.key in keys}
+    depth: dict[str, int] = {}
+
+    def depth_of(key: str) -> int:
+        if key not in depth:
+            p = parent.get(key, "")
+            depth[key] = 1 + depth_of(p) if p in keys else 0
+        return depth[key]
+
+    return sorted(keys, key=lambda k: (-depth_of(k), k))
