@@ -1,0 +1,330 @@
+"""The one place that dials a runtime socket, calls RPCs and turns gRPC failures into our errors.
+
+`RpcChannel` is typed against the generated `.pyi` message stubs; `grpc` itself is untyped, so the
+`cast`s below are the only places where typing is taken on trust (the response deserializer is the
+response type's own `FromString`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import grpc
+
+from node_janitor.runtime.errors import (
+    AlreadyExistsError,
+    NotFoundError,
+    RuntimeClientError,
+    RuntimeTimeoutError,
+    RuntimeUnavailableError,
+    RuntimeVersionError,
+)
+
+DEFAULT_TIMEOUT = 30.0
+# ListImages on a node with thousands of images, or a big snapshot list, exceeds gRPC's 4 MiB default.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+Metadata = Sequence[tuple[str, str]]
+# A generated response message class. Its `FromString` (from protobuf's untyped base class) parses the
+# wire bytes; typing it as `type[ResponseT]` keeps the .pyi field types of the response.
+ResponseT = TypeVar("ResponseT")
+
+
+class Message(Protocol):
+    """What we need of a request message (generated protobuf classes have it)."""
+
+    def SerializeToString(self) -> bytes: ...
+
+
+class _Empty:
+    """google.protobuf.Empty as a request: it encodes to zero bytes."""
+
+    def SerializeToString(self) -> bytes:
+        return b""
+
+
+class NoResponse:
+    """google.protobuf.Empty (or any response we do not read) as a response."""
+
+    @classmethod
+    def FromString(cls, data: bytes) -> NoResponse:
+        return cls()
+
+
+EMPTY: Message = _Empty()
+
+
+def _parser(response_type: type[ResponseT]) -> Any:
+    return cast(Any, response_type).FromString
+
+
+def socket_path(address: str) -> str:
+    """`/run/containerd/containerd.sock`, `unix:///run/...` or `unix:/run/...` -> the path."""
+    for prefix in ("unix://", "unix:"):
+        if address.startswith(prefix):
+            return address[len(prefix) :]
+    return address
+
+
+def check_socket(path: str, peer: str) -> None:
+    """Fail with a precise one-line message unless `path` is a unix socket someone listens on."""
+    problem = diagnose_socket(path, peer)
+    if problem:
+        raise RuntimeUnavailableError(problem, address=path)
+
+
+def diagnose_socket(path: str, peer: str) -> str | None:
+    """What is wrong with `path` as a `peer` socket, or None if a connection succeeds."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"{peer} socket {path} does not exist"
+    except PermissionError:
+        return f"{peer} socket {path} cannot be examined: permission denied"
+    except OSError as exc:
+        return f"{peer} socket {path} cannot be examined: {exc.strerror}"
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{peer} socket {path} is not a unix socket (it is {_file_kind(st.st_mode)})"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2.0)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                return f"nobody is listening on {peer} socket {path} (connection refused)"
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return f"{peer} socket {path}: permission denied"
+            return f"{peer} socket {path}: cannot connect: {exc.strerror or exc}"
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a socket"
+
+
+class RpcChannel:
+    """A grpc.aio channel to one unix socket, with typed calls and error mapping.
+
+    `peer` names the server in messages ("containerd", "CRI runtime"); `api` is what a server that
+    answers UNIMPLEMENTED is said not to serve (e.g. "CRI runtime.v1").
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        peer: str,
+        api: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.path = socket_path(address)
+        self.peer = peer
+        self.api = api
+        self.timeout = timeout
+        self._max_message_bytes = max_message_bytes
+        self._channel: Any = None
+
+    # ---- life cycle ----
+
+    def open(self) -> None:
+        """Check the socket (precise message if it is wrong), then create the channel."""
+        if self._channel is not None:
+            return
+        check_socket(self.path, self.peer)
+        self._channel = grpc.aio.insecure_channel(
+            f"unix://{self.path}",
+            options=[
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+            ],
+        )
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._channel is None
+
+    def _require(self) -> Any:
+        if self._channel is None:
+            self.open()
+        return self._channel
+
+    # ---- calls ----
+
+    async def unary(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[ResponseT],
+        *,
+        metadata: Metadata = (),
+        deadline: float | None = None,
+    ) -> ResponseT:
+        """Call `/package.Service/Method` and return its response."""
+        callable_ = self._require().unary_unary(
+            method,
+            request_serializer=_serialize,
+            response_deserializer=_parser(response_type),
+        )
+        seconds = self.timeout if deadline is None else deadline
+        try:
+            response = await callable_(request, timeout=seconds, metadata=tuple(metadata))
+        except grpc.aio.AioRpcError as exc:
+            raise self.map_error(exc, method, seconds) from None
+        return cast(ResponseT, response)
+
+    async def server_stream(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[ResponseT],
+        *,
+        metadata: Metadata = (),
+        deadline: float | None = None,
+    ) -> AsyncIterator[ResponseT]:
+        """Call a server-streaming method and yield its responses."""
+        callable_ = self._require().unary_stream(
+            method,
+            request_serializer=_serialize,
+            response_deserializer=_parser(response_type),
+        )
+        seconds = self.timeout if deadline is None else deadline
+        call = callable_(request, timeout=seconds, metadata=tuple(metadata))
+        try:
+            async for response in call:
+                yield cast(ResponseT, response)
+        except grpc.aio.AioRpcError as exc:
+            raise self.map_error(exc, method, seconds) from None
+        finally:
+            call.cancel()
+
+    def stream_stream(
+        self,
+        method: str,
+        response_type: type[ResponseT],
+        *,
+        metadata: Metadata = (),
+        deadline: float | None = None,
+    ) -> BidiCall[ResponseT]:
+        """Open a bidirectional stream; use `write`, `read` and `done_writing` on the result."""
+        callable_ = self._require().stream_stream(
+            method,
+            request_serializer=_serialize,
+            response_deserializer=_parser(response_type),
+        )
+        seconds = self.timeout if deadline is None else deadline
+        return BidiCall(self, method, seconds, callable_(timeout=seconds, metadata=tuple(metadata)))
+
+    # ---- errors ----
+
+    def map_error(self, exc: Any, method: str, deadline: float | None) -> RuntimeClientError:
+        """Turn a grpc.aio.AioRpcError into one of our errors, with a one-line message."""
+        return self.map_status(exc.code(), exc.details(), method, deadline)
+
+    def map_status(self, code: Any, details: str | None, method: str, deadline: float | None) -> RuntimeClientError:
+        """Turn a gRPC status (code, details) into one of our errors, with a one-line message."""
+        details = " ".join(str(details or "").split())
+        name = method.rsplit(".", 1)[-1]  # "Images/List"
+        where = dict(address=self.path, method=method.lstrip("/"), code=code.name)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return RuntimeUnavailableError(self._unavailable_message(details), **where)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return RuntimeTimeoutError(self._timeout_message(name, deadline), **where)
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return RuntimeVersionError(
+                f"{self.peer} at {self.path} does not serve {self.api} ({name}: {details or 'unimplemented'})",
+                **where,
+            )
+        if code == grpc.StatusCode.NOT_FOUND:
+            return NotFoundError(f"{self.peer} at {self.path}: {name}: {details or 'not found'}", **where)
+        if code == grpc.StatusCode.ALREADY_EXISTS:
+            return AlreadyExistsError(f"{self.peer} at {self.path}: {name}: {details or 'already exists'}", **where)
+        return RuntimeClientError(f"{self.peer} at {self.path}: {name} failed: {code.name}: {details}", **where)
+
+    def _unavailable_message(self, details: str) -> str:
+        problem = diagnose_socket(self.path, self.peer)
+        if problem:
+            return problem
+        if "http1.x server" in details or "Failed parsing HTTP/2" in details:
+            return f"{self.peer} socket {self.path} is not a gRPC server (it answered in HTTP/1.x)"
+        if "failed to connect to all addresses" in details:
+            reason = details.rsplit(": ", 1)[-1]
+            return f"{self.peer} socket {self.path} is not a gRPC server (connection failed: {reason})"
+        return f"{self.peer} at {self.path} is unavailable: {details}"
+
+    def _timeout_message(self, name: str, deadline: float | None) -> str:
+        state = self._channel.get_state(try_to_connect=False) if self._channel is not None else None
+        within = f"within {deadline:g}s" if deadline is not None else "in time"
+        if state is not None and state != grpc.ChannelConnectivity.READY:
+            return (
+                f"{self.peer} socket {self.path} accepted the connection but no gRPC handshake "
+                f"completed {within} (not a gRPC server, or it is hung)"
+            )
+        return f"{self.peer} at {self.path} did not answer {name} {within}"
+
+
+class BidiCall(Generic[ResponseT]):
+    """A bidirectional stream with errors mapped like unary calls."""
+
+    def __init__(self, rpc: RpcChannel, method: str, deadline: float | None, call: Any) -> None:
+        self._rpc = rpc
+        self._method = method
+        self._deadline = deadline
+        self._call = call
+
+    async def write(self, request: Message) -> None:
+        try:
+            await self._call.write(request)
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc.map_error(exc, self._method, self._deadline) from None
+        except grpc.aio.UsageError:  # the server ended the stream: its status tells why
+            await self._raise_status()
+            raise
+
+    async def read(self) -> ResponseT:
+        try:
+            response = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc.map_error(exc, self._method, self._deadline) from None
+        if response is grpc.aio.EOF:
+            await self._raise_status()
+            raise RuntimeClientError(
+                f"{self._rpc.peer} at {self._rpc.path}: {self._method.lstrip('/')} ended the stream early",
+                address=self._rpc.path,
+                method=self._method.lstrip("/"),
+            )
+        return cast(ResponseT, response)
+
+    async def done_writing(self) -> None:
+        await self._call.done_writing()
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    async def _raise_status(self) -> None:
+        code = await self._call.code()
+        if code != grpc.StatusCode.OK:
+            details = await self._call.details()
+            raise self._rpc.map_status(code, details, self._method, self._deadline) from None
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
