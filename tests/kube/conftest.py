@@ -1,0 +1,19 @@
+"""Fixtures of the Kubernetes tests: one real control plane for the session (`kube`), with our CRDs applied
+(`crds`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.kube import REPO, ControlPlane
+from testbed.kube import kube as kube
+
+CRD_NAMES = ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io")
+
+
+@pytest.fixture(scope="session")
+def crds(kube: ControlPlane) -> tuple[str, ...]:
+    """`kubectl apply -f crds/`, waited until Established; returns the CRD names."""
+    kube.kubectl("apply", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    return CRD_NAMES

@@ -1,0 +1,526 @@
+"""A real Kubernetes control plane for tests: etcd, kube-apiserver and kube-controller-manager on loopback.
+
+    with ControlPlane(workdir, find_binaries()) as kube:
+        kube.kubectl("get", "namespaces")
+        CoreV1Api(kube.api_client).list_node()
+
+- The binaries come from `hack/build-k8s.sh` (cached in ~/.cache/node-janitor/<component>-<version>/);
+  `find_binaries()` runs that script when one is missing.
+- Certificates are generated with the `openssl` CLI into the work directory: a CA, the apiserver's serving
+  certificate, client certificates for an admin (system:masters) and the controller manager, and a
+  service-account signing key (so ServiceAccount tokens work). Authorization is RBAC; the admin kubeconfig
+  verifies the apiserver's certificate.
+- Every process runs in its own session with a parent-death signal (setpriv --pdeathsig KILL), and `stop()`
+  (also run when `start()` fails, and at interpreter exit) terminates them and waits: no process outlives
+  the test session, even when it is killed.
+- `kube` is a session-scoped pytest fixture; a conftest re-exports it with `from testbed.kube import kube`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import yaml
+
+__all__ = [
+    "REPO",
+    "Binaries",
+    "ControlPlane",
+    "ControlPlaneError",
+    "KubectlError",
+    "cache_dir",
+    "find_binaries",
+    "kube",
+]
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "build-k8s.sh"
+SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started (the message holds the failing component's log tail)."""
+
+
+class KubectlError(RuntimeError):
+    def __init__(self, args: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
+        self.result = result
+        super().__init__(
+            f"kubectl {' '.join(args)} exited with {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+
+
+# --- binaries ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    helm: Path
+
+    def missing(self) -> list[Path]:
+        return [p for p in (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.helm) if not _is_exe(p)]
+
+
+def cache_dir() -> Path:
+    """Where hack/build-k8s.sh puts the binaries (same rule as the script)."""
+    if "NODE_JANITOR_CACHE" in os.environ:
+        return Path(os.environ["NODE_JANITOR_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "node-janitor"
+
+
+def _module_version(module_dir: str, module: str) -> str:
+    """The version the wrapper module hack/<module_dir> requires of `module` (as build-k8s.sh reads it)."""
+    text = (REPO / "hack" / module_dir / "go.mod").read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", text, re.MULTILINE)
+    if match is None:
+        raise ControlPlaneError(f"{module} not found in hack/{module_dir}/go.mod")
+    return match.group(1)
+
+
+def find_binaries(build: bool = True) -> Binaries:
+    """The cached binaries; runs hack/build-k8s.sh first if any is missing (minutes on a cold machine)."""
+    root = cache_dir()
+    k8s = _module_version("k8s", "k8s.io/kubernetes")
+    etcd = _module_version("etcd", "go.etcd.io/etcd/server/v3")
+    helm = _module_version("helm", "helm.sh/helm/v3")
+    binaries = Binaries(
+        etcd=root / f"etcd-{etcd}" / "etcd",
+        kube_apiserver=root / f"kube-apiserver-{k8s}" / "kube-apiserver",
+        kube_controller_manager=root / f"kube-controller-manager-{k8s}" / "kube-controller-manager",
+        helm=root / f"helm-{helm}" / "helm",
+    )
+    if binaries.missing() and build:
+        subprocess.run([str(BUILD_SCRIPT)], check=True)
+    if missing := binaries.missing():
+        raise ControlPlaneError(f"missing binaries {[str(p) for p in missing]}; run hack/build-k8s.sh")
+    return binaries
+
+
+def _is_exe(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+# --- certificates (openssl CLI) ------------------------------------------------------------------------
+
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign, digitalSignature
+subjectKeyIdentifier = hash
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = {usages}
+authorityKeyIdentifier = keyid
+{san}
+"""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ControlPlaneError(f"openssl {' '.join(args)} failed:\n{result.stderr}")
+
+
+def _new_key_args(key: str) -> list[str]:
+    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key]
+
+
+@dataclass(frozen=True)
+class _Pki:
+    """The test bed's certificates and keys, all files in one directory."""
+
+    directory: Path
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    def create(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "openssl.cnf").write_text(_OPENSSL_CONFIG.format(usages="serverAuth", san=""))
+        _openssl(
+            "req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *_new_key_args("ca.key"),
+            "-subj", "/CN=node-janitor-test-ca", "-days", "30", "-out", "ca.crt", cwd=d,
+        )  # fmt: skip
+        sans = ["IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"]  # fmt: skip
+        self._leaf("apiserver", "/CN=kube-apiserver", "serverAuth", sans)
+        self._leaf("controller-manager-serving", "/CN=kube-controller-manager", "serverAuth", ["IP:127.0.0.1"])
+        self._leaf("admin", "/O=system:masters/CN=kubernetes-admin", "clientAuth")
+        self._leaf("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
+        _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key", cwd=d)
+        _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+        for key in d.glob("*.key"):
+            key.chmod(0o600)
+
+    def _leaf(self, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
+        d = self.directory
+        san = f"subjectAltName = {', '.join(sans)}" if sans else ""
+        (d / f"{name}.cnf").write_text(_OPENSSL_CONFIG.format(usages=usage, san=san))
+        _openssl("req", "-new", "-config", f"{name}.cnf", *_new_key_args(f"{name}.key"), "-subj", subject,
+                 "-out", f"{name}.csr", cwd=d)  # fmt: skip
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", str(secrets.randbits(63)), "-days", "30", "-extfile", f"{name}.cnf",
+            "-extensions", "leaf", "-out", f"{name}.crt", cwd=d,
+        )  # fmt: skip
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _kubeconfig(server: str, pki: _Pki, user: str, client: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "node-janitor-test", "cluster": {"server": server,
+                                                          "certificate-authority-data": _b64(pki.path("ca.crt"))}}
+            ],
+            "users": [
+                {"name": user, "user": {"client-certificate-data": _b64(pki.path(f"{client}.crt")),
+                                        "client-key-data": _b64(pki.path(f"{client}.key"))}}
+            ],
+            "contexts": [{"name": user, "context": {"cluster": "node-janitor-test", "user": user}}],
+            "current-context": user,
+        },
+        sort_keys=False,
+    )  # fmt: skip
+
+
+# --- processes ------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class _Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def log_tail(self, lines: int = 40) -> str:
+        self.log_file.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def rss_bytes(self) -> int:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+
+_PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
+@dataclass(eq=False)
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager, started by `start()` (or `with`)."""
+
+    workdir: Path
+    binaries: Binaries
+    wait_for_controllers: bool = True
+    """Also wait until kube-controller-manager has run its controllers once (the `default` ServiceAccount
+    exists), so tests never race it."""
+    startup_timeout: float = 60.0
+    extra_apiserver_args: Sequence[str] = ()
+
+    kubeconfig: Path = field(init=False)
+    """The admin's kubeconfig (system:masters; verifies the apiserver's certificate)."""
+    server: str = field(init=False, default="")
+    """https://127.0.0.1:<port>"""
+    startup_seconds: float = field(init=False, default=0.0)
+    """How long `start()` took, up to a ready control plane."""
+    timings: dict[str, float] = field(init=False, default_factory=dict)
+    """Seconds from the start of `start()` to each step: certs, etcd, apiserver, controller-manager."""
+    _components: list[_Component] = field(init=False, default_factory=list)
+    _pki: _Pki = field(init=False)
+    _api_client: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self._pki = _Pki(self.workdir / "pki")
+
+    # lifecycle
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Starts everything and waits until ready; on any failure stops what was started and raises."""
+        started = time.monotonic()
+        _live.add(self)
+        try:
+            self._start(started)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def _start(self, started: float) -> None:
+        def mark(step: str) -> None:
+            self.timings[step] = round(time.monotonic() - started, 3)
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._pki.create()
+        pki = self._pki.path
+        mark("certs")
+
+        etcd_port, peer_port, api_port, kcm_port = (_free_port() for _ in range(4))
+        etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
+        etcd = self._spawn("etcd", [
+            str(self.binaries.etcd), "--name=test", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=test={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
+            # one member: nobody to wait for, so elect it at once instead of after the default 1 s
+            "--heartbeat-interval=10", "--election-timeout=100",
+        ])  # fmt: skip
+        self._wait(etcd, lambda: _http_ok(f"{etcd_url}/health"), "healthy")
+        mark("etcd")
+
+        self.server = f"https://127.0.0.1:{api_port}"
+        apiserver = self._spawn("kube-apiserver", [
+            str(self.binaries.kube_apiserver), f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--cert-dir={self.workdir / 'apiserver'}",
+            f"--tls-cert-file={pki('apiserver.crt')}", f"--tls-private-key-file={pki('apiserver.key')}",
+            f"--client-ca-file={pki('ca.crt')}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki('sa.pub')}", f"--service-account-signing-key-file={pki('sa.key')}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=RBAC",
+            "--allow-privileged=true", "--profiling=false", *self.extra_apiserver_args,
+        ])  # fmt: skip
+        self.kubeconfig.write_text(_kubeconfig(self.server, self._pki, "admin", "admin"))
+        self.kubeconfig.chmod(0o600)
+        context = ssl.create_default_context(cafile=str(pki("ca.crt")))
+        context.load_cert_chain(str(pki("admin.crt")), str(pki("admin.key")))
+        self._wait(apiserver, lambda: _http_ok(f"{self.server}/readyz", context), "ready (/readyz)")
+        mark("apiserver")
+
+        kcm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
+        kcm_kubeconfig.write_text(_kubeconfig(self.server, self._pki, "system:kube-controller-manager",
+                                              "controller-manager"))  # fmt: skip
+        kcm = self._spawn("kube-controller-manager", [
+            str(self.binaries.kube_controller_manager), f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}", f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
+            f"--tls-cert-file={pki('controller-manager-serving.crt')}",
+            f"--tls-private-key-file={pki('controller-manager-serving.key')}",
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki('sa.key')}", f"--root-ca-file={pki('ca.crt')}",
+            f"--cluster-signing-cert-file={pki('ca.crt')}", f"--cluster-signing-key-file={pki('ca.key')}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
+        ])  # fmt: skip
+        kcm_context = ssl.create_default_context(cafile=str(pki("ca.crt")))
+        self._wait(kcm, lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", kcm_context), "healthy")
+        mark("controller-manager-healthy")
+        if self.wait_for_controllers:
+            default_sa = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
+            self._wait(kcm, lambda: _http_ok(default_sa, context), "running controllers (default ServiceAccount)")
+        mark("controller-manager")
+
+    def stop(self) -> None:
+        """Stops every process (SIGTERM, then SIGKILL after 10 s), newest first, and waits for each."""
+        if self._api_client is not None:
+            with contextlib.suppress(Exception):
+                self._api_client.close()
+            self._api_client = None
+        for component in reversed(self._components):
+            _terminate(component.process)
+            component.log_file.close()
+        self._components.clear()
+        _live.discard(self)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.process.pid for c in self._components}
+
+    def rss_bytes(self) -> dict[str, int]:
+        """Resident memory of each running process."""
+        return {c.name: c.rss_bytes() for c in self._components}
+
+    def log_path(self, component: str) -> Path:
+        return self.workdir / f"{component}.log"
+
+    def _spawn(self, name: str, command: list[str]) -> _Component:
+        log_path = self.log_path(name)
+        log_file = log_path.open("ab")
+        try:
+            process = subprocess.Popen(
+                [*_PDEATHSIG, *command],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.workdir,
+            )  # fmt: skip
+        except BaseException:
+            log_file.close()
+            raise
+        component = _Component(name, process, log_path, log_file)
+        self._components.append(component)
+        return component
+
+    def _wait(self, component: _Component, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if component.process.poll() is not None:
+                raise ControlPlaneError(
+                    f"{component.name} exited with {component.process.returncode} before it was {what}; "
+                    f"its log ({component.log_path}) ends with:\n{component.log_tail()}"
+                )
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"{component.name} not {what} after {self.startup_timeout:.0f}s; "
+                    f"its log ({component.log_path}) ends with:\n{component.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    # clients
+
+    def token_kubeconfig(self, token: str, name: str = "token") -> Path:
+        """A kubeconfig for this cluster that authenticates with a bearer token (e.g. a ServiceAccount's),
+        verifying the apiserver's certificate like the admin's does."""
+        path = self.workdir / f"{name}.kubeconfig"
+        config = yaml.safe_load(_kubeconfig(self.server, self._pki, name, "admin"))
+        config["users"] = [{"name": name, "user": {"token": token}}]
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs kubectl (as the admin unless another `kubeconfig` is given); raises KubectlError (with its
+        output) on failure if `check`."""
+        kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
+        config = kubeconfig or self.kubeconfig
+        result = subprocess.run(
+            [kubectl, f"--kubeconfig={config}", f"--cache-dir={self.workdir / 'kubectl-cache'}", *args],
+            input=input, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise KubectlError(args, result)
+        return result
+
+    def kubectl_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
+        """`kubectl <args> -o json`, parsed."""
+        return json.loads(self.kubectl(*args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Runs helm against this cluster, with its cache/config/data kept in the work directory."""
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": str(self.workdir / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(self.workdir / "helm" / "config"),
+            "HELM_DATA_HOME": str(self.workdir / "helm" / "data"),
+        }
+        result = subprocess.run(
+            [str(self.binaries.helm), *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(["(helm)", *args], result)
+        return result
+
+    @property
+    def api_client(self) -> Any:
+        """A `kubernetes.client.ApiClient` for the admin (created on first use, closed by `stop()`)."""
+        if self._api_client is None:
+            from kubernetes import config
+
+            self._api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
+        return self._api_client
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ssl.SSLError):
+        return False
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group (it leads its own session), SIGKILL after 10 s, and reap it."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+_live: weakref.WeakSet[ControlPlane] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for control_plane in list(_live):
+        control_plane.stop()
+
+
+# --- pytest -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane for the whole test session (ready in seconds once the binaries are cached)."""
+    binaries = find_binaries()
+    with ControlPlane(tmp_path_factory.mktemp("kube"), binaries) as control_plane:
+        yield control_plane
