@@ -5,6 +5,12 @@ Our own subset of the upstream `.proto` files lives in `protos/`, the stubs gene
 here: `CriClient`, `ContainerdClient`, the records they return and the errors they raise.
 """
 
+from node_janitor.runtime.containerd import (
+    DEFAULT_CONTAINERD_ADDRESS,
+    DEFAULT_NAMESPACE,
+    DEFAULT_SNAPSHOTTER,
+    ContainerdClient,
+)
 from node_janitor.runtime.cri import DEFAULT_CRI_ADDRESS, CriClient
 from node_janitor.runtime.errors import (
     AlreadyExistsError,
@@ -15,6 +21,9 @@ from node_janitor.runtime.errors import (
     RuntimeVersionError,
 )
 from node_janitor.runtime.records import (
+    BlobInfo,
+    ContainerdVersion,
+    ContainerRecord,
     ContainerSpec,
     ContainerState,
     ContainerStats,
@@ -24,19 +33,36 @@ from node_janitor.runtime.records import (
     CriSandbox,
     CriStatus,
     CriVersion,
+    Descriptor,
     FilesystemUsage,
     ImageFsInfo,
+    ImageRecord,
+    IngestStatus,
+    Lease,
+    LeaseResource,
+    Mount,
+    Namespace,
     PodSandboxSpec,
     RuntimeCondition,
     SandboxState,
+    SnapshotInfo,
+    SnapshotKind,
+    SnapshotUsage,
 )
 
 __all__ = [
+    "DEFAULT_CONTAINERD_ADDRESS",
     "DEFAULT_CRI_ADDRESS",
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_SNAPSHOTTER",
     "AlreadyExistsError",
+    "BlobInfo",
+    "ContainerRecord",
     "ContainerSpec",
     "ContainerState",
     "ContainerStats",
+    "ContainerdClient",
+    "ContainerdVersion",
     "CriClient",
     "CriContainer",
     "CriContainerStatus",
@@ -44,8 +70,15 @@ __all__ = [
     "CriSandbox",
     "CriStatus",
     "CriVersion",
+    "Descriptor",
     "FilesystemUsage",
     "ImageFsInfo",
+    "ImageRecord",
+    "IngestStatus",
+    "Lease",
+    "LeaseResource",
+    "Mount",
+    "Namespace",
     "NotFoundError",
     "PodSandboxSpec",
     "RuntimeClientError",
@@ -54,4 +87,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "RuntimeVersionError",
     "SandboxState",
+    "SnapshotInfo",
+    "SnapshotKind",
+    "SnapshotUsage",
 ]

@@ -316,6 +316,19 @@ class BidiCall(Generic[ResponseT]):
     async def done_writing(self) -> None:
         await self._call.done_writing()
 
+    async def finish(self) -> None:
+        """Half-close and wait until the server ended the stream; raise if it ended with an error.
+
+        gRPC delivers the status only after every message was read, so the rest is read and dropped.
+        """
+        await self._call.done_writing()
+        try:
+            while await self._call.read() is not grpc.aio.EOF:
+                pass
+        except grpc.aio.AioRpcError as exc:
+            raise self._rpc.map_error(exc, self._method, self._deadline) from None
+        await self._raise_status()
+
     def cancel(self) -> None:
         self._call.cancel()
 

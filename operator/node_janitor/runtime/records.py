@@ -39,6 +39,7 @@ class RuntimeCondition:
 @dataclass(frozen=True, slots=True)
 class CriStatus:
     conditions: tuple[RuntimeCondition, ...]
+    info: Mapping[str, str] = field(default_factory=dict, hash=False)  # only from a verbose status
 
     def condition(self, type_: str) -> RuntimeCondition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -80,8 +81,8 @@ class CriContainer:
     pod_sandbox_id: str
     name: str
     attempt: int
-    image: str  # the ImageSpec image (usually the image ID for containerd)
-    image_ref: str
+    image: str  # the image as the container was created with (the kubelet passes the image ID)
+    image_ref: str  # the image ID the runtime resolved it to
     state: ContainerState
     created_at: datetime
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
@@ -275,7 +276,11 @@ class LeaseResource:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRecord:
-    """A containerd container record (CRI's, or one made by ctr/nerdctl): it holds an image and a snapshot."""
+    """A containerd container record (CRI's, or one made by ctr/nerdctl).
+
+    For containerd's GC it is a root of its snapshot (and of any `containerd.io/gc.ref.*` labels), not of
+    its image: the image record keeps the image.
+    """
 
     id: str
     image: str
