@@ -20,6 +20,7 @@ from node_janitor.runtime import (
     LeaseResource,
     NotFoundError,
     RuntimeClientError,
+    RuntimeUnavailableError,
 )
 
 pytestmark = pytest.mark.containerd
@@ -56,6 +57,18 @@ async def test_version_and_namespaces(containerd_bed: ContainerdBed) -> None:
         assert version.version.startswith("1.") and version.revision
         assert "k8s.io" in {n.name for n in await ctrd.list_namespaces()}
     assert ctrd._rpc.closed  # the channel goes with the context
+
+
+async def test_ttrpc_socket_is_not_mistaken_for_grpc(containerd_bed: ContainerdBed) -> None:
+    # containerd's other socket speaks ttrpc (what shims use), not gRPC: a plausible wrong path.
+    ttrpc = containerd_bed.address + ".ttrpc"
+    with pytest.raises(RuntimeUnavailableError) as err:
+        async with ContainerdClient(ttrpc, timeout=1) as ctrd:
+            await ctrd.version()
+    assert str(err.value) == (
+        f"containerd socket {ttrpc} accepted the connection but no gRPC handshake completed within 1s "
+        "(not a gRPC server, or it is hung)"
+    )
 
 
 async def test_image_records(containerd_bed: ContainerdBed) -> None:
@@ -328,3 +341,24 @@ async def test_namespace_header_scopes_everything(containerd_bed: ContainerdBed)
 
     async with ContainerdClient(containerd_bed.address, namespace="nj-other") as direct:
         assert await direct.list_images() == []
+
+
+async def test_list_larger_than_grpc_default_message_size(containerd_bed: ContainerdBed) -> None:
+    """A node with thousands of images answers List with more than gRPC's default 4 MiB."""
+    image = _import(containerd_bed, "example.com/ctrd/many:v1")
+    async with ContainerdClient(containerd_bed.address) as ctrd:
+        target = (await ctrd.get_image("example.com/ctrd/many:v1")).target
+        note = "x" * 4000  # containerd takes up to 4096 bytes per label
+
+        async def create(i: int) -> None:
+            await ctrd.create_image(f"example.com/ctrd/many-{i:04d}:v1", target, labels={"note": note})
+
+        for start in range(0, 1200, 100):
+            await asyncio.gather(*(create(i) for i in range(start, start + 100)))
+        names = {i.name for i in await ctrd.list_images()}
+        assert len(names) >= 1202 and image.id in names
+
+    async with ContainerdClient(containerd_bed.address, max_message_bytes=4 << 20) as small:
+        with pytest.raises(RuntimeClientError) as err:
+            await small.list_images()
+        assert err.value.code == "RESOURCE_EXHAUSTED"

@@ -247,7 +247,15 @@ class RpcChannel:
         if code == grpc.StatusCode.UNAVAILABLE:
             return RuntimeUnavailableError(self._unavailable_message(details), **where)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return RuntimeTimeoutError(self._timeout_message(name, deadline), **where)
+            within = f"within {deadline:g}s" if deadline is not None else "in time"
+            if not self._connected():
+                # Connected at the socket level, but HTTP/2 never started: not (or no longer) a gRPC server.
+                return RuntimeUnavailableError(
+                    f"{self.peer} socket {self.path} accepted the connection but no gRPC handshake completed "
+                    f"{within} (not a gRPC server, or it is hung)",
+                    **where,
+                )
+            return RuntimeTimeoutError(f"{self.peer} at {self.path} did not answer {name} {within}", **where)
         if code == grpc.StatusCode.UNIMPLEMENTED:
             return RuntimeVersionError(
                 f"{self.peer} at {self.path} does not serve {self.api} ({name}: {details or 'unimplemented'})",
@@ -270,15 +278,10 @@ class RpcChannel:
             return f"{self.peer} socket {self.path} is not a gRPC server (connection failed: {reason})"
         return f"{self.peer} at {self.path} is unavailable: {details}"
 
-    def _timeout_message(self, name: str, deadline: float | None) -> str:
-        state = self._channel.get_state(try_to_connect=False) if self._channel is not None else None
-        within = f"within {deadline:g}s" if deadline is not None else "in time"
-        if state is not None and state != grpc.ChannelConnectivity.READY:
-            return (
-                f"{self.peer} socket {self.path} accepted the connection but no gRPC handshake "
-                f"completed {within} (not a gRPC server, or it is hung)"
-            )
-        return f"{self.peer} at {self.path} did not answer {name} {within}"
+    def _connected(self) -> bool:
+        if self._channel is None:
+            return True  # closed meanwhile: nothing to tell
+        return bool(self._channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY)
 
 
 class BidiCall(Generic[ResponseT]):
@@ -297,7 +300,7 @@ class BidiCall(Generic[ResponseT]):
             raise self._rpc.map_error(exc, self._method, self._deadline) from None
         except grpc.aio.UsageError:  # the server ended the stream: its status tells why
             await self._raise_status()
-            raise
+            raise self._ended_early() from None
 
     async def read(self) -> ResponseT:
         try:
@@ -306,12 +309,16 @@ class BidiCall(Generic[ResponseT]):
             raise self._rpc.map_error(exc, self._method, self._deadline) from None
         if response is grpc.aio.EOF:
             await self._raise_status()
-            raise RuntimeClientError(
-                f"{self._rpc.peer} at {self._rpc.path}: {self._method.lstrip('/')} ended the stream early",
-                address=self._rpc.path,
-                method=self._method.lstrip("/"),
-            )
+            raise self._ended_early()
         return cast(ResponseT, response)
+
+    def _ended_early(self) -> RuntimeClientError:
+        method = self._method.lstrip("/")
+        return RuntimeClientError(
+            f"{self._rpc.peer} at {self._rpc.path}: {method} ended the stream early",
+            address=self._rpc.path,
+            method=method,
+        )
 
     async def done_writing(self) -> None:
         await self._call.done_writing()
