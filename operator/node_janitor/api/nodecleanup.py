@@ -1,0 +1,185 @@
+"""NodeCleanup (nodejanitor.io/v1alpha1): one per node, named after it; the contract between the operator
+(which writes the spec: the node's effective policy) and the node's agent (which writes the status)."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+
+from node_janitor.api.fields import CEL_VALIDATIONS, ApiModel, NonEmptyString
+from node_janitor.api.meta import API_VERSION, Conditions, Resource, Timestamp, list_map
+from node_janitor.api.policy import PolicyRules
+
+__all__ = [
+    "FileSystemStatus",
+    "LastRun",
+    "NodeCleanup",
+    "NodeCleanupSpec",
+    "NodeCleanupStatus",
+    "PolicySource",
+    "RunTrigger",
+    "Usage",
+    "UsageEntry",
+]
+
+Count = Annotated[int, Field(ge=0)]
+Bytes = Annotated[int, Field(ge=0)]
+Percentage = Annotated[float, Field(ge=0, le=100)]
+RunTrigger = Literal["schedule", "pressure", "request", "watermark"]
+
+
+class PolicySource(ApiModel):
+    """A CleanupPolicy that contributed to the effective policy."""
+
+    name: NonEmptyString
+    """The CleanupPolicy's name."""
+    generation: Count
+    """The CleanupPolicy's .metadata.generation that was compiled."""
+    priority: int
+    """The CleanupPolicy's priority."""
+
+
+class NodeCleanupSpec(ApiModel):
+    """What the node's agent should do, compiled by the operator."""
+
+    node_name: NonEmptyString
+    """The node this object is for (also its name)."""
+    policy: PolicyRules = PolicyRules()
+    """The effective policy: the selecting CleanupPolicies merged by priority."""
+    sources: list[PolicySource] = []
+    """The CleanupPolicies the effective policy came from, highest priority first."""
+    protected_images: list[str] = []
+    """Image references in use anywhere in the cluster; the agent never removes them."""
+    run_request: str | None = None
+    """An opaque token; when the operator changes it the agent runs a cleanup at once."""
+
+
+class UsageEntry(ApiModel):
+    """Disk usage of one kind of object (a `docker system df` row)."""
+
+    total: Count = 0
+    """How many there are."""
+    active: Count = 0
+    """How many are in use."""
+    size: Bytes = 0
+    """Bytes they take on disk, shared data counted once."""
+    reclaimable: Bytes = 0
+    """Bytes removing the unused ones would free."""
+
+
+class Usage(ApiModel):
+    """The node's disk usage by kind of object."""
+
+    images: UsageEntry = UsageEntry()
+    """Container images."""
+    containers: UsageEntry = UsageEntry()
+    """Containers (their writable layers)."""
+    snapshots: UsageEntry = UsageEntry()
+    """containerd snapshots."""
+    content: UsageEntry = UsageEntry()
+    """containerd content store blobs."""
+    logs: UsageEntry = UsageEntry()
+    """Pod log files."""
+
+
+class FileSystemStatus(ApiModel):
+    """A file system the agent watches."""
+
+    name: NonEmptyString
+    """What it holds, e.g. imagefs or logs."""
+    path: str
+    """A path on it, e.g. /var/lib/containerd."""
+    size_bytes: Bytes
+    """Its size."""
+    used_bytes: Bytes
+    """Bytes used."""
+    used_percent: Percentage
+    """Percentage of space used."""
+    inodes_used_percent: Percentage | None = None
+    """Percentage of inodes used (unset if the file system has no inode limit)."""
+
+
+class LastRun(ApiModel):
+    """The node's last cleanup run."""
+
+    trigger: RunTrigger
+    """What started it: schedule, pressure (the node's DiskPressure), request (spec.runRequest) or
+    watermark (a file system above thresholds.highPercent)."""
+    start_time: Timestamp
+    """When it started."""
+    duration_seconds: Annotated[float, Field(ge=0)] = 0.0
+    """How long it took."""
+    dry_run: bool = False
+    """Whether it only planned."""
+    actions: Count = 0
+    """Actions planned (dry run) or performed."""
+    planned_bytes: Bytes = 0
+    """Bytes the plan expected to free."""
+    reclaimed_bytes: int = 0
+    """Bytes really freed, measured on the file systems."""
+    reclaimed: str | None = None
+    """reclaimedBytes for people (e.g. 1.5Gi)."""
+    errors: list[str] = []
+    """What could not be done, one message per failed action."""
+
+
+class NodeCleanupStatus(ApiModel):
+    """The node's report, written by its agent."""
+
+    conditions: Conditions = []
+    """Latest observations of the agent's state; Ready tells whether it applies the current spec."""
+    observed_generation: Count | None = None
+    """The .metadata.generation the agent last acted on."""
+    usage: Usage | None = None
+    """Disk usage by kind of object."""
+    file_systems: Annotated[list[FileSystemStatus], Field(json_schema_extra=list_map("name"))] = []
+    """The watched file systems."""
+    disk_percent: Percentage | None = None
+    """The highest usedPercent of the watched file systems."""
+    image_count: Count | None = None
+    """Images on the node."""
+    reclaimable_bytes: Bytes | None = None
+    """Bytes a cleanup could free now."""
+    reclaimable: str | None = None
+    """reclaimableBytes for people (e.g. 1.5Gi)."""
+    last_run: LastRun | None = None
+    """The last cleanup run."""
+
+
+class NodeCleanup(Resource):
+    """One node's effective cleanup policy (spec, from the operator) and disk report (status, from the
+    node's agent). Named after the node."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            CEL_VALIDATIONS: [
+                {
+                    "rule": "!has(self.spec) || self.spec.nodeName == self.metadata.name",
+                    "message": "spec.nodeName must equal metadata.name (a NodeCleanup is named after its node)",
+                    "fieldPath": ".spec.nodeName",
+                }
+            ]
+        }
+    )
+
+    kind_name: ClassVar[str] = "NodeCleanup"
+    plural: ClassVar[str] = "nodecleanups"
+
+    api_version: Literal["nodejanitor.io/v1alpha1"] = API_VERSION
+    """APIVersion defines the versioned schema of this representation of an object."""
+    kind: Literal["NodeCleanup"] = "NodeCleanup"
+    """Kind is a string value representing the REST resource this object represents."""
+    spec: NodeCleanupSpec
+    """What the node's agent should do, compiled by the operator."""
+    status: NodeCleanupStatus | None = None
+    """The node's report, written by its agent."""
+
+    @model_validator(mode="after")
+    def _named_after_node(self) -> Self:
+        if self.metadata.name is not None and self.metadata.name != self.spec.node_name:
+            raise ValueError(
+                f"spec.nodeName ({self.spec.node_name}) must equal metadata.name ({self.metadata.name}): "
+                "a NodeCleanup is named after its node"
+            )
+        return self
