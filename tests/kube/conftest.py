@@ -13,7 +13,8 @@ CRD_NAMES = ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io")
 
 @pytest.fixture(scope="session")
 def crds(kube: ControlPlane) -> tuple[str, ...]:
-    """`kubectl apply -f crds/`, waited until Established; returns the CRD names."""
+    """`kubectl apply -f crds/` (again: the `kube` fixture applied them before starting the controller
+    manager), waited until Established; returns the CRD names."""
     kube.kubectl("apply", "-f", str(REPO / "crds"))
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
     return CRD_NAMES
