@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from node_janitor import __version__
+from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, RuntimeClientError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # bad input: unreachable runtime, malformed policy, bad flags
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit code 2."""
+
+
+def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_CONTAINERD_ADDRESS,
+        metavar="PATH",
+        help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
+    )
+    parser.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
+    )
+    parser.add_argument(
+        "--pod-log-dir", default="/var/log/pods", metavar="DIR", help="CRI pod log directory (default /var/log/pods)"
+    )
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,14 +45,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact disk accounting and safe cleanup for containerd nodes.",
     )
     parser.add_argument("--version", action="version", version=f"node-janitor {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    df = sub.add_parser("df", help="show disk usage: images (shared/unique), containers, snapshots, content, logs")
+    _add_runtime_flags(df)
+    df.add_argument("-v", "--verbose", action="store_true", help="one row per image")
+    df.set_defaults(handler=cmd_df)
     return parser
+
+
+def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.node import open_runtime, take_inventory
+    from node_janitor.render import render_disk_report
+    from node_janitor.usage import build_disk_report
+
+    async def run() -> int:
+        async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
+            inventory = await take_inventory(cri, containerd, args.namespace, Path(args.pod_log_dir))
+        now = datetime.now(UTC)
+        report = build_disk_report(inventory, now)
+        if args.output == "json":
+            print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
+        else:
+            print(render_disk_report(report, now, verbose=args.verbose))
+        return EXIT_OK
+
+    return run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | None = getattr(args, "handler", None)
+    if handler is None:
         parser.print_help(sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    try:
+        return asyncio.run(handler(args))
+    except (RuntimeClientError, CliError) as exc:
+        print(f"node-janitor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from node_janitor.api.policy import PolicyRules
 from node_janitor.inventory import (
     ImageEntry,
     Inventory,
@@ -65,6 +66,29 @@ class PlanSettings:
     remove_expired_leases: bool = True
     remove_exited_after: timedelta | None = None
     protected_images: tuple[str, ...] = ()  # refs the operator says are in use somewhere in the cluster
+
+    @classmethod
+    def from_rules(cls, rules: PolicyRules, protected_images: Sequence[str] = ()) -> PlanSettings:
+        """The planner's view of a validated policy (a CleanupPolicy spec or a NodeCleanup's effective one)."""
+        t, images = rules.thresholds, rules.images
+        return cls(
+            high_percent=t.high_percent,
+            low_percent=t.low_percent,
+            inodes_high_percent=t.inodes_high_percent,
+            inodes_low_percent=t.inodes_low_percent,
+            images_enabled=images.enabled,
+            min_age=images.min_age,
+            max_unused_age=images.max_unused_age,
+            keep=tuple(images.keep),
+            remove_dangling=images.remove_dangling,
+            max_deletions_per_run=images.max_deletions_per_run,
+            remove_orphan_snapshots=rules.snapshots.remove_orphans,
+            remove_orphan_content=rules.content.remove_orphans,
+            discard_unpacked_layers=rules.content.discard_unpacked_layers,
+            remove_expired_leases=rules.leases.remove_expired,
+            remove_exited_after=rules.containers.remove_exited_after,
+            protected_images=tuple(protected_images),
+        )
 
     def __post_init__(self) -> None:
         if not 0 <= self.low_percent < self.high_percent <= 100:
