@@ -51,6 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(df)
     df.add_argument("-v", "--verbose", action="store_true", help="one row per image")
     df.set_defaults(handler=cmd_df)
+
+    prune = sub.add_parser(
+        "prune",
+        help="reclaim space safely: garbage, then images least recently used, down to the low watermark",
+        description="Plans with the policy (defaults without --policy) and applies the plan unless it is a dry run. "
+        "Without disk pressure and without age rules, only garbage nothing references is removed.",
+    )
+    _add_runtime_flags(prune)
+    prune.add_argument("--policy", metavar="FILE", help="a CleanupPolicy manifest (YAML or JSON), as kubectl takes it")
+    prune.add_argument("--dry-run", action="store_true", help="plan and show, remove nothing")
+    prune.add_argument(
+        "--state-file", metavar="PATH", help="where to remember when images were last used (LRU across runs)"
+    )
+    prune.set_defaults(handler=cmd_prune)
     return parser
 
 
@@ -71,6 +85,78 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         return EXIT_OK
 
     return run()
+
+
+def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.api import CleanupPolicy, ManifestError
+    from node_janitor.node import open_runtime
+    from node_janitor.prune import prune, render_prune
+    from node_janitor.state import LastUsedStore
+
+    try:
+        policy = CleanupPolicy.load(args.policy) if args.policy else CleanupPolicy()
+    except ManifestError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot read policy {args.policy}: {exc.strerror}") from None
+
+    async def run() -> int:
+        with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
+            async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
+                report = await prune(
+                    cri,
+                    containerd,
+                    policy.spec,
+                    namespace=args.namespace,
+                    pod_log_dir=Path(args.pod_log_dir),
+                    dry_run=args.dry_run,
+                    state=LastUsedStore(Path(args.state_file) if args.state_file else None),
+                    on_plan=progress.start if not args.dry_run else None,
+                    on_result=progress.advance,
+                )
+        if args.output == "json":
+            print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        else:
+            print(render_prune(report))
+        return EXIT_FAILURE if report.errors else EXIT_OK
+
+    return run()
+
+
+class _progress:
+    """A progress bar on stderr while a plan is applied (only on a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def start(self, plan: Any) -> None:
+        if not self.enabled or not plan.actions:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._bar.add_task("Removing", total=len(plan.actions))
+        self._bar.start()
+
+    def advance(self, result: Any) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=f"{result.action.kind} {result.action.id[:19]}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

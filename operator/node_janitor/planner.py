@@ -198,22 +198,26 @@ def plan_cleanup(
     actions: list[Action] = []
     freed_bytes = 0
     freed_inodes = 0
+    freed_nodes: set[Node] = set()
 
     def add(kind: ActionKind, ident: str, reason: Reason, nodes: Iterable[Node], **kw: object) -> None:
         nonlocal freed_bytes, freed_inodes
         node_list = list(nodes)
+        freed_nodes.update(node_list)
         nbytes = graph.bytes_of(node_list)
         ninodes = sum(inodes_of.get(n, 0) for n in node_list)
         freed_bytes += nbytes
         freed_inodes += ninodes
         actions.append(Action(kind, ident, reason, nbytes, ninodes, **kw))  # type: ignore[arg-type]
 
-    # 1. Garbage: expired leases, then orphans nothing references (not even an expired lease).
+    # 1. Garbage: expired leases, then orphans.
     if settings.remove_expired_leases:
         for lease in sorted(inventory.leases, key=lambda x: x.id):
             if lease.expired(now):
                 add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(f"lease:{lease.id}"))
-    orphans = graph.orphans(now) - frozenset(counts.count)  # what no remaining root reaches
+    # Orphans removed directly: nodes no root reaches at all (an expired lease is a root until it is deleted,
+    # so what it holds goes with it, or stays when leases.removeExpired is off) and no earlier action frees.
+    orphans = frozenset(graph.size) - frozenset(counts.count) - freed_nodes
     if settings.remove_orphan_snapshots:
         for key in _leaves_first(inventory, {n for n in orphans if n.startswith("snapshot:")}):
             add(ActionKind.REMOVE_SNAPSHOT, key, Reason.ORPHAN, [snapshot_node(key)])

@@ -17,6 +17,7 @@ from node_janitor.inventory import (
     FileSystemEntry,
     ImageEntry,
     Inventory,
+    LeaseEntry,
     SnapshotEntry,
 )
 from node_janitor.planner import ActionKind, PlanSettings, Target, image_protection, plan_cleanup
@@ -69,6 +70,27 @@ def stores(draw: st.DrawFn) -> tuple[Inventory, PlanSettings]:
             containers.append(
                 ContainerEntry(f"ctr{i}", image=image.id, state=state, created_at=NOW - timedelta(minutes=i))
             )
+    # Garbage: stray blobs and snapshots, some held by leases (expired or live), some by nothing.
+    leases = []
+    for j in range(draw(st.integers(0, 3))):
+        held = []
+        for k in range(draw(st.integers(0, 2))):
+            if draw(st.booleans()):
+                digest = f"sha256:stray{j}-{k}"
+                blobs[digest] = BlobEntry(digest, draw(st.integers(1, 3000)))
+                held.append(("content", digest))
+            else:
+                key = f"stray{j}-{k}"
+                snaps[key] = SnapshotEntry(key, "", size=draw(st.integers(1, 3000)), inodes=2)
+                held.append(("snapshots/overlayfs", key))
+        if draw(st.booleans()) and blobs:  # a lease may also hold what an image holds
+            held.append(("content", draw(st.sampled_from(sorted(blobs)))))
+        hours = draw(st.sampled_from([-2, 2, None]))
+        leases.append(
+            LeaseEntry(
+                f"lease{j}", expires_at=None if hours is None else NOW + timedelta(hours=hours), resources=tuple(held)
+            )
+        )
     total = sum(b.size for b in blobs.values()) + sum(s.size for s in snaps.values())
     used = total + draw(st.integers(0, 2_000))
     capacity = used * 100 // draw(st.integers(30, 100))
@@ -79,6 +101,7 @@ def stores(draw: st.DrawFn) -> tuple[Inventory, PlanSettings]:
         blobs=tuple(blobs.values()),
         snapshots=tuple(snaps.values()),
         containers=tuple(containers),
+        leases=tuple(leases),
         file_systems=(fs,),
         sandbox_image=draw(st.sampled_from(["", "reg/app0:v1"])),
     )
@@ -90,18 +113,27 @@ def stores(draw: st.DrawFn) -> tuple[Inventory, PlanSettings]:
         keep=tuple(draw(st.lists(st.sampled_from(["reg/app1:*", "reg/app2:v1", "*/app3*"]), max_size=2))),
         remove_dangling=draw(st.booleans()),
         max_deletions_per_run=draw(st.one_of(st.none(), st.integers(1, 5))),
+        remove_expired_leases=draw(st.booleans()),
+        remove_orphan_snapshots=draw(st.booleans()),
+        remove_orphan_content=draw(st.booleans()),
     )
     return inventory, plan_settings
 
 
-def _still_reachable(inventory: Inventory, removed_images: set[str]) -> set[str]:
+def _still_reachable(
+    inventory: Inventory, removed_images: set[str], deleted_leases: frozenset[str] = frozenset()
+) -> set[str]:
+    """Nodes some remaining root reaches: images not removed, containers, leases not deleted, gc.root labels."""
     graph = inventory.graph
-    reach: set[str] = set()
+    reach: set[str] = set(graph.gc_root_closure)
     for image_id, closure in graph.image_closures.items():
         if image_id not in removed_images:
             reach |= closure
     for closure in graph.container_closures.values():
         reach |= closure
+    for lease in inventory.leases:
+        if lease.id not in deleted_leases:
+            reach |= graph.lease_closure(lease)
     return reach
 
 
@@ -134,15 +166,24 @@ def now_minus(image: ImageEntry) -> timedelta:
 def test_predicted_bytes_are_exactly_what_disappears(store: tuple[Inventory, PlanSettings]) -> None:
     inventory, plan_settings = store
     plan = plan_cleanup(inventory, plan_settings, NOW)
-    removed = {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
     graph = inventory.graph
-    before = _still_reachable(inventory, set())
-    after = _still_reachable(inventory, removed)
-    assert plan.planned_bytes == graph.bytes_of(before - after)
-    assert sum(a.inodes for a in plan.actions) == sum(
-        next(s.inodes for s in inventory.snapshots if "snapshot:" + s.key == n) if n.startswith("snapshot:") else 1
-        for n in before - after
-    )
+    removed = {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+    deleted_leases = frozenset(a.id for a in plan.actions if a.kind is ActionKind.DELETE_LEASE)
+    direct = {"snapshot:" + a.id for a in plan.actions if a.kind is ActionKind.REMOVE_SNAPSHOT}
+    direct |= {"content:" + a.id for a in plan.actions if a.kind is ActionKind.DELETE_CONTENT}
+    everything = set(graph.size)
+    rooted_before = _still_reachable(inventory, set())
+    rooted_after = _still_reachable(inventory, removed, deleted_leases)
+    # Gone: what lost its last root, plus the unrooted nodes removed directly; nothing is counted twice.
+    gone = (rooted_before - rooted_after) | direct
+    assert direct <= everything - rooted_before, "a node some root still reaches was removed directly"
+    assert plan.planned_bytes == graph.bytes_of(gone)
+    inodes = {"snapshot:" + s.key: s.inodes for s in inventory.snapshots} | {
+        "content:" + b.digest: 1 for b in inventory.blobs
+    }
+    assert sum(a.inodes for a in plan.actions) == sum(inodes[n] for n in gone)
+    if plan_settings.remove_orphan_snapshots and plan_settings.remove_orphan_content:
+        assert everything - rooted_before <= direct, "an unrooted node was left behind"
 
 
 @PROPS
