@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-file", metavar="PATH", help="where to remember when images were last used (LRU across runs)"
     )
     prune.set_defaults(handler=cmd_prune)
+
+    demo = sub.add_parser(
+        "demo", help="start a private containerd with a messy demo node, then df, prune --dry-run, prune (root)"
+    )
+    demo.add_argument("--disk-size", default="320Mi", help="size of the demo's loop-mounted disk (default 320Mi)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
 
 
@@ -159,15 +165,27 @@ class _progress:
             self._bar.update(self._task, advance=1, description=f"{result.action.kind} {result.action.id[:19]}")
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node_janitor.api.units import parse_quantity
+    from node_janitor.devbed.containerd import DevbedError
+    from node_janitor.devbed.demo import run_demo
+
+    try:
+        return run_demo(parse_quantity(args.disk_size))
+    except (DevbedError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | None = getattr(args, "handler", None)
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(handler(args))
+        outcome = handler(args)
+        return outcome if isinstance(outcome, int) else asyncio.run(outcome)
     except (RuntimeClientError, CliError) as exc:
         print(f"node-janitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,104 @@
+"""`node-janitor demo`: the whole job against a private containerd that the command starts and removes.
+
+It builds a node in a realistic mess (a shared base under several apps, an image used only by an exited
+container, a dangling image left by a moved tag, a leaked blob held by an expired lease, a disk above its
+high watermark), then shows `df -v`, a dry-run prune, the prune itself, and `df` again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from node_janitor.api import CleanupPolicy
+from node_janitor.devbed.containerd import ContainerdBed, DevbedError
+from node_janitor.devbed.images import Layer
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.node import open_runtime, take_inventory
+from node_janitor.prune import prune, render_prune
+from node_janitor.render import render_disk_report
+from node_janitor.usage import build_disk_report
+
+MiB = 1 << 20
+DEMO_POLICY = """
+apiVersion: nodejanitor.io/v1alpha1
+kind: CleanupPolicy
+metadata: {name: demo}
+spec:
+  thresholds: {highPercent: 70, lowPercent: 50}
+  images:
+    minAge: 0s
+    keep: ["demo.local/platform/*"]
+"""
+
+
+def run_demo(disk_size: int, echo: Callable[[str], None] = print) -> int:
+    if os.geteuid() != 0:
+        raise DevbedError("the demo starts its own containerd and mounts a small disk: run it as root")
+    with ContainerdBed(disk_size=disk_size) as bed:
+        echo(f"Started a private containerd on {bed.address} with a {disk_size // MiB} MiB disk at {bed.disk}")
+        asyncio.run(_demo(bed, echo))
+    echo("\nStopped the private containerd and removed its disk.")
+    return 0
+
+
+async def _demo(bed: ContainerdBed, echo: Callable[[str], None]) -> None:
+    b = bed.builder
+    base = Layer.random(24 * MiB, "demo-base")
+    runtime = Layer.random(8 * MiB, "demo-runtime")
+    images = {
+        "web": b.build("demo.local/shop/web:1.4", [b.busybox_layer(), base, runtime, Layer.random(6 * MiB, "web")]),
+        "worker": b.build(
+            "demo.local/shop/worker:2.0", [b.busybox_layer(), base, runtime, Layer.random(4 * MiB, "wk")]
+        ),
+        "migrate": b.build("demo.local/shop/migrate:7", [b.busybox_layer(), base, Layer.random(5 * MiB, "mig")]),
+        "old-web": b.build("demo.local/shop/web:1.3", [b.busybox_layer(), base, runtime, Layer.random(6 * MiB, "w3")]),
+        "report": b.build("demo.local/batch/report:2023", [b.busybox_layer(), Layer.random(20 * MiB, "report")]),
+        "agent": b.build("demo.local/platform/agent:1", [b.busybox_layer(), Layer.random(6 * MiB, "agent")]),
+        "nightly-1": b.build("demo.local/ci/nightly:latest", [b.busybox_layer(), Layer.random(12 * MiB, "n1")]),
+    }
+    bed.import_images(list(images.values()))
+    nightly2 = b.build("demo.local/ci/nightly:latest", [b.busybox_layer(), Layer.random(10 * MiB, "n2")])
+    bed.import_images([nightly2])  # moves the tag: yesterday's nightly is left dangling
+    echo("Imported 8 images (a shared 24 MiB base under four of them; 'nightly:latest' moved, leaving one dangling)")
+
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        pod = await run_pod(cri, bed.pod_log_dir, "shop")
+        web = await start_container(
+            cri, pod, "web", "demo.local/shop/web:1.4", "while true; do echo serving; sleep 1; done"
+        )
+        mig = await start_container(cri, pod, "migrate", "demo.local/shop/migrate:7", "echo migrated")
+        await wait_for_state(cri, web.id, "RUNNING")
+        await wait_for_state(cri, mig.id, "EXITED")
+        echo("Pod 'shop': web:1.4 running, migrate:7 exited (its image stays: an exited container still uses it)")
+
+        lease = await containerd.create_lease("demo-interrupted-pull", expire=timedelta(seconds=1))
+        await containerd.with_lease(lease.id).write_content("demo-partial", Layer.random(15 * MiB, "partial").blob)
+        await asyncio.sleep(1.1)
+        echo("An interrupted pull left 15 MiB behind an expired lease")
+
+        usage = bed.usage()
+        capacity = usage.used + usage.available
+        await asyncio.to_thread(bed.fill, leave_available=int(capacity * 0.22))
+        echo(f"Filled the disk to {bed.usage().used_percent:.0f}% (policy: high 70%, low 50%)\n")
+
+        echo("$ node-janitor df -v")
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        now = datetime.now(UTC)
+        echo(render_disk_report(build_disk_report(inventory, now), now, verbose=True))
+
+        policy = CleanupPolicy.from_yaml(DEMO_POLICY, "demo policy")
+        for dry_run in (True, False):
+            echo(f"\n$ node-janitor prune --policy demo.yaml{' --dry-run' if dry_run else ''}")
+            report = await prune(
+                cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir, dry_run=dry_run
+            )
+            echo(render_prune(report))
+
+        echo("\n$ node-janitor df")
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        now = datetime.now(UTC)
+        echo(render_disk_report(build_disk_report(inventory, now), now))
+        await remove_all_pods(cri)

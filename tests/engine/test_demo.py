@@ -1,0 +1,26 @@
+"""The README's main command: `node-janitor demo` runs the whole job against its own containerd."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from node_janitor.cli import main
+
+pytestmark = pytest.mark.containerd
+
+
+def test_demo_shows_df_dry_run_and_prune_and_reaches_the_low_watermark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "$ node-janitor df -v" in out and "SHARED SIZE" in out
+    dry = out.split("--dry-run\n", 1)[1].split("$ node-janitor prune", 1)[0]
+    real = out.split("$ node-janitor prune --policy demo.yaml\n", 1)[1].split("$ node-janitor df", 1)[0]
+    would = re.findall(r"^Would \w+ [\w ]*?: (\S+)", dry, re.M)
+    did = re.findall(r"^(?:Removed|Deleted) [\w ]*?: (\S+)", real, re.M)
+    assert would and would == did  # the dry run planned exactly what the real run did
+    assert "demo.local/shop/web:1.4" not in did and "demo.local/shop/migrate:7" not in did  # in use
+    assert "demo.local/platform/agent:1" not in did  # kept by the policy
+    before, after = map(float, re.search(r"Image file system: ([\d.]+)% -> ([\d.]+)% used", real).groups())  # type: ignore[union-attr]
+    assert before > 70 >= 50 >= after
