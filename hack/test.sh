@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/setup.sh
 if [ -x hack/build-k8s.sh ]; then hack/build-k8s.sh; fi
-.venv/bin/ruff check operator tests
+.venv/bin/ruff check operator tests bench
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"
