@@ -4,3 +4,23 @@ from node_janitor.cli import main
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: node-janitor" in capsys.readouterr().err
+
+
+def test_prune_refuses_a_malformed_policy_naming_each_field(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: nodejanitor.io/v1alpha1\nkind: CleanupPolicy\nmetadata: {name: x}\n"
+        "spec:\n  thresholds: {highPercent: 80, lowPercent: 90}\n  images: {minAge: 5 minutes, bogus: 1}\n"
+    )
+    # The policy is validated before the runtime is contacted: the socket does not even exist.
+    assert main(["prune", "--policy", str(bad), "--containerd-socket", str(tmp_path / "none.sock")]) == 2
+    err = capsys.readouterr().err
+    assert "spec.thresholds: lowPercent (90) must be less than highPercent (80)" in err
+    assert "spec.images.minAge: invalid duration '5 minutes'" in err
+    assert "spec.images.bogus: unknown field" in err
+
+
+def test_prune_missing_policy_file_is_one_line(tmp_path, capsys):
+    assert main(["prune", "--policy", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read policy" in err[0]
