@@ -16,24 +16,21 @@ def image_builder() -> ImageBuilder:
     return ImageBuilder()
 
 
-def _require_root() -> None:
+def _bed(factory: pytest.TempPathFactory, builder: ImageBuilder, disk_size: int) -> Iterator[ContainerdBed]:
     if os.geteuid() != 0:
         pytest.fail("the containerd test bed needs root (loop mounts, runc); run the suite as root")
+    base: Path = factory.mktemp("containerd")
+    with ContainerdBed(base, disk_size=disk_size, builder=builder) as bed:
+        yield bed
 
 
 @pytest.fixture
 def containerd_bed(tmp_path_factory: pytest.TempPathFactory, image_builder: ImageBuilder) -> Iterator[ContainerdBed]:
     """A fresh private containerd on a 512 MiB loop-mounted ext4 disk, torn down after the test."""
-    _require_root()
-    base: Path = tmp_path_factory.mktemp("containerd")
-    with ContainerdBed(base, disk_size=512 << 20, builder=image_builder) as bed:
-        yield bed
+    yield from _bed(tmp_path_factory, image_builder, 512 << 20)
 
 
 @pytest.fixture
 def small_disk_bed(tmp_path_factory: pytest.TempPathFactory, image_builder: ImageBuilder) -> Iterator[ContainerdBed]:
     """Like `containerd_bed` but on a 160 MiB disk, for tests where the disk fills up."""
-    _require_root()
-    base: Path = tmp_path_factory.mktemp("containerd-small")
-    with ContainerdBed(base, disk_size=160 << 20, builder=image_builder) as bed:
-        yield bed
+    yield from _bed(tmp_path_factory, image_builder, 160 << 20)
