@@ -98,8 +98,8 @@ class CriContainerStatus:
     image: str
     image_ref: str
     created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: datetime | None  # None: not started yet
+    finished_at: datetime | None  # None: not finished (containerd may put it just before started_at)
     exit_code: int
     reason: str
     message: str
