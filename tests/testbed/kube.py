@@ -224,11 +224,13 @@ def _kubeconfig(server: str, pki: _Pki, user: str, client: str) -> str:
 # --- processes ------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """Distinct loopback ports nobody listens on (held open together, so they cannot repeat)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 @dataclass
@@ -276,7 +278,8 @@ class ControlPlane:
     startup_seconds: float = field(init=False, default=0.0)
     """How long `start()` took, up to a ready control plane."""
     timings: dict[str, float] = field(init=False, default_factory=dict)
-    """Seconds from the start of `start()` to each step: certs, etcd, apiserver, controller-manager."""
+    """Seconds from the start of `start()` to the end of each step: certs, etcd, apiserver, manifests,
+    controller-manager-healthy, controller-manager (its controllers running)."""
     _components: list[_Component] = field(init=False, default_factory=list)
     _pki: _Pki = field(init=False)
     _api_client: Any = field(init=False, default=None)
@@ -315,7 +318,7 @@ class ControlPlane:
         pki = self._pki.path
         mark("certs")
 
-        etcd_port, peer_port, api_port, kcm_port = (_free_port() for _ in range(4))
+        etcd_port, peer_port, api_port, kcm_port = _free_ports(4)
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
         etcd = self._spawn("etcd", [
             str(self.binaries.etcd), "--name=test", f"--data-dir={self.workdir / 'etcd'}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -118,6 +119,13 @@ def test_wrong_kind_and_api_version() -> None:
         "apiVersion: Input should be 'nodejanitor.io/v1alpha1'",
         "kind: Input should be 'CleanupPolicy'",
     ]
+
+
+def test_any_mapping_will_do() -> None:
+    """kopf hands handlers read-only mapping views, not dicts."""
+    manifest = policy({"images": {"keep": ("a/*", "b/*")}})
+    view = MappingProxyType({**manifest, "spec": MappingProxyType(manifest["spec"])})
+    assert CleanupPolicy.from_manifest(view).spec.images.keep == ["a/*", "b/*"]
 
 
 def test_yaml_errors() -> None:

@@ -61,6 +61,15 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
     return lines
 
 
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists all the way down (the models are strict; kopf hands over mapping views)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 class ObjectMeta(ApiModel):
     """Standard object metadata. The apiserver owns most of it, so fields it adds are kept, not refused."""
 
@@ -169,11 +178,12 @@ class Resource(ApiModel):
 
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any], source: str = "") -> Self:
-        """Validates a manifest (a dict as `kubectl apply` takes it); raises ManifestError naming each field."""
+        """Validates a manifest (a mapping as `kubectl apply` takes it, or a kopf body); raises ManifestError
+        naming each field."""
         if not isinstance(manifest, Mapping):
             raise ManifestError([f"(root): expected a mapping, got {type(manifest).__name__}"], source)
         try:
-            return cls.model_validate(manifest)
+            return cls.model_validate(_plain(manifest))
         except ValidationError as exc:
             raise ManifestError(format_validation_error(exc), source) from None
 
