@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.set_defaults(handler=cmd_prune)
 
+    crd = sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML) for kubectl apply -f -")
+    crd.set_defaults(handler=cmd_crd)
+
     demo = sub.add_parser(
         "demo", help="start a private containerd with a messy demo node, then df, prune --dry-run, prune (root)"
     )
@@ -163,6 +166,13 @@ class _progress:
     def advance(self, result: Any) -> None:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, description=f"{result.action.kind} {result.action.id[:19]}")
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from node_janitor.api.crd import render_crds
+
+    sys.stdout.write(render_crds())
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

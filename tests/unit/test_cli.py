@@ -24,3 +24,20 @@ def test_prune_missing_policy_file_is_one_line(tmp_path, capsys):
     assert main(["prune", "--policy", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot read policy" in err[0]
+
+
+def test_crd_prints_exactly_what_crds_holds(capsys):
+    from pathlib import Path
+
+    import yaml
+
+    assert main(["crd"]) == 0
+    printed = list(yaml.safe_load_all(capsys.readouterr().out))
+    kinds = {doc["spec"]["names"]["kind"] for doc in printed}
+    assert kinds == {"CleanupPolicy", "NodeCleanup"}
+    on_disk = [
+        doc
+        for f in sorted(Path(__file__).parents[2].joinpath("crds").glob("*.yaml"))
+        for doc in yaml.safe_load_all(f.read_text())
+    ]
+    assert sorted(printed, key=lambda d: d["metadata"]["name"]) == sorted(on_disk, key=lambda d: d["metadata"]["name"])
