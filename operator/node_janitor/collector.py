@@ -26,6 +26,7 @@ from node_janitor.inventory import (
     LogFileEntry,
     SnapshotEntry,
 )
+from node_janitor.logs import scan_log_tree
 from node_janitor.runtime.errors import NotFoundError
 from node_janitor.runtime.records import (
     BlobInfo,
@@ -317,58 +318,6 @@ async def collect_inventory(
 
 
 def scan_pod_logs(root: Path, containers: list[CriContainer], sandboxes: list[CriSandbox]) -> list[LogFileEntry]:
-    """Walk `<root>/<namespace>_<pod>_<uid>/<container>/<files>` with os.scandir.
-
-    A file is live when it is the current log (`<attempt>.log`) of a container the runtime knows; a pod
-    directory is orphaned when no sandbox of that pod UID exists any more.
-    """
-    pod_uids = {s.uid for s in sandboxes}
-    sandbox_by_id = {s.id: s for s in sandboxes}
-    live: set[str] = set()
-    for c in containers:
-        s = sandbox_by_id.get(c.pod_sandbox_id)
-        if s is not None:
-            live.add(str(root / f"{s.namespace}_{s.name}_{s.uid}" / c.name / f"{c.attempt}.log"))
-    out: list[LogFileEntry] = []
-    try:
-        pod_dirs = list(os.scandir(root))
-    except OSError:
-        return out
-    for pod_dir in pod_dirs:
-        if not pod_dir.is_dir(follow_symlinks=False):
-            continue
-        parts = pod_dir.name.split("_")
-        if len(parts) != 3:
-            continue
-        namespace, pod_name, uid = parts
-        for container_dir in _scandir(pod_dir.path):
-            if not container_dir.is_dir(follow_symlinks=False):
-                continue
-            for f in _scandir(container_dir.path):
-                if not f.is_file(follow_symlinks=False):
-                    continue
-                try:
-                    st = f.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                out.append(
-                    LogFileEntry(
-                        path=f.path,
-                        size=st.st_blocks * 512,
-                        pod_namespace=namespace,
-                        pod_name=pod_name,
-                        pod_uid=uid,
-                        container=container_dir.name,
-                        modified_at=datetime.fromtimestamp(st.st_mtime, UTC),
-                        live=f.path in live,
-                        orphaned=uid not in pod_uids,
-                    )
-                )
-    return out
-
-
-def _scandir(path: str) -> list[os.DirEntry[str]]:
-    try:
-        return list(os.scandir(path))
-    except OSError:
-        return []
+    """The CRI log tree's files (see `logs.scan_log_tree`): live while a container the runtime knows and that has
+    not exited logs there; orphaned when no sandbox of the pod's UID exists any more."""
+    return list(scan_log_tree(root, containers, sandboxes).files)

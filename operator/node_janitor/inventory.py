@@ -136,8 +136,11 @@ class LogFileEntry:
     pod_uid: str
     container: str
     modified_at: datetime | None = None
-    live: bool = False  # the file a runtime container currently writes
+    live: bool = False  # the log of a container the runtime knows and that has not exited (it may write)
     orphaned: bool = False  # its pod is not known to the runtime any more
+    length: int = 0  # st_size (`size` is what it takes on disk)
+    container_id: str = ""  # the runtime container whose log this is (live or exited), if any
+    container_state: str = ""  # that container's state: RUNNING | CREATED | EXITED | UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,277 @@
+"""Applying log actions and the rotation loop, on temporary directories with a fake CRI."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from logs.fakes import T0, FakeClock, FakeCri
+from node_janitor.api.policy import ExtraLogPath, LogsPolicy
+from node_janitor.executor import Outcome
+from node_janitor.logs import (
+    LogAction,
+    LogActionKind,
+    LogJanitor,
+    LogReason,
+    LogRotator,
+    LogSettings,
+    parse_log_name,
+    run_log_rules,
+    scan_extra_paths,
+    scan_log_tree,
+)
+
+KiB = 1 << 10
+
+
+def _rotate(path: Path, cid: str, **kw) -> LogAction:
+    return LogAction(LogActionKind.ROTATE, str(path), LogReason.MAX_SIZE, 0, container_id=cid, **kw)
+
+
+def _read(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def _age(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+@pytest.fixture
+def cri(tmp_path: Path) -> FakeCri:
+    return FakeCri(tmp_path / "pods")
+
+
+async def test_rotation_renames_then_reopens_with_kubelets_name(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    log.write_bytes(b"x" * 100)
+    janitor = LogJanitor(cri, clock=FakeClock(T0.replace(microsecond=123)))
+    [result] = await janitor.apply([_rotate(log, "c1", if_at_least=100)])
+    assert result.outcome is Outcome.DONE, result.message
+    assert result.rotated_path == str(log) + ".20260301-120000.000123"
+    assert _read(result.rotated_path) == b"x" * 100 and result.rotated_length == 100
+    assert log.exists() and log.stat().st_size == 0  # the runtime reopened a fresh file
+    assert cri.calls == ["ContainerStatus c1", "ReopenContainerLog c1"]
+    # A second rotation in the same microsecond (a frozen clock) does not overwrite the first.
+    log.write_bytes(b"y" * 100)
+    [again] = await janitor.apply([_rotate(log, "c1")])
+    assert again.rotated_path.endswith(".000124") and _read(result.rotated_path) == b"x" * 100
+    assert janitor.counts["rotate-log max-size done"] == 2
+
+
+async def test_a_failed_reopen_renames_the_file_back(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    log.write_bytes(b"keep me\n")
+    cri.fail_reopen.add("c1")
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1")])
+    assert result.outcome is Outcome.FAILED and "renamed back" in result.message
+    assert log.read_bytes() == b"keep me\n"
+    assert sorted(p.name for p in log.parent.iterdir()) == ["0.log"]
+
+
+@pytest.mark.parametrize("gone", [False, True])
+async def test_a_log_the_runtime_no_longer_runs_is_never_reopened(cri: FakeCri, gone: bool) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    log.write_bytes(b"z" * 10)
+    if gone:
+        del cri.containers["c1"]
+    else:
+        cri.containers["c1"].state = "EXITED"
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1")])
+    assert result.outcome is Outcome.SKIPPED and "not reopened" in result.message
+    assert cri.reopened == [] and log.read_bytes() == b"z" * 10
+
+
+async def test_a_container_that_now_logs_elsewhere_is_not_rotated(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    cri.containers["c1"].log_path = str(log.parent / "9.log")
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1")])
+    assert result.outcome is Outcome.SKIPPED and cri.reopened == []
+
+
+async def test_rotation_with_discard_removes_the_rotated_file(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    log.write_bytes(os.urandom(64 * KiB))
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1", discard=True)])
+    assert result.outcome is Outcome.DONE and result.freed >= 64 * KiB
+    assert sorted(p.name for p in log.parent.iterdir()) == ["0.log"]
+
+
+async def test_compression_writes_a_tmp_then_renames_and_keeps_the_mtime(cri: FakeCri, tmp_path: Path) -> None:
+    rotated = tmp_path / "0.log.20260301-115900.000000"
+    data = b"".join(b"2026-03-01T11:59:00.000000000Z stdout F line %d\n" % i for i in range(20000))
+    rotated.write_bytes(data)
+    _age(rotated, 600)
+    mtime = rotated.stat().st_mtime_ns
+    [result] = await LogJanitor(cri).apply([LogAction(LogActionKind.COMPRESS, str(rotated), LogReason.COMPRESS, 0)])
+    assert result.outcome is Outcome.DONE and result.freed > 0
+    gz = Path(str(rotated) + ".gz")
+    assert _names(tmp_path) == [gz.name]
+    assert gzip.decompress(_read(gz)) == data
+    assert os.stat(gz).st_mtime_ns == mtime
+    assert parse_log_name(gz.name).kind == "compressed"
+
+
+async def test_removals_count_already_gone_as_done(cri: FakeCri, tmp_path: Path) -> None:
+    target = tmp_path / "x.log"
+    target.write_bytes(b"1" * 5000)
+    link = tmp_path / "link.log"
+    link.symlink_to(target)
+    results = await LogJanitor(cri).apply(
+        [
+            LogAction(LogActionKind.REMOVE, str(target), LogReason.MAX_FILES, 5000),
+            LogAction(LogActionKind.REMOVE, str(target), LogReason.MAX_FILES, 5000),
+            LogAction(LogActionKind.REMOVE, str(link), LogReason.MAX_FILES, 0),
+        ]
+    )
+    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.DONE, Outcome.SKIPPED]
+    assert results[0].freed >= 4096 and results[1].message == "already gone"
+    assert link.is_symlink()
+
+
+async def test_a_pod_directory_is_not_removed_if_its_pod_is_back(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    action = LogAction(LogActionKind.REMOVE_POD_DIR, str(log.parent.parent), LogReason.ORPHANED_POD, 0)
+    [result] = await LogJanitor(cri).apply([action])
+    assert result.outcome is Outcome.SKIPPED and log.exists()
+    cri.remove_pod(pod.id)
+    [result] = await LogJanitor(cri).apply([action])
+    assert result.outcome is Outcome.DONE and not log.parent.parent.exists()
+
+
+async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    live = cri.add_container("c1", pod, "app", attempt=1)
+    prev = live.parent / "0.log"
+    prev.write_bytes(b"old")
+    done = cri.add_container("c2", pod, "job", state="EXITED")
+    orphan = cri.root / "default_gone_u9" / "app" / "0.log"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x" * 10)
+    (cri.root / "not-a-pod-dir").mkdir()
+    (live.parent / "link.log").symlink_to(orphan)
+    tree = scan_log_tree(cri.root, await cri.list_containers(), await cri.list_pod_sandboxes())
+    by_path = {f.path: f for f in tree.files}
+    assert set(by_path) == {str(live), str(prev), str(done), str(orphan)}
+    assert by_path[str(live)].live and by_path[str(live)].container_id == "c1"
+    assert not by_path[str(prev)].live and by_path[str(prev)].container_id == ""
+    assert not by_path[str(done)].live and by_path[str(done)].container_state == "EXITED"
+    assert by_path[str(orphan)].orphaned and by_path[str(orphan)].length == 10
+    assert {(p.uid, p.known) for p in tree.pods} == {("u1", True), ("u9", False)}
+
+
+def test_extra_paths_never_reach_the_pod_log_tree_or_outside_the_root(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "var/log/app").mkdir(parents=True)
+    (host / "var/log/pods/ns_p_u/c").mkdir(parents=True)
+    (host / "var/log/app/a.log").write_bytes(b"a")
+    (host / "var/log/pods/ns_p_u/c/0.log").write_bytes(b"p")
+    outside = tmp_path / "outside.log"
+    outside.write_bytes(b"o")
+    (host / "var/log/app/escape.log").symlink_to(outside)
+    rules = [ExtraLogPath.model_validate({"glob": "/var/log/**/*.log", "maxAge": "1s"})]
+    files = scan_extra_paths(rules, host, [host / "var/log/pods"])
+    assert [os.path.relpath(f.path, host) for f in files] == ["var/log/app/a.log"]
+
+
+async def test_run_log_rules_applies_rules_then_budget_then_live_files(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    a = cri.add_container("ca", pod, "a")
+    b = cri.add_container("cb", pod, "b")
+    a.write_bytes(os.urandom(300 * KiB))
+    b.write_bytes(os.urandom(100 * KiB))
+    old = a.parent / "0.log.20260301-100000.000000"
+    old.write_bytes(os.urandom(200 * KiB))
+    _age(old, 7200)
+    gone = cri.root / "default_old_u0" / "app" / "0.log"
+    gone.parent.mkdir(parents=True)
+    gone.write_bytes(os.urandom(50 * KiB))
+    _age(gone, 7200)
+    _age(gone.parent, 7200)
+    _age(gone.parent.parent, 7200)
+    settings = LogSettings(max_size=1 << 30, node_budget=250 * KiB, orphan_grace=timedelta(hours=1))
+
+    dry = await run_log_rules(cri, cri.root, settings, dry_run=True)
+    assert [(x.kind, x.reason) for x in dry.rules] == [(LogActionKind.REMOVE_POD_DIR, LogReason.ORPHANED_POD)]
+    assert [(x.path, x.reason) for x in dry.reclaim] == [(str(old), LogReason.NODE_BUDGET)]
+    assert [(x.container_id, x.discard) for x in dry.live] == [("ca", True)]
+    assert gone.exists() and old.exists() and cri.reopened == []  # a dry run changes nothing
+
+    real = await run_log_rules(cri, cri.root, settings)
+    assert [(r.action.kind, r.outcome) for r in real.results] == [
+        (LogActionKind.REMOVE_POD_DIR, Outcome.DONE),
+        (LogActionKind.REMOVE, Outcome.DONE),
+        (LogActionKind.ROTATE, Outcome.DONE),
+    ]
+    assert not gone.parent.parent.exists() and not old.exists()
+    assert cri.reopened == ["ca"]
+    assert sorted(p.name for p in a.parent.iterdir()) == ["0.log"]
+    tree = scan_log_tree(cri.root, await cri.list_containers(), await cri.list_pod_sandboxes())
+    assert tree.total_bytes <= 250 * KiB
+
+
+async def test_rotator_check_rotates_due_containers_in_parallel_and_tidies(cri: FakeCri) -> None:
+    clock = FakeClock(datetime.now(UTC))  # near the files' real mtimes
+    policy = LogsPolicy.model_validate({"maxSize": "64Ki", "maxFiles": 3, "checkInterval": "100ms"})
+    rotator = LogRotator(cri, cri.root, policy, clock=clock)
+    pod = cri.add_pod("web", "u1")
+    logs = {cid: cri.add_container(cid, pod, cid) for cid in ("big1", "big2", "small")}
+    done_pod = cri.add_pod("job", "u2")
+    exited = cri.add_container("exited", done_pod, "job", state="EXITED")
+    exited.write_bytes(b"e" * 200 * KiB)
+    for _ in range(4):
+        for cid in ("big1", "big2"):
+            _append(logs[cid], b"x" * 70 * KiB)
+        logs["small"].write_bytes(b"s" * 10)
+        results = await rotator.check()
+        assert sorted(r.action.container_id for r in results) == ["big1", "big2"]
+        assert all(r.outcome is Outcome.DONE for r in results)
+        clock.advance(5)  # rotated files settle
+        await rotator.close()  # let the background tidying finish
+    assert "exited" not in cri.reopened and "small" not in cri.reopened
+    for cid in ("big1", "big2"):
+        names = sorted(p.name for p in logs[cid].parent.iterdir())
+        kinds = [parse_log_name(n).kind for n in names]
+        # maxFiles 3: the live file, the newest rotated file (plain), one older compressed.
+        assert len(names) == 3 and kinds.count("log") == 1 and kinds.count("rotated") == 1, names
+        assert kinds.count("compressed") == 1, names
+    assert rotator.errors == []
+    # The status of each container is asked once, not on every check.
+    assert sum(1 for c in cri.calls if c == "ContainerStatus small") == 1
+
+
+async def test_rotator_run_stops_when_asked(cri: FakeCri) -> None:
+    policy = LogsPolicy.model_validate({"maxSize": "1Ki", "checkInterval": "10ms"})
+    rotator = LogRotator(cri, cri.root, policy, sweep_interval=timedelta(milliseconds=50))
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    stop = asyncio.Event()
+    task = asyncio.create_task(rotator.run(stop))
+    for _ in range(5):
+        _append(log, b"x" * 2 * KiB)
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert cri.reopened.count("c1") >= 3
+    assert cri.calls.count("ListPodSandbox") >= 1  # sweeps ran too
