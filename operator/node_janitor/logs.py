@@ -300,7 +300,7 @@ def plan_container_logs(
     if rotating:
         slots.insert(slots.index(live) + 1, None)
     discard = False
-    for entry in slots[settings.max_files :]:
+    for entry in reversed(slots[settings.max_files :]):  # oldest first, as kubelet does
         if entry is None:
             discard = True
         elif not entry.container_id:
@@ -872,87 +872,143 @@ class LogJanitor:
 
 @dataclass
 class LogPassReport:
-    """What `run_log_rules` planned (and, unless a dry run, did), phase by phase."""
+    """What one pass planned (and, unless a dry run, did), step by step."""
 
     rules: list[LogAction] = field(default_factory=list)
-    reclaim: list[LogAction] = field(default_factory=list)  # budget / pressure, files no container writes
-    live: list[LogAction] = field(default_factory=list)  # budget / pressure, live files rotated away
+    reclaim: list[LogAction] = field(default_factory=list)  # budget / pressure: files no container writes
+    live: list[LogAction] = field(default_factory=list)  # budget / pressure: live files rotated away
     extra: list[LogAction] = field(default_factory=list)
     results: list[LogActionResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> list[LogAction]:
         return [*self.rules, *self.reclaim, *self.live, *self.extra]
 
+    @property
+    def planned_bytes(self) -> int:
+        return freed_by(self.actions)
 
-async def run_log_rules(
-    cri: LogRuntime,
-    root: Path,
-    settings: LogSettings,
-    *,
-    clock: Clock = utc_now,
-    janitor: LogJanitor | None = None,
-    dry_run: bool = False,
-    pressure_need: Callable[[int], int] | None = None,
-    host_root: Path = Path("/"),
-    between: Callable[[], Awaitable[None]] | None = None,
-) -> LogPassReport:
-    """Every rule once: per-container rules and orphans, then the budget (and log-fs pressure), then the rules
-    for other node logs. Each phase is planned on a fresh snapshot taken after the previous phase was applied,
-    so compressions count for what they really freed; a dry run plans each phase on the prediction instead.
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r.freed for r in self.results)
 
-    `pressure_need(freed_so_far)` gives the bytes the log file system still has to lose (0 if none);
-    `between()` runs after the files no container writes were reclaimed, before live files are rotated away
-    (prune runs the image plan there when logs and images share a file system).
+
+class LogPass:
+    """Every log rule once, in steps a caller may interleave with other work (prune runs the image plan between
+    `reclaim` and `reclaim_live` when logs and images share a file system):
+
+    1. `rules()`: orphaned pod directories, then each container's rules (rotation, maxFiles, compression,
+       leftovers);
+    2. `reclaim(need)`: files no container writes, oldest first, for the node budget or log-fs pressure;
+    3. `reclaim_live(need)`: the largest live files rotated away;
+    4. `extra()`: the extraPaths rules.
+
+    Each step plans on a fresh snapshot taken after the previous step was applied, so compressions count for
+    what they really freed; a dry run plans each step on the previous steps' predictions instead.
     """
-    janitor = janitor or LogJanitor(cri, clock=clock, host_root=host_root)
-    report = LogPassReport()
-    now = clock()
-    tree = await collect_log_tree(cri, root)
-    report.rules = plan_log_rules(tree, settings, now)
-    done: list[LogAction] = list(report.rules)  # what the current `tree` does not show yet (dry run)
-    freed = freed_by(report.rules)
-    if not dry_run:
-        report.results += await janitor.apply(report.rules)
-        freed = sum(r.freed for r in report.results)
-        tree, done = await collect_log_tree(cri, root), []
 
-    def need() -> int:
-        excess = budget_excess(tree, done, settings.node_budget)
-        return max(excess, pressure_need(freed) if pressure_need else 0)
+    def __init__(
+        self,
+        cri: LogRuntime,
+        root: Path,
+        settings: LogSettings,
+        *,
+        clock: Clock = utc_now,
+        janitor: LogJanitor | None = None,
+        dry_run: bool = False,
+        host_root: Path = Path("/"),
+    ) -> None:
+        self.cri = cri
+        self.root = root
+        self.settings = settings
+        self.clock = clock
+        self.janitor = janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        self.dry_run = dry_run
+        self.host_root = host_root
+        self.report = LogPassReport()
+        self._tree: LogTree | None = None
+        self._pending: list[LogAction] = []  # planned, not in `_tree` yet (a dry run's predictions)
 
-    report.reclaim = plan_log_reclaim(
-        tree,
-        need(),
-        LogReason.NODE_BUDGET if budget_excess(tree, done, settings.node_budget) else LogReason.LOG_FS_PRESSURE,
-        clock(),
-        planned=done,
-        settings=settings,
-    )
-    if report.reclaim:
-        if dry_run:
-            done += report.reclaim
-            freed += freed_by(report.reclaim)
-        else:
-            applied = await janitor.apply(report.reclaim)
-            report.results += applied
-            freed += sum(r.freed for r in applied)
-            tree = await collect_log_tree(cri, root)
-    if between is not None:
-        await between()
-    still = need()
-    if still:
-        reason = LogReason.NODE_BUDGET if budget_excess(tree, done, settings.node_budget) else LogReason.LOG_FS_PRESSURE
-        report.live = plan_live_reclaim(tree, still, reason, planned=done)
-        if not dry_run:
-            report.results += await janitor.apply(report.live)
+    @property
+    def freed(self) -> int:
+        """Bytes freed so far (planned, in a dry run)."""
+        return self.report.planned_bytes if self.dry_run else self.report.freed_bytes
 
-    if settings.extra_paths:
-        extra = await asyncio.to_thread(scan_extra_paths, settings.extra_paths, host_root, [root])
-        report.extra = plan_extra_paths(extra, settings.extra_paths, clock())
-        if not dry_run:
-            report.results += await janitor.apply(report.extra)
-    return report
+    async def _snapshot(self) -> LogTree:
+        if self._tree is None:
+            self._tree = await collect_log_tree(self.cri, self.root)
+        return self._tree
+
+    async def _apply(self, actions: list[LogAction]) -> None:
+        if self.dry_run:
+            self._pending += actions
+        elif actions:
+            self.report.results += await self.janitor.apply(actions)
+            self._tree = None
+
+    async def rules(self) -> list[LogAction]:
+        tree = await self._snapshot()
+        self.report.rules = plan_log_rules(tree, self.settings, self.clock())
+        await self._apply(self.report.rules)
+        return self.report.rules
+
+    async def budget_excess(self) -> int:
+        """Bytes above nodeBudget now (0 without a budget)."""
+        if self.settings.node_budget is None:
+            return 0
+        return budget_excess(await self._snapshot(), self._pending, self.settings.node_budget)
+
+    async def _reason(self, need: int) -> LogReason:
+        return LogReason.NODE_BUDGET if await self.budget_excess() >= need else LogReason.LOG_FS_PRESSURE
+
+    async def reclaim(self, need: int) -> list[LogAction]:
+        """Free `need` bytes (and the budget's excess) from files no container writes, oldest first."""
+        need = max(need, await self.budget_excess())
+        if need <= 0:
+            return []
+        actions = plan_log_reclaim(
+            await self._snapshot(),
+            need,
+            await self._reason(need),
+            self.clock(),
+            planned=self._pending,
+            settings=self.settings,
+        )
+        self.report.reclaim += actions
+        await self._apply(actions)
+        return actions
+
+    async def reclaim_live(self, need: int) -> list[LogAction]:
+        """Free `need` bytes (and the budget's excess) by rotating the largest live files away."""
+        need = max(need, await self.budget_excess())
+        if need <= 0:
+            return []
+        actions = plan_live_reclaim(await self._snapshot(), need, await self._reason(need), planned=self._pending)
+        self.report.live += actions
+        await self._apply(actions)
+        return actions
+
+    async def total_bytes(self) -> int:
+        """What the pod log tree takes now (predicted, in a dry run)."""
+        tree = await self._snapshot()
+        return tree.total_bytes - freed_by(self._pending)
+
+    async def extra(self) -> list[LogAction]:
+        if not self.settings.extra_paths:
+            return []
+        files = await asyncio.to_thread(scan_extra_paths, self.settings.extra_paths, self.host_root, [self.root])
+        self.report.extra = plan_extra_paths(files, self.settings.extra_paths, self.clock())
+        await self._apply(self.report.extra)
+        return self.report.extra
+
+    async def run(self, pressure_need: int = 0) -> LogPassReport:
+        """All the steps; `pressure_need`: bytes the log file system has to lose (beyond what the rules free)."""
+        await self.rules()
+        await self.reclaim(pressure_need - self.freed)
+        await self.reclaim_live(pressure_need - self.freed)
+        await self.extra()
+        return self.report
 
 
 @dataclass
@@ -965,7 +1021,7 @@ class LogRotator:
     """The fast loop: every `checkInterval`, one ListContainers and a stat of each running container's log;
     the logs at or above maxSize are rotated concurrently. After a rotation the container's directory is tidied
     in the background (maxFiles, compression, leftovers), one task per directory; every `sweep_interval` a full
-    pass (`run_log_rules`) handles orphans, the node budget and extraPaths.
+    pass (`LogPass`) handles orphans, the node budget and extraPaths.
 
     Injectable like kubelet's container_log_manager: the CRI client, the clock, the pod log directory and the
     host root (where the runtime's paths are, seen from this process).
@@ -999,6 +1055,9 @@ class LogRotator:
         self._tidying: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._sweep: asyncio.Task[LogPassReport] | None = None
+        self._tree_bytes: int | None = None  # the pod log tree's size after the last sweep
+        self._growth = 0  # bytes the running containers wrote since that sweep began (an upper bound)
+        self._lengths: dict[str, int] = {}  # live log path -> its length at the last check
         self.errors: list[str] = []
 
     async def _limited(self, work: Awaitable[T]) -> T:
@@ -1010,7 +1069,7 @@ class LogRotator:
         containers = await self.cri.list_containers()
         listed = {c.id: c for c in containers}
         for cid in [cid for cid in self._known if cid not in listed]:
-            del self._known[cid]
+            self._lengths.pop(self._known.pop(cid).path, None)
         new = [cid for cid in listed if cid not in self._known]
         statuses = await asyncio.gather(*(self.cri.container_status(cid) for cid in new), return_exceptions=True)
         for cid, status in zip(new, statuses, strict=True):
@@ -1025,6 +1084,9 @@ class LogRotator:
                 length = os.stat(known.path).st_size
             except OSError:
                 continue
+            previous = self._lengths.get(known.path)
+            self._growth += length - previous if previous is not None and length >= previous else length
+            self._lengths[known.path] = length
             if length >= self.settings.max_size:
                 due.append(
                     LogAction(
@@ -1078,13 +1140,24 @@ class LogRotator:
 
     async def sweep(self) -> LogPassReport:
         """A full pass of every rule (orphans, leftovers, maxFiles, compression, budget, extraPaths)."""
-        return await run_log_rules(
+        self._growth = 0
+        logs = LogPass(
             self.cri, self.pod_log_dir, self.settings, clock=self.clock, janitor=self.janitor, host_root=self.host_root
         )
+        report = await logs.run()
+        self._tree_bytes = await logs.total_bytes()
+        return report
+
+    @property
+    def over_budget(self) -> bool:
+        """The tree may be over nodeBudget now: its size at the last sweep plus what was written since."""
+        budget = self.settings.node_budget
+        return budget is not None and self._tree_bytes is not None and self._tree_bytes + self._growth > budget
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Check every checkInterval until `stop` is set; a sweep starts every sweep_interval (in the
-        background, so that checks go on meanwhile). Runtime errors are logged, never fatal."""
+        """Check every checkInterval until `stop` is set; a sweep starts every sweep_interval, or as soon as the
+        writes since the last one may have passed nodeBudget (in the background, so that checks go on meanwhile).
+        Runtime errors are logged, never fatal."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         interval = self.policy.check_interval.total_seconds()
@@ -1096,7 +1169,7 @@ class LogRotator:
                     await self.check()
                 except RuntimeClientError as exc:
                     log.warning("log check failed: %s", exc)
-                if started >= next_sweep and (self._sweep is None or self._sweep.done()):
+                if (started >= next_sweep or self.over_budget) and (self._sweep is None or self._sweep.done()):
                     self._sweep = asyncio.create_task(self._safe_sweep())
                     next_sweep = started + self.sweep_interval
                 with contextlib.suppress(TimeoutError):

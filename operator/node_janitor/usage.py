@@ -9,7 +9,9 @@ Definitions (all bytes are on-disk sizes measured by containerd: blob sizes and 
 * Containers: their read-write snapshots; RECLAIMABLE is what removing the exited ones frees.
 * Snapshots / Content: every snapshot / blob; ACTIVE ones are referenced; RECLAIMABLE is the orphans: not
   reached by any image, container, unexpired lease or gc.root label (expired leases do not count).
-* Logs: CRI log files; ACTIVE files belong to a live container; RECLAIMABLE are files of pods that are gone.
+* Logs: CRI log files; ACTIVE files belong to a container that has not exited; RECLAIMABLE is what the log rules
+  would remove now (`logs.plan_log_rules` and the node budget): orphaned pods' directories past their grace, files
+  beyond maxFiles, leftovers, and the oldest files over nodeBudget.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from node_janitor.api.policy import LogsPolicy
 from node_janitor.inventory import (
     FileSystemEntry,
     Inventory,
@@ -27,6 +30,7 @@ from node_janitor.inventory import (
     content_node,
     snapshot_node,
 )
+from node_janitor.logs import LogReason, LogSettings, LogTree, budget_excess, freed_by, plan_log_reclaim, plan_log_rules
 
 ROW_TYPES = ("images", "containers", "snapshots", "content", "logs")
 
@@ -108,7 +112,10 @@ def image_is_protected(inventory: Inventory, image_id: str) -> bool:
 
 
 def build_disk_report(
-    inventory: Inventory, now: datetime, last_used: Mapping[str, datetime] | None = None
+    inventory: Inventory,
+    now: datetime,
+    last_used: Mapping[str, datetime] | None = None,
+    logs_policy: LogsPolicy | None = None,
 ) -> DiskReport:
     graph = inventory.graph
     users = inventory.image_users
@@ -189,7 +196,7 @@ def build_disk_report(
         total=len(inventory.logs),
         active=sum(1 for f in inventory.logs if f.live),
         size=sum(f.size for f in inventory.logs),
-        reclaimable=sum(f.size for f in inventory.logs if f.orphaned),
+        reclaimable=logs_reclaimable(inventory, now, logs_policy or LogsPolicy()),
     )
 
     images.sort(key=lambda i: (-i.size, i.id))
@@ -205,3 +212,16 @@ def build_disk_report(
         file_systems=inventory.file_systems,
         warnings=inventory.warnings,
     )
+
+
+def logs_reclaimable(inventory: Inventory, now: datetime, policy: LogsPolicy) -> int:
+    """Bytes the log rules would free now: orphans past their grace, beyond maxFiles, leftovers, over budget."""
+    if not policy.enabled:
+        return 0
+    settings = LogSettings.from_policy(policy)
+    tree = LogTree.from_files("", inventory.logs)
+    planned = plan_log_rules(tree, settings, now)
+    planned += plan_log_reclaim(
+        tree, budget_excess(tree, planned, settings.node_budget), LogReason.NODE_BUDGET, now, planned=planned
+    )
+    return freed_by(planned)

@@ -18,11 +18,11 @@ from node_janitor.logs import (
     LogAction,
     LogActionKind,
     LogJanitor,
+    LogPass,
     LogReason,
     LogRotator,
     LogSettings,
     parse_log_name,
-    run_log_rules,
     scan_extra_paths,
     scan_log_tree,
 )
@@ -195,7 +195,7 @@ def test_extra_paths_never_reach_the_pod_log_tree_or_outside_the_root(tmp_path: 
     assert [os.path.relpath(f.path, host) for f in files] == ["var/log/app/a.log"]
 
 
-async def test_run_log_rules_applies_rules_then_budget_then_live_files(cri: FakeCri) -> None:
+async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri) -> None:
     pod = cri.add_pod("web", "u1")
     a = cri.add_container("ca", pod, "a")
     b = cri.add_container("cb", pod, "b")
@@ -212,13 +212,13 @@ async def test_run_log_rules_applies_rules_then_budget_then_live_files(cri: Fake
     _age(gone.parent.parent, 7200)
     settings = LogSettings(max_size=1 << 30, node_budget=250 * KiB, orphan_grace=timedelta(hours=1))
 
-    dry = await run_log_rules(cri, cri.root, settings, dry_run=True)
+    dry = await LogPass(cri, cri.root, settings, dry_run=True).run()
     assert [(x.kind, x.reason) for x in dry.rules] == [(LogActionKind.REMOVE_POD_DIR, LogReason.ORPHANED_POD)]
     assert [(x.path, x.reason) for x in dry.reclaim] == [(str(old), LogReason.NODE_BUDGET)]
     assert [(x.container_id, x.discard) for x in dry.live] == [("ca", True)]
     assert gone.exists() and old.exists() and cri.reopened == []  # a dry run changes nothing
 
-    real = await run_log_rules(cri, cri.root, settings)
+    real = await LogPass(cri, cri.root, settings).run()
     assert [(r.action.kind, r.outcome) for r in real.results] == [
         (LogActionKind.REMOVE_POD_DIR, Outcome.DONE),
         (LogActionKind.REMOVE, Outcome.DONE),
@@ -275,3 +275,20 @@ async def test_rotator_run_stops_when_asked(cri: FakeCri) -> None:
     await asyncio.wait_for(task, 5)
     assert cri.reopened.count("c1") >= 3
     assert cri.calls.count("ListPodSandbox") >= 1  # sweeps ran too
+
+
+async def test_rotator_knows_when_writes_may_have_passed_the_budget(cri: FakeCri) -> None:
+    policy = LogsPolicy.model_validate({"maxSize": "1Mi", "nodeBudget": "100Ki"})
+    rotator = LogRotator(cri, cri.root, policy, sweep_interval=timedelta(hours=1))
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    _append(log, b"x" * 10 * KiB)
+    await rotator.check()
+    assert not rotator.over_budget  # no sweep yet: nothing known about the tree
+    await rotator.sweep()
+    assert not rotator.over_budget
+    _append(log, b"x" * 100 * KiB)
+    await rotator.check()
+    assert rotator.over_budget  # so the loop sweeps now, not at the next sweep interval
+    await rotator.sweep()
+    assert not rotator.over_budget and cri.reopened == ["c1"]  # the live file was rotated away

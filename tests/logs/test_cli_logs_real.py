@@ -1,0 +1,176 @@
+"""`node-janitor df` and `prune` with the log rules, on the real containerd and its pod log tree."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from logs.realbed import check_numbered, ordered_log_files, stdout_messages, writer_image
+from node_janitor.cli import main
+from node_janitor.devbed import ContainerdBed, Layer
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.logs import LogFileKind, parse_log_name, rotated_name
+from node_janitor.node import open_runtime
+
+pytestmark = pytest.mark.containerd
+KiB, MiB = 1 << 10, 1 << 20
+# 20,000 numbered lines (about 900 KB of CRI log), then quiet.
+LINES_THEN_SLEEP = "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; sleep 3600"
+
+
+def _blocks(path: Path) -> int:
+    return os.lstat(path).st_blocks * 512
+
+
+def _tree_blocks(root: Path) -> int:
+    return sum(_blocks(Path(top) / n) for top, _, names in os.walk(root) for n in names)
+
+
+def _age(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    for top, dirs, names in os.walk(path):
+        for name in [*names, *dirs]:
+            os.utime(Path(top) / name, (t, t))
+    os.utime(path, (t, t))
+
+
+def _policy(directory: Path, spec: dict[str, Any]) -> Path:
+    path = directory / "policy.yaml"
+    manifest = {"apiVersion": "nodejanitor.io/v1alpha1", "kind": "CleanupPolicy", "metadata": {"name": "t"}}
+    path.write_text(yaml.safe_dump({**manifest, "spec": spec}))
+    return path
+
+
+async def _cli(bed: ContainerdBed, *args: str) -> tuple[int, dict[str, Any]]:
+    out = io.StringIO()
+    common = ["--containerd-socket", bed.address, "--pod-log-dir", str(bed.pod_log_dir), "-o", "json"]
+
+    def run() -> int:
+        with contextlib.redirect_stdout(out):
+            return main([args[0], *common, *args[1:]])
+
+    code = await asyncio.to_thread(run)
+    return code, json.loads(out.getvalue())
+
+
+def _write_rotated(container_dir: Path, hours_ago: list[int], size: int) -> list[Path]:
+    """Rotated files as an earlier rotation left them (kubelet's names), each `size` bytes of CRI lines."""
+    out = []
+    line = b"2026-01-01T00:00:00.000000000Z stdout F " + b"r" * 60 + b"\n"
+    for h in hours_ago:
+        path = container_dir / Path(rotated_name("0.log", datetime.now(UTC) - timedelta(hours=h))).name
+        path.write_bytes(line * (size // len(line)))
+        _age(path, h * 3600)
+        out.append(path)
+    return out
+
+
+async def test_df_shows_logs_and_prune_applies_the_log_rules(containerd_bed: ContainerdBed, tmp_path: Path) -> None:
+    bed = containerd_bed
+    image = writer_image(bed)
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        app_pod = await run_pod(cri, bed.pod_log_dir, "app")
+        app = await start_container(cri, app_pod, "app", image, LINES_THEN_SLEEP)
+        gone_pod = await run_pod(cri, bed.pod_log_dir, "gone")
+        gone = await start_container(cri, gone_pod, "job", image, "echo bye")
+        await wait_for_state(cri, gone.id, "EXITED")
+        await cri.remove_pod_sandbox(gone_pod.sandbox_id)
+        for _ in range(200):  # the writer is done when its 20,000 lines are there
+            if app.log_path.stat().st_size > 800 * KiB and b" 19999\n" in app.log_path.read_bytes()[-100:]:
+                break
+            await asyncio.sleep(0.05)
+        old = _write_rotated(app.log_path.parent, [9, 8, 7, 6, 5, 4], 100 * KiB)
+        _age(gone_pod.log_dir, 2 * 3600)
+
+        # df (default policy: maxFiles 5, orphans after 1h): the orphaned pod and the two oldest rotated files.
+        code, df = await _cli(bed, "df")
+        assert code == 0
+        logs = df["logs"]
+        assert logs["total"] == 1 + 6 + 1 and logs["active"] == 1
+        assert logs["size"] == _tree_blocks(bed.pod_log_dir)
+        assert logs["reclaimable"] == _tree_blocks(gone_pod.log_dir) + _blocks(old[0]) + _blocks(old[1])
+
+        policy = _policy(tmp_path, {"logs": {"maxSize": "512Ki", "maxFiles": 3}})
+        before = sorted(os.listdir(app.log_path.parent))
+        code, dry = await _cli(bed, "prune", "--policy", str(policy), "--dry-run")
+        assert code == 0 and dry["dry_run"]
+        planned = [(a["kind"], Path(a["id"]).name, a["reason"]) for a in dry["actions"]]
+        assert planned == [
+            ("remove-log-dir", gone_pod.log_dir.name, "orphaned-pod"),
+            ("rotate-log", "0.log", "max-size"),
+            *(("remove-log", p.name, "max-files") for p in old[:5]),
+            ("compress-log", old[5].name, "compress"),  # no longer the newest rotated file, once 0.log rotates
+        ]
+        assert all(set(a) == {"kind", "id", "refs", "bytes", "reason", "outcome", "message"} for a in dry["actions"])
+        assert dry["actions"][1]["refs"] == ["default/app", "app"]
+        assert all(a["outcome"] == "planned" for a in dry["actions"])
+        assert sorted(os.listdir(app.log_path.parent)) == before and gone_pod.log_dir.exists()  # nothing changed
+
+        code, real = await _cli(bed, "prune", "--policy", str(policy))
+        assert code == 0, real["errors"]
+        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
+        assert all(a["outcome"] == "done" for a in real["actions"]), real["actions"]
+        assert not gone_pod.log_dir.exists()
+        names = sorted(os.listdir(app.log_path.parent))
+        kinds = sorted(parse_log_name(n).kind for n in names)
+        assert kinds == sorted([LogFileKind.LOG, LogFileKind.ROTATED, LogFileKind.COMPRESSED]), names
+        assert old[5].name + ".gz" in names
+        # The rotation lost nothing: the rotated file and the live one hold every line, once, in order.
+        ours = [p for p in ordered_log_files(app.log_path.parent) if not p.name.startswith(old[5].name)]
+        assert check_numbered(stdout_messages(ours)) == (0, 19999)
+        assert real["reclaimed_bytes"] >= real["planned_bytes"] > 0  # + what compression saved
+
+        code, again = await _cli(bed, "prune", "--policy", str(policy))
+        assert code == 0 and again["actions"] == []
+        await remove_all_pods(cri)
+
+
+async def test_under_pressure_old_logs_go_before_images(small_disk_bed: ContainerdBed, tmp_path: Path) -> None:
+    """The pod logs share the disk with the images: when it is above the high watermark, rotated files go first
+    (oldest first), and images only for what is still missing."""
+    bed = small_disk_bed
+    b = bed.builder
+    images = [b.build(f"example.com/p{i}:v1", [b.busybox_layer(), Layer.random(8 * MiB, f"p{i}")]) for i in range(3)]
+    bed.import_images(images)
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "quiet")
+        c = await start_container(cri, pod, "app", images[0].name, "echo started; sleep 3600")
+        await wait_for_state(cri, c.id, "RUNNING")
+        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)  # 12 MiB of old logs
+        logs_bytes = sum(_blocks(p) for p in rotated)
+        usage = bed.usage()
+        capacity = usage.used + usage.available
+        # Reaching the low watermark (60%) takes all the old logs and a bit more: one ~16 MiB image.
+        bed.fill(leave_available=capacity - int(0.60 * capacity + logs_bytes + 4 * MiB))
+        assert bed.usage().used_percent > 70
+        policy = _policy(
+            bed.base,
+            {
+                "thresholds": {"highPercent": 70, "lowPercent": 60},
+                "images": {"minAge": "0s"},
+                "logs": {"maxFiles": 10, "compress": False},
+            },
+        )
+        code, dry = await _cli(bed, "prune", "--policy", str(policy), "--dry-run")
+        assert code == 0
+        code, real = await _cli(bed, "prune", "--policy", str(policy))
+        assert code == 0, real["errors"]
+        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
+        kinds = [(a["kind"], a["reason"]) for a in real["actions"]]
+        assert kinds[:4] == [("remove-log", "log-fs-pressure")] * 4
+        assert [a["id"] for a in real["actions"][:4]] == [str(p) for p in rotated]  # oldest first
+        assert [k for k, _ in kinds[4:]] == ["remove-image"]  # what logs could not free
+        assert real["log_file_system"]["under_pressure"] is True
+        assert real["file_system"]["used_percent_after"] <= 60
+        assert c.log_path.exists() and b"started" in c.log_path.read_bytes()  # the live log is untouched
+        await remove_all_pods(cri)
