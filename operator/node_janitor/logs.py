@@ -251,15 +251,26 @@ def _older_than(moment: datetime | None, now: datetime, age: timedelta) -> bool:
     return moment is not None and now - moment >= age
 
 
-def _action(kind: LogActionKind, f: LogFileEntry, reason: LogReason, nbytes: int, **kw: object) -> LogAction:
+def _action(
+    kind: LogActionKind,
+    f: LogFileEntry,
+    reason: LogReason,
+    nbytes: int,
+    *,
+    container_id: str = "",
+    discard: bool = False,
+    if_at_least: int = 0,
+) -> LogAction:
     return LogAction(
         kind,
         f.path,
         reason,
         nbytes,
+        container_id=container_id,
         pod=f"{f.pod_namespace}/{f.pod_name}",
         container=f.container,
-        **kw,  # type: ignore[arg-type]
+        discard=discard,
+        if_at_least=if_at_least,
     )
 
 
@@ -294,10 +305,11 @@ def plan_container_logs(
         (f for f, n in ranked if n.kind is LogFileKind.LOG and f.container_id and f.container_state == "RUNNING"),
         None,
     )
-    rotating = rotate and live is not None and live.length >= settings.max_size
+    if not (rotate and live is not None and live.length >= settings.max_size):
+        live = None  # nothing to rotate
     # Slots in rank order; None stands for the file the planned rotation makes, right after the live one.
     slots: list[LogFileEntry | None] = [f for f, _ in ranked]
-    if rotating:
+    if live is not None:
         slots.insert(slots.index(live) + 1, None)
     discard = False
     for entry in reversed(slots[settings.max_files :]):  # oldest first, as kubelet does
@@ -305,8 +317,7 @@ def plan_container_logs(
             discard = True
         elif not entry.container_id:
             removals.append(_action(LogActionKind.REMOVE, entry, LogReason.MAX_FILES, entry.size))
-    if rotating:
-        assert live is not None
+    if live is not None:
         rotations.append(
             _action(
                 LogActionKind.ROTATE,
@@ -764,9 +775,15 @@ class LogJanitor:
             return runtime_path
         return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
 
-    async def apply(self, actions: Sequence[LogAction]) -> list[LogActionResult]:
+    async def apply(self, actions: Sequence[LogAction], *, wait: bool = True) -> list[LogActionResult]:
+        """Apply `actions` in order. Without `wait`, an action on a file another action is busy with (e.g. a
+        compression) is left out of the results instead of waiting for it."""
         self._pods = None  # sandboxes are listed again (once) before removing any pod directory
-        return [await self.apply_one(a) for a in actions]
+        results = []
+        for action in actions:
+            if wait or action.path not in self._locks:
+                results.append(await self.apply_one(action))
+        return results
 
     async def apply_one(self, action: LogAction) -> LogActionResult:
         async with self._lock(action.path):
@@ -1015,13 +1032,14 @@ class LogPass:
 class _Known:
     path: str
     state: str
+    governed: bool  # under the pod log directory
 
 
 class LogRotator:
     """The fast loop: every `checkInterval`, one ListContainers and a stat of each running container's log;
     the logs at or above maxSize are rotated concurrently. After a rotation the container's directory is tidied
-    in the background (maxFiles, compression, leftovers), one task per directory; every `sweep_interval` a full
-    pass (`LogPass`) handles orphans, the node budget and extraPaths.
+    at once (maxFiles, leftovers) and its older rotated files are compressed in the background; every
+    `sweep_interval` a full pass (`LogPass`) handles orphans, the node budget and extraPaths.
 
     Injectable like kubelet's container_log_manager: the CRI client, the clock, the pod log directory and the
     host root (where the runtime's paths are, seen from this process).
@@ -1050,10 +1068,10 @@ class LogRotator:
         self.janitor = LogJanitor(
             cri, clock=clock, host_root=host_root, compress_level=compress_level, on_result=on_result
         )
+        self._root = os.path.join(os.path.abspath(pod_log_dir), "")
         self._parallel = asyncio.Semaphore(max_parallel)
         self._known: dict[str, _Known] = {}  # container id -> its log path (immutable) and last seen state
-        self._tidying: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
+        self._compressing: dict[str, asyncio.Task[None]] = {}
         self._sweep: asyncio.Task[LogPassReport] | None = None
         self._tree_bytes: int | None = None  # the pod log tree's size after the last sweep
         self._growth = 0  # bytes the running containers wrote since that sweep began (an upper bound)
@@ -1074,11 +1092,13 @@ class LogRotator:
         statuses = await asyncio.gather(*(self.cri.container_status(cid) for cid in new), return_exceptions=True)
         for cid, status in zip(new, statuses, strict=True):
             if isinstance(status, CriContainerStatus) and status.log_path:
-                self._known[cid] = _Known(self.janitor.host_path(status.log_path), listed[cid].state)
+                path = self.janitor.host_path(status.log_path)
+                # Only the tree this rotator governs (another CRI client may log elsewhere).
+                self._known[cid] = _Known(path, listed[cid].state, path.startswith(self._root))
         due: list[LogAction] = []
         for cid, known in self._known.items():
             known.state = listed[cid].state
-            if known.state != "RUNNING":
+            if known.state != "RUNNING" or not known.governed:
                 continue
             try:
                 length = os.stat(known.path).st_size
@@ -1100,51 +1120,58 @@ class LogRotator:
                     )
                 )
         results = await asyncio.gather(*(self._limited(self.janitor.apply_one(a)) for a in due))
-        for r in results:
-            if r.outcome is Outcome.DONE and not r.action.discard:
-                self._tidy(os.path.dirname(r.action.path))
+        done = [r for r in results if r.outcome is Outcome.DONE and not r.action.discard]
+        rotated = {os.path.dirname(r.action.path) for r in done}
+        # maxFiles right away (removals are quick), so that a directory never holds more than one file too many;
+        # compressions go on in the background.
+        await asyncio.gather(*(self._limited(self.tidy(d, compress_later=True)) for d in sorted(rotated)))
         return list(results)
 
     def known_logs(self) -> dict[str, tuple[str, str]]:
         return {k.path: (cid, k.state) for cid, k in self._known.items()}
 
-    def _tidy(self, container_dir: str) -> None:
-        task = self._tidying.get(container_dir)
-        if task is not None and not task.done():
-            self._dirty.add(container_dir)
-            return
-        self._tidying[container_dir] = asyncio.create_task(self._tidy_loop(container_dir))
-
-    async def _tidy_loop(self, container_dir: str) -> None:
-        try:
-            while True:
-                self._dirty.discard(container_dir)
-                await self.tidy(container_dir)
-                if container_dir not in self._dirty:
-                    return
-        except Exception as exc:  # a background task must not die silently
-            self.errors.append(f"tidying {container_dir}: {exc}")
-            log.exception("tidying %s failed", container_dir)
-        finally:
-            self._tidying.pop(container_dir, None)
-
-    async def tidy(self, container_dir: str) -> list[LogActionResult]:
-        """maxFiles, compression and leftovers for one container directory (never a rotation)."""
+    async def tidy(self, container_dir: str, *, compress_later: bool = False) -> list[LogActionResult]:
+        """maxFiles, leftovers and compression for one container directory (never a rotation). With
+        `compress_later`, compressions run in a background task (one per directory; if one is still running,
+        they wait for the next tidy or sweep)."""
         parts = os.path.basename(os.path.dirname(container_dir)).split("_")
         if len(parts) != 3:
             return []
         namespace, name, uid = parts
         files = await asyncio.to_thread(scan_container_dir, container_dir, namespace, name, uid, self.known_logs())
         actions = plan_container_logs(files, self.settings, self.clock(), rotate=False)
-        return await self.janitor.apply(actions)
+        compressions = [a for a in actions if a.kind is LogActionKind.COMPRESS]
+        others = [a for a in actions if a.kind is not LogActionKind.COMPRESS]
+        results = await self.janitor.apply(others, wait=not compress_later)  # a check never waits for a gzip
+        if not compress_later:
+            return results + await self.janitor.apply(compressions)
+        task = self._compressing.get(container_dir)
+        if compressions and (task is None or task.done()):
+            self._compressing[container_dir] = asyncio.create_task(self._compress(container_dir, compressions))
+        return results
 
-    async def sweep(self) -> LogPassReport:
-        """A full pass of every rule (orphans, leftovers, maxFiles, compression, budget, extraPaths)."""
+    async def _compress(self, container_dir: str, actions: list[LogAction]) -> None:
+        try:
+            await self.janitor.apply(actions)
+        except Exception as exc:  # a background task must not die silently
+            self.errors.append(f"compressing in {container_dir}: {exc}")
+            log.exception("compressing in %s failed", container_dir)
+        finally:
+            self._compressing.pop(container_dir, None)
+
+    async def sweep(self, *, budget_only: bool = False) -> LogPassReport:
+        """A full pass of every rule (orphans, leftovers, maxFiles, compression, budget, extraPaths); with
+        `budget_only`, just the node budget (no compression to wait for first)."""
         self._growth = 0
         logs = LogPass(
             self.cri, self.pod_log_dir, self.settings, clock=self.clock, janitor=self.janitor, host_root=self.host_root
         )
-        report = await logs.run()
+        if budget_only:
+            await logs.reclaim(0)
+            await logs.reclaim_live(0)
+            report = logs.report
+        else:
+            report = await logs.run()
         self._tree_bytes = await logs.total_bytes()
         return report
 
@@ -1169,17 +1196,20 @@ class LogRotator:
                     await self.check()
                 except RuntimeClientError as exc:
                     log.warning("log check failed: %s", exc)
-                if (started >= next_sweep or self.over_budget) and (self._sweep is None or self._sweep.done()):
-                    self._sweep = asyncio.create_task(self._safe_sweep())
-                    next_sweep = started + self.sweep_interval
+                if self._sweep is None or self._sweep.done():
+                    if started >= next_sweep:
+                        self._sweep = asyncio.create_task(self._safe_sweep())
+                        next_sweep = started + self.sweep_interval
+                    elif self.over_budget:
+                        self._sweep = asyncio.create_task(self._safe_sweep(budget_only=True))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - started)))
         finally:
             await self.close()
 
-    async def _safe_sweep(self) -> LogPassReport:
+    async def _safe_sweep(self, *, budget_only: bool = False) -> LogPassReport:
         try:
-            return await self.sweep()
+            return await self.sweep(budget_only=budget_only)
         except (RuntimeClientError, OSError) as exc:
             self.errors.append(f"sweep: {exc}")
             log.warning("log sweep failed: %s", exc)
@@ -1187,7 +1217,7 @@ class LogRotator:
 
     async def close(self) -> None:
         """Wait for background work (tidying, a sweep in progress) to finish."""
-        pending: list[asyncio.Future[Any]] = [*self._tidying.values()]
+        pending: list[asyncio.Future[Any]] = [*self._compressing.values()]
         if self._sweep is not None:
             pending.append(self._sweep)
         if pending:

@@ -90,11 +90,14 @@ async def test_budget_holds_and_orphans_go_after_their_grace(containerd_bed: Con
         final = await LogPass(recording, bed.pod_log_dir, LogSettings.from_policy(policy)).run()
         assert not [r for r in final.results if r.outcome == "failed"]
         assert await asyncio.to_thread(tree_bytes, bed.pod_log_dir) <= budget
-        late = max(samples[len(samples) // 2 :])
-        print(f"budget {budget // KiB} KiB; pod logs while writing: max {late // KiB} KiB")
-        # A sweep starts as soon as what was written since the last one may pass the budget; meanwhile the
-        # writers go on (their rate x a sweep's duration).
-        assert late <= budget + 2 * MiB
+        late = sorted(samples[len(samples) // 2 :])
+        print(
+            f"budget {budget // KiB} KiB; pod logs while writing: median {late[len(late) // 2] // KiB} KiB, "
+            f"max {late[-1] // KiB} KiB"
+        )
+        # A budget pass starts as soon as what was written since the last one may pass the budget; meanwhile the
+        # writers go on (their rate x a pass's duration, more when this process is starved of CPU).
+        assert late[len(late) // 2] <= budget + MiB
 
         reasons = {str(r.action.reason) for r in results if r.outcome == "done"}
         assert {"max-size", "node-budget", "orphaned-pod"} <= reasons, reasons
