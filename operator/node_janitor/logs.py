@@ -877,7 +877,10 @@ class LogJanitor:
             except OSError as back:
                 note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"
             return LogActionResult(action, Outcome.FAILED, f"ReopenContainerLog failed ({exc}); {note}")
-        rotated_length = os.stat(rotated).st_size
+        try:
+            rotated_length = os.stat(rotated).st_size
+        except FileNotFoundError:  # removed meanwhile (another pass over budget): the rotation itself is done
+            rotated_length = 0
         if action.discard:
             _, _, freed = _remove_file(rotated)
             return LogActionResult(action, Outcome.DONE, "rotated away and removed", freed, rotated, rotated_length)
