@@ -21,6 +21,7 @@ from node_janitor.runtime import CriClient, CriContainer, CriContainerStatus, Cr
 
 # A busybox shell loop printing 0, 1, 2... as fast as it can (TESTBED.md: 6-13 MB/s of CRI log, unloaded).
 NUMBERED_LINES = "i=0; while true; do echo $i; i=$((i+1)); done"
+FAST_NUMBERED_LINES = "exec seq 0 2000000000"  # busybox seq: as fast as containerd takes the lines
 
 
 def ordered_log_files(container_dir: Path) -> list[Path]:
@@ -160,7 +161,13 @@ class WriterRun:
 
 
 async def run_writers(
-    bed: ContainerdBed, policy: LogsPolicy, seconds: float, writers: int = 3, *, sweep: float = 10.0
+    bed: ContainerdBed,
+    policy: LogsPolicy,
+    seconds: float,
+    writers: int = 3,
+    *,
+    sweep: float = 10.0,
+    script: str = NUMBERED_LINES,
 ) -> WriterRun:
     """The rotator runs; `writers` containers of one pod print numbered lines for `seconds`; then they are
     killed while the rotator goes on for a few checks (it must not reopen their logs), and it is stopped."""
@@ -174,7 +181,7 @@ async def run_writers(
         stop = asyncio.Event()
         task = asyncio.create_task(rotator.run(stop))
         pod = await run_pod(cri, bed.pod_log_dir, "writers")
-        started = [await start_container(cri, pod, f"w{i}", image, NUMBERED_LINES) for i in range(writers)]
+        started = [await start_container(cri, pod, f"w{i}", image, script) for i in range(writers)]
         dirs = [c.log_path.parent for c in started]
         most: list[int] = []
         deadline = time.monotonic() + seconds

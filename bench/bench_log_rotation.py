@@ -1,6 +1,6 @@
 """Measure how far past maxSize fast writers get with the rotator, on a private containerd (root needed).
 
-    .venv/bin/python tests/logs/measure_rotation.py --max-size 1Mi --interval 100ms --writers 3 --seconds 10
+    .venv/bin/python bench/bench_log_rotation.py --max-size 1Mi --interval 100ms --writers 3 --seconds 10
 
 Prints the writers' rate, how far rotated files went past maxSize, and the delays between checks. It also checks
 that no line was lost or doubled. Not a test (pytest does not collect it): the figures depend on the machine.
@@ -17,9 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[2] / "operator"), str(Path(__file__).resolve().parents[1])]
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests")]  # the real-bed helpers live with the tests
 
 from logs.realbed import (  # noqa: E402
+    FAST_NUMBERED_LINES,
+    NUMBERED_LINES,
     Overshoot,
     check_numbered,
     ordered_log_files,
@@ -50,7 +53,8 @@ async def measure(args: argparse.Namespace) -> None:
         tempfile.TemporaryDirectory(prefix="nj-measure-") as base,
         ContainerdBed(Path(base), disk_size=args.disk_mib << 20, builder=ImageBuilder()) as bed,
     ):
-        run = await run_writers(bed, policy, args.seconds, args.writers)
+        script = FAST_NUMBERED_LINES if args.fast else NUMBERED_LINES
+        run = await run_writers(bed, policy, args.seconds, args.writers, script=script)
         for d in run.dirs:
             files = ordered_log_files(d)
             first, _last = check_numbered(stdout_messages(files))
@@ -80,6 +84,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--disk-mib", type=int, default=2048)
     parser.add_argument("--no-compress", action="store_true")
+    parser.add_argument("--fast", action="store_true", help="writers run busybox seq instead of a shell loop")
     asyncio.run(measure(parser.parse_args()))
 
 
