@@ -9,10 +9,13 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node_janitor import __version__
 from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, RuntimeClientError
+
+if TYPE_CHECKING:
+    from node_janitor.api import CleanupPolicy
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     df = sub.add_parser("df", help="show disk usage: images (shared/unique), containers, snapshots, content, logs")
     _add_runtime_flags(df)
     df.add_argument("-v", "--verbose", action="store_true", help="one row per image")
+    df.add_argument(
+        "--policy", metavar="FILE", help="a CleanupPolicy manifest: its log rules decide what the Logs row can reclaim"
+    )
     df.set_defaults(handler=cmd_df)
 
     prune = sub.add_parser(
@@ -77,16 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_policy(path: str | None) -> CleanupPolicy:
+    """The policy in `path` (the defaults without one); a malformed one is a CliError naming each field."""
+    from node_janitor.api import CleanupPolicy, ManifestError
+
+    try:
+        return CleanupPolicy.load(path) if path else CleanupPolicy()
+    except ManifestError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot read policy {path}: {exc.strerror}") from None
+
+
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.node import open_runtime, take_inventory
     from node_janitor.render import render_disk_report
     from node_janitor.usage import build_disk_report
 
+    policy = _load_policy(args.policy)
+
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
             inventory = await take_inventory(cri, containerd, args.namespace, Path(args.pod_log_dir))
         now = datetime.now(UTC)
-        report = build_disk_report(inventory, now)
+        report = build_disk_report(inventory, now, logs_policy=policy.spec.logs)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
@@ -97,17 +117,11 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.api import CleanupPolicy, ManifestError
     from node_janitor.node import open_runtime
     from node_janitor.prune import prune, render_prune
     from node_janitor.state import LastUsedStore
 
-    try:
-        policy = CleanupPolicy.load(args.policy) if args.policy else CleanupPolicy()
-    except ManifestError as exc:
-        raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"cannot read policy {args.policy}: {exc.strerror}") from None
+    policy = _load_policy(args.policy)
 
     async def run() -> int:
         with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:

@@ -144,3 +144,36 @@ def test_df_dead_socket_is_one_line_and_exit_2(tmp_path, kind: str) -> None:  # 
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("node-janitor: error:") and str(path) in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_df_logs_row_follows_the_policy(containerd_bed: ContainerdBed, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    gone = containerd_bed.pod_log_dir / "default_deleted-pod_0d5c6e2a-0000-4000-8000-000000000001" / "app"
+    gone.mkdir(parents=True)
+    (gone / "0.log").write_bytes(b"2026-01-01T00:00:00Z stdout F hello\n" * 4096)
+    two_hours_ago = time.time() - 7200
+    for p in (gone / "0.log", gone, gone.parent):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    keep = tmp_path / "keep-orphans.yaml"
+    keep.write_text(
+        "apiVersion: nodejanitor.io/v1alpha1\nkind: CleanupPolicy\nmetadata: {name: k}\n"
+        "spec:\n  logs: {removeOrphaned: false}\n"
+    )
+    args = [
+        "df",
+        "--containerd-socket",
+        containerd_bed.address,
+        "--pod-log-dir",
+        str(containerd_bed.pod_log_dir),
+        "-o",
+        "json",
+    ]
+    assert main(args) == 0
+    default = json.loads(capsys.readouterr().out)["logs"]
+    assert main([*args, "--policy", str(keep)]) == 0
+    kept = json.loads(capsys.readouterr().out)["logs"]
+    assert default["total"] == kept["total"] == 1 and default["active"] == 0
+    assert default["reclaimable"] == default["size"] >= 4096 * 36  # the orphaned pod's log, past its grace
+    assert kept["reclaimable"] == 0
