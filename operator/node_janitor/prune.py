@@ -22,7 +22,7 @@ from node_janitor.executor import ActionResult, ExecutionResult, Executor
 from node_janitor.inventory import FileSystemEntry, Inventory
 from node_janitor.logs import LogAction, LogActionKind, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
 from node_janitor.node import take_inventory
-from node_janitor.planner import Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.planner import Action, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.state import LastUsedStore, observe_last_used
 
@@ -58,43 +58,26 @@ class PruneReport:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every action in the order it ran: logs' rules and reclaim, images, live logs rotated away, extraPaths."""
-        outcomes = {id(r.action): r for r in self.execution.results} if self.execution else {}
-        log_outcomes = {id(r.action): r for r in self.logs.results} if self.logs else {}
-        rows = []
+        results: dict[int, ActionResult | LogActionResult] = {}
+        results.update({id(r.action): r for r in self.execution.results} if self.execution else {})
+        results.update({id(r.action): r for r in self.logs.results} if self.logs else {})
 
-        def log_rows(actions: list[LogAction]) -> None:
-            for a in actions:
-                result = log_outcomes.get(id(a))
-                rows.append(
-                    {
-                        "kind": str(a.kind),
-                        "id": a.path,
-                        "refs": list(a.refs),
-                        "bytes": a.bytes,
-                        "reason": str(a.reason),
-                        "outcome": str(result.outcome) if result else "planned",
-                        "message": result.message if result else "",
-                    }
-                )
+        def row(action: Action | LogAction, ident: str) -> dict[str, Any]:
+            result = results.get(id(action))
+            return {
+                "kind": str(action.kind),
+                "id": ident,
+                "refs": list(action.refs),
+                "bytes": action.bytes,
+                "reason": str(action.reason),
+                "outcome": str(result.outcome) if result else "planned",
+                "message": result.message if result else "",
+            }
 
-        if self.logs is not None:
-            log_rows(self.logs.rules)
-            log_rows(self.logs.reclaim)
-        for a in self.plan.actions:
-            rows.append(
-                {
-                    "kind": str(a.kind),
-                    "id": a.id,
-                    "refs": list(a.refs),
-                    "bytes": a.bytes,
-                    "reason": str(a.reason),
-                    "outcome": str(outcomes[id(a)].outcome) if id(a) in outcomes else "planned",
-                    "message": outcomes[id(a)].message if id(a) in outcomes else "",
-                }
-            )
-        if self.logs is not None:
-            log_rows(self.logs.live)
-            log_rows(self.logs.extra)
+        logs = self.logs
+        rows = [row(a, a.path) for a in (*logs.rules, *logs.reclaim)] if logs else []
+        rows += [row(a, a.id) for a in self.plan.actions]
+        rows += [row(a, a.path) for a in (*logs.live, *logs.extra)] if logs else []
         return rows
 
     @property
