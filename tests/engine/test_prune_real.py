@@ -220,3 +220,32 @@ async def test_prune_on_a_full_disk_still_frees_space(small_disk_bed: Containerd
     assert report["planned_bytes"] >= report["target_bytes"] > 0
     assert abs(report["reclaimed_bytes"] - report["planned_bytes"]) <= 0.05 * report["planned_bytes"]
     assert any("could not save state" in w and "space" in w.lower() for w in report["warnings"]), report["warnings"]
+
+
+async def test_inode_pressure_is_reclaimed_to_the_inode_low_watermark(tmp_path: Path, image_builder) -> None:  # type: ignore[no-untyped-def]
+    """A file system short of inodes, not bytes: images of many small files are what must go."""
+    with ContainerdBed(tmp_path / "bed", disk_size=256 * MiB, disk_inodes=8192, builder=image_builder) as bed:
+        b = bed.builder
+        many = [
+            b.build(
+                f"example.com/many{i}:v1",
+                [b.busybox_layer(), Layer.from_files({f"f/{i}/{n}": b"x" for n in range(1500)})],
+            )
+            for i in range(4)
+        ]
+        bed.import_images(many)
+        usage = bed.usage()
+        assert usage.inodes_used / usage.inodes > 0.7 and usage.used_percent < 30  # inodes, not bytes, are short
+        policy = _policy(
+            tmp_path,
+            {"thresholds": {"inodesHighPercent": 70, "inodesLowPercent": 50}, "images": {"minAge": "0s"}},
+        )
+        code, report = await _prune(bed, "--policy", str(policy))
+        assert code == 0, report["errors"]
+        assert report["under_pressure"] is True and report["target_bytes"] == 0
+        removed = [a["id"] for a in report["actions"] if a["kind"] == "remove-image"]
+        assert 1 <= len(removed) < len(many)  # enough to reach the inode low watermark, no more
+        after = bed.usage()
+        assert after.inodes_used / after.inodes <= 0.50
+        code, again = await _prune(bed, "--policy", str(policy))
+        assert code == 0 and again["actions"] == []

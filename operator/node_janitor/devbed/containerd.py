@@ -65,7 +65,7 @@ class ContainerdBed:
     """A disposable containerd. Use as a context manager; everything lives under `base`.
 
     With `disk_size`, containerd's root and the pod log directory sit on a loop-mounted ext4 file system of
-    that many bytes (`self.disk`), so that disk fullness is real.
+    that many bytes (`self.disk`; `disk_inodes` sets its inode count), so that disk fullness is real.
     """
 
     def __init__(
@@ -73,12 +73,14 @@ class ContainerdBed:
         base: Path | None = None,
         *,
         disk_size: int | None = None,
+        disk_inodes: int | None = None,
         namespace: str = "k8s.io",
         sandbox_image: str = PAUSE_IMAGE,
         builder: ImageBuilder | None = None,
     ) -> None:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="nj-containerd-"))
         self.disk_size = disk_size
+        self.disk_inodes = disk_inodes
         self.namespace = namespace
         self.sandbox_image = sandbox_image
         self.builder = builder or ImageBuilder()
@@ -248,7 +250,8 @@ state = "{self.state}"
         with image.open("wb") as f:
             f.truncate(self.disk_size or 0)
         # -m 0: no root-reserved blocks, so "available" is what the bed really has.
-        _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image))
+        inodes = ["-N", str(self.disk_inodes)] if self.disk_inodes else []
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", *inodes, "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image))
         _run("mount", "-o", "loop", str(image), str(self.disk))
         self._mounted = True
 
