@@ -76,6 +76,11 @@ def check_numbered(messages: list[str]) -> tuple[int, int]:
     not end at line ends, so the very last line may be cut short: it must then be the start of the next number.
     """
     assert messages, "no lines at all"
+    # When maxFiles removed the oldest files, the first kept line may be the end of a line a rotation split
+    # into a partial record (`P`, removed with its file) and its continuation: "3111" of 163111.
+    if len(messages) > 1 and messages[0] != str(int(messages[1]) - 1):
+        assert str(int(messages[1]) - 1).endswith(messages[0]), f"first line {messages[0]!r} before {messages[1]}"
+        messages = messages[1:]
     if len(messages) > 1 and messages[-1] != str(int(messages[-2]) + 1):
         assert str(int(messages[-2]) + 1).startswith(messages[-1]), f"last line {messages[-1]!r} after {messages[-2]}"
         messages = messages[:-1]
