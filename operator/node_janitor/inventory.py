@@ -181,8 +181,24 @@ class Inventory:
                 users.setdefault(image_id, []).append(container)
         return {k: tuple(v) for k, v in users.items()}
 
-    def is_protected_sandbox_image(self, image: ImageEntry) -> bool:
-        return bool(self.sandbox_image) and self.sandbox_image in (*image.names, *image.repo_tags, image.id)
+    def always_protected(self, image: ImageEntry) -> str | None:
+        """Why no cleanup may remove `image` whatever the policy (CRI-pinned, the sandbox image), or None."""
+        if image.pinned:
+            return "pinned by the runtime"
+        if self.sandbox_image and self.sandbox_image in (*image.names, *image.repo_tags, image.id):
+            return "sandbox (pause) image"
+        return None
+
+    def last_used(self, image_id: str, remembered: Mapping[str, datetime]) -> datetime | None:
+        """When a container last used the image: its containers' creation or what was remembered, the latest."""
+        seen = [c.created_at for c in self.image_users.get(image_id, ()) if c.created_at]
+        if image_id in remembered:
+            seen.append(remembered[image_id])
+        return max(seen) if seen else None
+
+    def file_system(self, name: str) -> FileSystemEntry | None:
+        """The watched file system called `name` ("imagefs", "logs"), if it was measured."""
+        return next((f for f in self.file_systems if f.name == name), None)
 
 
 class ReferenceGraph:

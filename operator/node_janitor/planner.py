@@ -142,7 +142,7 @@ class Plan:
 
 def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "imagefs") -> Target:
     """Bytes/inodes to free to bring the file system from above high to at or below low watermark."""
-    fs = next((f for f in inventory.file_systems if f.name == fs_name), None)
+    fs = inventory.file_system(fs_name)
     if fs is None:
         return Target()
     capacity = fs.used + fs.available
@@ -161,10 +161,8 @@ def image_protection(
     """Why `image` must not be removed, or None when it may be."""
     if in_use:
         return "in use by a container"
-    if image.pinned:
-        return "pinned by the runtime"
-    if inventory.is_protected_sandbox_image(image):
-        return "sandbox (pause) image"
+    if why := inventory.always_protected(image):
+        return why
     refs = (*image.repo_tags, *image.repo_digests, *image.names)
     for pattern in settings.keep:
         if any(fnmatch.fnmatchcase(ref, pattern) for ref in refs):
@@ -258,10 +256,7 @@ def plan_cleanup(
             if why:
                 skipped[image.id] = why
                 continue
-            seen = [c.created_at for c in users.get(image.id, ()) if c.created_at]
-            if image.id in last_used:
-                seen.append(last_used[image.id])
-            candidates.append((image, max(seen) if seen else (image.created_at or now)))
+            candidates.append((image, inventory.last_used(image.id, last_used) or image.created_at or now))
 
     deletions = 0
     cap = settings.max_deletions_per_run

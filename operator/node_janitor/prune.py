@@ -40,11 +40,11 @@ class PruneReport:
 
     @property
     def image_fs(self) -> FileSystemEntry | None:
-        return next((f for f in self.inventory.file_systems if f.name == "imagefs"), None)
+        return self.inventory.file_system("imagefs")
 
     @property
     def log_fs(self) -> FileSystemEntry | None:
-        return next((f for f in self.inventory.file_systems if f.name == "logs"), None)
+        return self.inventory.file_system("logs")
 
     @property
     def errors(self) -> list[str]:
@@ -159,8 +159,8 @@ async def prune(
     settings = PlanSettings.from_rules(rules, protected_images)
     image_target = plan_target(inventory, settings)
     logs_target = plan_target(inventory, settings, "logs")
-    image_fs = next((f for f in inventory.file_systems if f.name == "imagefs"), None)
-    log_fs = next((f for f in inventory.file_systems if f.name == "logs"), None)
+    image_fs = inventory.file_system("imagefs")
+    log_fs = inventory.file_system("logs")
     shared = _same_device(image_fs, log_fs)
 
     log_pass: LogPass | None = None

@@ -105,12 +105,6 @@ class DiskReport:
         return doc
 
 
-def image_is_protected(inventory: Inventory, image_id: str) -> bool:
-    """Images no cleanup may remove whatever the policy: CRI-pinned images and the sandbox (pause) image."""
-    image = inventory.image_by_id()[image_id]
-    return image.pinned or inventory.is_protected_sandbox_image(image)
-
-
 def build_disk_report(
     inventory: Inventory,
     now: datetime,
@@ -131,9 +125,6 @@ def build_disk_report(
     for image in inventory.images:
         closure = closures[image.id]
         used_by = users.get(image.id, ())
-        seen = [c.created_at for c in used_by if c.created_at]
-        if image.id in last_used:
-            seen.append(last_used[image.id])
         images.append(
             ImageUsage(
                 id=image.id,
@@ -143,8 +134,8 @@ def build_disk_report(
                 cri_size=image.cri_size,
                 containers=len(used_by),
                 created_at=image.created_at,
-                last_used=max(seen) if seen else None,
-                pinned=image_is_protected(inventory, image.id),
+                last_used=inventory.last_used(image.id, last_used),
+                pinned=inventory.always_protected(image) is not None,
             )
         )
     all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()

@@ -34,7 +34,7 @@ async def test_an_image_that_became_used_after_planning_is_skipped(containerd_be
         c = await start_container(cri, pod, "late", late.name, "sleep 3600")
         await wait_for_state(cri, c.id, "RUNNING")
 
-        fs_path = next(f.path for f in inventory.file_systems if f.name == "imagefs")
+        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
         result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
         outcomes = {r.action.id: r for r in result.results}
         assert outcomes[late.id].outcome is Outcome.SKIPPED and c.id in outcomes[late.id].message
@@ -52,7 +52,7 @@ async def test_one_failed_action_does_not_stop_the_run(containerd_bed: Container
     bed.import_images([idle])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
-        fs_path = next(f.path for f in inventory.file_systems if f.name == "imagefs")
+        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
         plan = Plan(
             actions=(
                 Action(ActionKind.DELETE_CONTENT, "not-a-digest", Reason.ORPHAN, 10),  # containerd refuses it
