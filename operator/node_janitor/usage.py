@@ -117,10 +117,8 @@ def build_disk_report(
 
     # Images ----------------------------------------------------------------------------------------------
     closures = graph.image_closures
-    reach_count: dict[str, int] = {}
-    for closure in closures.values():
-        for node in closure:
-            reach_count[node] = reach_count.get(node, 0) + 1
+    reach_count = ReferenceCounts(graph, closures).count  # how many images reach each node
+    roots = all_roots(inventory, now)
     images = []
     for image in inventory.images:
         closure = closures[image.id]
@@ -139,7 +137,7 @@ def build_disk_report(
             )
         )
     all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()
-    counts = ReferenceCounts(graph, all_roots(inventory, now))
+    counts = ReferenceCounts(graph, roots)
     image_freed = 0
     for usage in images:
         if usage.containers == 0 and not usage.pinned:
@@ -153,7 +151,7 @@ def build_disk_report(
 
     # Containers: their read-write layers -------------------------------------------------------------------
     rw = {c.id: graph.size.get(snapshot_node(c.snapshot_key), 0) if c.snapshot_key else 0 for c in inventory.containers}
-    counts = ReferenceCounts(graph, all_roots(inventory, now))
+    counts = ReferenceCounts(graph, roots)
     container_freed = 0
     for c in inventory.containers:
         if c.state == "EXITED":
