@@ -154,10 +154,9 @@ def group_images(
 
 async def _measure(
     containerd: ContainerdSource, snapshots: list[SnapshotInfo], snapshotter: str, cache: SnapshotUsageCache
-) -> tuple[dict[str, SnapshotUsage], list[str]]:
+) -> dict[str, SnapshotUsage]:
     sem = asyncio.Semaphore(USAGE_CONCURRENCY)
     usage: dict[str, SnapshotUsage] = {}
-    warnings: list[str] = []
 
     async def one(info: SnapshotInfo) -> None:
         cached = cache.entries.get(info.name) if info.kind == "COMMITTED" else None
@@ -175,7 +174,7 @@ async def _measure(
 
     await asyncio.gather(*(one(s) for s in snapshots))
     cache.prune(s.name for s in snapshots)
-    return usage, warnings
+    return usage
 
 
 async def _lease_entries(containerd: ContainerdSource) -> list[LeaseEntry]:
@@ -223,7 +222,8 @@ async def collect_inventory(
         cri_batch, store_batch
     )
     records, blob_list, snapshot_list, leases, container_records = store
-    usage, warnings = await _measure(containerd, snapshot_list, options.snapshotter, cache)
+    usage = await _measure(containerd, snapshot_list, options.snapshotter, cache)
+    warnings: list[str] = []
     blobs = {b.digest: b for b in blob_list}
 
     finished: dict[str, datetime | None] = {}
