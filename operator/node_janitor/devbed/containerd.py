@@ -14,11 +14,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from node_janitor.collector import statvfs_entry
 from node_janitor.devbed.images import ImageBuilder, OciImage, write_oci_archive
+from node_janitor.inventory import FileSystemEntry
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"
 
@@ -32,33 +33,6 @@ def _run(*cmd: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     if check and proc.returncode != 0:
         raise DevbedError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
-
-
-@dataclass(frozen=True)
-class DiskUsage:
-    size: int
-    used: int
-    available: int
-    inodes: int
-    inodes_used: int
-
-    @property
-    def used_percent(self) -> float:
-        # Like df: used / (used + available), so root-reserved blocks do not hide fullness.
-        return 100.0 * self.used / max(1, self.used + self.available)
-
-
-def disk_usage(path: Path) -> DiskUsage:
-    st = os.statvfs(path)
-    size = st.f_blocks * st.f_frsize
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    return DiskUsage(
-        size=size,
-        used=used,
-        available=st.f_bavail * st.f_frsize,
-        inodes=st.f_files,
-        inodes_used=st.f_files - st.f_ffree,
-    )
 
 
 class ContainerdBed:
@@ -100,8 +74,9 @@ class ContainerdBed:
     def pod_log_dir(self) -> Path:
         return self.disk / "pods"
 
-    def usage(self) -> DiskUsage:
-        return disk_usage(self.disk)
+    def usage(self) -> FileSystemEntry:
+        """The bed's disk as the collector measures a node's file systems (statvfs)."""
+        return statvfs_entry("disk", str(self.disk))
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> ContainerdBed:
