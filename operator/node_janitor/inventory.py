@@ -74,8 +74,9 @@ class ImageEntry:
         return not self.repo_tags
 
     @property
-    def display_ref(self) -> str:
-        return (self.repo_tags or self.repo_digests or (self.id,))[0]
+    def refs(self) -> tuple[str, ...]:
+        """How people name it: its tags and digest refs, or its ID when it has neither (dangling)."""
+        return (*self.repo_tags, *self.repo_digests) or (self.id,)
 
 
 @dataclass(frozen=True, slots=True)

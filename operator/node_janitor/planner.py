@@ -269,7 +269,7 @@ def plan_cleanup(
             image.id,
             reason,
             counts.remove(f"image:{image.id}"),
-            refs=(*image.repo_tags, *image.repo_digests) or (image.id,),
+            refs=image.refs,
         )
 
     taken: set[str] = set()

@@ -126,7 +126,7 @@ def build_disk_report(
         images.append(
             ImageUsage(
                 id=image.id,
-                refs=(*image.repo_tags, *image.repo_digests) or (image.id,),
+                refs=image.refs,
                 size=graph.bytes_of(closure),
                 shared_size=graph.bytes_of(n for n in closure if reach_count[n] > 1),
                 cri_size=image.cri_size,
