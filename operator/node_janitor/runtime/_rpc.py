@@ -11,8 +11,9 @@ import errno
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 import grpc
 
@@ -282,6 +283,47 @@ class RpcChannel:
         if self._channel is None:
             return True  # closed meanwhile: nothing to tell
         return bool(self._channel.get_state(try_to_connect=False) == grpc.ChannelConnectivity.READY)
+
+
+class SocketClient:
+    """What both clients share: one RpcChannel on a unix socket, `async with`, and "already gone is fine".
+
+    A client that shares another's channel (a view) sets `_owns_channel = False`: closing it is a no-op.
+    """
+
+    _rpc: RpcChannel
+    _owns_channel: bool = True
+
+    @property
+    def address(self) -> str:
+        """The socket path."""
+        return self._rpc.path
+
+    async def __aenter__(self) -> Self:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        """Check the socket and create the channel (calls do this on first use too)."""
+        self._rpc.open()
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self._rpc.close()
+
+    @staticmethod
+    async def _missing_ok(call: Awaitable[object], missing_ok: bool) -> None:
+        """Await a removal; NotFound is success when `missing_ok` (something already gone is done)."""
+        try:
+            await call
+        except NotFoundError:
+            if not missing_ok:
+                raise
 
 
 class BidiCall(Generic[ResponseT]):

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from node_janitor.runtime._convert import EPOCH, from_timestamp
 from node_janitor.runtime._rpc import (
@@ -31,8 +30,9 @@ from node_janitor.runtime._rpc import (
     Metadata,
     NoResponse,
     RpcChannel,
+    SocketClient,
 )
-from node_janitor.runtime.errors import AlreadyExistsError, NotFoundError
+from node_janitor.runtime.errors import AlreadyExistsError
 from node_janitor.runtime.gen.containerd.services.containers.v1 import containers_pb2
 from node_janitor.runtime.gen.containerd.services.content.v1 import content_pb2
 from node_janitor.runtime.gen.containerd.services.images.v1 import images_pb2
@@ -96,7 +96,7 @@ R = TypeVar("R")
 _GO_ZERO_TIME = -62135596800  # 0001-01-01T00:00:00Z in seconds since the epoch
 
 
-class ContainerdClient:
+class ContainerdClient(SocketClient):
     """Async containerd client over a unix socket, scoped to one namespace (and optionally one lease)."""
 
     def __init__(
@@ -135,28 +135,6 @@ class ContainerdClient:
         """A client whose calls carry `lease_id` (None: no lease), sharing this one's channel."""
         return self._view(lease=lease_id)
 
-    @property
-    def address(self) -> str:
-        """The socket path."""
-        return self._rpc.path
-
-    async def __aenter__(self) -> Self:
-        self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def open(self) -> None:
-        """Check the socket and create the channel (calls do this on first use too)."""
-        self._rpc.open()
-
-    async def close(self) -> None:
-        if self._owns_channel:
-            await self._rpc.close()
-
     # ---- plumbing ----
 
     def _metadata(self) -> Metadata:
@@ -171,14 +149,6 @@ class ContainerdClient:
 
     def _stream(self, method: str, request: Message, response_type: type[R]) -> AsyncIterator[R]:
         return self._rpc.server_stream(method, request, response_type, metadata=self._metadata())
-
-    @staticmethod
-    async def _missing_ok(call: Awaitable[object], missing_ok: bool) -> None:
-        try:
-            await call
-        except NotFoundError:
-            if not missing_ok:
-                raise
 
     # ---- version, namespaces ----
 

@@ -10,9 +10,8 @@ also take `missing_ok=True` for runtimes that answer NotFound anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Mapping
-from types import TracebackType
-from typing import Self, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 from node_janitor.runtime._convert import from_unix_nanos, from_unix_nanos_or_none
 from node_janitor.runtime._rpc import (
@@ -20,8 +19,8 @@ from node_janitor.runtime._rpc import (
     DEFAULT_TIMEOUT,
     Message,
     RpcChannel,
+    SocketClient,
 )
-from node_janitor.runtime.errors import NotFoundError
 from node_janitor.runtime.gen.runtime.v1 import api_pb2 as cri
 from node_janitor.runtime.records import (
     ContainerSpec,
@@ -59,7 +58,7 @@ _SANDBOX_STATE_NAMES: dict[SandboxState, str] = {s: f"SANDBOX_{s}" for s in _SAN
 R = TypeVar("R")
 
 
-class CriClient:
+class CriClient(SocketClient):
     """Async CRI client over a unix socket (one gRPC channel, closed by `close()` / `async with`)."""
 
     def __init__(
@@ -72,27 +71,6 @@ class CriClient:
         self._rpc = RpcChannel(
             address, peer="CRI runtime", api="CRI runtime.v1", timeout=timeout, max_message_bytes=max_message_bytes
         )
-
-    @property
-    def address(self) -> str:
-        """The socket path."""
-        return self._rpc.path
-
-    async def __aenter__(self) -> Self:
-        self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    def open(self) -> None:
-        """Check the socket and create the channel (calls do this on first use too)."""
-        self._rpc.open()
-
-    async def close(self) -> None:
-        await self._rpc.close()
 
     async def _runtime(self, method: str, request: Message, response_type: type[R], deadline: float | None = None) -> R:
         return await self._rpc.unary(_RUNTIME + method, request, response_type, deadline=deadline)
@@ -154,7 +132,7 @@ class CriClient:
 
     async def remove_image(self, image: str, *, missing_ok: bool = False) -> None:
         """Remove the image (all its tags and digests) by reference or ID."""
-        await self._removal(
+        await self._missing_ok(
             self._image(
                 "RemoveImage", cri.RemoveImageRequest(image=cri.ImageSpec(image=image)), cri.RemoveImageResponse
             ),
@@ -181,7 +159,7 @@ class CriClient:
         return str(resp.pod_sandbox_id)
 
     async def stop_pod_sandbox(self, pod_sandbox_id: str, *, missing_ok: bool = False) -> None:
-        await self._removal(
+        await self._missing_ok(
             self._runtime(
                 "StopPodSandbox", cri.StopPodSandboxRequest(pod_sandbox_id=pod_sandbox_id), cri.StopPodSandboxResponse
             ),
@@ -190,7 +168,7 @@ class CriClient:
 
     async def remove_pod_sandbox(self, pod_sandbox_id: str, *, missing_ok: bool = False) -> None:
         """Remove a sandbox and its containers (the runtime stops them first if needed)."""
-        await self._removal(
+        await self._missing_ok(
             self._runtime(
                 "RemovePodSandbox",
                 cri.RemovePodSandboxRequest(pod_sandbox_id=pod_sandbox_id),
@@ -267,7 +245,7 @@ class CriClient:
 
     async def stop_container(self, container_id: str, *, grace_seconds: int = 0, missing_ok: bool = False) -> None:
         """Stop a container: SIGTERM, then SIGKILL after `grace_seconds` (0: at once)."""
-        await self._removal(
+        await self._missing_ok(
             self._runtime(
                 "StopContainer",
                 cri.StopContainerRequest(container_id=container_id, timeout=grace_seconds),
@@ -279,7 +257,7 @@ class CriClient:
 
     async def remove_container(self, container_id: str, *, missing_ok: bool = False) -> None:
         """Remove a container (stopping it first if it runs); its writable layer goes with it."""
-        await self._removal(
+        await self._missing_ok(
             self._runtime(
                 "RemoveContainer", cri.RemoveContainerRequest(container_id=container_id), cri.RemoveContainerResponse
             ),
@@ -380,14 +358,6 @@ class CriClient:
         return stats
 
     # ---- helpers ----
-
-    @staticmethod
-    async def _removal(call: Awaitable[object], missing_ok: bool) -> None:
-        try:
-            await call
-        except NotFoundError:
-            if not missing_ok:
-                raise
 
 
 def _image(i: cri.Image) -> CriImage:
