@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test bed's binaries with the machine's Go, from the wrapper modules in hack/k8s,
 # hack/etcd and hack/helm (versions pinned by their go.mod, checksums by their committed go.sum):
-#   kube-apiserver, kube-controller-manager, etcd, helm
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, etcd, helm
 # into $NODE_JANITOR_CACHE (default ~/.cache/node-janitor)/<component>-<version>/<component>.
 # What is already there is kept, so only the first run pays (minutes); then this prints nothing.
 # Rebuild one: delete its directory (or pass --force to rebuild all).
@@ -72,7 +72,7 @@ mkdir -p "$cache"
 exec 9>"$cache/.build.lock"
 flock 9  # a second test session waits for the first one's build instead of repeating it
 
-# kube-apiserver, kube-controller-manager
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (the test bed's real node)
 k8s=$(modver "$hack/k8s" k8s.io/kubernetes)
 k8s_minor=${k8s#v1.}; k8s_minor=${k8s_minor%%.*}
 k8s_commit=$(commit_of "k8s.io/kubernetes@$k8s")
@@ -83,7 +83,9 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 build "$hack/k8s" "$k8s_flags" \
   "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver@$k8s" \
-  "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager@$k8s"
+  "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager@$k8s" \
+  "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler@$k8s" \
+  "kubelet=k8s.io/kubernetes/cmd/kubelet@$k8s"
 
 # etcd (its version string is compiled in; only the commit is stamped)
 etcd=$(modver "$hack/etcd" go.etcd.io/etcd/server/v3)

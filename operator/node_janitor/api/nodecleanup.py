@@ -17,6 +17,7 @@ __all__ = [
     "NodeCleanup",
     "NodeCleanupSpec",
     "NodeCleanupStatus",
+    "PlannedAction",
     "PolicySource",
     "RunTrigger",
     "Usage",
@@ -26,7 +27,7 @@ __all__ = [
 Count = Annotated[int, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
-RunTrigger = Literal["schedule", "pressure", "request", "watermark"]
+RunTrigger = Literal["schedule", "pressure", "request", "watermark", "startup"]
 
 
 class PolicySource(ApiModel):
@@ -46,13 +47,16 @@ class NodeCleanupSpec(ApiModel):
     node_name: NonEmptyString
     """The node this object is for (also its name)."""
     policy: PolicyRules = PolicyRules()
-    """The effective policy: the selecting CleanupPolicies merged by priority."""
+    """The effective policy: the highest-priority selecting CleanupPolicy (ties: name) as a whole, with
+    images.keep unioned and paused set if any selecting policy pauses."""
     sources: list[PolicySource] = []
-    """The CleanupPolicies the effective policy came from, highest priority first."""
+    """Every selecting CleanupPolicy, the winner first."""
     protected_images: list[str] = []
-    """Image references in use anywhere in the cluster; the agent never removes them."""
+    """Image references that workloads anywhere in the cluster use and that this node holds (the
+    intersection with status.imageRefs); the agent never removes them."""
     run_request: str | None = None
-    """An opaque token; when the operator changes it the agent runs a cleanup at once."""
+    """An opaque token; when it changes the agent runs a cleanup at once (set by `node-janitor run`) and
+    reports the token in status.lastRun.runRequest."""
 
 
 class UsageEntry(ApiModel):
@@ -100,12 +104,25 @@ class FileSystemStatus(ApiModel):
     """Percentage of inodes used (unset if the file system has no inode limit)."""
 
 
+class PlannedAction(ApiModel):
+    """One action of a plan (reported for dry runs)."""
+
+    kind: NonEmptyString
+    """What it does, e.g. remove-image, remove-container, rotate-log."""
+    ref: str
+    """What it acts on: an image reference or ID, a container ID, a log path."""
+    bytes: Bytes = 0
+    """Bytes it is expected to free."""
+    reason: str = ""
+    """Why, e.g. lru-under-pressure, unused-too-long, orphan."""
+
+
 class LastRun(ApiModel):
     """The node's last cleanup run."""
 
     trigger: RunTrigger
-    """What started it: schedule, pressure (the node's DiskPressure), request (spec.runRequest) or
-    watermark (a file system above thresholds.highPercent)."""
+    """What started it: schedule, pressure (the node's DiskPressure), request (spec.runRequest),
+    watermark (a file system above thresholds.highPercent) or startup (the agent's first run)."""
     start_time: Timestamp
     """When it started."""
     duration_seconds: Annotated[float, Field(ge=0)] = 0.0
@@ -122,6 +139,10 @@ class LastRun(ApiModel):
     """reclaimedBytes for people (e.g. 1.5Gi)."""
     errors: list[str] = []
     """What could not be done, one message per failed action."""
+    run_request: str | None = None
+    """The spec.runRequest token this run answered, if a request started it."""
+    plan: Annotated[list[PlannedAction], Field(max_length=50)] = []
+    """For a dry run: the first 50 planned actions."""
 
 
 class NodeCleanupStatus(ApiModel):
@@ -145,6 +166,10 @@ class NodeCleanupStatus(ApiModel):
     """reclaimableBytes for people (e.g. 1.5Gi)."""
     last_run: LastRun | None = None
     """The last cleanup run."""
+    image_refs: list[str] = []
+    """References (tags and digests) of the images on the node, for the operator's protected set."""
+    heartbeat_time: Timestamp | None = None
+    """When the agent last reported, with or without a run."""
 
 
 class NodeCleanup(Resource):

@@ -99,6 +99,10 @@ class ImagesPolicy(ApiModel):
     """Remove untagged (dangling) images first."""
     max_deletions_per_run: Annotated[int, Field(ge=1)] | None = None
     """Remove at most this many images in one run (unlimited if unset)."""
+    keep_workload_images: bool = True
+    """Never remove an image that a Pod or the pod template of a Deployment, ReplicaSet, StatefulSet,
+    DaemonSet, Job or CronJob anywhere in the cluster references, even where no container runs it yet (the
+    operator protects it on every node that holds it)."""
 
 
 class SnapshotsPolicy(ApiModel):
@@ -217,7 +221,9 @@ class CleanupPolicySpec(PolicyRules):
     node_selector: LabelSelector = LabelSelector()
     """The nodes the policy applies to (by label); empty selects every node."""
     priority: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 0
-    """When several policies select a node, the one with the highest priority wins each setting."""
+    """When several policies select a node, the one with the highest priority (ties: the name first in
+    alphabetical order) gives the node its whole policy; protections are unioned across every selecting
+    policy: images.keep patterns add up, and paused on any of them pauses the node."""
 
     def rules(self) -> PolicyRules:
         """The per-node part of the spec (without nodeSelector and priority)."""
