@@ -1,0 +1,123 @@
+"""Image references, normalised as Docker and containerd's CRI plugin do (distribution/reference rules).
+
+One normaliser for every place that compares names: `images.keep` patterns, the sandbox image, the operator's
+protected set, the executor's last re-check. `pause:3.6`, `library/pause:3.6` and `docker.io/library/pause:3.6`
+are one image; so are `nginx` and `docker.io/library/nginx:latest`.
+
+- The first path component is a registry ("domain") when it contains a `.` or a `:`, or is `localhost`;
+  otherwise the registry is `docker.io`. Docker Hub's legacy names `index.docker.io` and `registry-1.docker.io`
+  are `docker.io`.
+- On `docker.io`, a one-component path gets `library/`.
+- A reference with neither tag nor digest gets `:latest`. A digest is kept as it is (a tag beside it too).
+- An image ID (`sha256:<64 hex>`) is not a name; it is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DOMAINS = frozenset({"index.docker.io", "registry-1.docker.io"})
+OFFICIAL_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+
+_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DOMAIN = re.compile(r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+class InvalidReference(ValueError):
+    """A string that is not an image reference."""
+
+
+def is_image_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        domain = DEFAULT_DOMAIN if first in LEGACY_DOMAINS else first
+        return domain, rest
+    return DEFAULT_DOMAIN, name
+
+
+def normalize(ref: str) -> str:
+    """The fully qualified form of `ref` (see the module docstring); raises InvalidReference if it is not one."""
+    ref = ref.strip()
+    if is_image_id(ref):
+        return ref
+    if not ref or any(c.isspace() for c in ref):
+        raise InvalidReference(f"invalid image reference {ref!r}")
+    name, digest = ref, ""
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        if not _DIGEST.match(digest):
+            raise InvalidReference(f"invalid digest in image reference {ref!r}")
+    tag = ""
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, _, tag = name.rpartition(":")
+        if not _TAG.match(tag):
+            raise InvalidReference(f"invalid tag in image reference {ref!r}")
+    domain, path = _split_domain(name)
+    if not _DOMAIN.match(domain):
+        raise InvalidReference(f"invalid registry in image reference {ref!r}")
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = OFFICIAL_PREFIX + path
+    if not path or not all(_PATH_COMPONENT.match(part) for part in path.split("/")):
+        raise InvalidReference(f"invalid repository name in image reference {ref!r}")
+    if not tag and not digest:
+        tag = DEFAULT_TAG
+    out = f"{domain}/{path}"
+    if tag:
+        out += f":{tag}"
+    if digest:
+        out += f"@{digest}"
+    return out
+
+
+def normalize_or_none(ref: str) -> str | None:
+    try:
+        return normalize(ref)
+    except InvalidReference:
+        return None
+
+
+def familiar(ref: str) -> str:
+    """The short form people type: `docker.io/library/nginx:1.25` -> `nginx:1.25` (ID and bad input unchanged)."""
+    full = normalize_or_none(ref)
+    if full is None or is_image_id(full):
+        return ref
+    if full.startswith(f"{DEFAULT_DOMAIN}/"):
+        full = full.removeprefix(f"{DEFAULT_DOMAIN}/").removeprefix(OFFICIAL_PREFIX)
+    return full
+
+
+def forms(ref: str) -> frozenset[str]:
+    """Every spelling a pattern may be written against: the reference as given, its full and familiar forms."""
+    full = normalize_or_none(ref)
+    if full is None:
+        return frozenset({ref})
+    return frozenset({ref, full, familiar(full)})
+
+
+def same_image_name(a: str, b: str) -> bool:
+    """Whether two references name the same thing (after normalisation; IDs compare as they are)."""
+    na, nb = normalize_or_none(a), normalize_or_none(b)
+    return (na or a) == (nb or b)
+
+
+def matches_pattern(ref: str, pattern: str) -> bool:
+    """Whether glob `pattern` matches `ref` in its given, full or familiar form (`nginx:*` matches
+    `docker.io/library/nginx:1.25`; `docker.io/library/nginx:*` matches `nginx:1.25`)."""
+    return any(fnmatch.fnmatchcase(form, pattern) for form in forms(ref))
+
+
+def normalize_all(refs: Iterable[str]) -> frozenset[str]:
+    """The normalised forms of `refs`, those that are not references kept as they are."""
+    return frozenset(normalize_or_none(r) or r for r in refs)
