@@ -62,9 +62,11 @@ def plan_log_reclaim(
 
 
 def plan_live_reclaim(
-    tree: LogTree, need: int, reason: LogReason, *, planned: Sequence[LogAction] = ()
+    tree: LogTree, need: int, reason: LogReason, *, planned: Sequence[LogAction] = (), discard: bool = True
 ) -> list[LogAction]:
-    """Free `need` bytes by rotating the largest live files away (rotate, then remove the rotated file)."""
+    """Rotate the largest live files until they hold `need` bytes. With `discard` (a prediction: what a dry run
+    reports), the rotated files count as removed; without, the rotation frees nothing by itself and what it
+    rotated goes with the other files no container writes, oldest first (`LogPass.reclaim_live`)."""
     if need <= 0:
         return []
     rotating = {a.path for a in planned if a.kind is LogActionKind.ROTATE}
@@ -79,6 +81,10 @@ def plan_live_reclaim(
     for f in live:
         if freed >= need:
             break
-        actions.append(_action(LogActionKind.ROTATE, f, reason, f.size, container_id=f.container_id, discard=True))
+        actions.append(
+            _action(
+                LogActionKind.ROTATE, f, reason, f.size if discard else 0, container_id=f.container_id, discard=discard
+            )
+        )
         freed += f.size
     return actions

@@ -123,6 +123,12 @@ class LogPass:
             self._tree = await collect_log_tree(self.cri, self.root)
         return self._tree
 
+    def _step(self) -> None:
+        """A step plans on what is there now (the rotator and the writers went on since the last one); a dry run
+        plans on the previous steps' predictions instead."""
+        if not self.dry_run:
+            self._tree = None
+
     async def _apply(self, actions: list[LogAction]) -> None:
         if self.dry_run:
             self._pending += actions
@@ -131,6 +137,7 @@ class LogPass:
             self._tree = None
 
     async def rules(self) -> list[LogAction]:
+        self._step()
         tree = await self._snapshot()
         self.report.rules = plan_log_rules(tree, self.settings, self.clock())
         await self._apply(self.report.rules)
@@ -147,6 +154,7 @@ class LogPass:
 
     async def reclaim(self, need: int) -> list[LogAction]:
         """Free `need` bytes (and the budget's excess) from files no container writes, oldest first."""
+        self._step()
         need = max(need, await self.budget_excess())
         if need <= 0:
             return []
@@ -163,14 +171,29 @@ class LogPass:
         return actions
 
     async def reclaim_live(self, need: int) -> list[LogAction]:
-        """Free `need` bytes (and the budget's excess) by rotating the largest live files away."""
-        need = max(need, await self.budget_excess())
+        """Free `need` bytes (and the budget's excess) when files no container writes are not enough.
+
+        Like journald's vacuum (rotate the active file, then remove archived files oldest first): first the
+        files no container writes, on a fresh snapshot (the rotator may have rotated more since `reclaim`); only
+        then are the largest live files rotated, and what they held goes with the others, oldest first. So the
+        newest lines go last: a running container keeps its newest lines while any older file is left on the
+        node, and what is left of each container is one unbroken run of its lines (rotating a live file away
+        while its older rotated files stay would cut a hole in them). A dry run predicts the rotated files as
+        removed.
+        """
+        before = self.freed
+        actions = await self.reclaim(need)
+        need = max(need - (self.freed - before), await self.budget_excess())
         if need <= 0:
-            return []
-        actions = plan_live_reclaim(await self._snapshot(), need, await self._reason(need), planned=self._pending)
-        self.report.live += actions
-        await self._apply(actions)
-        return actions
+            return actions
+        live = plan_live_reclaim(
+            await self._snapshot(), need, await self._reason(need), planned=self._pending, discard=self.dry_run
+        )
+        self.report.live += live
+        await self._apply(live)
+        if self.dry_run:
+            return actions + live
+        return actions + live + await self.reclaim(need)
 
     async def total_bytes(self) -> int:
         """What the pod log tree takes now (predicted, in a dry run)."""
