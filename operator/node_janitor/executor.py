@@ -7,16 +7,18 @@ something already gone counts as done; one failed action never stops the run, an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
 from node_janitor.planner import Action, ActionKind, Plan
-from node_janitor.runtime.errors import RuntimeClientError
+from node_janitor.refs import normalize_all, normalize_or_none
+from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import ContainerRecord, CriContainer, CriContainerStatus
 
 log = logging.getLogger("node_janitor.executor")
@@ -84,17 +86,19 @@ class Executor:
         *,
         snapshotter: str = "overlayfs",
         on_result: Callable[[ActionResult], None] | None = None,
+        protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
     ) -> None:
         self.cri = cri
         self.containerd = containerd
         self.measure = measure
         self.snapshotter = snapshotter
         self.on_result = on_result
+        self.protected_images = protected_images
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
         started = time.monotonic()
         errors: list[str] = []
-        result = ExecutionResult(before=self._measure_safely(errors), errors=errors)
+        result = ExecutionResult(before=await self._measure_safely(errors), errors=errors)
         images = inventory.image_by_id()
         for action in plan.actions:
             try:
@@ -123,13 +127,13 @@ class Executor:
                 await self.containerd.wait_for_gc()
             except RuntimeClientError as exc:
                 result.errors.append(f"waiting for containerd's garbage collection: {exc}")
-        result.after = self._measure_safely(result.errors)
+        result.after = await self._measure_safely(result.errors)
         result.duration_seconds = time.monotonic() - started
         return result
 
-    def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:
+    async def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:
         try:
-            return self.measure()
+            return await asyncio.to_thread(self.measure)
         except OSError as exc:
             errors.append(f"measuring the file system: {exc}")
             return None
@@ -138,7 +142,9 @@ class Executor:
         match action.kind:
             case ActionKind.REMOVE_IMAGE:
                 image = images[action.id]
-                names = {image.id, *image.names, *image.repo_tags, *image.repo_digests}
+                names = image.all_names
+                if not normalize_all(self._protected()).isdisjoint(names):
+                    return Outcome.SKIPPED, "protected in the cluster now"
                 user = await self._current_user(names)
                 if user:
                     return Outcome.SKIPPED, f"now in use by container {user}"
@@ -148,7 +154,10 @@ class Executor:
                     await self.containerd.delete_image(name, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_CONTAINER:
-                status = await self.cri.container_status(action.id)
+                try:
+                    status = await self.cri.container_status(action.id)
+                except NotFoundError:
+                    return Outcome.DONE, "already removed"  # the kubelet removed it first
                 if status.state != "EXITED":
                     return Outcome.SKIPPED, f"container is {status.state.lower()} now"
                 await self.cri.remove_container(action.id, missing_ok=True)
@@ -164,12 +173,16 @@ class Executor:
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
 
-    async def _current_user(self, names: set[str]) -> str | None:
-        """A container (CRI or plain containerd) that uses one of `names` right now, if any."""
+    def _protected(self) -> Iterable[str]:
+        protected = self.protected_images
+        return protected() if callable(protected) else protected
+
+    async def _current_user(self, names: frozenset[str]) -> str | None:
+        """A container (CRI or plain containerd) that uses one of `names` (normalised) right now, if any."""
         for c in await self.cri.list_containers():
-            if c.image in names or c.image_ref in names:
+            if not names.isdisjoint(normalize_all((c.image, c.image_ref))):
                 return c.id
         for record in await self.containerd.list_containers():
-            if record.image in names:
+            if (normalize_or_none(record.image) or record.image) in names:
                 return record.id
         return None

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from node_janitor.refs import normalize_all, normalize_or_none
+
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 GC_ROOT = "containerd.io/gc.root"
@@ -77,6 +79,11 @@ class ImageEntry:
     def refs(self) -> tuple[str, ...]:
         """How people name it: its tags and digest refs, or its ID when it has neither (dangling)."""
         return (*self.repo_tags, *self.repo_digests) or (self.id,)
+
+    @property
+    def all_names(self) -> frozenset[str]:
+        """Every name of it, normalised (`refs.normalize`), and its ID: what protections are judged over."""
+        return normalize_all((*self.names, *self.repo_tags, *self.repo_digests, self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,26 +174,31 @@ class Inventory:
         return {image.id: image for image in self.images}
 
     @cached_property
-    def image_users(self) -> dict[str, tuple[ContainerEntry, ...]]:
-        """Image ID -> the containers (any state, CRI or not) created from it."""
+    def image_id_by_name(self) -> dict[str, str]:
+        """Every normalised name of every image (and its ID) -> its image ID."""
         by_name: dict[str, str] = {}
         for image in self.images:
-            for name in (*image.names, image.id, *image.repo_tags, *image.repo_digests):
+            for name in image.all_names:
                 by_name.setdefault(name, image.id)
+        return by_name
+
+    @cached_property
+    def image_users(self) -> dict[str, tuple[ContainerEntry, ...]]:
+        """Image ID -> the containers (any state, CRI or not) created from it."""
+        by_name = self.image_id_by_name
         users: dict[str, list[ContainerEntry]] = {}
         for container in self.containers:
-            image_id = by_name.get(container.image)
-            if image_id is None and "/" not in container.image and ":" in container.image:
-                image_id = by_name.get("docker.io/library/" + container.image)
+            image_id = by_name.get(normalize_or_none(container.image) or container.image)
             if image_id is not None:
                 users.setdefault(image_id, []).append(container)
         return {k: tuple(v) for k, v in users.items()}
 
     def always_protected(self, image: ImageEntry) -> str | None:
-        """Why no cleanup may remove `image` whatever the policy (CRI-pinned, the sandbox image), or None."""
+        """Why no cleanup may remove `image` whatever the policy (CRI-pinned, the sandbox image), or None.
+        Judged over all of the image's names: removing it removes every one of them."""
         if image.pinned:
             return "pinned by the runtime"
-        if self.sandbox_image and self.sandbox_image in (*image.names, *image.repo_tags, image.id):
+        if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in image.all_names:
             return "sandbox (pause) image"
         return None
 
