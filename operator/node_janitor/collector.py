@@ -26,6 +26,7 @@ from node_janitor.inventory import (
     LeaseEntry,
     LogFileEntry,
     SnapshotEntry,
+    parse_rfc3339,
 )
 from node_janitor.logs import scan_log_tree
 from node_janitor.refs import is_image_id, normalize_all, normalize_or_none
@@ -92,14 +93,6 @@ class CollectOptions:
         if str(self.host_root) == "/":
             return runtime_path
         return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
-
-
-def parse_time(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def statvfs_entry(name: str, path: str) -> FileSystemEntry:
@@ -169,6 +162,7 @@ def group_images(
             cri_size=cri.size if cri else 0,
             pinned=cri.pinned if cri else False,
             created_at=min((r.created_at for r in mine), default=None),
+            labels={k: v for r in mine for k, v in r.labels.items()},
         )
 
     out = [entry(image.id, grouped.pop(image.id, []), image) for image in cri_images]
@@ -239,7 +233,7 @@ async def _lease_entries(containerd: ContainerdSource) -> list[LeaseEntry]:
         return LeaseEntry(
             id=lease.id,
             created_at=lease.created_at,
-            expires_at=parse_time(expire) if expire else None,
+            expires_at=parse_rfc3339(expire) if expire else None,
             labels=dict(lease.labels),
             resources=tuple((r.type, r.id) for r in resources),
         )

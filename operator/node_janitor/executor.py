@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
-from node_janitor.planner import Action, ActionKind, Plan
+from node_janitor.planner import Action, ActionKind, Plan, Reason
 from node_janitor.refs import normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
-from node_janitor.runtime.records import ContainerRecord, CriContainer, CriContainerStatus
+from node_janitor.runtime.records import BlobInfo, ContainerRecord, CriContainer, CriContainerStatus, SnapshotInfo
 
 log = logging.getLogger("node_janitor.executor")
 
@@ -35,7 +35,8 @@ class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
-    async def remove_snapshot(self, key: str, *, snapshotter: str = ..., missing_ok: bool = False) -> None: ...
+    async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
+    async def content_info(self, digest: str) -> BlobInfo: ...
     async def delete_content(self, digest: str, *, missing_ok: bool = False) -> None: ...
     async def wait_for_gc(self) -> None: ...
 
@@ -94,9 +95,11 @@ class Executor:
         self.snapshotter = snapshotter
         self.on_result = on_result
         self.protected_images = protected_images
+        self._collected = False  # a garbage collection ran in this apply()
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
         started = time.monotonic()
+        self._collected = False
         errors: list[str] = []
         result = ExecutionResult(before=await self._measure_safely(errors), errors=errors)
         images = inventory.image_by_id()
@@ -165,13 +168,28 @@ class Executor:
             case ActionKind.DELETE_LEASE:
                 await self.containerd.delete_lease(action.id, missing_ok=True)
                 return Outcome.DONE, ""
-            case ActionKind.REMOVE_SNAPSHOT:
-                await self.containerd.remove_snapshot(action.id, snapshotter=self.snapshotter, missing_ok=True)
-                return Outcome.DONE, ""
-            case ActionKind.DELETE_CONTENT | ActionKind.DISCARD_LAYER:
+            case ActionKind.REMOVE_SNAPSHOT | ActionKind.DELETE_CONTENT if action.reason is Reason.ORPHAN:
+                return await self._collect(action)
+            case ActionKind.DISCARD_LAYER:
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
+
+    async def _collect(self, action: Action) -> tuple[Outcome, str]:
+        """An orphan is never deleted directly: containerd's own garbage collection decides (it sees every label,
+        lease and namespace, and whatever started since the inventory). One synchronous collection, then the
+        orphan is done if it is gone, skipped if the collector kept it."""
+        if not self._collected:
+            await self.containerd.wait_for_gc()
+            self._collected = True
+        try:
+            if action.kind is ActionKind.REMOVE_SNAPSHOT:
+                await self.containerd.stat_snapshot(action.id, self.snapshotter)
+            else:
+                await self.containerd.content_info(action.id)
+        except NotFoundError:
+            return Outcome.DONE, "collected by containerd's garbage collection"
+        return Outcome.SKIPPED, "containerd's garbage collection kept it (still referenced)"
 
     def _protected(self) -> Iterable[str]:
         protected = self.protected_images
