@@ -394,14 +394,15 @@ class ReferenceGraph:
         return self.closure(self.gc_roots)
 
     @cached_property
-    def held_elsewhere_closure(self) -> frozenset[Node]:
-        """This namespace's blobs that other namespaces reference (and what they reference here)."""
-        return self.closure(content_node(d) for d in self.inventory.held_elsewhere)
+    def held_elsewhere(self) -> frozenset[Node]:
+        """This namespace's blobs that other namespaces keep: the blobs only, as each namespace has its own
+        labels (another namespace's copy of a config does not keep this namespace's snapshots)."""
+        return frozenset(n for n in map(content_node, self.inventory.held_elsewhere) if n in self.size)
 
     def referenced(self, now: datetime) -> frozenset[Node]:
         """Nodes some image, container, unexpired lease, gc.root label or other namespace keeps: everything not
         orphaned."""
-        nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere_closure
+        nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere
         for closures in (self.image_closures, self.container_closures, self.lease_closures(now, expired=False)):
             for closure in closures.values():
                 nodes |= closure
@@ -449,5 +450,5 @@ def all_roots(inventory: Inventory, now: datetime) -> dict[str, frozenset[Node]]
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=False).items()})
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=True).items()})
     roots["gc-roots"] = graph.gc_root_closure
-    roots["other-namespaces"] = graph.held_elsewhere_closure
+    roots["other-namespaces"] = graph.held_elsewhere
     return roots
