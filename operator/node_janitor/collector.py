@@ -27,6 +27,7 @@ from node_janitor.inventory import (
     LogFileEntry,
     NamespaceUsage,
     SnapshotEntry,
+    on_disk,
     parse_rfc3339,
 )
 from node_janitor.logs import scan_log_tree
@@ -109,6 +110,7 @@ def statvfs_entry(name: str, path: str) -> FileSystemEntry:
         available=st.f_bavail * st.f_frsize,
         inodes=st.f_files,
         inodes_used=st.f_files - st.f_ffree,
+        block_size=st.f_frsize,
     )
 
 
@@ -245,7 +247,9 @@ async def _lease_entries(containerd: ContainerdSource) -> list[LeaseEntry]:
     return await gather_cancelling(one(lease) for lease in leases)
 
 
-async def _namespace_store(containerd: ContainerdSource, namespace: str, snapshotter: str, now: datetime) -> Inventory:
+async def _namespace_store(
+    containerd: ContainerdSource, namespace: str, snapshotter: str, now: datetime, block_size: int
+) -> Inventory:
     """Another namespace's records, as far as its references go (no usage is measured, no CRI is asked)."""
     view = containerd.with_namespace(namespace)
     records, blob_list, snapshot_list, leases, container_records = await asyncio.gather(
@@ -261,7 +265,9 @@ async def _namespace_store(containerd: ContainerdSource, namespace: str, snapsho
         namespace=namespace,
         snapshotter=snapshotter,
         images=tuple(group_images([], records, blobs)),
-        blobs=tuple(BlobEntry(b.digest, b.size, labels=dict(b.labels)) for b in blob_list),
+        blobs=tuple(
+            BlobEntry(b.digest, on_disk(b.size, block_size), labels=dict(b.labels), length=b.size) for b in blob_list
+        ),
         snapshots=tuple(SnapshotEntry(key=s.name, parent=s.parent, labels=dict(s.labels)) for s in snapshot_list),
         containers=tuple(
             ContainerEntry(id=c.id, image=c.image, snapshot_key=c.snapshot_key, cri=False, labels=dict(c.labels))
@@ -272,7 +278,12 @@ async def _namespace_store(containerd: ContainerdSource, namespace: str, snapsho
 
 
 async def collect_other_namespaces(
-    containerd: ContainerdSource, namespace: str, snapshotter: str, ours: Mapping[str, BlobInfo], now: datetime
+    containerd: ContainerdSource,
+    namespace: str,
+    snapshotter: str,
+    ours: Mapping[str, BlobInfo],
+    now: datetime,
+    block_size: int = 4096,
 ) -> tuple[dict[str, tuple[str, ...]], tuple[NamespaceUsage, ...], list[str]]:
     """Content is shared by every namespace (one blob on disk, a record per namespace; containerd deletes the
     blob only when no namespace keeps a record): which of our blobs other namespaces keep, and what they hold."""
@@ -285,7 +296,7 @@ async def collect_other_namespaces(
         return {}, (), [f"cannot list containerd namespaces ({exc}): blobs other namespaces share may be promised"]
     for name in names:
         try:
-            other = await _namespace_store(containerd, name, snapshotter, now)
+            other = await _namespace_store(containerd, name, snapshotter, now, block_size)
         except RuntimeClientError as exc:
             warnings.append(f"cannot read containerd namespace {name!r} ({exc}): blobs it shares may be promised")
             continue
@@ -339,10 +350,6 @@ async def collect_inventory(
     warnings: list[str] = []
     usage = await _measure(containerd, snapshot_list, options.snapshotter, cache, warnings)
     blobs = {b.digest: b for b in blob_list}
-    held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
-        containerd, options.namespace, options.snapshotter, blobs, now
-    )
-    warnings += namespace_warnings
 
     finished: dict[str, datetime | None] = {}
     exited = [x for x in cri_containers if x.state == "EXITED"]
@@ -398,6 +405,12 @@ async def collect_inventory(
         _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes
     )
     warnings += host_warnings
+    # Snapshot usage is allocated blocks (containerd's du: st_blocks); a blob's length becomes the same unit.
+    block_size = next((f.block_size for f in file_systems if f.name == "imagefs"), 4096)
+    held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
+        containerd, options.namespace, options.snapshotter, blobs, now, block_size
+    )
+    warnings += namespace_warnings
     if not records and not snapshot_list and not container_records and not cri_images:
         warnings.append(
             f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
@@ -409,7 +422,12 @@ async def collect_inventory(
         namespace=options.namespace,
         snapshotter=options.snapshotter,
         images=tuple(group_images(cri_images, records, blobs)),
-        blobs=tuple(BlobEntry(b.digest, b.size, created_at=b.created_at, labels=dict(b.labels)) for b in blob_list),
+        blobs=tuple(
+            BlobEntry(
+                b.digest, on_disk(b.size, block_size), created_at=b.created_at, labels=dict(b.labels), length=b.size
+            )
+            for b in blob_list
+        ),
         snapshots=tuple(
             SnapshotEntry(
                 key=s.name,

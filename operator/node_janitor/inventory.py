@@ -53,6 +53,11 @@ def _snapshot_label(key: str, prefix: str, snapshotter: str) -> bool:
     return key.startswith(prefix) and key[len(prefix) :].split("/", 1)[0] == snapshotter
 
 
+def on_disk(length: int, block_size: int) -> int:
+    """What a file of `length` bytes takes on disk: whole blocks (as snapshot usage counts, st_blocks)."""
+    return -(-length // block_size) * block_size if block_size > 0 else length
+
+
 def parse_rfc3339(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -80,9 +85,10 @@ def container_node(container_id: str) -> Node:
 @dataclass(frozen=True, slots=True)
 class BlobEntry:
     digest: str
-    size: int
+    size: int  # what it takes on disk: its length in whole blocks of the image file system (snapshots' unit)
     created_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    length: int = 0  # its length in bytes (what containerd reports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ class FileSystemEntry:
     available: int
     inodes: int = 0
     inodes_used: int = 0
+    block_size: int = 4096  # its fundamental block size (statvfs f_frsize)
 
     @property
     def used_percent(self) -> float:
