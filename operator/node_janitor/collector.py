@@ -411,7 +411,7 @@ async def collect_inventory(
         containerd, options.namespace, options.snapshotter, blobs, now, block_size
     )
     warnings += namespace_warnings
-    if not records and not snapshot_list and not container_records and not cri_images:
+    if not records and not snapshot_list and not container_records:
         warnings.append(
             f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
             "(is it the namespace the kubelet's runtime uses?)"
