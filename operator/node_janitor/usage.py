@@ -20,7 +20,7 @@ Definitions (all bytes are on-disk sizes measured by containerd: blob sizes and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,7 @@ from node_janitor.inventory import (
     snapshot_node,
 )
 from node_janitor.logs import LogReason, LogSettings, LogTree, budget_excess, freed_by, plan_log_reclaim, plan_log_rules
+from node_janitor.planner import kept_by
 
 ROW_TYPES = ("images", "containers", "snapshots", "content", "logs")
 
@@ -120,7 +121,9 @@ def build_disk_report(
     now: datetime,
     last_used: Mapping[str, datetime] | None = None,
     logs_policy: LogsPolicy | None = None,
+    keep: Sequence[str] = (),
 ) -> DiskReport:
+    """The df numbers. `keep`: the policy's `images.keep` patterns (kept images are not reclaimable)."""
     graph = inventory.graph
     users = inventory.image_users
     last_used = last_used or {}
@@ -150,8 +153,9 @@ def build_disk_report(
     all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()
     counts = ReferenceCounts(graph, roots)
     image_freed = 0
+    kept = {image.id for image in inventory.images if kept_by(image, keep)}
     for usage in images:
-        if usage.containers == 0 and not usage.pinned:
+        if usage.containers == 0 and not usage.pinned and usage.id not in kept:
             image_freed += graph.bytes_of(counts.remove(f"image:{usage.id}"))
     image_row = UsageRow(
         total=len(images),

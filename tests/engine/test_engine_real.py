@@ -63,6 +63,8 @@ async def test_an_image_with_one_kept_name_is_kept_whole_and_listed_once(
     assert len(report.images) == len({i.id for i in report.images})
     row = next(i for i in report.images if i.id == app.id)
     assert {"example.com/app:v1", "example.com/platform/app:v1"} <= set(row.refs)
+    kept = await engine.build_disk_report(keep=["example.com/platform/*"])  # df --policy: kept is not reclaimable
+    assert kept.rows["images"].reclaimable == report.rows["images"].reclaimable - row.unique_size
 
     result = await engine.run_once(
         rules({**REMOVE_ALL_UNUSED, "images": {**REMOVE_ALL_UNUSED["images"], "keep": ["example.com/platform/*"]}})
