@@ -328,24 +328,23 @@ class ReferenceGraph:
 
     def label_refs(self, labels: Mapping[str, str]) -> Iterable[Node]:
         """The nodes an object's `gc.ref.*` labels point at."""
-        for key, value in labels.items():
-            if _named(key, GC_REF_CONTENT):
-                yield content_node(value)
-            elif _snapshot_label(key, GC_REF_SNAPSHOT, self.snapshotter):
-                yield snapshot_node(value)
-            elif _named(key, GC_REF_IMAGE):
-                yield self._image_named(value)
+        return self._labelled(labels, GC_REF_CONTENT, GC_REF_SNAPSHOT, GC_REF_IMAGE, None)
 
     def label_brefs(self, labels: Mapping[str, str]) -> Iterable[Node]:
         """The nodes an object's `gc.bref.*` labels attach it to."""
+        return self._labelled(labels, GC_BREF_CONTENT, GC_BREF_SNAPSHOT, GC_BREF_IMAGE, GC_BREF_CONTAINER)
+
+    def _labelled(
+        self, labels: Mapping[str, str], content: str, snapshot: str, image: str, container: str | None
+    ) -> Iterable[Node]:
         for key, value in labels.items():
-            if _named(key, GC_BREF_CONTENT):
+            if _named(key, content):
                 yield content_node(value)
-            elif _snapshot_label(key, GC_BREF_SNAPSHOT, self.snapshotter):
+            elif _snapshot_label(key, snapshot, self.snapshotter):
                 yield snapshot_node(value)
-            elif _named(key, GC_BREF_IMAGE):
+            elif _named(key, image):
                 yield self._image_named(value)
-            elif _named(key, GC_BREF_CONTAINER):
+            elif container is not None and _named(key, container):
                 yield container_node(value)
 
     def closure(self, starts: Iterable[Node]) -> frozenset[Node]:
