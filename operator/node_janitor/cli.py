@@ -105,7 +105,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
             engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
             now = engine.clock()
-            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs)
+            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
