@@ -25,9 +25,12 @@ What runs (TESTBED.md, "A real node", has the measured facts):
   sandbox and container removed through CRI, the kubelet's mounts unmounted, the bed stopped; then
   `leftovers()` must be empty (no process, mount, shim or runc state left), else the fixture fails.
 
-Pods in tests: `hostNetwork: true`, images imported into the bed (`imagePullPolicy: Never`), and, to talk to
-the API, `apiserver_env(kube)` in the container's env (the Service IP is routed by nothing here). Read
-container logs from `node.bed.pod_log_dir` (never kubectl logs/exec/port-forward: they go to the node IP).
+Pods in tests: `hostNetwork: true`, images imported into the bed under their full names (`docker.io/...`:
+CRI looks them up so) with `imagePullPolicy: Never`, and, to talk to the API, `apiserver_env(kube)` in the
+container's env (the Service IP is routed by nothing here; the ServiceAccount's ca.crt verifies the apiserver
+on 127.0.0.1). A node agent's pod reaches the bed with hostPaths of the same paths: `node.bed.address` (the
+CRI socket, type Socket), `node.bed.disk`, `node.bed.pod_log_dir`. Read container logs from
+`node.bed.pod_log_dir` (never kubectl logs/exec/port-forward: they go to the node's IP, the machine's own address).
 """
 
 from __future__ import annotations
@@ -525,7 +528,10 @@ class NodeFactory:
         """Closes every node; returns what was left behind."""
         leftovers = []
         for node in reversed(self.nodes):
-            node.close()
+            try:
+                node.close()
+            except Exception as error:  # the other nodes must still be closed
+                leftovers.append(f"{node.name}: close failed: {error!r}")
             leftovers += [f"{node.name}: {item}" for item in node.leftovers()]
         self.nodes.clear()
         return leftovers
