@@ -351,7 +351,7 @@ class KubeNode:
             found.append(f"kubelet pid {self.kubelet_pid}")
         prefix = str(self.workdir.resolve()) + "/"
         found += [f"mount {m}" for m in _mount_points() if m.startswith(prefix)]
-        found += [f"shim pid {pid}" for pid in _shims_of(self.bed.address)]
+        found += [f"shim pid {pid}" for pid in self.bed.shim_pids()]
         found += [f"runc state {p}" for p in _RUNC_STATE.glob("*/*") if p.name in self._containers()]
         with contextlib.suppress(ApiException):
             client.CoreV1Api(self.kube.api_client).read_node(self.name)
@@ -487,20 +487,6 @@ def _unmount_below(path: Path) -> None:
     for point in sorted((p for p in _mount_points() if p.startswith(prefix)), reverse=True):
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
-
-
-def _shims_of(address: str) -> list[int]:
-    pids = []
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (pid_dir / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and b"containerd-shim" in cmdline[0] and address.encode() in cmdline:
-            pids.append(int(pid_dir.name))
-    return pids
 
 
 # --- pytest -----------------------------------------------------------------------------------------
