@@ -39,11 +39,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,7 +90,7 @@ __all__ = [
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 DEFAULT_DISK_SIZE = 512 << 20
 DEFAULT_EVICTION_HARD: Mapping[str, str] = {
-    # the kubelet's own defaults (pkg/kubelet/apis/config/v1beta1/defaults_linux.go)
+    # the kubelet's own defaults (pkg/kubelet/eviction/defaults_linux.go)
     "memory.available": "100Mi",
     "nodefs.available": "10%",
     "nodefs.inodesFree": "5%",
@@ -251,6 +253,8 @@ class KubeNode:
     """The kubelet's log (all its starts appended)."""
     startup_seconds: float = field(init=False, default=0.0)
     """How long the last `start_kubelet()` took, up to a Ready, untainted Node."""
+    port: int = field(init=False, default=0)
+    """The kubelet's API port on 127.0.0.1 (HTTPS, its self-signed certificate, anonymous allowed)."""
     _process: Process | None = field(init=False, default=None)
     _kubeconfig: Path = field(init=False)
     _container_ids: set[str] = field(init=False, default_factory=set)
@@ -283,8 +287,8 @@ class KubeNode:
         if self.kubelet_running:
             raise ControlPlaneError(f"kubelet of {self.name} already runs")
         started, started_wall = time.monotonic(), time.time()
-        port, healthz_port = free_ports(2)
-        config = self.settings.configuration(self.bed, port, healthz_port)
+        self.port, healthz_port = free_ports(2)
+        config = self.settings.configuration(self.bed, self.port, healthz_port)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.root_dir.mkdir(exist_ok=True)
         namespace_dir = self._namespace_files()
@@ -392,6 +396,14 @@ class KubeNode:
         """Waits until the kubelet recorded an Event of `reason`; returns the latest."""
         return _wait_for(lambda: (self.events(reason) or [None])[-1], f"kubelet event {reason} on {self.name}",
                          timeout, self.log_tail)  # fmt: skip
+
+    def configz(self) -> dict[str, Any]:
+        """The configuration the running kubelet uses (its /configz on 127.0.0.1, never through the apiserver),
+        the KubeletConfiguration as it parsed and defaulted it."""
+        context = ssl.create_default_context(cafile=str(self.root_dir / "pki" / "kubelet.crt"))
+        context.check_hostname = False  # its self-signed certificate names the node, not 127.0.0.1
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/configz", timeout=10, context=context) as r:
+            return dict(json.load(r)["kubeletconfig"])
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
