@@ -7,6 +7,7 @@ sets DiskPressure on the Node when the bed's disk fills, and several nodes run a
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -167,8 +168,9 @@ def test_the_kubelet_changes_nothing_on_the_machine(kube_node: NodeFactory) -> N
     fakes = node.workdir / "kubelet-namespace" / "sysctl"
     assert (fakes / "vm.overcommit_memory").read_text().strip() == "1"
     assert (fakes / "kernel.panic_on_oops").read_text().strip() == "1"
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    assert "KUBE-" not in rules
+    if shutil.which("iptables-save"):  # without iptables the kubelet cannot touch it either
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        assert "KUBE-" not in rules  # its KUBE-IPTABLES-HINT, KUBE-FIREWALL, KUBE-KUBELET-CANARY chains
 
 
 def test_disk_pressure_comes_and_goes_with_the_beds_disk(kube_node: NodeFactory) -> None:
