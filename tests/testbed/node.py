@@ -25,6 +25,9 @@ What runs (TESTBED.md, "A real node", has the measured facts):
   sandbox and container removed through CRI, the kubelet's mounts unmounted, the bed stopped; then
   `leftovers()` must be empty (no process, mount, shim or runc state left), else the fixture fails.
 
+A test package uses these with, in its conftest.py, `from testbed.kube import kube` and `from testbed.node
+import kube_node, kube_scheduler` (`image_builder` comes from tests/conftest.py); see tests/kube/test_node.py.
+
 Pods in tests: `hostNetwork: true`, images imported into the bed under their full names (`docker.io/...`:
 CRI looks them up so) with `imagePullPolicy: Never`, and, to talk to the API, `apiserver_env(kube)` in the
 container's env (the Service IP is routed by nothing here; the ServiceAccount's ca.crt verifies the apiserver
@@ -260,6 +263,8 @@ class KubeNode:
     _container_ids: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
+        if not self.disk_size:
+            raise ValueError("a test node needs its own disk (disk_size): the kubelet measures nodefs on it")
         self.workdir = Path(self.workdir)
         self.bed = ContainerdBed(self.workdir / "bed", disk_size=self.disk_size, builder=self.builder,
                                  cni_bin_dir=CNI_BIN_DIR)  # fmt: skip
