@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -202,7 +203,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def _tolerant_output() -> None:
+    """Paths that are not UTF-8 (a pod directory named by someone else) reach reports as surrogate escapes:
+    print them escaped instead of losing the report to a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] | None = getattr(args, "handler", None)
