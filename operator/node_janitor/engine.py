@@ -203,7 +203,8 @@ class NodeEngine:
             now = now or self.clock()
             inventory = await self.take_inventory(now)
             known, _ = await asyncio.to_thread(self.state.load)
-        return build_disk_report(inventory, now, last_used=known, logs_policy=logs_policy, keep=keep)
+        last_used = observe_last_used(inventory, now, known)
+        return build_disk_report(inventory, now, last_used=last_used, logs_policy=logs_policy, keep=keep)
 
     async def run_once(
         self,
