@@ -293,6 +293,8 @@ class NodeEngine:
                     snapshotter=inventory.snapshotter,
                     on_result=on_result,
                     protected_images=protected_images,
+                    keep=settings.keep,
+                    sandbox_image=inventory.sandbox_image,
                 )
                 report.execution = await executor.apply(plan, inventory)
 

@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
 from node_janitor.planner import Action, ActionKind, Plan, Reason
-from node_janitor.refs import normalize_all, normalize_or_none
+from node_janitor.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
-from node_janitor.runtime.records import BlobInfo, ContainerRecord, CriContainer, CriContainerStatus, SnapshotInfo
+from node_janitor.runtime.records import (
+    BlobInfo,
+    ContainerRecord,
+    CriContainer,
+    CriContainerStatus,
+    ImageRecord,
+    SnapshotInfo,
+)
 
 log = logging.getLogger("node_janitor.executor")
 
@@ -33,6 +40,7 @@ class CriRemover(Protocol):
 
 class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
+    async def list_images(self, filters: Iterable[str] = ...) -> list[ImageRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
@@ -88,6 +96,8 @@ class Executor:
         snapshotter: str = "overlayfs",
         on_result: Callable[[ActionResult], None] | None = None,
         protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
+        keep: Sequence[str] = (),
+        sandbox_image: str = "",
     ) -> None:
         self.cri = cri
         self.containerd = containerd
@@ -95,6 +105,8 @@ class Executor:
         self.snapshotter = snapshotter
         self.on_result = on_result
         self.protected_images = protected_images
+        self.keep = keep
+        self.sandbox_image = sandbox_image
         self._collected = False  # a garbage collection ran in this apply()
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
@@ -145,15 +157,18 @@ class Executor:
         match action.kind:
             case ActionKind.REMOVE_IMAGE:
                 image = images[action.id]
-                names = image.all_names
-                if not normalize_all(self._protected()).isdisjoint(names):
-                    return Outcome.SKIPPED, "protected in the cluster now"
+                # Its names as of now: CRI RemoveImage takes every one, a name given since planning included.
+                records = await self.containerd.list_images([f"target.digest=={t}" for t in image.targets])
+                current = [*image.names, *image.repo_tags, *image.repo_digests, *(r.name for r in records)]
+                names = image.all_names | normalize_all(current)
+                if why := self._protected_by_name(current, names):
+                    return Outcome.SKIPPED, why
                 user = await self._current_user(names)
                 if user:
                     return Outcome.SKIPPED, f"now in use by container {user}"
                 await self.cri.remove_image(image.id, missing_ok=True)
                 # Records CRI does not manage (another client's) go through containerd directly.
-                for name in image.names:
+                for name in dict.fromkeys((*image.names, *(r.name for r in records))):
                     await self.containerd.delete_image(name, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_CONTAINER:
@@ -191,9 +206,18 @@ class Executor:
             return Outcome.DONE, "collected by containerd's garbage collection"
         return Outcome.SKIPPED, "containerd's garbage collection kept it (still referenced)"
 
-    def _protected(self) -> Iterable[str]:
-        protected = self.protected_images
-        return protected() if callable(protected) else protected
+    def _protected_by_name(self, current: Iterable[str], names: frozenset[str]) -> str | None:
+        """Why one of the image's current names protects it now (the cluster's set, re-read; the keep patterns;
+        the sandbox image), or None."""
+        protected = self.protected_images() if callable(self.protected_images) else self.protected_images
+        if not normalize_all(protected).isdisjoint(names):
+            return "protected in the cluster now"
+        if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in names:
+            return "sandbox (pause) image"
+        for pattern in self.keep:
+            if any(matches_pattern(name, pattern) for name in current):
+                return f"kept by pattern {pattern!r} (a name it has now)"
+        return None
 
     async def _current_user(self, names: frozenset[str]) -> str | None:
         """A container (CRI or plain containerd) that uses one of `names` (normalised) right now, if any."""

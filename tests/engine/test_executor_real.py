@@ -86,3 +86,26 @@ async def test_the_last_recheck_compares_normalised_names(containerd_bed: Contai
         assert outcome.outcome is Outcome.SKIPPED and "short-name-user" in outcome.message
         assert app.id in {i.id for i in await cri.list_images()}
         await containerd.delete_container("short-name-user")
+
+
+async def test_a_kept_name_given_since_planning_keeps_the_image(containerd_bed: ContainerdBed) -> None:
+    """RemoveImage takes every name an image has when it runs: the names are read again right before."""
+    bed = containerd_bed
+    b = bed.builder
+    app = b.build("example.com/retag:v1", [b.busybox_layer(), Layer.random(1 * MiB, "retag")])
+    bed.import_images([app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        settings = PlanSettings(min_age=timedelta(0), keep=("example.com/platform/*",))
+        plan = plan_cleanup(inventory, settings, datetime.now(UTC), target=Target(1 << 40))
+        assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+        record = await containerd.get_image(app.name)
+        await containerd.create_image("example.com/platform/retag:v1", record.target)  # `ctr images tag`
+        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
+        executor = Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path), keep=settings.keep)
+        result = await executor.apply(plan, inventory)
+        outcome = next(r for r in result.results if r.action.id == app.id)
+        assert outcome.outcome is Outcome.SKIPPED and "example.com/platform/*" in outcome.message
+        assert {"example.com/retag:v1", "example.com/platform/retag:v1"} <= {
+            r.name for r in await containerd.list_images()
+        }
