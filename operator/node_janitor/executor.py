@@ -25,6 +25,8 @@ from node_janitor.runtime.records import (
     CriContainer,
     CriContainerStatus,
     ImageRecord,
+    Lease,
+    LeaseResource,
     SnapshotInfo,
 )
 
@@ -42,6 +44,8 @@ class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
     async def list_images(self, filters: Iterable[str] = ...) -> list[ImageRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
+    async def list_leases(self) -> list[Lease]: ...
+    async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
     async def content_info(self, digest: str) -> BlobInfo: ...
@@ -186,6 +190,8 @@ class Executor:
             case ActionKind.REMOVE_SNAPSHOT | ActionKind.DELETE_CONTENT if action.reason is Reason.ORPHAN:
                 return await self._collect(action)
             case ActionKind.DISCARD_LAYER:
+                if lease := await self._lease_holding(action.id):
+                    return Outcome.SKIPPED, f"held by lease {lease} now (a pull in progress)"
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
@@ -205,6 +211,17 @@ class Executor:
         except NotFoundError:
             return Outcome.DONE, "collected by containerd's garbage collection"
         return Outcome.SKIPPED, "containerd's garbage collection kept it (still referenced)"
+
+    async def _lease_holding(self, digest: str) -> str | None:
+        """A lease that holds blob `digest` right now, if any (a pull that started since planning)."""
+        for lease in await self.containerd.list_leases():
+            try:
+                resources = await self.containerd.list_lease_resources(lease.id)
+            except NotFoundError:
+                continue
+            if any(r.type == "content" and r.id == digest for r in resources):
+                return lease.id
+        return None
 
     def _protected_by_name(self, current: Iterable[str], names: frozenset[str]) -> str | None:
         """Why one of the image's current names protects it now (the cluster's set, re-read; the keep patterns;

@@ -109,3 +109,24 @@ async def test_a_kept_name_given_since_planning_keeps_the_image(containerd_bed: 
         assert {"example.com/retag:v1", "example.com/platform/retag:v1"} <= {
             r.name for r in await containerd.list_images()
         }
+
+
+async def test_a_layer_a_pull_leased_since_planning_is_not_discarded(containerd_bed: ContainerdBed) -> None:
+    from node_janitor.runtime import LeaseResource
+
+    bed = containerd_bed
+    b = bed.builder
+    own = Layer.random(2 * MiB, "discard-late")
+    app = b.build("example.com/discard-late:v1", [b.busybox_layer(), own])
+    bed.import_images([app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = plan_cleanup(inventory, PlanSettings(discard_unpacked_layers=True), datetime.now(UTC))
+        assert own.digest in {a.id for a in plan.actions if a.kind is ActionKind.DISCARD_LAYER}
+        pull = await containerd.create_lease("late-pull", expire=timedelta(hours=1))
+        await containerd.add_lease_resource(pull.id, LeaseResource(id=own.digest, type="content"))
+        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
+        result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
+        outcome = next(r for r in result.results if r.action.id == own.digest)
+        assert outcome.outcome is Outcome.SKIPPED and "late-pull" in outcome.message
+        assert (await containerd.content_info(own.digest)).size == len(own.blob)

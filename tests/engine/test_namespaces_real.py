@@ -46,3 +46,29 @@ async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: Co
         assert abs(result.execution.reclaimed_bytes - result.plan.planned_bytes) <= 0.05 * result.plan.planned_bytes
         moby_store = containerd.with_namespace("moby")
         assert set(shared.blobs) <= {blob.digest for blob in await moby_store.list_content()}
+
+
+async def test_a_layer_another_namespace_keeps_is_not_discarded(containerd_bed: ContainerdBed) -> None:
+    from datetime import UTC, datetime
+
+    from node_janitor.planner import PlanSettings, plan_cleanup
+
+    bed = containerd_bed
+    b = bed.builder
+    layer = Layer.random(2 * MiB, "both")
+    app = b.build("example.com/both:v1", [b.busybox_layer(), layer])
+    alone = Layer.random(2 * MiB, "alone")
+    solo = b.build("example.com/solo:v1", [b.busybox_layer(), alone])
+    bed.import_images([app, solo])
+    bed.namespace = "moby"
+    try:
+        bed.import_images([app], unpack=False)
+    finally:
+        bed.namespace = "k8s.io"
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        now = datetime.now(UTC)
+        inventory = await engine.take_inventory(now)
+        plan = plan_cleanup(inventory, PlanSettings(discard_unpacked_layers=True), now)
+        discarded = {a.id for a in plan.actions if a.kind is ActionKind.DISCARD_LAYER}
+        assert alone.digest in discarded and layer.digest not in discarded
