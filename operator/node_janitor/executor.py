@@ -12,10 +12,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
+from node_janitor.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
 from node_janitor.planner import Action, ActionKind, Plan, Reason
 from node_janitor.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
@@ -44,7 +45,7 @@ class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
     async def list_images(self, filters: Iterable[str] = ...) -> list[ImageRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
-    async def list_leases(self) -> list[Lease]: ...
+    async def list_leases(self, filters: Iterable[str] = ...) -> list[Lease]: ...
     async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
@@ -185,13 +186,21 @@ class Executor:
                 await self.cri.remove_container(action.id, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.DELETE_LEASE:
+                # Still expired? Its owner may have extended it since planning.
+                lease = next((x for x in await self.containerd.list_leases() if x.id == action.id), None)
+                if lease is None:
+                    return Outcome.DONE, "already gone"
+                expire = lease.labels.get(GC_EXPIRE)
+                expires_at = parse_rfc3339(expire) if expire else None
+                if expires_at is None or expires_at > datetime.now(UTC):
+                    return Outcome.SKIPPED, "no longer expired"
                 await self.containerd.delete_lease(action.id, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_SNAPSHOT | ActionKind.DELETE_CONTENT if action.reason is Reason.ORPHAN:
                 return await self._collect(action)
             case ActionKind.DISCARD_LAYER:
-                if lease := await self._lease_holding(action.id):
-                    return Outcome.SKIPPED, f"held by lease {lease} now (a pull in progress)"
+                if holder := await self._lease_holding(action.id):
+                    return Outcome.SKIPPED, f"held by lease {holder} now (a pull in progress)"
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
