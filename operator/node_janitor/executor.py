@@ -1,8 +1,16 @@
 """Apply a plan safely and measure what it really freed.
 
-Safety rules: right before removing an image, the containers are listed again and the image is skipped if any
-container (CRI or not, any state) now uses it; images go through CRI RemoveImage so kubelet's view stays right;
-something already gone counts as done; one failed action never stops the run, and every error is reported.
+Safety rules, each checked right before its action (the node changes while a plan runs):
+- an image: its names are read again (CRI RemoveImage removes every name it has then); it is skipped if one of
+  them is protected (the operator's set, re-read through a callable; a keep pattern; the sandbox image) or if any
+  container (CRI or not, any state) uses one of them, names compared normalised; it goes through CRI RemoveImage
+  so the kubelet's view stays right;
+- a container: only if it is still exited (one the kubelet removed first is done);
+- a lease: only if it is still expired;
+- orphan snapshots and blobs are never deleted directly: containerd's own garbage collection decides (one
+  synchronous collection; an orphan is done if it went, skipped if the collector kept it);
+- a discarded layer: only if no lease holds it now (a pull in progress).
+Something already gone counts as done; one failed action never stops the run, and every error is reported.
 """
 
 from __future__ import annotations
