@@ -179,7 +179,7 @@ class NodeEngine:
         self.snapshotter = snapshotter
         self.log_janitor = log_janitor or LogJanitor(cri, clock=clock, host_root=host_root)
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
-        self.lock = asyncio.Lock()  # one run (or report) at a time
+        self.lock = asyncio.Lock()  # one run at a time
 
     @property
     def options(self) -> CollectOptions:
@@ -198,11 +198,11 @@ class NodeEngine:
     async def build_disk_report(
         self, now: datetime | None = None, *, logs_policy: LogsPolicy | None = None, keep: Sequence[str] = ()
     ) -> DiskReport:
-        """`node-janitor df` for this node now (the agent's status uses it too); `keep`: images.keep patterns."""
-        async with self.lock:
-            now = now or self.clock()
-            inventory = await self.take_inventory(now)
-            known, _ = await asyncio.to_thread(self.state.load)
+        """`node-janitor df` for this node now (the agent's status uses it too); `keep`: images.keep patterns.
+        It only reads, so it does not wait for a run in progress (it then sees the node mid-run)."""
+        now = now or self.clock()
+        inventory = await self.take_inventory(now)
+        known, _ = await asyncio.to_thread(self.state.load)
         last_used = observe_last_used(inventory, now, known)
         return build_disk_report(inventory, now, last_used=last_used, logs_policy=logs_policy, keep=keep)
 
