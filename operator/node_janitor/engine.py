@@ -143,6 +143,17 @@ class PruneReport:
         }
 
 
+def _both(
+    first: Callable[[LogActionResult], None] | None, second: Callable[[LogActionResult], None]
+) -> Callable[[LogActionResult], None]:
+    def call(result: LogActionResult) -> None:
+        if first is not None:
+            first(result)
+        second(result)
+
+    return call
+
+
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
     if a is None or b is None:
         return False
@@ -265,9 +276,11 @@ class NodeEngine:
                 dry_run=dry_run,
                 host_root=self.host_root,
             )
+        # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
+        # (and so also hears what the rotator does meanwhile).
         previous_on_log_result = self.log_janitor.on_result
         if on_log_result is not None:
-            self.log_janitor.on_result = on_log_result
+            self.log_janitor.on_result = _both(previous_on_log_result, on_log_result)
         try:
             if log_pass is not None:
                 try:
