@@ -25,10 +25,10 @@ from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
-from node_janitor.executor import ActionResult, ExecutionResult, Executor
+from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.inventory import FileSystemEntry, Inventory
 from node_janitor.logs import LogAction, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
-from node_janitor.planner import Action, Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.state import LastUsedStore, observe_last_used
@@ -104,6 +104,15 @@ class PruneReport:
         return rows
 
     @property
+    def skipped(self) -> dict[str, str]:
+        """Image ID -> why it is still there: not planned (its protection), or skipped right before removal."""
+        skipped = dict(self.plan.skipped)
+        for r in self.execution.results if self.execution else ():
+            if r.action.kind is ActionKind.REMOVE_IMAGE and r.outcome is Outcome.SKIPPED:
+                skipped[r.action.id] = r.message
+        return skipped
+
+    @property
     def planned_bytes(self) -> int:
         return self.plan.planned_bytes + (self.logs.planned_bytes if self.logs else 0)
 
@@ -137,7 +146,7 @@ class PruneReport:
                 "target_bytes": self.logs_target.bytes,
                 "under_pressure": self.logs_target.under_pressure,
             },
-            "skipped": dict(self.plan.skipped),
+            "skipped": self.skipped,
             "errors": self.errors,
             "warnings": self.warnings,
         }

@@ -163,6 +163,7 @@ async def test_an_image_protected_after_planning_is_skipped(containerd_bed: Cont
     assert {first.id, second.id} <= set(outcomes)
     assert outcomes[second.id].outcome is Outcome.SKIPPED and "protected" in outcomes[second.id].message
     assert outcomes[first.id].outcome is Outcome.DONE
+    assert "protected" in result.to_json()["skipped"][second.id]  # `skipped` says why it is still there
     left = await _ids(engine.cri)
     assert second.id in left and first.id not in left
 
