@@ -79,6 +79,26 @@ async def test_an_image_with_one_kept_name_is_kept_whole_and_listed_once(
     assert {"example.com/app:v1", "example.com/platform/app:v1", "app:v2"} <= names
 
 
+async def test_two_spellings_of_one_name_on_two_images_stay_apart(
+    containerd_bed: ContainerdBed, engine: NodeEngine
+) -> None:
+    """`app:v2` (as `ctr images tag` writes it) and `docker.io/library/app:v2` may name different images: each
+    record belongs to the image its config is, so removing one never takes the other's record."""
+    bed = containerd_bed
+    one, two = _image(bed, "docker.io/library/app:v2", "one"), _image(bed, "example.com/two:v1", "two")
+    bed.import_images([one, two])
+    await _alias(engine.containerd, "example.com/two:v1", "app:v2")
+    inventory = await engine.take_inventory()
+    groups = {i.id: set(i.names) for i in inventory.images}
+    assert "app:v2" in groups[two.id] and "app:v2" not in groups[one.id]
+    spec = {"images": {**REMOVE_ALL_UNUSED["images"], "keep": ["example.com/*"]}}
+    result = await engine.run_once(rules(spec))
+    assert [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [one.id]
+    assert not result.errors
+    names = {r.name for r in await engine.containerd.list_images()}
+    assert {"app:v2", "example.com/two:v1"} <= names and "docker.io/library/app:v2" not in names
+
+
 async def test_a_keep_pattern_matches_the_familiar_and_the_full_form(
     containerd_bed: ContainerdBed, engine: NodeEngine
 ) -> None:
