@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.enginebed import execute
 from node_janitor.api.policy import PolicyRules
-from node_janitor.collector import statvfs_entry
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.images import chain_ids
 from node_janitor.engine import NodeEngine
-from node_janitor.executor import Executor, Outcome
+from node_janitor.executor import Outcome
 from node_janitor.inventory import content_node, snapshot_node
 from node_janitor.node import open_runtime
 from node_janitor.planner import ActionKind, PlanSettings, plan_cleanup
@@ -128,9 +128,7 @@ async def test_an_orphan_a_new_lease_took_since_the_inventory_is_kept(
     pull = await ctrd.create_lease("new-pull", expire=timedelta(hours=1))
     await ctrd.add_lease_resource(pull.id, LeaseResource(id=blob.digest, type="content"))
     await ctrd.add_lease_resource(pull.id, LeaseResource(id="late-snapshot", type="snapshots/overlayfs"))
-    fs = inventory.file_system("imagefs")
-    assert fs is not None
-    result = await Executor(engine.cri, ctrd, lambda: statvfs_entry("imagefs", fs.path)).apply(plan, inventory)
+    result = await execute(engine.cri, ctrd, plan, inventory)
     outcomes = {r.action.id: r.outcome for r in result.results}
     assert outcomes[blob.digest] is Outcome.SKIPPED and outcomes["late-snapshot"] is Outcome.SKIPPED
     assert await _blob_exists(ctrd, blob.digest) and await _snapshot_exists(ctrd, "late-snapshot")

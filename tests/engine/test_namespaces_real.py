@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.enginebed import REMOVE_ALL_UNUSED, rules
+from engine.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.engine import NodeEngine
 from node_janitor.node import open_runtime
@@ -21,11 +21,7 @@ async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: Co
     shared = b.build("example.com/shared:v1", [b.busybox_layer(), Layer.random(8 * MiB, "shared")])
     mine = b.build("example.com/mine:v1", [b.busybox_layer(), Layer.random(4 * MiB, "mine")])
     bed.import_images([shared, mine])
-    bed.namespace = "moby"  # as Docker 29 keeps its images: the same image, in another namespace
-    try:
-        bed.import_images([shared], unpack=False)
-    finally:
-        bed.namespace = "k8s.io"
+    import_into(bed, "moby", [shared])  # as Docker 29 keeps its images: the same image, in another namespace
 
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
@@ -60,11 +56,7 @@ async def test_a_layer_another_namespace_keeps_is_not_discarded(containerd_bed: 
     alone = Layer.random(2 * MiB, "alone")
     solo = b.build("example.com/solo:v1", [b.busybox_layer(), alone])
     bed.import_images([app, solo])
-    bed.namespace = "moby"
-    try:
-        bed.import_images([app], unpack=False)
-    finally:
-        bed.namespace = "k8s.io"
+    import_into(bed, "moby", [app])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
         now = datetime.now(UTC)
