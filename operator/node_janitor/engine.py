@@ -253,6 +253,8 @@ class NodeEngine:
     ) -> PruneReport:
         now = now or self.clock()
         dry_run = dry_run or rules.dry_run
+        if not callable(protected_images):
+            protected_images = tuple(protected_images)  # read twice (plan, re-checks): an iterator would run dry
         if rules.paused:  # paused: nothing at all, not even an inventory or a state write
             return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
         warnings: list[str] = []
