@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--policy", metavar="FILE", help="a CleanupPolicy manifest (YAML or JSON), as kubectl takes it")
     prune.add_argument("--dry-run", action="store_true", help="plan and show, remove nothing")
     prune.add_argument(
-        "--state-file", metavar="PATH", help="where to remember when images were last used (LRU across runs)"
+        "--state-file",
+        metavar="PATH",
+        help="where to remember when images were last used (LRU across runs); a dry run does not write it, and a "
+        "file that is not node-janitor's state is never overwritten",
     )
     prune.set_defaults(handler=cmd_prune)
 
