@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +24,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.node import open_runtime
 from testbed.kube import REPO, ControlPlane, KubectlError, _free_ports
 
 MiB = 1 << 20
@@ -191,3 +193,55 @@ def fill_to_percent(bed: ContainerdBed, percent: float, name: str = "ballast") -
     want_used = int(capacity * percent / 100)
     if want_used > usage.used:
         bed.fill(leave_available=capacity - want_used, name=name)
+
+
+def build_images(bed: ContainerdBed, prefix: str, count: int, size: int = 8 * MiB) -> list[OciImage]:
+    b = bed.builder
+    return [
+        b.build(f"example.com/{prefix}{i}:v1", [b.busybox_layer(), Layer.random(size, f"{prefix}{i}")])
+        for i in range(count)
+    ]
+
+
+async def image_ids(bed: ContainerdBed) -> set[str]:
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        return {i.id for i in await cri.list_images()}
+
+
+def import_one_by_one(bed: ContainerdBed, images: list[OciImage]) -> None:
+    """Imported in this order, a few milliseconds apart: "never used" images are removed by arrival."""
+    for image in images:
+        bed.import_images([image])
+        time.sleep(0.05)
+
+
+def import_until_above(bed: ContainerdBed, image: OciImage, percent: float) -> float:
+    """Import `image` in the background; returns the monotonic time at which the disk first went above
+    `percent` (polled every 20 ms)."""
+    worker = threading.Thread(target=bed.import_images, args=([image],))
+    worker.start()
+    crossed = None
+    while crossed is None:
+        if bed.usage().used_percent > percent:
+            crossed = time.monotonic()
+        elif not worker.is_alive():
+            worker.join()
+            raise AssertionError(f"the import of {image.name} left the disk at {bed.usage().used_percent:.1f}%")
+        time.sleep(0.02)
+    worker.join()
+    return crossed
+
+
+def wait_for_disk(bed: ContainerdBed, percent: float, timeout: float) -> float:
+    """Waits until the disk is at or below `percent`; returns the monotonic time it was seen there."""
+    deadline = time.monotonic() + timeout
+    while (used := bed.usage().used_percent) > percent:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the disk stayed at {used:.1f}% (> {percent}%) for {timeout}s")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def node_events(kube: ControlPlane, node: str) -> list[dict[str, Any]]:
+    events = kube.kubectl_json("get", "events", "-n", "default", "--field-selector", f"involvedObject.name={node}")
+    return list(events["items"])
