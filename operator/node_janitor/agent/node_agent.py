@@ -207,9 +207,19 @@ class NodeAgent:
 
     # ---- the Kubernetes side ---------------------------------------------------------------------------------
 
+    def _foreign(self, resource: str, obj: dict[str, Any] | None) -> bool:
+        """An object that is not this node's (the field selector makes it impossible; never act on one)."""
+        name = (obj or {}).get("metadata", {}).get("name", self.config.node_name)
+        if name == self.config.node_name:
+            return False
+        log.error("ignoring %s %s: not this node's (%s)", resource, name, self.config.node_name)
+        return True
+
     def _on_nodecleanup(self, kind: str, obj: dict[str, Any] | None) -> None:
         if kind != "LIST":
             self.metrics.watch_events.labels("nodecleanups", kind).inc()
+        if self._foreign("NodeCleanup", obj):
+            return
         log.log(
             logging.DEBUG if kind == "MODIFIED" else logging.INFO,
             "watch resource=NodeCleanup name=%s type=%s",
@@ -287,6 +297,8 @@ class NodeAgent:
     def _on_node(self, kind: str, obj: dict[str, Any] | None) -> None:
         if kind != "LIST":
             self.metrics.watch_events.labels("nodes", kind).inc()
+        if self._foreign("Node", obj):
+            return
         if obj is None:
             return
         self._node_uid = (obj.get("metadata") or {}).get("uid")
