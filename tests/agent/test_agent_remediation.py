@@ -5,6 +5,7 @@ watermark, once; a dry-run policy reports its plan and removes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -138,3 +139,33 @@ async def test_dry_run_policy_reports_its_plan_and_removes_nothing(
     await asyncio.sleep(3)  # monitor ticks above the high watermark: still nothing removed
     assert await image_ids(bed) == before
     assert bed.usage().used_percent > 75
+
+
+async def test_run_requests_are_answered_dry_ones_remove_nothing(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    bed = small_disk_bed
+    old = build_images(bed, "req", 3)
+    import_one_by_one(bed, old)
+    apply_nodecleanup(kube, node_name, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}})  # every old image goes
+    await asyncio.sleep(1.1)
+    agents.start(node_name, bed)
+    wait_for("the startup run", lambda: status(kube, node_name).get("lastRun", {}).get("trigger") == "startup")
+    bed.import_images(build_images(bed, "reqnew", 1))
+    await asyncio.sleep(1.1)
+    before = await image_ids(bed)
+
+    def request(token: str) -> dict[str, object]:
+        kube.kubectl("patch", "nodecleanup", node_name, "--type=merge", "--field-manager=node-janitor-run",
+                     "-p", json.dumps({"spec": {"runRequest": token}}))  # fmt: skip
+        return dict(wait_for(f"the answer to {token}", lambda: (s := status(kube, node_name)).get("lastRun", {})
+                             .get("runRequest") == token and s["lastRun"]))  # fmt: skip
+
+    dry = request("dry-run:20261201T000000Z-abcd")
+    assert dry["trigger"] == "request" and dry["dryRun"] is True
+    assert [p["ref"] for p in dry["plan"] if p["kind"] == "remove-image"] == ["example.com/reqnew0:v1"]
+    assert await image_ids(bed) == before
+
+    real = request("20261201T000001Z-ef01")
+    assert real["trigger"] == "request" and real["dryRun"] is False and real["actions"] >= 1
+    assert len(await image_ids(bed)) == len(before) - 1

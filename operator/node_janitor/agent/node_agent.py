@@ -36,7 +36,7 @@ from node_janitor.agent.report import (
     run_event,
 )
 from node_janitor.agent.store import AgentStore
-from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
+from node_janitor.agent.triggers import PendingRun, RunQueue, above, is_dry_run_request, pressure_rules
 from node_janitor.api.meta import ManifestError
 from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger
 from node_janitor.api.policy import PolicyRules
@@ -80,12 +80,6 @@ class HeldPolicy:
     source: str = "defaults"  # "nodecleanup", "saved" (state dir, the apiserver not reached yet), "defaults"
     protected_images: tuple[str, ...] = ()
     run_request: str | None = None
-
-
-def parse_run_request(token: str) -> tuple[str, bool]:
-    """(token, dry_run). The operator's `node-janitor run --dry-run` encoding is not settled yet: until it is,
-    every token asks for a normal run (under the policy's own dryRun)."""
-    return token, False
 
 
 class RunInterrupted(Exception):
@@ -274,9 +268,9 @@ class NodeAgent:
                 self.store.save_policy(dict(obj.get("spec") or {}), held.generation)
             self._set_policy(held)
         if spec.run_request and spec.run_request != self._answered_request:
-            token, _dry_run = parse_run_request(spec.run_request)
+            token = spec.run_request
             self._answered_request = token  # answered by the run it queues (in status.lastRun.runRequest)
-            log.info("run requested token=%s", token)
+            log.info("run requested token=%s dryRun=%s", token, is_dry_run_request(token))
             self.queue.add("request", run_request=token)
 
     def _set_policy(self, held: HeldPolicy) -> None:
@@ -444,7 +438,7 @@ class NodeAgent:
             log.info("run skipped trigger=%s: the policy is paused", trigger)
             return
         rules = pressure_rules(held.rules) if pending.pressure else held.rules
-        dry_run = held.rules.dry_run
+        dry_run = held.rules.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)
         started, clock = datetime.now(UTC), time.monotonic()
         log.info(

@@ -18,10 +18,23 @@ PRESSURE_MARGIN = 0.001
 whenever the disk is above it."""
 
 
+DRY_RUN_REQUEST_PREFIX = "dry-run:"
+"""spec.runRequest tokens starting with this ask for a dry run (`node-janitor run --dry-run`; the operator's
+branch defines the same constant in api.nodecleanup)."""
+
+
+def is_dry_run_request(token: str | None) -> bool:
+    return token is not None and token.startswith(DRY_RUN_REQUEST_PREFIX)
+
+
 @dataclass(frozen=True)
 class PendingRun:
     triggers: frozenset[RunTrigger]
     run_request: str | None = None
+
+    @property
+    def dry_run_request(self) -> bool:
+        return is_dry_run_request(self.run_request)
 
     @property
     def trigger(self) -> RunTrigger:
@@ -56,13 +69,19 @@ class RunQueue:
         return self.running or self.pending
 
     async def take(self) -> PendingRun:
-        """Wait for a trigger; returns everything pending (and marks a run as going on)."""
+        """Wait for a trigger; returns everything pending (and marks a run as going on). A dry-run request
+        never rides along a real run: the other triggers run first, the request stays pending for the next."""
         while not self._triggers:
             self._wake.clear()
             await self._wake.wait()
-        pending = PendingRun(frozenset(self._triggers), self._run_request)
-        self._triggers.clear()
-        self._run_request = None
+        others = self._triggers - {"request"}
+        if is_dry_run_request(self._run_request) and others:
+            pending = PendingRun(frozenset(others))
+            self._triggers -= others
+        else:
+            pending = PendingRun(frozenset(self._triggers), self._run_request)
+            self._triggers.clear()
+            self._run_request = None
         self.running = True
         return pending
 
