@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.node import open_runtime
-from testbed.kube import REPO, ControlPlane, KubectlError, _free_ports
+from testbed.kube import REPO, ControlPlane, KubectlError, free_ports
 
 MiB = 1 << 20
 
@@ -98,7 +98,7 @@ class AgentFactory:
     def start(
         self, node: str, bed: ContainerdBed, *, state_dir: Path | None = None, heartbeat: str = "60s", **flags: str
     ) -> Agent:
-        port = _free_ports(1)[0]
+        port = free_ports(1)[0]
         state_dir = state_dir or self.workdir / f"state-{node}"
         log_path = self.workdir / f"agent-{node}-{len(self.agents)}.log"
         args = [

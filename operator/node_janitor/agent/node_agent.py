@@ -664,7 +664,8 @@ class NodeAgent:
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
-        self.queue.add("startup")
+        if not self.queue.running and self._last_outcome is None:  # else a trigger already ran the first run
+            self.queue.add("startup")
         watched: list[Awaitable[Any]] = [self._stopping.wait(), *tasks]
         done, _ = await asyncio.wait([asyncio.ensure_future(a) for a in watched], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
