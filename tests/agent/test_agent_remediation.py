@@ -147,10 +147,13 @@ async def test_run_requests_are_answered_dry_ones_remove_nothing(
     bed = small_disk_bed
     old = build_images(bed, "req", 3)
     import_one_by_one(bed, old)
-    apply_nodecleanup(kube, node_name, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}})  # every old image goes
+    # Every unused image goes at once (maxUnusedAge), but the one the operator says a workload uses.
+    policy = {"images": {"minAge": "1s", "maxUnusedAge": "1s"}}
+    apply_nodecleanup(kube, node_name, policy, protectedImages=[old[1].name])
     await asyncio.sleep(1.1)
     agents.start(node_name, bed)
     wait_for("the startup run", lambda: status(kube, node_name).get("lastRun", {}).get("trigger") == "startup")
+    assert {i.id for i in old} & await image_ids(bed) == {old[1].id}
     bed.import_images(build_images(bed, "reqnew", 1))
     await asyncio.sleep(1.1)
     before = await image_ids(bed)
