@@ -1,8 +1,9 @@
 """The one place the agent calls the engine: a run is the very code path of `node-janitor prune`.
 
-Today `prune.prune`; when `NodeEngine.run_once` lands, only these two functions change (it takes the protected
-images as a callable and re-reads them before each removal, which `prune` cannot yet: it gets the set held at
-the start of the run).
+Today `prune.prune` and `usage.build_disk_report`; when `engine.NodeEngine` lands, only these two functions change
+(`run_once(rules, dry_run=..., protected_images=<the callable>, on_result=..., on_log_result=...)` re-reads the
+protected images before each removal, where `prune` gets the set held at the start of the run; `build_disk_report(
+logs_policy=rules.logs, keep=rules.images.keep)`), with one NodeEngine per containerd connection.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from node_janitor.api.policy import PolicyRules
 from node_janitor.collector import SnapshotUsageCache
 from node_janitor.executor import ActionResult
-from node_janitor.inventory import Inventory
 from node_janitor.logs import LogActionResult
 from node_janitor.node import take_inventory
 from node_janitor.prune import PruneReport, prune
@@ -60,10 +60,9 @@ async def measure_disk(
     pod_log_dir: Path | None,
     state: LastUsedStore,
     cache: SnapshotUsageCache,
-) -> tuple[Inventory, DiskReport]:
-    """The node's inventory and its `df` report (committed snapshots measured once, through `cache`)."""
+) -> DiskReport:
+    """The node's `df` report now (committed snapshots measured once, through `cache`)."""
     inventory = await take_inventory(cri, containerd, namespace, pod_log_dir, cache=cache)
     now = datetime.now(UTC)
     known, _ = state.load()
-    report = build_disk_report(inventory, now, observe_last_used(inventory, now, known), logs_policy=rules.logs)
-    return inventory, report
+    return build_disk_report(inventory, now, observe_last_used(inventory, now, known), logs_policy=rules.logs)

@@ -530,7 +530,7 @@ class NodeAgent:
             self._usage["fileSystems"] = build_file_systems(self._file_systems()) or self._usage.get("fileSystems", [])
             return
         try:
-            inventory, report = await measure_disk(
+            report = await measure_disk(
                 cri,
                 containerd,
                 self.held.rules,
@@ -543,7 +543,7 @@ class NodeAgent:
             await self.link.down(str(exc))
             self._dirty.set()
             return
-        self._usage.update(build_usage_status(inventory, report))
+        self._usage.update(build_usage_status(report))
 
     def _update_conditions(self) -> None:
         now, generation = datetime.now(UTC), self.held.generation
@@ -616,19 +616,27 @@ class NodeAgent:
                 self._dirty.set()
 
     async def _send(self) -> bool:
+        """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
         try:
-            while self._events:
-                await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
-                self._events.popleft()
             if self._nodecleanup_exists:
                 await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, self.status_document())
         except KubeError as exc:
-            if exc.status == 404 and not self._events:
-                self._nodecleanup_exists = False  # deleted meanwhile: the watch will say when it is back
-                return True
-            self.metrics.errors.labels("apiserver").inc()
-            log.warning("report failed: %s", exc)
-            return False
+            if exc.status == 404:
+                self._nodecleanup_exists = False  # deleted meanwhile: the watch says when there is one again
+            else:
+                self.metrics.errors.labels("apiserver").inc()
+                log.warning("status report failed: %s", exc)
+                return False
+        while self._events:
+            try:
+                await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
+            except KubeError as exc:
+                self.metrics.errors.labels("apiserver").inc()
+                if exc.status in (0, 408, 429) or exc.status >= 500:
+                    log.warning("event not posted yet: %s", exc)
+                    return False
+                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
+            self._events.popleft()
         return True
 
     # ---- life cycle ------------------------------------------------------------------------------------
