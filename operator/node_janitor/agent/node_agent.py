@@ -82,6 +82,10 @@ class HeldPolicy:
     run_request: str | None = None
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class RunInterrupted(Exception):
     """SIGTERM arrived: the run stops after the removal in flight."""
 
@@ -136,9 +140,10 @@ class RuntimeLink:
 
 
 class NodeAgent:
-    def __init__(self, config: AgentConfig, kube: KubeClient) -> None:
+    def __init__(self, config: AgentConfig, kube: KubeClient, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.config = config
         self.kube = kube
+        self.clock = clock
         self.store = AgentStore(config.state_dir)
         self.last_used = LastUsedStore(self.store.last_used_path)
         self.metrics = AgentMetrics()
@@ -360,7 +365,7 @@ class NodeAgent:
             if schedule is None:
                 await self._policy_changed.wait()
                 continue
-            now = datetime.now(UTC)
+            now = self.clock()
             delay = (schedule.next_after(now) - now).total_seconds()
             try:
                 await asyncio.wait_for(self._policy_changed.wait(), delay)
@@ -440,7 +445,7 @@ class NodeAgent:
         rules = pressure_rules(held.rules) if pending.pressure else held.rules
         dry_run = held.rules.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)
-        started, clock = datetime.now(UTC), time.monotonic()
+        started, clock = self.clock(), time.monotonic()
         log.info(
             "run start trigger=%s triggers=%s dryRun=%s generation=%s",
             trigger,
@@ -506,7 +511,7 @@ class NodeAgent:
             log.warning("run error trigger=%s: %s", outcome.trigger, error)
         self._last_outcome = outcome
         self._last_run = build_last_run(outcome)
-        event = run_event(outcome, self.config.node_name, self._node_uid, datetime.now(UTC))
+        event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
         if event is not None:
             self._events.append(event)
         # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try.
@@ -546,7 +551,7 @@ class NodeAgent:
         self._usage.update(build_usage_status(report))
 
     def _update_conditions(self) -> None:
-        now, generation = datetime.now(UTC), self.held.generation
+        now, generation = self.clock(), self.held.generation
         book, rules = self.conditions, self.held.rules
         if self.spec_error:
             book.set(
@@ -587,7 +592,7 @@ class NodeAgent:
             status["observedGeneration"] = self.held.generation
         if self._last_run is not None:
             status["lastRun"] = self._last_run
-        status["heartbeatTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        status["heartbeatTime"] = self.clock().isoformat().replace("+00:00", "Z")
         return status
 
     def _save_status(self) -> None:
