@@ -279,7 +279,7 @@ class KubeNode:
         once the Node is Ready and without the not-ready taint."""
         if self.kubelet_running:
             raise ControlPlaneError(f"kubelet of {self.name} already runs")
-        started = time.monotonic()
+        started, started_wall = time.monotonic(), time.time()
         port, healthz_port = free_ports(2)
         config = self.settings.configuration(self.bed, port, healthz_port)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -301,7 +301,8 @@ class KubeNode:
         if wait:
             healthz = f"http://127.0.0.1:{healthz_port}/healthz"
             wait_until(self._process, lambda: http_ok(healthz), "healthy", self.startup_timeout)
-            wait_until(self._process, self._ready_and_untainted, "a Ready, untainted Node", self.startup_timeout)
+            wait_until(self._process, lambda: self._ready_and_untainted(started_wall), "a Ready, untainted Node",
+                       self.startup_timeout)  # fmt: skip
         self.startup_seconds = time.monotonic() - started
 
     def stop_kubelet(self) -> None:
@@ -333,8 +334,8 @@ class KubeNode:
                 with contextlib.suppress(ApiException):
                     core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
         if Path(self.bed.address).exists():
+            self._containers()
             with contextlib.suppress(Exception):
-                self._container_ids |= set(self.bed.ctr("containers", "ls", "-q", check=False).stdout.split())
                 _in_thread(self._remove_sandboxes)
         _unmount_below(self.root_dir)
         self.bed.stop()
@@ -348,7 +349,7 @@ class KubeNode:
         prefix = str(self.workdir.resolve()) + "/"
         found += [f"mount {m}" for m in _mount_points() if m.startswith(prefix)]
         found += [f"shim pid {pid}" for pid in _shims_of(self.bed.address)]
-        found += [f"runc state {p}" for p in _RUNC_STATE.glob("*/*") if p.name in self._container_ids]
+        found += [f"runc state {p}" for p in _RUNC_STATE.glob("*/*") if p.name in self._containers()]
         with contextlib.suppress(ApiException):
             client.CoreV1Api(self.kube.api_client).read_node(self.name)
             found.append(f"Node {self.name}")
@@ -400,12 +401,17 @@ class KubeNode:
 
     # internals
 
-    def _ready_and_untainted(self) -> bool:
+    def _ready_and_untainted(self, since: float) -> bool:
+        """Ready with a heartbeat from this kubelet (at or after `since`, a wall-clock time: a restarted
+        kubelet's Node is still Ready from before), and no not-ready taint."""
         try:
             node = self.node()
         except ApiException:
             return False
-        ready = any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+        ready = any(
+            c.type == "Ready" and c.status == "True" and c.last_heartbeat_time.timestamp() >= int(since)
+            for c in (node.status.conditions or [])
+        )
         return ready and not any(t.key == _NOT_READY_TAINT for t in (node.spec.taints or []))
 
     def _namespace_files(self) -> Path:
@@ -419,6 +425,13 @@ class KubeNode:
             if not fake.exists():
                 fake.write_text(Path("/proc/sys", name).read_text())
         return directory
+
+    def _containers(self) -> set[str]:
+        """The ids of every container the bed ever had that this object saw (runc state is kept by id)."""
+        if Path(self.bed.address).exists():
+            listed = self.bed.ctr("containers", "ls", "-q", check=False, timeout=30).stdout.split()
+            self._container_ids.update(listed)
+        return self._container_ids
 
     async def _remove_sandboxes(self) -> None:
         async with CriClient(self.bed.address, timeout=30) as cri:
