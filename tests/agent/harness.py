@@ -265,3 +265,11 @@ async def run_container(bed: ContainerdBed, image: OciImage) -> str:
         container = await start_container(cri, pod, "app", image.name, "sleep 3600")
         await wait_for_state(cri, container.id, "RUNNING")
         return container.id
+
+
+async def running_images_missing(bed: ContainerdBed) -> list[str]:
+    """Images of running containers (pause sandboxes included) that are no longer on the node: must stay empty."""
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        present = {i.id for i in await cri.list_images()}
+        containers = [c for c in await cri.list_containers() if c.state == "RUNNING"]
+    return [f"{c.name}: {c.image_ref}" for c in containers if c.image_ref not in present]

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.agent.adapter import measure_disk, run_cleanup
+from node_janitor.agent.adapter import build_engine, measure_disk, run_cleanup
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.report import (
@@ -40,7 +40,8 @@ from node_janitor.agent.triggers import PendingRun, RunQueue, above, is_dry_run_
 from node_janitor.api.meta import ManifestError
 from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger
 from node_janitor.api.policy import PolicyRules
-from node_janitor.collector import SnapshotUsageCache, statvfs_entry
+from node_janitor.collector import statvfs_entry
+from node_janitor.engine import NodeEngine
 from node_janitor.executor import ActionResult
 from node_janitor.inventory import FileSystemEntry
 from node_janitor.logs import LogActionResult, LogRotator
@@ -156,7 +157,7 @@ class NodeAgent:
         self._last_run: dict[str, Any] | None = None
         self._last_outcome: RunOutcome | None = None
         self._events: deque[dict[str, Any]] = deque(maxlen=50)
-        self._cache = SnapshotUsageCache()
+        self._engine_of: tuple[int, NodeEngine] | None = None
         self._stopping = asyncio.Event()
         self._dirty = asyncio.Event()
         self._policy_changed = asyncio.Event()
@@ -195,6 +196,7 @@ class NodeAgent:
         status = self.store.load_status()
         if status:
             self._last_run = status.get("lastRun")
+            self._answered_request = (self._last_run or {}).get("runRequest")  # not asked again after a restart
             self.conditions = ConditionBook(status.get("conditions") or [])
             self._usage = {k: v for k, v in status.items() if k not in ("lastRun", "conditions")}
         log.info("policy source=%s generation=%s", self.held.source, self.held.generation)
@@ -454,17 +456,10 @@ class NodeAgent:
             held.generation,
         )
         report, errors = None, []
-        cri, containerd = self.link.cri, self.link.containerd
         try:
-            if cri is None or containerd is None:
-                raise RuntimeClientError(self.link.error or "containerd unreachable")
             report = await run_cleanup(
-                cri,
-                containerd,
+                self._engine(),
                 rules,
-                namespace=self.config.namespace,
-                pod_log_dir=self.config.pod_log_dir,
-                state=self.last_used,
                 dry_run=dry_run,
                 protected_images=lambda: self.held.protected_images,
                 on_result=self._on_result,
@@ -528,25 +523,26 @@ class NodeAgent:
 
     # ---- reports -----------------------------------------------------------------------------------------
 
-    async def _refresh_usage(self) -> None:
-        """The df numbers, measured now (a run's own inventory predates its removals)."""
+    def _engine(self) -> NodeEngine:
+        """The engine of the current containerd connection (a new connection, a new engine)."""
         cri, containerd = self.link.cri, self.link.containerd
         if cri is None or containerd is None:
-            self._usage["fileSystems"] = build_file_systems(self._file_systems()) or self._usage.get("fileSystems", [])
-            return
+            raise RuntimeClientError(self.link.error or "containerd unreachable")
+        if self._engine_of is None or self._engine_of[0] != self.link.generation:
+            engine = build_engine(cri, containerd, namespace=self.config.namespace,
+                                  pod_log_dir=self.config.pod_log_dir, state=self.last_used)  # fmt: skip
+            self._engine_of = (self.link.generation, engine)
+        return self._engine_of[1]
+
+    async def _refresh_usage(self) -> None:
+        """The df numbers, measured now (a run's own inventory predates its removals)."""
         try:
-            report = await measure_disk(
-                cri,
-                containerd,
-                self.held.rules,
-                namespace=self.config.namespace,
-                pod_log_dir=self.config.pod_log_dir,
-                state=self.last_used,
-                cache=self._cache,
-            )
+            report = await measure_disk(self._engine(), self.held.rules)
         except RuntimeClientError as exc:
-            await self.link.down(str(exc))
-            self._dirty.set()
+            if self.link.cri is not None:
+                await self.link.down(str(exc))
+                self._dirty.set()
+            self._usage["fileSystems"] = build_file_systems(self._file_systems()) or self._usage.get("fileSystems", [])
             return
         self._usage.update(build_usage_status(report))
 
