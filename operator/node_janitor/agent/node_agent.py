@@ -87,6 +87,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class AgentStartError(Exception):
+    """The agent cannot start (one line for the user)."""
+
+
 class RunInterrupted(Exception):
     """SIGTERM arrived: the run stops after the removal in flight."""
 
@@ -652,7 +656,13 @@ class NodeAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+        try:
+            server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+        except OSError as exc:
+            await self.kube.close()
+            raise AgentStartError(
+                f"cannot serve /metrics on {self.config.metrics_host}:{self.config.metrics_port}: {exc.strerror or exc}"
+            ) from None
         name = self.config.node_name
         log.info(
             "agent start node=%s socket=%s state_dir=%s pid=%d",
