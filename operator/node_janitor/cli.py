@@ -252,6 +252,7 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
     configuration = _kube_configuration(args.kubeconfig)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
     options = OperatorOptions(
         kubeconfig=args.kubeconfig,
         metrics_host=args.metrics_bind_address,

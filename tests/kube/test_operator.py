@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (manifests and expected rows read best one per line)
 """The operator against the real apiserver: `node-janitor operator --standalone` as a subprocess (no peering
 CRD needed), Node objects created through the API (the operator needs no kubelet), fake agent reports
 written to NodeCleanup status through the status subresource, as the agent does."""

@@ -29,8 +29,8 @@ COMPONENT: Final = "node-janitor-operator"
 class ClusterWriter(Protocol):
     """What the reconciler writes (the real one is KubeWriter)."""
 
-    async def apply_node_cleanup(self, body: Mapping[str, Any]) -> str:
-        """Server-side apply; returns the new resourceVersion."""
+    async def apply_node_cleanup(self, body: Mapping[str, Any]) -> None:
+        """Server-side apply (creates or updates)."""
         ...
 
     async def delete_node_cleanup(self, name: str, uid: str) -> None: ...
@@ -68,12 +68,12 @@ class KubeWriter:
     def close(self) -> None:
         self._api.close()
 
-    async def apply_node_cleanup(self, body: Mapping[str, Any]) -> str:
-        result = await asyncio.to_thread(
+    async def apply_node_cleanup(self, body: Mapping[str, Any]) -> None:
+        # (the client returns None for a 201: its response map only knows 200)
+        await asyncio.to_thread(
             self._custom.patch_cluster_custom_object, GROUP, VERSION, "nodecleanups", body["metadata"]["name"],
             dict(body), field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
         )  # fmt: skip
-        return str(result["metadata"]["resourceVersion"])
 
     async def delete_node_cleanup(self, name: str, uid: str) -> None:
         from kubernetes.client import ApiException, V1DeleteOptions, V1Preconditions

@@ -169,6 +169,10 @@ class Reconciler:
         if changed := old ^ (images or frozenset()):
             self._refs.add(*changed)
 
+    def pending(self) -> dict[str, set[str]]:
+        """What is marked for the next passes: node names, policy names, image references."""
+        return {"nodes": set(self._nodes.items), "policies": set(self._policies.items), "images": set(self._refs.items)}
+
     def _mark_policies_selecting(self, *nodes: NodeView | None) -> None:
         self._policies.add(
             *(p.name for p in self._seen_policies.values() if any(p.selects(n.labels) for n in nodes if n))

@@ -153,24 +153,25 @@ def _status_of(status: CleanupPolicyStatus | None, type_: str) -> tuple[str, str
 
 def compute_policy_events(old: CleanupPolicyStatus | None, new: CleanupPolicyStatus) -> list[PolicyEvent]:
     """Events for notable changes between the stored and the new status: Ready or Degraded changing status
-    or reason, the number of selected nodes changing, nodes coming under pressure."""
+    or reason (a first status only when it is bad; Applying is transient and never posted), the number of
+    selected nodes changing, more nodes coming under pressure."""
     events = []
     for type_ in ("Ready", "Degraded"):
         before, after = _status_of(old, type_), _status_of(new, type_)
-        if after is None or before == after or after[1] == "Applying":  # Applying is transient: no Event
+        if after is None or before == after or after[1] == "Applying":
             continue
         condition = next(c for c in new.conditions if c.type == type_)
         bad = (type_ == "Ready") != (condition.status == "True")
+        if before is None and not bad:
+            continue
         message = f"{type_}={condition.status}" + (f": {condition.message}" if condition.message else "")
         events.append(PolicyEvent("Warning" if bad else "Normal", condition.reason, message))
-    old_matched = old.matched_nodes if old is not None else None
-    if new.matched_nodes != old_matched:
-        events.append(
-            PolicyEvent("Normal", "NodesSelected", f"selects {new.matched_nodes} nodes (was {old_matched or 0})")
-        )
+    old_matched = (old.matched_nodes or 0) if old is not None else 0
+    if (new.matched_nodes or 0) != old_matched:
+        message = f"selects {new.matched_nodes} nodes (was {old_matched})"
+        events.append(PolicyEvent("Normal", "NodesSelected", message))
     old_pressure = (old.nodes_under_pressure or 0) if old is not None else 0
     if (new.nodes_under_pressure or 0) > old_pressure:
-        events.append(
-            PolicyEvent("Warning", "NodesUnderPressure", f"{new.nodes_under_pressure} nodes under disk pressure")
-        )
+        message = f"{new.nodes_under_pressure} of {new.matched_nodes} nodes under disk pressure"
+        events.append(PolicyEvent("Warning", "NodesUnderPressure", message))
     return events
