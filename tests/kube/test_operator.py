@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,6 +290,30 @@ def test_run_on_a_node_without_nodecleanup_is_a_one_line_error(operator: Operato
         "node-janitor: error: node no-such-node has no NodeCleanup: no CleanupPolicy selects it "
         "(or the operator is not running)"
     ]
+
+
+def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: ControlPlane, tmp_path: Path) -> None:
+    """A second operator in --dry-run (as a restart would) recomputes every NodeCleanup and policy status the
+    first one wrote, from its fresh listing, and finds each equal to what is stored: not one write."""
+    for kind in ("nodes", "images", "policies"):
+        wait_for(
+            f"the running operator idle ({kind})",
+            lambda k=kind: operator.metric("node_janitor_operator_pending", kind=k) == 0,
+        )  # type: ignore[misc]
+    time.sleep(3)  # past the status debounce
+    selected = len(kube.kubectl_json("get", "nodecleanups")["items"])
+    policies = len(kube.kubectl_json("get", "cleanuppolicies")["items"])
+    second = Operator(kube, tmp_path / "dry-run", "--standalone", "--dry-run")
+    try:
+        wait_for("every NodeCleanup recomputed",
+                 lambda: second.metric("node_janitor_operator_unchanged_total", object="nodecleanup") >= selected)  # fmt: skip
+        wait_for("every policy status recomputed",
+                 lambda: second.metric("node_janitor_operator_unchanged_total", object="policy-status") >= policies)  # fmt: skip
+        for outcome in ("dry-run", "ok"):
+            assert second.metric("node_janitor_operator_writes_total", outcome=outcome) == 0, second.log_tail()
+        assert "would-write" not in second.log_text()
+    finally:
+        second.stop()
 
 
 def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> None:

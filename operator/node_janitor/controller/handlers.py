@@ -72,9 +72,6 @@ class IndexState:
     def holders(self, ref: str) -> Iterable[str]:
         return list(self._holders.get(ref) or ())
 
-    def workload_image_count(self) -> int:
-        return len(set().union(*(index.keys() for index in self._workloads)))
-
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     """Registers every handler of the operator on `registry`, feeding `reconciler`. (Plain calls instead of
