@@ -76,7 +76,8 @@ class Operator:
         return 0.0
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self) -> str:

@@ -181,34 +181,46 @@ class Reconciler:
     # --- the loops ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.synced.wait()
-        log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
-                 len(self._seen_policies), len(self._seen_cleanups))  # fmt: skip
+        """Every task the reconciler ever runs is created here, before the first await (kopf, started after
+        this, treats tasks it did not see at its start as its own hung tasks and waits for them on exit)."""
+        passes = (
+            ("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node),
+            ("images", self._refs, self.settings.images_debounce, self._distribute),
+            ("policies", self._policies, self.settings.status_debounce, self._reconcile_policy),
+        )
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._loop("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node))
-            group.create_task(self._loop("images", self._refs, self.settings.images_debounce, self._distribute))
-            group.create_task(
-                self._loop("policies", self._policies, self.settings.status_debounce, self._reconcile_policy)
-            )
+            for kind, queue, debounce, work in passes:
+                batch: asyncio.Queue[str] = asyncio.Queue()
+                group.create_task(self._dispatch(kind, queue, debounce, batch))
+                for _ in range(self.settings.concurrency):
+                    group.create_task(self._consume(kind, queue, batch, work))
             group.create_task(self._resync_statuses())
 
-    async def _loop(self, kind: str, queue: _Queue, debounce: float, work: Callable[[str], Any]) -> None:
-        semaphore = asyncio.Semaphore(self.settings.concurrency)
-
-        async def one(name: str) -> None:
-            async with semaphore:
-                try:
-                    await work(name)
-                    self._failures.pop(f"{kind}/{name}", None)
-                except Exception as exc:
-                    self._retry(kind, queue, name, exc)
-
+    async def _dispatch(self, kind: str, queue: _Queue, debounce: float, batch: asyncio.Queue[str]) -> None:
+        """Debounces the marks of one kind and hands them to the consumers, one batch at a time."""
+        await self.synced.wait()
+        if kind == "nodes":
+            log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
+                     len(self._seen_policies), len(self._seen_cleanups))  # fmt: skip
         while True:
             self.metrics.pending.labels(kind).set(len(queue.items))
             names = await queue.take(debounce)
             started = time.monotonic()
-            await asyncio.gather(*(one(n) for n in sorted(names)))
+            for name in sorted(names):
+                batch.put_nowait(name)
+            await batch.join()
             self.metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
+
+    async def _consume(self, kind: str, queue: _Queue, batch: asyncio.Queue[str], work: Callable[[str], Any]) -> None:
+        while True:
+            name = await batch.get()
+            try:
+                await work(name)
+                self._failures.pop(f"{kind}/{name}", None)
+            except Exception as exc:
+                self._retry(kind, queue, name, exc)
+            finally:
+                batch.task_done()
 
     def _retry(self, kind: str, queue: _Queue, name: str, exc: Exception) -> None:
         key = f"{kind}/{name}"
