@@ -254,12 +254,10 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
     options = OperatorOptions(
-        kubeconfig=args.kubeconfig,
         metrics_host=args.metrics_bind_address,
         metrics_port=args.metrics_port,
         peering=args.peering,
         standalone=args.standalone,
-        dry_run=args.dry_run,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
     return run_operator(options, configuration)
