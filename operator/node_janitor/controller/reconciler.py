@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from node_janitor.api import NodeCleanupSpec
 from node_janitor.controller.effective import (
     MANAGED_BY,
+    Effective,
     build_node_cleanup,
     build_node_cleanup_spec,
     compute_effective_policy,
@@ -111,6 +112,8 @@ class Reconciler:
         self._written_status: dict[str, Any] = {}
         """policy uid -> the status written, until the policy's next event."""
         self._failures: dict[str, int] = {}
+        self._effective: dict[frozenset[tuple[str, str]], Effective | None] = {}
+        """Effective policy by label set (nodes share labels), emptied whenever a policy changes."""
 
     # --- marks (called by the kopf handlers; cheap, synchronous) -----------------------------------------
 
@@ -139,6 +142,7 @@ class Reconciler:
             self._written_status.pop(view.uid, None)
         self.metrics.objects.labels("cleanuppolicies").set(len(self._seen_policies))
         if old is None or view is None or _spec_of(old) != _spec_of(view):
+            self._effective.clear()
             self._nodes.add(
                 *(n.name for n in self._seen_nodes.values() if any(p.selects(n.labels) for p in (old, view) if p))
             )
@@ -238,7 +242,10 @@ class Reconciler:
     # --- the work ----------------------------------------------------------------------------------------
 
     def _desired(self, state: ClusterState, node: NodeView, cleanup: CleanupView | None) -> NodeCleanupSpec | None:
-        effective = compute_effective_policy(state.policies(), node.labels)
+        labels = frozenset(node.labels.items())
+        if labels not in self._effective:
+            self._effective[labels] = compute_effective_policy(state.policies(), node.labels)
+        effective = self._effective[labels]
         if effective is None:
             return None
         held = cleanup.image_refs if cleanup is not None else frozenset()
