@@ -134,8 +134,8 @@ def test_unchanged_effective_policy_writes_nothing(operator: Operator, kube: Con
     kube.kubectl("annotate", "node", "same-2", "unrelated=1")
     kube.kubectl("annotate", "cleanuppolicy", "same", "unrelated=1")
     kube.kubectl("label", "cleanuppolicy", "same", "unrelated=1")
-    # the operator recomputed (same-1 for its label, both for the policy's new resourceVersion is not a
-    # spec change, so only the node label counts) and found nothing to write
+    # the operator recomputed same-1 (its labels changed; the policy's metadata is no spec change and the
+    # annotation no label change, so they mark nothing) and found nothing to write
     wait_for("a recomputation", lambda: operator.metric("node_janitor_operator_unchanged_total", object="nodecleanup")
              > unchanged)  # fmt: skip
     time.sleep(1)
@@ -318,9 +318,10 @@ def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: C
 
 def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> None:
     """Runs last in this module: after everything above, no Node has an annotation, label, finalizer or
-    managed field of the operator (only what the tests themselves set)."""
+    managed field of the operator (only what the tests themselves set); no policy or NodeCleanup carries a
+    kopf annotation or finalizer either."""
     nodes = kube.kubectl_json("get", "nodes", "--show-managed-fields")["items"]
-    assert nodes
+    assert len(nodes) >= 10
     for item in nodes:
         meta = item["metadata"]
         keys = [*meta.get("annotations", {}), *meta.get("labels", {})]
@@ -329,3 +330,8 @@ def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> 
         assert not meta.get("finalizers"), meta["name"]
         managers = {m["manager"] for m in meta.get("managedFields", [])}
         assert not {m for m in managers if "node-janitor" in m or "kopf" in m}, (meta["name"], managers)
+    for kind in ("cleanuppolicies", "nodecleanups"):
+        for item in kube.kubectl_json("get", kind)["items"]:
+            meta = item["metadata"]
+            assert not [k for k in meta.get("annotations", {}) if "kopf" in k or "nodejanitor.io" in k], meta
+            assert not meta.get("finalizers"), meta
