@@ -301,7 +301,9 @@ def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: C
             lambda k=kind: operator.metric("node_janitor_operator_pending", kind=k) == 0,
         )  # type: ignore[misc]
     time.sleep(3)  # past the status debounce
-    selected = len(kube.kubectl_json("get", "nodecleanups")["items"])
+    selected = len(
+        kube.kubectl_json("get", "nodecleanups", "-l", "app.kubernetes.io/managed-by=node-janitor-operator")["items"]
+    )
     policies = len(kube.kubectl_json("get", "cleanuppolicies")["items"])
     second = Operator(kube, tmp_path / "dry-run", "--standalone", "--dry-run")
     try:
