@@ -101,11 +101,13 @@ def test_relabelling_moves_a_node_between_policies(operator: Operator, kube: Con
     wait_for("move-1's NodeCleanup deleted", lambda: "move-1" not in cleanups(kube, "move-"))
 
 
-def test_deleting_a_policy_removes_its_nodecleanups(operator: Operator, kube: ControlPlane) -> None:
+def test_deleting_a_node_or_the_policy_removes_nodecleanups(operator: Operator, kube: ControlPlane) -> None:
     node(kube, "del-1", **{POOL: "del"})
     node(kube, "del-2", **{POOL: "del"})
     policy(kube, "del", {POOL: "del"})
     wait_for("NodeCleanups of del", lambda: set(cleanups(kube, "del-")) == {"del-1", "del-2"})
+    kube.kubectl("delete", "node", "del-2")
+    wait_for("del-2's NodeCleanup gone with its Node", lambda: set(cleanups(kube, "del-")) == {"del-1"})
     kube.kubectl("delete", "cleanuppolicy", "del")
     wait_for("no NodeCleanup of del", lambda: not cleanups(kube, "del-"))
 
@@ -323,7 +325,7 @@ def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> 
     managed field of the operator (only what the tests themselves set); no policy or NodeCleanup carries a
     kopf annotation or finalizer either."""
     nodes = kube.kubectl_json("get", "nodes", "--show-managed-fields")["items"]
-    assert len(nodes) >= 10
+    assert nodes
     for item in nodes:
         meta = item["metadata"]
         keys = [*meta.get("annotations", {}), *meta.get("labels", {})]
