@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.error
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import ControlPlane, KubectlError, free_ports
+from testbed.kube import ControlPlane, KubectlError, free_ports, spawn, terminate
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
@@ -45,17 +44,13 @@ class Operator:
     """`node-janitor operator --kubeconfig ...` (standalone unless `args` name a peering)."""
 
     def __init__(self, kube: ControlPlane, workdir: Path, *args: str) -> None:
-        self.kube = kube
         workdir.mkdir(parents=True, exist_ok=True)
-        self.stopped = False
         (self.port,) = free_ports(1)
-        self.log_path = workdir / "operator.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}", *(args or ["--standalone"]),
-             f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
+                   *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
+        # its own session, killed with this interpreter even if the tests are killed
+        self._bed = spawn("node-janitor operator", command, workdir / "operator.log", workdir)
+        self.process = self._bed.process
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -76,24 +71,17 @@ class Operator:
         return 0.0
 
     def log_text(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        if not self._bed.log_file.closed:
+            self._bed.log_file.flush()
+        return self._bed.log_path.read_text(errors="replace")
 
     def log_tail(self) -> str:
         return "\n".join(self.log_text().splitlines()[-60:])
 
     def stop(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+        """SIGTERM (SIGKILL after 10 s); stopping twice is fine."""
+        terminate(self.process)
+        self._bed.log_file.close()
 
 
 def apply(kube: ControlPlane, manifest: dict[str, Any]) -> None:
