@@ -243,7 +243,9 @@ def _kube_configuration(kubeconfig: str | None) -> Any:
     try:
         return load_configuration(kubeconfig)
     except (ConfigException, OSError) as exc:
-        raise CliError(f"no Kubernetes configuration: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        where = kubeconfig or "not in a cluster, and no $KUBECONFIG or ~/.kube/config"
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip("'")
+        raise CliError(f"no Kubernetes configuration ({where}): {reason}") from None
 
 
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:

@@ -375,3 +375,14 @@ def test_the_oldest_replica_has_the_highest_peering_priority() -> None:
     from node_janitor.controller.app import peering_priority
 
     assert peering_priority(1_000.0) > peering_priority(1_000.001) > peering_priority(2_000.0)
+
+
+def test_a_missing_kubeconfig_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from node_janitor.cli import main
+
+    missing = tmp_path / "none"
+    for argv in (["operator", f"--kubeconfig={missing}"], ["run", "n1", f"--kubeconfig={missing}"]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"node-janitor: error: no Kubernetes configuration ({missing}): Invalid kube-config file. No configuration found."
+        ]
