@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -67,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--policy", metavar="FILE", help="a CleanupPolicy manifest (YAML or JSON), as kubectl takes it")
     prune.add_argument("--dry-run", action="store_true", help="plan and show, remove nothing")
     prune.add_argument(
-        "--state-file", metavar="PATH", help="where to remember when images were last used (LRU across runs)"
+        "--state-file",
+        metavar="PATH",
+        help="where to remember when images were last used (LRU across runs); a dry run does not write it, and a "
+        "file that is not node-janitor's state is never overwritten",
     )
     prune.set_defaults(handler=cmd_prune)
 
@@ -305,7 +309,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if last_run is not None and last_run.errors else EXIT_OK
 
 
+def _tolerant_output() -> None:
+    """Paths that are not UTF-8 (a pod directory named by someone else) reach reports as surrogate escapes:
+    print them escaped instead of losing the report to a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] | None = getattr(args, "handler", None)

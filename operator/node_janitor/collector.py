@@ -134,9 +134,9 @@ def group_images(
 ) -> list[ImageEntry]:
     """One ImageEntry per image ID, holding all of its containerd records (tags, digest refs, the ID).
 
-    A record belongs to the image CRI names it by (names compared normalised: containerd stores `pause:3.6` as
-    given, CRI shows `docker.io/library/pause:3.6`), else to the image whose config it reaches: every protection
-    is then judged over all of an image's names, as CRI `RemoveImage` removes them all.
+    A record belongs to the image whose config it reaches (CRI's image ID), else to the image CRI names it by
+    (names compared normalised: containerd stores `pause:3.6` as given, CRI shows `docker.io/library/pause:3.6`):
+    every protection is then judged over all of an image's names, as CRI `RemoveImage` removes them all.
     """
     id_by_name: dict[str, str] = {}
     for image in cri_images:
@@ -144,9 +144,11 @@ def group_images(
             id_by_name.setdefault(name, image.id)
     grouped: dict[str, list[ImageRecord]] = {}
     for record in records:
+        # The config a record reaches is its image (CRI's ID); by name only when its blobs are missing: two
+        # spellings of one name may point at different images, and a record must never join the wrong one.
         image_id = (
-            id_by_name.get(normalize_or_none(record.name) or record.name)
-            or _config_of(record, blobs)
+            _config_of(record, blobs)
+            or id_by_name.get(normalize_or_none(record.name) or record.name)
             or record.target.digest
         )
         grouped.setdefault(image_id, []).append(record)

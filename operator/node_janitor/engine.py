@@ -25,10 +25,10 @@ from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
-from node_janitor.executor import ActionResult, ExecutionResult, Executor
+from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.inventory import FileSystemEntry, Inventory
 from node_janitor.logs import LogAction, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
-from node_janitor.planner import Action, Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.state import LastUsedStore, observe_last_used
@@ -104,6 +104,15 @@ class PruneReport:
         return rows
 
     @property
+    def skipped(self) -> dict[str, str]:
+        """Image ID -> why it is still there: not planned (its protection), or skipped right before removal."""
+        skipped = dict(self.plan.skipped)
+        for r in self.execution.results if self.execution else ():
+            if r.action.kind is ActionKind.REMOVE_IMAGE and r.outcome is Outcome.SKIPPED:
+                skipped[r.action.id] = r.message
+        return skipped
+
+    @property
     def planned_bytes(self) -> int:
         return self.plan.planned_bytes + (self.logs.planned_bytes if self.logs else 0)
 
@@ -137,10 +146,21 @@ class PruneReport:
                 "target_bytes": self.logs_target.bytes,
                 "under_pressure": self.logs_target.under_pressure,
             },
-            "skipped": dict(self.plan.skipped),
+            "skipped": self.skipped,
             "errors": self.errors,
             "warnings": self.warnings,
         }
+
+
+def _both(
+    first: Callable[[LogActionResult], None] | None, second: Callable[[LogActionResult], None]
+) -> Callable[[LogActionResult], None]:
+    def call(result: LogActionResult) -> None:
+        if first is not None:
+            first(result)
+        second(result)
+
+    return call
 
 
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
@@ -179,7 +199,7 @@ class NodeEngine:
         self.snapshotter = snapshotter
         self.log_janitor = log_janitor or LogJanitor(cri, clock=clock, host_root=host_root)
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
-        self.lock = asyncio.Lock()  # one run (or report) at a time
+        self.lock = asyncio.Lock()  # one run at a time
 
     @property
     def options(self) -> CollectOptions:
@@ -198,12 +218,13 @@ class NodeEngine:
     async def build_disk_report(
         self, now: datetime | None = None, *, logs_policy: LogsPolicy | None = None, keep: Sequence[str] = ()
     ) -> DiskReport:
-        """`node-janitor df` for this node now (the agent's status uses it too); `keep`: images.keep patterns."""
-        async with self.lock:
-            now = now or self.clock()
-            inventory = await self.take_inventory(now)
-            known, _ = await asyncio.to_thread(self.state.load)
-        return build_disk_report(inventory, now, last_used=known, logs_policy=logs_policy, keep=keep)
+        """`node-janitor df` for this node now (the agent's status uses it too); `keep`: images.keep patterns.
+        It only reads, so it does not wait for a run in progress (it then sees the node mid-run)."""
+        now = now or self.clock()
+        inventory = await self.take_inventory(now)
+        known, _ = await asyncio.to_thread(self.state.load)
+        last_used = observe_last_used(inventory, now, known)
+        return build_disk_report(inventory, now, last_used=last_used, logs_policy=logs_policy, keep=keep)
 
     async def run_once(
         self,
@@ -232,6 +253,8 @@ class NodeEngine:
     ) -> PruneReport:
         now = now or self.clock()
         dry_run = dry_run or rules.dry_run
+        if not callable(protected_images):
+            protected_images = tuple(protected_images)  # read twice (plan, re-checks): an iterator would run dry
         if rules.paused:  # paused: nothing at all, not even an inventory or a state write
             return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
         warnings: list[str] = []
@@ -264,9 +287,11 @@ class NodeEngine:
                 dry_run=dry_run,
                 host_root=self.host_root,
             )
+        # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
+        # (and so also hears what the rotator does meanwhile).
         previous_on_log_result = self.log_janitor.on_result
         if on_log_result is not None:
-            self.log_janitor.on_result = on_log_result
+            self.log_janitor.on_result = _both(previous_on_log_result, on_log_result)
         try:
             if log_pass is not None:
                 try:
@@ -292,6 +317,8 @@ class NodeEngine:
                     snapshotter=inventory.snapshotter,
                     on_result=on_result,
                     protected_images=protected_images,
+                    keep=settings.keep,
+                    sandbox_image=inventory.sandbox_image,
                 )
                 report.execution = await executor.apply(plan, inventory)
 

@@ -1,8 +1,16 @@
 """Apply a plan safely and measure what it really freed.
 
-Safety rules: right before removing an image, the containers are listed again and the image is skipped if any
-container (CRI or not, any state) now uses it; images go through CRI RemoveImage so kubelet's view stays right;
-something already gone counts as done; one failed action never stops the run, and every error is reported.
+Safety rules, each checked right before its action (the node changes while a plan runs):
+- an image: its names are read again (CRI RemoveImage removes every name it has then); it is skipped if one of
+  them is protected (the operator's set, re-read through a callable; a keep pattern; the sandbox image) or if any
+  container (CRI or not, any state) uses one of them, names compared normalised; it goes through CRI RemoveImage
+  so the kubelet's view stays right;
+- a container: only if it is still exited (one the kubelet removed first is done);
+- a lease: only if it is still expired;
+- orphan snapshots and blobs are never deleted directly: containerd's own garbage collection decides (one
+  synchronous collection; an orphan is done if it went, skipped if the collector kept it);
+- a discarded layer: only if no lease holds it now (a pull in progress).
+Something already gone counts as done; one failed action never stops the run, and every error is reported.
 """
 
 from __future__ import annotations
@@ -10,16 +18,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
+from node_janitor.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
 from node_janitor.planner import Action, ActionKind, Plan, Reason
-from node_janitor.refs import normalize_all, normalize_or_none
+from node_janitor.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
-from node_janitor.runtime.records import BlobInfo, ContainerRecord, CriContainer, CriContainerStatus, SnapshotInfo
+from node_janitor.runtime.records import (
+    BlobInfo,
+    ContainerRecord,
+    CriContainer,
+    CriContainerStatus,
+    ImageRecord,
+    Lease,
+    LeaseResource,
+    SnapshotInfo,
+)
 
 log = logging.getLogger("node_janitor.executor")
 
@@ -33,7 +51,10 @@ class CriRemover(Protocol):
 
 class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
+    async def list_images(self, filters: Iterable[str] = ...) -> list[ImageRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
+    async def list_leases(self, filters: Iterable[str] = ...) -> list[Lease]: ...
+    async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
     async def content_info(self, digest: str) -> BlobInfo: ...
@@ -88,6 +109,8 @@ class Executor:
         snapshotter: str = "overlayfs",
         on_result: Callable[[ActionResult], None] | None = None,
         protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
+        keep: Sequence[str] = (),
+        sandbox_image: str = "",
     ) -> None:
         self.cri = cri
         self.containerd = containerd
@@ -95,6 +118,8 @@ class Executor:
         self.snapshotter = snapshotter
         self.on_result = on_result
         self.protected_images = protected_images
+        self.keep = keep
+        self.sandbox_image = sandbox_image
         self._collected = False  # a garbage collection ran in this apply()
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
@@ -145,15 +170,18 @@ class Executor:
         match action.kind:
             case ActionKind.REMOVE_IMAGE:
                 image = images[action.id]
-                names = image.all_names
-                if not normalize_all(self._protected()).isdisjoint(names):
-                    return Outcome.SKIPPED, "protected in the cluster now"
+                # Its names as of now: CRI RemoveImage takes every one, a name given since planning included.
+                records = await self.containerd.list_images([f"target.digest=={t}" for t in image.targets])
+                current = [*image.names, *image.repo_tags, *image.repo_digests, *(r.name for r in records)]
+                names = image.all_names | normalize_all(current)
+                if why := self._protected_by_name(current, names):
+                    return Outcome.SKIPPED, why
                 user = await self._current_user(names)
                 if user:
                     return Outcome.SKIPPED, f"now in use by container {user}"
                 await self.cri.remove_image(image.id, missing_ok=True)
                 # Records CRI does not manage (another client's) go through containerd directly.
-                for name in image.names:
+                for name in dict.fromkeys((*image.names, *(r.name for r in records))):
                     await self.containerd.delete_image(name, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_CONTAINER:
@@ -166,11 +194,21 @@ class Executor:
                 await self.cri.remove_container(action.id, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.DELETE_LEASE:
+                # Still expired? Its owner may have extended it since planning.
+                lease = next((x for x in await self.containerd.list_leases() if x.id == action.id), None)
+                if lease is None:
+                    return Outcome.DONE, "already gone"
+                expire = lease.labels.get(GC_EXPIRE)
+                expires_at = parse_rfc3339(expire) if expire else None
+                if expires_at is None or expires_at > datetime.now(UTC):
+                    return Outcome.SKIPPED, "no longer expired"
                 await self.containerd.delete_lease(action.id, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_SNAPSHOT | ActionKind.DELETE_CONTENT if action.reason is Reason.ORPHAN:
                 return await self._collect(action)
             case ActionKind.DISCARD_LAYER:
+                if holder := await self._lease_holding(action.id):
+                    return Outcome.SKIPPED, f"held by lease {holder} now (a pull in progress)"
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
@@ -191,9 +229,29 @@ class Executor:
             return Outcome.DONE, "collected by containerd's garbage collection"
         return Outcome.SKIPPED, "containerd's garbage collection kept it (still referenced)"
 
-    def _protected(self) -> Iterable[str]:
-        protected = self.protected_images
-        return protected() if callable(protected) else protected
+    async def _lease_holding(self, digest: str) -> str | None:
+        """A lease that holds blob `digest` right now, if any (a pull that started since planning)."""
+        for lease in await self.containerd.list_leases():
+            try:
+                resources = await self.containerd.list_lease_resources(lease.id)
+            except NotFoundError:
+                continue
+            if any(r.type == "content" and r.id == digest for r in resources):
+                return lease.id
+        return None
+
+    def _protected_by_name(self, current: Iterable[str], names: frozenset[str]) -> str | None:
+        """Why one of the image's current names protects it now (the cluster's set, re-read; the keep patterns;
+        the sandbox image), or None."""
+        protected = self.protected_images() if callable(self.protected_images) else self.protected_images
+        if not normalize_all(protected).isdisjoint(names):
+            return "protected in the cluster now"
+        if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in names:
+            return "sandbox (pause) image"
+        for pattern in self.keep:
+            if any(matches_pattern(name, pattern) for name in current):
+                return f"kept by pattern {pattern!r} (a name it has now)"
+        return None
 
     async def _current_user(self, names: frozenset[str]) -> str | None:
         """A container (CRI or plain containerd) that uses one of `names` (normalised) right now, if any."""

@@ -317,7 +317,8 @@ def plan_cleanup(
 def plan_discardable_layers(inventory: Inventory, counts: ReferenceCounts, now: datetime) -> list[str]:
     """Layer blobs (`containerd.io/uncompressed` labelled) whose every remaining image is unpacked.
 
-    A blob an unexpired lease holds (a pull in progress) or that a not-unpacked image still needs is kept.
+    A blob an unexpired lease holds (a pull in progress), that a not-unpacked image still needs, or that another
+    namespace keeps is kept.
     """
     graph = inventory.graph
     live_leases: set[Node] = set()
@@ -333,7 +334,9 @@ def plan_discardable_layers(inventory: Inventory, counts: ReferenceCounts, now: 
     discardable: set[Node] = set()
     for image in remaining_images:
         discardable |= graph.image_closures[image.id] & layer_blobs
-    return sorted(n.removeprefix("content:") for n in discardable - needed_by_packed - live_leases)
+    # A blob another namespace keeps would lose only this namespace's record: nothing freed, nothing to promise.
+    keep = needed_by_packed | live_leases | graph.held_elsewhere
+    return sorted(n.removeprefix("content:") for n in discardable - keep)
 
 
 def _leaves_first(inventory: Inventory, nodes: set[Node]) -> Sequence[str]:

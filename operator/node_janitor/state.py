@@ -23,6 +23,7 @@ from typing import Any
 from node_janitor.inventory import Inventory
 
 STATE_KIND = "node-janitor-state"
+MAX_STATE_BYTES = 16 * 2**20  # ~100,000 images' worth; a larger file is not ours
 
 
 def observe_last_used(inventory: Inventory, now: datetime, known: dict[str, datetime]) -> dict[str, datetime]:
@@ -74,12 +75,16 @@ class LastUsedStore:
         if self.path is None:
             return {}, None
         try:
-            text = self.path.read_bytes()
+            with open(self.path, "rb") as f:
+                text = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return {}, None
         except OSError as exc:
             self._foreign = f"cannot be read ({exc.strerror or exc})"
             return {}, f"ignoring state file {self.path}: {self._foreign}; it will not be written"
+        if len(text) > MAX_STATE_BYTES:
+            self._foreign = f"it is larger than {MAX_STATE_BYTES // 2**20} MiB"
+            return {}, f"ignoring state file {self.path}: {self._foreign}; it will not be overwritten"
         try:
             known, dropped = parse_state(json.loads(text.decode("utf-8")))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:

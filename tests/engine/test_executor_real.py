@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from node_janitor.collector import statvfs_entry
+from engine.enginebed import execute
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.executor import Executor, Outcome
+from node_janitor.executor import Outcome
 from node_janitor.node import open_runtime, take_inventory
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
 
@@ -34,8 +34,7 @@ async def test_an_image_that_became_used_after_planning_is_skipped(containerd_be
         c = await start_container(cri, pod, "late", late.name, "sleep 3600")
         await wait_for_state(cri, c.id, "RUNNING")
 
-        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
-        result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
+        result = await execute(cri, containerd, plan, inventory)
         outcomes = {r.action.id: r for r in result.results}
         assert outcomes[late.id].outcome is Outcome.SKIPPED and c.id in outcomes[late.id].message
         assert outcomes[idle.id].outcome is Outcome.DONE
@@ -52,7 +51,6 @@ async def test_one_failed_action_does_not_stop_the_run(containerd_bed: Container
     bed.import_images([idle])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
-        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
         plan = Plan(
             actions=(
                 Action(ActionKind.DELETE_CONTENT, "not-a-digest", Reason.ORPHAN, 10),  # containerd refuses it
@@ -61,7 +59,7 @@ async def test_one_failed_action_does_not_stop_the_run(containerd_bed: Container
             ),
             target=Target(bytes=1),
         )
-        result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
+        result = await execute(cri, containerd, plan, inventory)
         assert [r.outcome for r in result.results] == [Outcome.FAILED, Outcome.DONE, Outcome.DONE]
         assert len(result.errors) == 1 and "not-a-digest" in result.errors[0]
         assert idle.id not in {i.id for i in await cri.list_images()}
@@ -80,9 +78,69 @@ async def test_the_last_recheck_compares_normalised_names(containerd_bed: Contai
         plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
         assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
         await containerd.create_container("short-name-user", "app:v2")
-        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
-        result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
+        result = await execute(cri, containerd, plan, inventory)
         outcome = next(r for r in result.results if r.action.id == app.id)
         assert outcome.outcome is Outcome.SKIPPED and "short-name-user" in outcome.message
         assert app.id in {i.id for i in await cri.list_images()}
         await containerd.delete_container("short-name-user")
+
+
+async def test_a_kept_name_given_since_planning_keeps_the_image(containerd_bed: ContainerdBed) -> None:
+    """RemoveImage takes every name an image has when it runs: the names are read again right before."""
+    bed = containerd_bed
+    b = bed.builder
+    app = b.build("example.com/retag:v1", [b.busybox_layer(), Layer.random(1 * MiB, "retag")])
+    bed.import_images([app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        settings = PlanSettings(min_age=timedelta(0), keep=("example.com/platform/*",))
+        plan = plan_cleanup(inventory, settings, datetime.now(UTC), target=Target(1 << 40))
+        assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+        record = await containerd.get_image(app.name)
+        await containerd.create_image("example.com/platform/retag:v1", record.target)  # `ctr images tag`
+        result = await execute(cri, containerd, plan, inventory, keep=settings.keep)
+        outcome = next(r for r in result.results if r.action.id == app.id)
+        assert outcome.outcome is Outcome.SKIPPED and "example.com/platform/*" in outcome.message
+        assert {"example.com/retag:v1", "example.com/platform/retag:v1"} <= {
+            r.name for r in await containerd.list_images()
+        }
+
+
+async def test_a_layer_a_pull_leased_since_planning_is_not_discarded(containerd_bed: ContainerdBed) -> None:
+    from node_janitor.runtime import LeaseResource
+
+    bed = containerd_bed
+    b = bed.builder
+    own = Layer.random(2 * MiB, "discard-late")
+    app = b.build("example.com/discard-late:v1", [b.busybox_layer(), own])
+    bed.import_images([app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = plan_cleanup(inventory, PlanSettings(discard_unpacked_layers=True), datetime.now(UTC))
+        assert own.digest in {a.id for a in plan.actions if a.kind is ActionKind.DISCARD_LAYER}
+        pull = await containerd.create_lease("late-pull", expire=timedelta(hours=1))
+        await containerd.add_lease_resource(pull.id, LeaseResource(id=own.digest, type="content"))
+        result = await execute(cri, containerd, plan, inventory)
+        outcome = next(r for r in result.results if r.action.id == own.digest)
+        assert outcome.outcome is Outcome.SKIPPED and "late-pull" in outcome.message
+        assert (await containerd.content_info(own.digest)).size == len(own.blob)
+
+
+async def test_a_lease_that_is_not_expired_any_more_is_kept(containerd_bed: ContainerdBed) -> None:
+    """containerd has no lease update: a lease of the same ID made again since planning is someone's new one."""
+    bed = containerd_bed
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        # Planned while "reused" was expired (containerd may collect an expired lease at any moment, so the plan
+        # is written out rather than waited for); by execution, a new lease of that ID exists.
+        plan = Plan(
+            actions=(
+                Action(ActionKind.DELETE_LEASE, "reused", Reason.EXPIRED_LEASE, 0),
+                Action(ActionKind.DELETE_LEASE, "gone-meanwhile", Reason.EXPIRED_LEASE, 0),
+            ),
+            target=Target(),
+        )
+        await containerd.create_lease("reused", expire=timedelta(hours=1))
+        result = await execute(cri, containerd, plan, inventory)
+        assert [r.outcome for r in result.results] == [Outcome.SKIPPED, Outcome.DONE]
+        assert "reused" in {x.id for x in await containerd.list_leases()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.enginebed import REMOVE_ALL_UNUSED, rules
+from engine.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.engine import NodeEngine
 from node_janitor.node import open_runtime
@@ -21,11 +21,7 @@ async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: Co
     shared = b.build("example.com/shared:v1", [b.busybox_layer(), Layer.random(8 * MiB, "shared")])
     mine = b.build("example.com/mine:v1", [b.busybox_layer(), Layer.random(4 * MiB, "mine")])
     bed.import_images([shared, mine])
-    bed.namespace = "moby"  # as Docker 29 keeps its images: the same image, in another namespace
-    try:
-        bed.import_images([shared], unpack=False)
-    finally:
-        bed.namespace = "k8s.io"
+    import_into(bed, "moby", [shared])  # as Docker 29 keeps its images: the same image, in another namespace
 
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
@@ -46,3 +42,25 @@ async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: Co
         assert abs(result.execution.reclaimed_bytes - result.plan.planned_bytes) <= 0.05 * result.plan.planned_bytes
         moby_store = containerd.with_namespace("moby")
         assert set(shared.blobs) <= {blob.digest for blob in await moby_store.list_content()}
+
+
+async def test_a_layer_another_namespace_keeps_is_not_discarded(containerd_bed: ContainerdBed) -> None:
+    from datetime import UTC, datetime
+
+    from node_janitor.planner import PlanSettings, plan_cleanup
+
+    bed = containerd_bed
+    b = bed.builder
+    layer = Layer.random(2 * MiB, "both")
+    app = b.build("example.com/both:v1", [b.busybox_layer(), layer])
+    alone = Layer.random(2 * MiB, "alone")
+    solo = b.build("example.com/solo:v1", [b.busybox_layer(), alone])
+    bed.import_images([app, solo])
+    import_into(bed, "moby", [app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        now = datetime.now(UTC)
+        inventory = await engine.take_inventory(now)
+        plan = plan_cleanup(inventory, PlanSettings(discard_unpacked_layers=True), now)
+        discarded = {a.id for a in plan.actions if a.kind is ActionKind.DISCARD_LAYER}
+        assert alone.digest in discarded and layer.digest not in discarded

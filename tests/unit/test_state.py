@@ -26,6 +26,7 @@ WHEN = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
         b'{"kind": "something-else", "lastUsed": {}}',
         b'{"lastUsed": [1, 2]}',
         b"[" * 100_000,  # deeply nested: not a RecursionError
+        b"{" + b" " * (17 * 2**20) + b"}",  # too large to be ours
     ],
 )
 def test_a_file_that_is_not_our_state_is_never_overwritten(tmp_path: Path, content: bytes) -> None:

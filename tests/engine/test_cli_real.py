@@ -1,0 +1,29 @@
+"""The CLI's output survives what it reports: names that are not UTF-8 (a pod directory someone else made, a
+state file path) are printed escaped, never lost to a UnicodeEncodeError."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from node_janitor.devbed import ContainerdBed
+
+pytestmark = pytest.mark.containerd
+
+
+def test_a_name_that_is_not_utf8_does_not_lose_the_report(containerd_bed: ContainerdBed) -> None:
+    bed = containerd_bed
+    odd = os.path.join(os.fsencode(bed.base), b"st\xe9te")
+    os.mkdir(odd)  # not a state file: a warning naming it is part of the report
+    for args in (["prune", "--dry-run"], ["prune", "--dry-run", "-o", "json"]):
+        proc = subprocess.run(
+            [sys.executable.encode(), b"-m", b"node_janitor", *map(os.fsencode, args), b"--state-file", odd,
+             b"--containerd-socket", os.fsencode(bed.address), b"--pod-log-dir", os.fsencode(bed.pod_log_dir)],
+            capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, (args, proc.stderr.decode(errors="replace"))
+        assert b"Traceback" not in proc.stderr
+        assert b"st\\udce9te" in proc.stdout or b"st\\\\udce9te" in proc.stdout, proc.stdout
