@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from node_janitor.kubeconfig import load_configuration
+
 log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 240
@@ -55,22 +57,14 @@ NODE_CLEANUPS = Resource("/apis/nodejanitor.io/v1alpha1/nodecleanups", "NodeClea
 
 
 def _load_configuration(kubeconfig: str | None) -> Any:
-    """A `kubernetes.client.Configuration`: `kubeconfig` if given, else in-cluster, else $KUBECONFIG/~/.kube."""
-    from kubernetes import client, config
+    """The shared loader (`node_janitor.kubeconfig`), its failures as one KubeConfigError line."""
+    from kubernetes import config
 
-    configuration = client.Configuration()
     try:
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-            return configuration
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
+        return load_configuration(kubeconfig)
     except (config.ConfigException, OSError, ValueError) as exc:
         where = kubeconfig or "in-cluster config or $KUBECONFIG"
         raise KubeConfigError(f"cannot load Kubernetes credentials from {where}: {exc}") from None
-    return configuration
 
 
 class KubeClient:

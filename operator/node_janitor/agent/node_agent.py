@@ -36,9 +36,9 @@ from node_janitor.agent.report import (
     run_event,
 )
 from node_janitor.agent.store import AgentStore
-from node_janitor.agent.triggers import PendingRun, RunQueue, above, is_dry_run_request, pressure_rules
+from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
 from node_janitor.api.meta import ManifestError
-from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger
+from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger, is_dry_run_request
 from node_janitor.api.policy import PolicyRules
 from node_janitor.collector import statvfs_entry
 from node_janitor.engine import NodeEngine

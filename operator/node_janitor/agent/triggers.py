@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from node_janitor.api.nodecleanup import RunTrigger
+from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.policy import PolicyRules, Thresholds
 from node_janitor.inventory import FileSystemEntry
 
@@ -16,15 +16,6 @@ TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "sc
 PRESSURE_MARGIN = 0.001
 """A pressure run's high watermark sits this far above the low one (percent): it reclaims to the low watermark
 whenever the disk is above it."""
-
-
-DRY_RUN_REQUEST_PREFIX = "dry-run:"
-"""spec.runRequest tokens starting with this ask for a dry run (`node-janitor run --dry-run`; the operator's
-branch defines the same constant in api.nodecleanup)."""
-
-
-def is_dry_run_request(token: str | None) -> bool:
-    return token is not None and token.startswith(DRY_RUN_REQUEST_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -223,7 +223,8 @@ class CleanupPolicySpec(PolicyRules):
     priority: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] = 0
     """When several policies select a node, the one with the highest priority (ties: the name first in
     alphabetical order) gives the node its whole policy; protections are unioned across every selecting
-    policy: images.keep patterns add up, and paused on any of them pauses the node."""
+    policy: images.keep patterns add up, images.keepWorkloadImages on any of them keeps workload images, and
+    paused on any of them pauses the node."""
 
     def rules(self) -> PolicyRules:
         """The per-node part of the spec (without nodeSelector and priority)."""
