@@ -168,3 +168,28 @@ async def test_run_requests_are_answered_dry_ones_remove_nothing(
     real = request("20261201T000001Z-ef01")
     assert real["trigger"] == "request" and real["dryRun"] is False and real["actions"] >= 1
     assert len(await image_ids(bed)) == len(before) - 1
+
+
+async def test_a_paused_policy_answers_run_requests_and_removes_nothing(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    bed = small_disk_bed
+    old = build_images(bed, "paused", 2)
+    import_one_by_one(bed, old)
+    apply_nodecleanup(kube, node_name, {"paused": True, "images": {"minAge": "1s", "maxUnusedAge": "1s"}})
+    fill_to_percent(bed, 85)  # above the default high watermark too
+    await asyncio.sleep(1.1)
+    before = await image_ids(bed)
+    agents.start(node_name, bed)
+    wait_for("the agent's first report", lambda: status(kube, node_name).get("heartbeatTime"))
+    token = "20261201T000002Z-aa55"
+    kube.kubectl("patch", "nodecleanup", node_name, "--type=merge", "--field-manager=node-janitor-run",
+                 "-p", json.dumps({"spec": {"runRequest": token}}))  # fmt: skip
+    def answered() -> dict[str, object] | None:
+        last = status(kube, node_name).get("lastRun", {})
+        return last if last.get("runRequest") == token else None
+
+    last = wait_for("the answer under paused", answered)
+    assert last["trigger"] == "request" and last["actions"] == 0 and last["reclaimedBytes"] == 0
+    await asyncio.sleep(3)  # monitor ticks above the high watermark: still nothing removed
+    assert await image_ids(bed) == before

@@ -445,9 +445,11 @@ class NodeAgent:
     async def _run(self, pending: PendingRun) -> None:
         held = self.held
         trigger: RunTrigger = pending.trigger
-        if held.rules.paused:
+        if held.rules.paused and pending.run_request is None:
             log.info("run skipped trigger=%s: the policy is paused", trigger)
             return
+        # A request under a paused policy is still answered (`node-janitor run --wait` waits for it): the engine
+        # does nothing at all under paused, so the answer is a run with no action.
         rules = pressure_rules(held.rules) if pending.pressure else held.rules
         dry_run = held.rules.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)

@@ -113,6 +113,8 @@ def render_run_report(cleanup: NodeCleanup) -> str:
     if status is None or status.last_run is None:
         return f"{name}: no run reported yet"
     lines = _run_lines(name, status.last_run)
+    if cleanup.spec.policy.paused:
+        lines.insert(1, f"the policy of {name} is paused: nothing is removed (spec.policy.paused)")
     if status.file_systems:
         rows = [[fs.name, fs.path, format_bytes(fs.used_bytes), format_bytes(fs.size_bytes), f"{fs.used_percent:.1f}%"]
                 for fs in status.file_systems]  # fmt: skip
