@@ -96,8 +96,9 @@ def test_defaults(kube: ControlPlane) -> None:
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
     assert agent["priorityClassName"] == "system-node-critical"
     assert "hostNetwork" not in agent
-    assert host_paths(agent) == {p: p for p in
-                                 ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor")}
+    assert host_paths(agent) == {
+        p: p for p in ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor")
+    }
     readonly = {m["mountPath"] for m in container["volumeMounts"] if m.get("readOnly")}
     assert readonly == {"/var/lib/containerd"}
     state = next(v for v in agent["volumes"] if v["name"] == "state")
@@ -194,7 +195,7 @@ def test_chart_crds_are_crds() -> None:
     assert ours, "crds/ is empty"
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted([*ours, KOPF_CRDS])
     _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", ours, shallow=False)
-    assert not mismatch and not errors, f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}: copy them"
+    assert not mismatch and not errors, f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}"
     assert sorted(p.name for p in (DEPLOY / "crds").iterdir()) == [KOPF_CRDS]
     assert filecmp.cmp(CHART / "crds" / KOPF_CRDS, DEPLOY / "crds" / KOPF_CRDS, shallow=False)
 
@@ -257,8 +258,8 @@ def test_server_side_dry_run_of_value_sets(kube: ControlPlane, kopf_crds: None, 
 
 def _as_pod(docs: list[Any], kind: str, namespace: str) -> str:
     spec = dict(pod_spec(docs, kind), serviceAccountName="default")
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": kind.lower(), "namespace": namespace},
-                           "spec": spec})  # fmt: skip
+    metadata = {"name": kind.lower(), "namespace": namespace}
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
 
 
 def test_operator_pod_meets_the_restricted_pod_security_standard(kube: ControlPlane, namespace: str) -> None:
