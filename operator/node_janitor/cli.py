@@ -7,7 +7,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,17 +95,17 @@ def _load_policy(path: str | None) -> CleanupPolicy:
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.node import open_runtime, take_inventory
+    from node_janitor.engine import NodeEngine
+    from node_janitor.node import open_runtime
     from node_janitor.render import render_disk_report
-    from node_janitor.usage import build_disk_report
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-            inventory = await take_inventory(cri, containerd, args.namespace, Path(args.pod_log_dir))
-        now = datetime.now(UTC)
-        report = build_disk_report(inventory, now, logs_policy=policy.spec.logs)
+            engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
+            now = engine.clock()
+            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
@@ -117,8 +116,9 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.engine import NodeEngine
     from node_janitor.node import open_runtime
-    from node_janitor.prune import prune, render_prune
+    from node_janitor.prune import render_prune
     from node_janitor.state import LastUsedStore
 
     policy = _load_policy(args.policy)
@@ -126,14 +126,16 @@ def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     async def run() -> int:
         with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
             async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-                report = await prune(
+                engine = NodeEngine(
                     cri,
                     containerd,
-                    policy.spec,
                     namespace=args.namespace,
                     pod_log_dir=Path(args.pod_log_dir),
-                    dry_run=args.dry_run,
                     state=LastUsedStore(Path(args.state_file) if args.state_file else None),
+                )
+                report = await engine.run_once(
+                    policy.spec,
+                    dry_run=args.dry_run,
                     on_plan=progress.start if not args.dry_run else None,
                     on_result=progress.advance,
                 )

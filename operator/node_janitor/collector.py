@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from node_janitor.inventory import (
     GC_EXPIRE,
@@ -25,9 +26,11 @@ from node_janitor.inventory import (
     LeaseEntry,
     LogFileEntry,
     SnapshotEntry,
+    parse_rfc3339,
 )
 from node_janitor.logs import scan_log_tree
-from node_janitor.runtime.errors import NotFoundError
+from node_janitor.refs import is_image_id, normalize_all, normalize_or_none
+from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
     BlobInfo,
     ContainerRecord,
@@ -44,6 +47,7 @@ from node_janitor.runtime.records import (
 )
 
 USAGE_CONCURRENCY = 16
+T = TypeVar("T")
 
 
 class CriSource(Protocol):
@@ -83,14 +87,12 @@ class CollectOptions:
     namespace: str = "k8s.io"
     pod_log_dir: Path | None = Path("/var/log/pods")
     image_fs_path: str | None = None  # overrides the mountpoint CRI reports
+    host_root: Path = Path("/")  # where the host's file system is seen (paths the runtime reports are the host's)
 
-
-def parse_time(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    def host_path(self, runtime_path: str) -> str:
+        if str(self.host_root) == "/":
+            return runtime_path
+        return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
 
 
 def statvfs_entry(name: str, path: str) -> FileSystemEntry:
@@ -106,57 +108,93 @@ def statvfs_entry(name: str, path: str) -> FileSystemEntry:
     )
 
 
+def _config_of(record: ImageRecord, blobs: Mapping[str, BlobInfo]) -> str | None:
+    """The image ID (config digest) a record reaches: its manifest's config, or, for an index, the config of
+    its first manifest that is present."""
+    target = blobs.get(record.target.digest)
+    if target is None:
+        return None
+    if config := target.labels.get(GC_REF_CONTENT + ".config"):
+        return config
+    for key, digest in sorted(target.labels.items()):
+        child = blobs.get(digest) if key.startswith(GC_REF_CONTENT + ".m.") else None
+        if child is not None and (config := child.labels.get(GC_REF_CONTENT + ".config")):
+            return config
+    return None
+
+
 def group_images(
     cri_images: list[CriImage], records: list[ImageRecord], blobs: Mapping[str, BlobInfo]
 ) -> list[ImageEntry]:
-    """One ImageEntry per image ID, holding all of its containerd records (tags, digest refs, the ID)."""
-    by_name = {r.name: r for r in records}
-    claimed: set[str] = set()
-    out: list[ImageEntry] = []
+    """One ImageEntry per image ID, holding all of its containerd records (tags, digest refs, the ID).
+
+    A record belongs to the image CRI names it by (names compared normalised: containerd stores `pause:3.6` as
+    given, CRI shows `docker.io/library/pause:3.6`), else to the image whose config it reaches: every protection
+    is then judged over all of an image's names, as CRI `RemoveImage` removes them all.
+    """
+    id_by_name: dict[str, str] = {}
     for image in cri_images:
-        names = tuple(n for n in (*image.repo_tags, *image.repo_digests, image.id) if n in by_name)
-        claimed.update(names)
-        mine = [by_name[n] for n in names]
-        out.append(
-            ImageEntry(
-                id=image.id,
-                names=names,
-                targets=tuple(sorted({r.target.digest for r in mine})),
-                repo_tags=tuple(image.repo_tags),
-                repo_digests=tuple(image.repo_digests),
-                cri_size=image.size,
-                pinned=image.pinned,
-                created_at=min((r.created_at for r in mine), default=None),
-            )
-        )
-    # Records CRI does not show (another client's, or not yet seen): group them by the config they reach.
-    leftovers: dict[str, list[ImageRecord]] = {}
+        for name in normalize_all((*image.repo_tags, *image.repo_digests, image.id)):
+            id_by_name.setdefault(name, image.id)
+    grouped: dict[str, list[ImageRecord]] = {}
     for record in records:
-        if record.name in claimed:
-            continue
-        target = blobs.get(record.target.digest)
-        config = target.labels.get(GC_REF_CONTENT + ".config") if target else None
-        leftovers.setdefault(config or record.target.digest, []).append(record)
-    for image_id, mine in sorted(leftovers.items()):
-        tags = tuple(r.name for r in mine if not r.name.startswith("sha256:") and "@" not in r.name)
-        out.append(
-            ImageEntry(
-                id=image_id,
-                names=tuple(r.name for r in mine),
-                targets=tuple(sorted({r.target.digest for r in mine})),
-                repo_tags=tags,
-                repo_digests=tuple(r.name for r in mine if "@" in r.name),
-                created_at=min(r.created_at for r in mine),
-            )
+        image_id = (
+            id_by_name.get(normalize_or_none(record.name) or record.name)
+            or _config_of(record, blobs)
+            or record.target.digest
         )
+        grouped.setdefault(image_id, []).append(record)
+
+    def entry(image_id: str, mine: list[ImageRecord], cri: CriImage | None) -> ImageEntry:
+        names = tuple(r.name for r in mine)
+        tags = tuple(cri.repo_tags) if cri else ()
+        digests = tuple(cri.repo_digests) if cri else ()
+        known = normalize_all((*tags, *digests))
+        # Names CRI does not show (yet): another client's records, or ones CRI has not caught up with.
+        tags += tuple(n for n in names if not is_image_id(n) and "@" not in n and normalize_or_none(n) not in known)
+        digests += tuple(n for n in names if "@" in n and normalize_or_none(n) not in known)
+        return ImageEntry(
+            id=image_id,
+            names=names,
+            targets=tuple(sorted({r.target.digest for r in mine})),
+            repo_tags=tags,
+            repo_digests=digests,
+            cri_size=cri.size if cri else 0,
+            pinned=cri.pinned if cri else False,
+            created_at=min((r.created_at for r in mine), default=None),
+            labels={k: v for r in mine for k, v in r.labels.items()},
+        )
+
+    out = [entry(image.id, grouped.pop(image.id, []), image) for image in cri_images]
+    out += [entry(image_id, mine, None) for image_id, mine in sorted(grouped.items())]
     return out
 
 
+async def gather_cancelling(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """`asyncio.gather`, except that the first failure cancels (and waits for) every sibling before it is raised
+    as itself: no call is left running behind an error."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def _measure(
-    containerd: ContainerdSource, snapshots: list[SnapshotInfo], snapshotter: str, cache: SnapshotUsageCache
+    containerd: ContainerdSource,
+    snapshots: list[SnapshotInfo],
+    snapshotter: str,
+    cache: SnapshotUsageCache,
+    warnings: list[str],
 ) -> dict[str, SnapshotUsage]:
+    """Each snapshot's usage; committed ones from `cache` when known. A snapshot whose usage call fails is a
+    warning (its size unknown, counted as 0); anything else cancels every sibling call."""
     sem = asyncio.Semaphore(USAGE_CONCURRENCY)
     usage: dict[str, SnapshotUsage] = {}
+    failed: list[str] = []
 
     async def one(info: SnapshotInfo) -> None:
         cached = cache.entries.get(info.name) if info.kind == "COMMITTED" else None
@@ -168,12 +206,18 @@ async def _measure(
                 measured = await containerd.snapshot_usage(info.name, snapshotter)
             except NotFoundError:
                 return  # removed since it was listed
+            except RuntimeClientError as exc:
+                failed.append(f"{info.name}: {exc}")
+                return
         usage[info.name] = measured
         if info.kind == "COMMITTED":
             cache.entries[info.name] = measured
 
-    await asyncio.gather(*(one(s) for s in snapshots))
+    await gather_cancelling(one(info) for info in snapshots)
     cache.prune(s.name for s in snapshots)
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        warnings.append(f"usage of {len(failed)} snapshot(s) unknown, counted as 0 bytes: {failed[0]}{more}")
     return usage
 
 
@@ -189,12 +233,12 @@ async def _lease_entries(containerd: ContainerdSource) -> list[LeaseEntry]:
         return LeaseEntry(
             id=lease.id,
             created_at=lease.created_at,
-            expires_at=parse_time(expire) if expire else None,
+            expires_at=parse_rfc3339(expire) if expire else None,
             labels=dict(lease.labels),
             resources=tuple((r.type, r.id) for r in resources),
         )
 
-    return list(await asyncio.gather(*(one(lease) for lease in leases)))
+    return await gather_cancelling(one(lease) for lease in leases)
 
 
 async def collect_inventory(
@@ -218,12 +262,18 @@ async def collect_inventory(
         _lease_entries(containerd),
         containerd.list_containers(),
     )
-    (cri_images, cri_containers, sandboxes, fs_info, sandbox_image), store = await asyncio.gather(
-        cri_batch, store_batch
-    )
+    try:
+        (cri_images, cri_containers, sandboxes, fs_info, sandbox_image), store = await asyncio.gather(
+            cri_batch, store_batch
+        )
+    except BaseException:  # no list call is left running behind the error
+        cri_batch.cancel()
+        store_batch.cancel()
+        await asyncio.gather(cri_batch, store_batch, return_exceptions=True)
+        raise
     records, blob_list, snapshot_list, leases, container_records = store
-    usage = await _measure(containerd, snapshot_list, options.snapshotter, cache)
     warnings: list[str] = []
+    usage = await _measure(containerd, snapshot_list, options.snapshotter, cache, warnings)
     blobs = {b.digest: b for b in blob_list}
 
     finished: dict[str, datetime | None] = {}
@@ -272,23 +322,19 @@ async def collect_inventory(
             )
         containers.append(entry)
 
-    file_systems = []
     image_fs_path = options.image_fs_path or next(
-        (fs.mountpoint for fs in fs_info.image_filesystems if fs.mountpoint), None
+        (options.host_path(fs.mountpoint) for fs in fs_info.image_filesystems if fs.mountpoint), None
     )
-    if image_fs_path:
-        try:
-            file_systems.append(statvfs_entry("imagefs", image_fs_path))
-        except OSError as exc:
-            warnings.append(f"cannot stat image file system {image_fs_path}: {exc.strerror}")
-    logs: list[LogFileEntry] = []
-    if options.pod_log_dir is not None:
-        try:
-            file_systems.append(statvfs_entry("logs", str(options.pod_log_dir)))
-        except OSError as exc:
-            warnings.append(f"cannot stat pod log directory {options.pod_log_dir}: {exc.strerror}")
-        else:
-            logs = scan_pod_logs(options.pod_log_dir, cri_containers, sandboxes)
+    # statvfs and the log tree walk block: they run in a thread, never on the event loop.
+    file_systems, logs, host_warnings = await asyncio.to_thread(
+        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes
+    )
+    warnings += host_warnings
+    if not records and not snapshot_list and not container_records and not cri_images:
+        warnings.append(
+            f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
+            "(is it the namespace the kubelet's runtime uses?)"
+        )
 
     return Inventory(
         taken_at=now or datetime.now(UTC),
@@ -315,6 +361,53 @@ async def collect_inventory(
         sandbox_image=sandbox_image,
         warnings=tuple(warnings),
     )
+
+
+def _measure_host(
+    image_fs_path: str | None, pod_log_dir: Path | None, containers: list[CriContainer], sandboxes: list[CriSandbox]
+) -> tuple[list[FileSystemEntry], list[LogFileEntry], list[str]]:
+    """The watched file systems and the pod log tree (blocking: call it in a thread)."""
+    file_systems: list[FileSystemEntry] = []
+    warnings: list[str] = []
+    if image_fs_path:
+        try:
+            file_systems.append(statvfs_entry("imagefs", image_fs_path))
+        except OSError as exc:
+            warnings.append(f"cannot stat image file system {image_fs_path}: {exc.strerror}")
+    logs: list[LogFileEntry] = []
+    if pod_log_dir is None:
+        return file_systems, logs, warnings
+    problem = pod_log_dir_problem(pod_log_dir)
+    if problem:
+        warnings.append(f"{problem}: container logs are not measured or managed")
+        return file_systems, logs, warnings
+    try:
+        file_systems.append(statvfs_entry("logs", str(pod_log_dir)))
+    except OSError as exc:
+        warnings.append(f"cannot stat pod log directory {pod_log_dir}: {exc.strerror}")
+        return file_systems, logs, warnings
+    logs = scan_pod_logs(pod_log_dir, containers, sandboxes)
+    return file_systems, logs, warnings
+
+
+def pod_log_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as the pod log directory, or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"pod log directory {path} does not exist"
+    except OSError as exc:
+        return f"pod log directory {path} cannot be examined: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"pod log directory {path} is not a directory"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return f"pod log directory {path} is not readable"
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        return f"pod log directory {path} cannot be read: {exc.strerror}"
+    return None
 
 
 def scan_pod_logs(root: Path, containers: list[CriContainer], sandboxes: list[CriSandbox]) -> list[LogFileEntry]:

@@ -7,17 +7,19 @@ something already gone counts as done; one failed action never stops the run, an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.inventory import FileSystemEntry, ImageEntry, Inventory
-from node_janitor.planner import Action, ActionKind, Plan
-from node_janitor.runtime.errors import RuntimeClientError
-from node_janitor.runtime.records import ContainerRecord, CriContainer, CriContainerStatus
+from node_janitor.planner import Action, ActionKind, Plan, Reason
+from node_janitor.refs import normalize_all, normalize_or_none
+from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
+from node_janitor.runtime.records import BlobInfo, ContainerRecord, CriContainer, CriContainerStatus, SnapshotInfo
 
 log = logging.getLogger("node_janitor.executor")
 
@@ -33,7 +35,8 @@ class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def delete_lease(self, lease_id: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
-    async def remove_snapshot(self, key: str, *, snapshotter: str = ..., missing_ok: bool = False) -> None: ...
+    async def stat_snapshot(self, key: str, snapshotter: str = ...) -> SnapshotInfo: ...
+    async def content_info(self, digest: str) -> BlobInfo: ...
     async def delete_content(self, digest: str, *, missing_ok: bool = False) -> None: ...
     async def wait_for_gc(self) -> None: ...
 
@@ -84,17 +87,21 @@ class Executor:
         *,
         snapshotter: str = "overlayfs",
         on_result: Callable[[ActionResult], None] | None = None,
+        protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
     ) -> None:
         self.cri = cri
         self.containerd = containerd
         self.measure = measure
         self.snapshotter = snapshotter
         self.on_result = on_result
+        self.protected_images = protected_images
+        self._collected = False  # a garbage collection ran in this apply()
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
         started = time.monotonic()
+        self._collected = False
         errors: list[str] = []
-        result = ExecutionResult(before=self._measure_safely(errors), errors=errors)
+        result = ExecutionResult(before=await self._measure_safely(errors), errors=errors)
         images = inventory.image_by_id()
         for action in plan.actions:
             try:
@@ -123,13 +130,13 @@ class Executor:
                 await self.containerd.wait_for_gc()
             except RuntimeClientError as exc:
                 result.errors.append(f"waiting for containerd's garbage collection: {exc}")
-        result.after = self._measure_safely(result.errors)
+        result.after = await self._measure_safely(result.errors)
         result.duration_seconds = time.monotonic() - started
         return result
 
-    def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:
+    async def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:
         try:
-            return self.measure()
+            return await asyncio.to_thread(self.measure)
         except OSError as exc:
             errors.append(f"measuring the file system: {exc}")
             return None
@@ -138,7 +145,9 @@ class Executor:
         match action.kind:
             case ActionKind.REMOVE_IMAGE:
                 image = images[action.id]
-                names = {image.id, *image.names, *image.repo_tags, *image.repo_digests}
+                names = image.all_names
+                if not normalize_all(self._protected()).isdisjoint(names):
+                    return Outcome.SKIPPED, "protected in the cluster now"
                 user = await self._current_user(names)
                 if user:
                     return Outcome.SKIPPED, f"now in use by container {user}"
@@ -148,7 +157,10 @@ class Executor:
                     await self.containerd.delete_image(name, missing_ok=True)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_CONTAINER:
-                status = await self.cri.container_status(action.id)
+                try:
+                    status = await self.cri.container_status(action.id)
+                except NotFoundError:
+                    return Outcome.DONE, "already removed"  # the kubelet removed it first
                 if status.state != "EXITED":
                     return Outcome.SKIPPED, f"container is {status.state.lower()} now"
                 await self.cri.remove_container(action.id, missing_ok=True)
@@ -156,20 +168,39 @@ class Executor:
             case ActionKind.DELETE_LEASE:
                 await self.containerd.delete_lease(action.id, missing_ok=True)
                 return Outcome.DONE, ""
-            case ActionKind.REMOVE_SNAPSHOT:
-                await self.containerd.remove_snapshot(action.id, snapshotter=self.snapshotter, missing_ok=True)
-                return Outcome.DONE, ""
-            case ActionKind.DELETE_CONTENT | ActionKind.DISCARD_LAYER:
+            case ActionKind.REMOVE_SNAPSHOT | ActionKind.DELETE_CONTENT if action.reason is Reason.ORPHAN:
+                return await self._collect(action)
+            case ActionKind.DISCARD_LAYER:
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
 
-    async def _current_user(self, names: set[str]) -> str | None:
-        """A container (CRI or plain containerd) that uses one of `names` right now, if any."""
+    async def _collect(self, action: Action) -> tuple[Outcome, str]:
+        """An orphan is never deleted directly: containerd's own garbage collection decides (it sees every label,
+        lease and namespace, and whatever started since the inventory). One synchronous collection, then the
+        orphan is done if it is gone, skipped if the collector kept it."""
+        if not self._collected:
+            await self.containerd.wait_for_gc()
+            self._collected = True
+        try:
+            if action.kind is ActionKind.REMOVE_SNAPSHOT:
+                await self.containerd.stat_snapshot(action.id, self.snapshotter)
+            else:
+                await self.containerd.content_info(action.id)
+        except NotFoundError:
+            return Outcome.DONE, "collected by containerd's garbage collection"
+        return Outcome.SKIPPED, "containerd's garbage collection kept it (still referenced)"
+
+    def _protected(self) -> Iterable[str]:
+        protected = self.protected_images
+        return protected() if callable(protected) else protected
+
+    async def _current_user(self, names: frozenset[str]) -> str | None:
+        """A container (CRI or plain containerd) that uses one of `names` (normalised) right now, if any."""
         for c in await self.cri.list_containers():
-            if c.image in names or c.image_ref in names:
+            if not names.isdisjoint(normalize_all((c.image, c.image_ref))):
                 return c.id
         for record in await self.containerd.list_containers():
-            if record.image in names:
+            if (normalize_or_none(record.image) or record.image) in names:
                 return record.id
         return None

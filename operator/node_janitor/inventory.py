@@ -1,31 +1,64 @@
 """One consistent snapshot of a node's disk use, and exact dedup-aware accounting over it.
 
 containerd keeps an image twice: compressed blobs in its content store and unpacked snapshots. What refers to
-what is written in containerd's own garbage-collection labels, so the accounting follows them exactly as the
-collector does:
+what is written in containerd's own garbage-collection labels, and the accounting follows every label its
+collector knows (containerd 1.6's metadata/gc.go, and the 1.7/2.x additions):
 
-* an image record points at its target blob (index or manifest);
-* a blob's `containerd.io/gc.ref.content.*` labels point at other blobs (manifest -> config and layers);
-* a blob's `containerd.io/gc.ref.snapshot.<snapshotter>` label points at a snapshot (config -> top layer);
-* a snapshot points at its parent; a container at its read-write snapshot; a lease at its resources.
+* roots: image records (their target and their own `gc.ref.*` labels), containers (their snapshot and labels),
+  unexpired leases (their content and snapshots; with `containerd.io/gc.flat`, not what those reference),
+  objects labelled `containerd.io/gc.root`, blobs and snapshots whose `containerd.io/gc.expire` is still ahead;
+* references: `containerd.io/gc.ref.content` (alone, or followed by `.` or `/` and a name) to a blob,
+  `containerd.io/gc.ref.snapshot.<snapshotter>[/name]` to a snapshot, `containerd.io/gc.ref.image[.name]` to an
+  image record, a snapshot's parent;
+* back references (`containerd.io/gc.bref.content`, `.snapshot.<snapshotter>`, `.image`, `.container`): the
+  labelled object lives as long as the object the label names.
 
 Every blob and snapshot is a node with its on-disk size; an image's SIZE is the sum over the nodes it reaches,
 each counted once. What removing a set of roots frees is the set of nodes that no remaining root reaches.
+Content is shared by every containerd namespace (one blob on disk, one record per namespace): blobs that another
+namespace still references are a root of their own (`other-namespaces`), so nothing promises them.
+This graph is for predictions only: what is really unreferenced, containerd's own collector decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
+
+from node_janitor.refs import normalize_all, normalize_or_none
 
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
+GC_REF_IMAGE = "containerd.io/gc.ref.image"
+GC_BREF_CONTENT = "containerd.io/gc.bref.content"
+GC_BREF_SNAPSHOT = "containerd.io/gc.bref.snapshot."
+GC_BREF_IMAGE = "containerd.io/gc.bref.image"
+GC_BREF_CONTAINER = "containerd.io/gc.bref.container"
 GC_ROOT = "containerd.io/gc.root"
 GC_EXPIRE = "containerd.io/gc.expire"
+GC_FLAT = "containerd.io/gc.flat"
 
-Node = str  # "content:<digest>" or "snapshot:<key>"
+Node = str  # "content:<digest>", "snapshot:<key>", "image:<image ID>" (size 0), "container:<id>" (no size)
+
+
+def _named(key: str, prefix: str) -> bool:
+    """`key` is `prefix` itself or `prefix` followed by `.` or `/` and a name (containerd's rule)."""
+    return key == prefix or (key.startswith(prefix) and key[len(prefix)] in "./")
+
+
+def _snapshot_label(key: str, prefix: str, snapshotter: str) -> bool:
+    """`key` is `prefix<snapshotter>` or `prefix<snapshotter>/<name>`."""
+    return key.startswith(prefix) and key[len(prefix) :].split("/", 1)[0] == snapshotter
+
+
+def parse_rfc3339(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def content_node(digest: str) -> Node:
@@ -34,6 +67,14 @@ def content_node(digest: str) -> Node:
 
 def snapshot_node(key: str) -> Node:
     return "snapshot:" + key
+
+
+def image_node(image_id: str) -> Node:
+    return "image:" + image_id
+
+
+def container_node(container_id: str) -> Node:
+    return "container:" + container_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +108,7 @@ class ImageEntry:
     cri_size: int = 0  # what CRI reports (compressed layers only)
     pinned: bool = False
     created_at: datetime | None = None  # when it arrived on this node (its oldest record)
+    labels: Mapping[str, str] = field(default_factory=dict)  # its records' labels (their gc.ref.* are roots too)
 
     @property
     def dangling(self) -> bool:
@@ -77,6 +119,11 @@ class ImageEntry:
     def refs(self) -> tuple[str, ...]:
         """How people name it: its tags and digest refs, or its ID when it has neither (dangling)."""
         return (*self.repo_tags, *self.repo_digests) or (self.id,)
+
+    @property
+    def all_names(self) -> frozenset[str]:
+        """Every name of it, normalised (`refs.normalize`), and its ID: what protections are judged over."""
+        return normalize_all((*self.names, *self.repo_tags, *self.repo_digests, self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +191,17 @@ class LogFileEntry:
     container_state: str = ""  # that container's state: RUNNING | CREATED | EXITED | UNKNOWN
 
 
+@dataclass(frozen=True, slots=True)
+class NamespaceUsage:
+    """Another containerd namespace, as far as it shares this node's content store."""
+
+    name: str
+    blobs: int  # blobs it has records of
+    size: int  # their bytes (on disk)
+    shared: int  # bytes of those that this namespace has too
+    referenced: int  # bytes of those that it keeps (some root of its own reaches them)
+
+
 @dataclass(frozen=True)
 class Inventory:
     taken_at: datetime
@@ -158,6 +216,9 @@ class Inventory:
     logs: tuple[LogFileEntry, ...] = ()
     sandbox_image: str = ""
     warnings: tuple[str, ...] = ()
+    # Blobs of this namespace that other namespaces still reference (content is shared): digest -> namespaces.
+    held_elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    other_namespaces: tuple[NamespaceUsage, ...] = ()
 
     @cached_property
     def graph(self) -> ReferenceGraph:
@@ -167,26 +228,31 @@ class Inventory:
         return {image.id: image for image in self.images}
 
     @cached_property
-    def image_users(self) -> dict[str, tuple[ContainerEntry, ...]]:
-        """Image ID -> the containers (any state, CRI or not) created from it."""
+    def image_id_by_name(self) -> dict[str, str]:
+        """Every normalised name of every image (and its ID) -> its image ID."""
         by_name: dict[str, str] = {}
         for image in self.images:
-            for name in (*image.names, image.id, *image.repo_tags, *image.repo_digests):
+            for name in image.all_names:
                 by_name.setdefault(name, image.id)
+        return by_name
+
+    @cached_property
+    def image_users(self) -> dict[str, tuple[ContainerEntry, ...]]:
+        """Image ID -> the containers (any state, CRI or not) created from it."""
+        by_name = self.image_id_by_name
         users: dict[str, list[ContainerEntry]] = {}
         for container in self.containers:
-            image_id = by_name.get(container.image)
-            if image_id is None and "/" not in container.image and ":" in container.image:
-                image_id = by_name.get("docker.io/library/" + container.image)
+            image_id = by_name.get(normalize_or_none(container.image) or container.image)
             if image_id is not None:
                 users.setdefault(image_id, []).append(container)
         return {k: tuple(v) for k, v in users.items()}
 
     def always_protected(self, image: ImageEntry) -> str | None:
-        """Why no cleanup may remove `image` whatever the policy (CRI-pinned, the sandbox image), or None."""
+        """Why no cleanup may remove `image` whatever the policy (CRI-pinned, the sandbox image), or None.
+        Judged over all of the image's names: removing it removes every one of them."""
         if image.pinned:
             return "pinned by the runtime"
-        if self.sandbox_image and self.sandbox_image in (*image.names, *image.repo_tags, image.id):
+        if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in image.all_names:
             return "sandbox (pause) image"
         return None
 
@@ -203,37 +269,77 @@ class Inventory:
 
 
 class ReferenceGraph:
-    """containerd's reference graph over blobs and snapshots, with each root's closure."""
+    """containerd's reference graph over blobs and snapshots (and image records), with each root's closure."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
+        self.snapshotter = inventory.snapshotter
+        now = inventory.taken_at
         self.size: dict[Node, int] = {}
-        self._edges: dict[Node, tuple[Node, ...]] = {}
-        snapshot_label = GC_REF_SNAPSHOT + inventory.snapshotter
+        edges: dict[Node, list[Node]] = {}
+        back: dict[Node, list[Node]] = {}  # parent -> objects that attach themselves to it (gc.bref.*)
         self.gc_roots: set[Node] = set()
+        self._image_by_name = {
+            name: image.id for image in inventory.images for name in (*image.names, *image.all_names)
+        }
         for blob in inventory.blobs:
-            node = content_node(blob.digest)
-            self.size[node] = blob.size
-            self._edges[node] = tuple(self._label_refs(blob.labels, snapshot_label))
-            if GC_ROOT in blob.labels:
-                self.gc_roots.add(node)
+            self._add(content_node(blob.digest), blob.size, blob.labels, edges, back, now)
         for snap in inventory.snapshots:
-            node = snapshot_node(snap.key)
-            self.size[node] = snap.size
-            refs = list(self._label_refs(snap.labels, snapshot_label))
+            node = self._add(snapshot_node(snap.key), snap.size, snap.labels, edges, back, now)
             if snap.parent:
-                refs.append(snapshot_node(snap.parent))
-            self._edges[node] = tuple(refs)
-            if GC_ROOT in snap.labels:
-                self.gc_roots.add(node)
+                edges[node].append(snapshot_node(snap.parent))
+        for image in inventory.images:
+            node = self._add(image_node(image.id), 0, image.labels, edges, back, now, root_labels=False)
+            edges[node] += [content_node(t) for t in image.targets]
+        self._edges = {n: tuple(e) for n, e in edges.items()}
+        self._back = {n: tuple(e) for n, e in back.items()}
 
-    @staticmethod
-    def _label_refs(labels: Mapping[str, str], snapshot_label: str) -> Iterable[Node]:
+    def _add(
+        self,
+        node: Node,
+        size: int,
+        labels: Mapping[str, str],
+        edges: dict[Node, list[Node]],
+        back: dict[Node, list[Node]],
+        now: datetime,
+        *,
+        root_labels: bool = True,
+    ) -> Node:
+        self.size[node] = size
+        edges[node] = list(self.label_refs(labels))
+        for parent in self.label_brefs(labels):
+            back.setdefault(parent, []).append(node)
+        if root_labels:
+            expire = parse_rfc3339(labels[GC_EXPIRE]) if GC_EXPIRE in labels else None
+            if GC_ROOT in labels or (expire is not None and expire > now):
+                self.gc_roots.add(node)
+        return node
+
+    def _image_named(self, name: str) -> Node:
+        image_id = self._image_by_name.get(name) or self._image_by_name.get(normalize_or_none(name) or name)
+        return image_node(image_id or name)
+
+    def label_refs(self, labels: Mapping[str, str]) -> Iterable[Node]:
+        """The nodes an object's `gc.ref.*` labels point at."""
         for key, value in labels.items():
-            if key.startswith(GC_REF_CONTENT):
+            if _named(key, GC_REF_CONTENT):
                 yield content_node(value)
-            elif key == snapshot_label or key.startswith(snapshot_label + "/"):
+            elif _snapshot_label(key, GC_REF_SNAPSHOT, self.snapshotter):
                 yield snapshot_node(value)
+            elif _named(key, GC_REF_IMAGE):
+                yield self._image_named(value)
+
+    def label_brefs(self, labels: Mapping[str, str]) -> Iterable[Node]:
+        """The nodes an object's `gc.bref.*` labels attach it to."""
+        for key, value in labels.items():
+            if _named(key, GC_BREF_CONTENT):
+                yield content_node(value)
+            elif _snapshot_label(key, GC_BREF_SNAPSHOT, self.snapshotter):
+                yield snapshot_node(value)
+            elif _named(key, GC_BREF_IMAGE):
+                yield self._image_named(value)
+            elif _named(key, GC_BREF_CONTAINER):
+                yield container_node(value)
 
     def closure(self, starts: Iterable[Node]) -> frozenset[Node]:
         """Every existing node reachable from `starts` (missing nodes are skipped, as the GC does)."""
@@ -244,7 +350,9 @@ class ReferenceGraph:
             if node in seen:
                 continue
             seen.add(node)
-            stack.extend(n for n in self._edges.get(node, ()) if n in self.size and n not in seen)
+            for n in (*self._edges.get(node, ()), *self._back.get(node, ())):
+                if n in self.size and n not in seen:
+                    stack.append(n)
         return frozenset(seen)
 
     def bytes_of(self, nodes: Iterable[Node]) -> int:
@@ -253,26 +361,29 @@ class ReferenceGraph:
     # -- closures of the roots --------------------------------------------------------------------------
     @cached_property
     def image_closures(self) -> dict[str, frozenset[Node]]:
-        return {image.id: self.closure(content_node(t) for t in image.targets) for image in self.inventory.images}
+        return {image.id: self.closure([image_node(image.id)]) for image in self.inventory.images}
 
     @cached_property
     def container_closures(self) -> dict[str, frozenset[Node]]:
-        snapshot_label = GC_REF_SNAPSHOT + self.inventory.snapshotter
         out = {}
         for container in self.inventory.containers:
-            starts = list(self._label_refs(container.labels, snapshot_label))
+            starts = list(self.label_refs(container.labels))
+            starts += self._back.get(container_node(container.id), ())
             if container.snapshot_key:
                 starts.append(snapshot_node(container.snapshot_key))
             out[container.id] = self.closure(starts)
         return out
 
     def lease_closure(self, lease: LeaseEntry) -> frozenset[Node]:
+        """What a lease holds: its resources and, unless it is flat (`gc.flat`), everything they reference."""
         starts: list[Node] = []
         for kind, ident in lease.resources:
             if kind == "content":
                 starts.append(content_node(ident))
-            elif kind == "snapshots/" + self.inventory.snapshotter:
+            elif kind == "snapshots/" + self.snapshotter:
                 starts.append(snapshot_node(ident))
+        if GC_FLAT in lease.labels:
+            return frozenset(n for n in starts if n in self.size)
         return self.closure(starts)
 
     def lease_closures(self, now: datetime, *, expired: bool) -> dict[str, frozenset[Node]]:
@@ -282,16 +393,23 @@ class ReferenceGraph:
     def gc_root_closure(self) -> frozenset[Node]:
         return self.closure(self.gc_roots)
 
+    @cached_property
+    def held_elsewhere_closure(self) -> frozenset[Node]:
+        """This namespace's blobs that other namespaces reference (and what they reference here)."""
+        return self.closure(content_node(d) for d in self.inventory.held_elsewhere)
+
     def referenced(self, now: datetime) -> frozenset[Node]:
-        """Nodes some image, container, unexpired lease or gc.root label keeps: everything not orphaned."""
-        nodes: set[Node] = set(self.gc_root_closure)
+        """Nodes some image, container, unexpired lease, gc.root label or other namespace keeps: everything not
+        orphaned."""
+        nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere_closure
         for closures in (self.image_closures, self.container_closures, self.lease_closures(now, expired=False)):
             for closure in closures.values():
                 nodes |= closure
         return frozenset(nodes)
 
     def orphans(self, now: datetime) -> frozenset[Node]:
-        return frozenset(self.size) - self.referenced(now)
+        """Blobs and snapshots nothing keeps."""
+        return frozenset(n for n in self.size if not n.startswith("image:")) - self.referenced(now)
 
 
 class ReferenceCounts:
@@ -324,11 +442,12 @@ class ReferenceCounts:
 
 
 def all_roots(inventory: Inventory, now: datetime) -> dict[str, frozenset[Node]]:
-    """Every root of the store, keyed `image:<id>`, `container:<id>`, `lease:<id>`, `gc-roots`."""
+    """Every root of the store, keyed `image:<id>`, `container:<id>`, `lease:<id>`, `gc-roots`, `other-namespaces`."""
     graph = inventory.graph
     roots: dict[str, frozenset[Node]] = {f"image:{k}": v for k, v in graph.image_closures.items()}
     roots.update({f"container:{k}": v for k, v in graph.container_closures.items()})
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=False).items()})
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=True).items()})
     roots["gc-roots"] = graph.gc_root_closure
+    roots["other-namespaces"] = graph.held_elsewhere_closure
     return roots

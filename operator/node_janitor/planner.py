@@ -7,7 +7,6 @@ lease or gc.root label still reaches.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from node_janitor.inventory import (
     content_node,
     snapshot_node,
 )
+from node_janitor.refs import matches_pattern, normalize_all
 
 UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 
@@ -158,21 +158,33 @@ def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "im
 def image_protection(
     inventory: Inventory, image: ImageEntry, settings: PlanSettings, now: datetime, in_use: bool
 ) -> str | None:
-    """Why `image` must not be removed, or None when it may be."""
+    """Why `image` must not be removed, or None when it may be. Judged per image ID over all of its names
+    (normalised): CRI `RemoveImage` takes every name with it, so one protected name protects the image."""
     if in_use:
         return "in use by a container"
     if why := inventory.always_protected(image):
         return why
-    refs = (*image.repo_tags, *image.repo_digests, *image.names)
-    for pattern in settings.keep:
-        if any(fnmatch.fnmatchcase(ref, pattern) for ref in refs):
-            return f"kept by pattern {pattern!r}"
-    for ref in settings.protected_images:
-        if ref in refs or ref == image.id:
-            return "in use in the cluster"
+    if pattern := kept_by(image, settings.keep):
+        return f"kept by pattern {pattern!r}"
+    if protected_by(image, settings.protected_images):
+        return "in use in the cluster"
     if image.created_at is None or now - image.created_at < settings.min_age:
         return f"younger than minAge {settings.min_age}"
     return None
+
+
+def kept_by(image: ImageEntry, patterns: Iterable[str]) -> str | None:
+    """The first `images.keep` pattern matching any name of `image` (as given, full or familiar), or None."""
+    names = (*image.repo_tags, *image.repo_digests, *image.names)
+    for pattern in patterns:
+        if any(matches_pattern(name, pattern) for name in names):
+            return pattern
+    return None
+
+
+def protected_by(image: ImageEntry, protected: Iterable[str]) -> bool:
+    """Whether a protected ref (normalised) names `image` or is its ID."""
+    return not normalize_all(protected).isdisjoint(image.all_names)
 
 
 def _node_inodes(inventory: Inventory) -> dict[Node, int]:

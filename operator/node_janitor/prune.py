@@ -1,4 +1,4 @@
-"""`prune`: inventory -> plan -> (unless dry-run) execute -> report. Shared by the CLI and the agent.
+"""`prune`: one run of `engine.NodeEngine` (inventory -> plan -> unless dry-run execute -> report), and its text.
 
 With a pod log directory (and `logs.enabled`), the log rules run too (`logs.LogPass`): first orphans and each
 container's rules, then, for the node budget or when the log file system is above its high watermark, log files
@@ -8,124 +8,19 @@ file system; last, if still needed, the largest live logs are rotated away, and 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from node_janitor.api.policy import PolicyRules
 from node_janitor.api.units import format_bytes
-from node_janitor.collector import statvfs_entry
-from node_janitor.executor import ActionResult, ExecutionResult, Executor
-from node_janitor.inventory import FileSystemEntry, Inventory
-from node_janitor.logs import LogAction, LogActionKind, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
-from node_janitor.node import take_inventory
-from node_janitor.planner import Action, Plan, PlanSettings, Target, plan_cleanup, plan_target
-from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
-from node_janitor.state import LastUsedStore, observe_last_used
+from node_janitor.engine import NodeEngine, ProtectedImages, PruneReport
+from node_janitor.executor import ActionResult
+from node_janitor.logs import LogActionKind, LogActionResult
+from node_janitor.planner import Plan
+from node_janitor.runtime import ContainerdClient, CriClient
+from node_janitor.state import LastUsedStore
 
-
-@dataclass
-class PruneReport:
-    plan: Plan
-    dry_run: bool
-    inventory: Inventory
-    execution: ExecutionResult | None = None
-    warnings: list[str] = field(default_factory=list)
-    logs: LogPassReport | None = None
-    logs_target: Target = field(default_factory=Target)
-    logs_after: FileSystemEntry | None = None
-
-    @property
-    def image_fs(self) -> FileSystemEntry | None:
-        return self.inventory.file_system("imagefs")
-
-    @property
-    def log_fs(self) -> FileSystemEntry | None:
-        return self.inventory.file_system("logs")
-
-    @property
-    def errors(self) -> list[str]:
-        errors = list(self.execution.errors) if self.execution else []
-        if self.logs is not None:
-            errors += self.logs.errors
-            errors += [
-                f"{r.action.kind} {r.action.path}: {r.message}" for r in self.logs.results if r.outcome == "failed"
-            ]
-        return errors
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Every action in the order it ran: logs' rules and reclaim, images, live logs rotated away, extraPaths."""
-        results: dict[int, ActionResult | LogActionResult] = {}
-        results.update({id(r.action): r for r in self.execution.results} if self.execution else {})
-        results.update({id(r.action): r for r in self.logs.results} if self.logs else {})
-
-        def row(action: Action | LogAction, ident: str) -> dict[str, Any]:
-            result = results.get(id(action))
-            return {
-                "kind": str(action.kind),
-                "id": ident,
-                "refs": list(action.refs),
-                "bytes": action.bytes,
-                "reason": str(action.reason),
-                "outcome": str(result.outcome) if result else "planned",
-                "message": result.message if result else "",
-            }
-
-        logs = self.logs
-        rows = [row(a, a.path) for a in (*logs.rules, *logs.reclaim)] if logs else []
-        rows += [row(a, a.id) for a in self.plan.actions]
-        rows += [row(a, a.path) for a in (*logs.live, *logs.extra)] if logs else []
-        return rows
-
-    @property
-    def planned_bytes(self) -> int:
-        return self.plan.planned_bytes + (self.logs.planned_bytes if self.logs else 0)
-
-    @property
-    def reclaimed_bytes(self) -> int:
-        """What the image file system really gained while images were removed, plus what log removals freed."""
-        images = self.execution.reclaimed_bytes if self.execution else 0
-        return images + (self.logs.freed_bytes if self.logs and not self.dry_run else 0)
-
-    def to_json(self) -> dict[str, Any]:
-        before = self.execution.before if self.execution and self.execution.before else self.image_fs
-        after = self.execution.after if self.execution else None
-        log_fs = self.log_fs
-        return {
-            "dry_run": self.dry_run,
-            "actions": self.rows(),
-            "planned_bytes": self.planned_bytes,
-            "reclaimed_bytes": self.reclaimed_bytes,
-            "target_bytes": self.plan.target.bytes,
-            "under_pressure": self.plan.target.under_pressure,
-            "file_system": {
-                "path": before.path if before else None,
-                "used_percent_before": round(before.used_percent, 2) if before else None,
-                "used_percent_after": round(after.used_percent, 2) if after else None,
-            },
-            "log_file_system": {
-                "path": log_fs.path if log_fs else None,
-                "used_percent_before": round(log_fs.used_percent, 2) if log_fs else None,
-                "used_percent_after": round(self.logs_after.used_percent, 2) if self.logs_after else None,
-                "target_bytes": self.logs_target.bytes,
-                "under_pressure": self.logs_target.under_pressure,
-            },
-            "skipped": dict(self.plan.skipped),
-            "errors": self.errors,
-            "warnings": self.warnings,
-        }
-
-
-def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
-    if a is None or b is None:
-        return False
-    try:
-        return os.stat(a.path).st_dev == os.stat(b.path).st_dev
-    except OSError:
-        return a.path == b.path
+__all__ = ["PruneReport", "prune", "render_prune"]
 
 
 async def prune(
@@ -137,80 +32,21 @@ async def prune(
     pod_log_dir: Path | None,
     dry_run: bool = False,
     state: LastUsedStore | None = None,
-    protected_images: tuple[str, ...] = (),
+    protected_images: ProtectedImages = (),
     on_plan: Callable[[Plan], None] | None = None,
     on_result: Callable[[ActionResult], None] | None = None,
     on_log_result: Callable[[LogActionResult], None] | None = None,
 ) -> PruneReport:
-    state = state or LastUsedStore(None)
-    warnings: list[str] = []
-    inventory = await take_inventory(cri, containerd, namespace, pod_log_dir)
-    warnings.extend(inventory.warnings)
-    now = datetime.now(UTC)
-    known, warning = state.load()
-    if warning:
-        warnings.append(warning)
-    last_used = observe_last_used(inventory, now, known)
-    # Remember what was observed before removing anything: a run that dies still leaves it behind. On a full
-    # disk this write is the one that fails (ENOSPC): a warning, never a reason to stop.
-    if (warning := state.save(last_used)) is not None:
-        warnings.append(warning)
-    dry_run = dry_run or rules.dry_run
-    settings = PlanSettings.from_rules(rules, protected_images)
-    image_target = plan_target(inventory, settings)
-    logs_target = plan_target(inventory, settings, "logs")
-    image_fs = inventory.file_system("imagefs")
-    log_fs = inventory.file_system("logs")
-    shared = _same_device(image_fs, log_fs)
-
-    log_pass: LogPass | None = None
-    if pod_log_dir is not None and rules.logs.enabled:
-        log_pass = LogPass(
-            cri,
-            pod_log_dir,
-            LogSettings.from_policy(rules.logs),
-            janitor=LogJanitor(cri, on_result=on_log_result),
-            dry_run=dry_run,
-        )
-        try:
-            await log_pass.rules()
-            await log_pass.reclaim(logs_target.bytes - log_pass.freed)
-        except (RuntimeClientError, OSError) as exc:
-            log_pass.report.errors.append(f"logs: {exc}")
-        if shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
-            image_target = replace(image_target, bytes=max(0, image_target.bytes - log_pass.freed))
-
-    plan = plan_cleanup(inventory, settings, now, last_used, target=image_target)
-    if on_plan:
-        on_plan(plan)
-    report = PruneReport(plan=plan, dry_run=dry_run, inventory=inventory, warnings=warnings, logs_target=logs_target)
-    if not report.dry_run and plan.actions:
-        fs = report.image_fs
-        executor = Executor(
-            cri,
-            containerd,
-            (lambda: statvfs_entry("imagefs", fs.path)) if fs else (lambda: None),
-            snapshotter=inventory.snapshotter,
-            on_result=on_result,
-        )
-        report.execution = await executor.apply(plan, inventory)
-
-    if log_pass is not None:
-        images_freed = 0
-        if shared:
-            images_freed = report.execution.reclaimed_bytes if report.execution else plan.planned_bytes
-        try:
-            await log_pass.reclaim_live(logs_target.bytes - log_pass.freed - images_freed)
-            await log_pass.extra()
-        except (RuntimeClientError, OSError) as exc:
-            log_pass.report.errors.append(f"logs: {exc}")
-        report.logs = log_pass.report
-        if not dry_run and log_fs is not None:
-            try:
-                report.logs_after = statvfs_entry("logs", log_fs.path)
-            except OSError as exc:
-                warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
-    return report
+    """One run on a NodeEngine made for it (a loop keeps one `NodeEngine` and calls `run_once`)."""
+    engine = NodeEngine(cri, containerd, namespace=namespace, pod_log_dir=pod_log_dir, state=state)
+    return await engine.run_once(
+        rules,
+        dry_run=dry_run,
+        protected_images=protected_images,
+        on_plan=on_plan,
+        on_result=on_result,
+        on_log_result=on_log_result,
+    )
 
 
 LOG_KINDS = frozenset(str(k) for k in LogActionKind)
@@ -230,6 +66,8 @@ VERBS = {
 
 
 def render_prune(report: PruneReport) -> str:
+    if report.paused:
+        return "Paused (spec.paused): nothing was done."
     lines = []
     fs = report.image_fs
     if fs is not None:

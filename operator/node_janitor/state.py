@@ -1,8 +1,13 @@
 """What the node remembers across restarts: when each image was last used by a container.
 
 Containers come and go (kubelet removes exited ones), so "least recently used" needs memory. The file is
-small JSON, written to a temporary name and renamed; a failed write (a full disk: ENOSPC) is reported and
-never stops a cleanup, which is exactly when it matters most.
+small JSON (`{"kind": "node-janitor-state", "lastUsed": {image ID: RFC 3339 time}}`), written to a temporary
+file of a unique name (created with O_EXCL beside it), fsynced and renamed over the old one. A failed write (a
+full disk: ENOSPC) is reported and never stops a cleanup, which is exactly when it matters most.
+
+A file that is not our state (anything but a JSON object with our `kind`, or with only `lastUsed`, as files of
+earlier versions have) is never overwritten: the path was probably a mistake. Entries of the wrong type (a
+number, a time without a zone) are dropped with a warning.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from node_janitor.inventory import Inventory
+
+STATE_KIND = "node-janitor-state"
 
 
 def observe_last_used(inventory: Inventory, now: datetime, known: dict[str, datetime]) -> dict[str, datetime]:
@@ -29,29 +38,74 @@ def observe_last_used(inventory: Inventory, now: datetime, known: dict[str, date
     return {k: v for k, v in updated.items() if k in present}
 
 
+class ForeignFile(ValueError):
+    """The state path holds something that is not node-janitor's state."""
+
+
+def parse_state(raw: Any) -> tuple[dict[str, datetime], list[str]]:
+    """The remembered times in a decoded state document and what was dropped; ForeignFile if it is not ours."""
+    if not isinstance(raw, dict) or raw.get("kind", STATE_KIND) != STATE_KIND or not set(raw) <= {"kind", "lastUsed"}:
+        raise ForeignFile("it is not a node-janitor state file")
+    entries = raw.get("lastUsed", {})
+    if not isinstance(entries, dict):
+        raise ForeignFile("its lastUsed is not an object")
+    known: dict[str, datetime] = {}
+    dropped: list[str] = []
+    for image_id, value in entries.items():
+        try:
+            moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            dropped.append(f"{image_id}: {value!r}")
+            continue
+        known[image_id] = moment
+    return known, dropped
+
+
 class LastUsedStore:
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._foreign: str | None = None  # why the file is not ours: then it is never written
 
     def load(self) -> tuple[dict[str, datetime], str | None]:
         """The remembered times and a warning if the file could not be read (then nothing is remembered)."""
-        if self.path is None or not self.path.exists():
+        self._foreign = None
+        if self.path is None:
             return {}, None
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            return {k: datetime.fromisoformat(v) for k, v in raw.get("lastUsed", {}).items()}, None
-        except (OSError, ValueError, AttributeError) as exc:
-            return {}, f"ignoring unreadable state file {self.path}: {exc}"
+            text = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}, None
+        except OSError as exc:
+            self._foreign = f"cannot be read ({exc.strerror or exc})"
+            return {}, f"ignoring state file {self.path}: {self._foreign}; it will not be written"
+        try:
+            known, dropped = parse_state(json.loads(text.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            self._foreign = str(exc) if isinstance(exc, ForeignFile) else "it is not JSON"
+            return {}, f"ignoring state file {self.path}: {self._foreign}; it will not be overwritten"
+        if dropped:
+            more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+            warning = f"state file {self.path}: ignored last-use entries that are not times with a zone: "
+            return known, warning + dropped[0] + more
+        return known, None
 
     def save(self, last_used: dict[str, datetime]) -> str | None:
-        """Write atomically; returns a warning instead of raising when the disk refuses (ENOSPC, EROFS...)."""
+        """Write atomically; returns a warning instead of raising when the disk refuses (ENOSPC, EROFS...) or
+        when the file is not ours."""
         if self.path is None:
             return None
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        if self._foreign is not None:
+            return f"did not save state to {self.path}: {self._foreign}"
+        payload = {"kind": STATE_KIND, "lastUsed": {k: v.isoformat() for k, v in sorted(last_used.items())}}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            payload = {"lastUsed": {k: v.isoformat() for k, v in sorted(last_used.items())}}
-            with open(tmp, "w", encoding="utf-8") as f:
+            if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+                return f"did not save state to {self.path}: it is not a regular file"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with open(fd, "w", encoding="utf-8") as f:
                 json.dump(payload, f)
                 f.flush()
                 os.fsync(f.fileno())

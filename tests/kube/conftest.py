@@ -1,5 +1,6 @@
 """Fixtures of the Kubernetes tests: one real control plane for the session (`kube`), with our CRDs applied
-(`crds`)."""
+(`crds`); kube-scheduler for the session (`kube_scheduler`) and real nodes, a kubelet each on its own
+containerd bed (`kube_node`, a factory: tests/testbed/node.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import pytest
 
 from testbed.kube import REPO, ControlPlane
 from testbed.kube import kube as kube
+from testbed.node import kube_node as kube_node
+from testbed.node import kube_scheduler as kube_scheduler
 
 CRD_NAMES = ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io")
 

@@ -58,7 +58,13 @@ def test_minimal_policy_gets_every_default(kube: ControlPlane, crds: object) -> 
     kube.kubectl("apply", "-f", str(EXAMPLES / "cleanuppolicy-minimal.yaml"))
     spec = kube.kubectl_json("get", "cleanuppolicy", "default")["spec"]
     assert spec["thresholds"] == {"highPercent": 85, "lowPercent": 75, "inodesHighPercent": 90, "inodesLowPercent": 80}
-    assert spec["images"] == {"enabled": True, "minAge": "2m", "keep": [], "removeDangling": True}
+    assert spec["images"] == {
+        "enabled": True,
+        "minAge": "2m",
+        "keep": [],
+        "removeDangling": True,
+        "keepWorkloadImages": True,
+    }
     assert spec["logs"]["maxSize"] == "10Mi" and spec["logs"]["maxFiles"] == 5
     assert (spec["priority"], spec["dryRun"], spec["paused"]) == (0, False, False)
 

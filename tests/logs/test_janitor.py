@@ -222,7 +222,8 @@ async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri
     assert [(r.action.kind, r.outcome) for r in real.results] == [
         (LogActionKind.REMOVE_POD_DIR, Outcome.DONE),
         (LogActionKind.REMOVE, Outcome.DONE),
-        (LogActionKind.ROTATE, Outcome.DONE),
+        (LogActionKind.ROTATE, Outcome.DONE),  # the live file is rotated, kept...
+        (LogActionKind.REMOVE, Outcome.DONE),  # ...and goes as the oldest file left
     ]
     assert not gone.parent.parent.exists() and not old.exists()
     assert cri.reopened == ["ca"]
@@ -292,3 +293,38 @@ async def test_rotator_knows_when_writes_may_have_passed_the_budget(cri: FakeCri
     assert rotator.over_budget  # so the loop sweeps now, not at the next sweep interval
     await rotator.sweep()
     assert not rotator.over_budget and cri.reopened == ["c1"]  # the live file was rotated away
+
+
+async def test_the_budget_takes_files_rotated_meanwhile_before_any_live_file(cri: FakeCri) -> None:
+    """A live file's lines go last: rotating it away while an older rotated file of the same container stays
+    would cut a hole in that container's lines (seen on the real bed: the rotator rotated between the budget's
+    two steps, and the budget then discarded the newest lines)."""
+    pod = cri.add_pod("web", "u1")
+    a = cri.add_container("ca", pod, "a")
+    b = cri.add_container("cb", pod, "b")
+    a.write_bytes(os.urandom(100 * KiB))
+    b.write_bytes(os.urandom(100 * KiB))
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=250 * KiB))
+    assert await logs.reclaim(0) == []  # 200 KiB: under the budget
+    rotated = a.parent / "0.log.20260301-115900.000000"  # the rotator rotates `a`, which goes on writing
+    a.rename(rotated)
+    _age(rotated, 60)
+    a.write_bytes(os.urandom(100 * KiB))
+    actions = await logs.reclaim_live(0)
+    assert [(x.kind, x.path) for x in actions] == [(LogActionKind.REMOVE, str(rotated))]
+    assert cri.reopened == [] and a.stat().st_size == b.stat().st_size == 100 * KiB
+
+
+async def test_live_files_over_the_budget_are_rotated_largest_first_then_removed(cri: FakeCri) -> None:
+    pod = cri.add_pod("web", "u1")
+    a = cri.add_container("ca", pod, "a")
+    b = cri.add_container("cb", pod, "b")
+    a.write_bytes(os.urandom(300 * KiB))
+    b.write_bytes(os.urandom(200 * KiB))
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=250 * KiB))
+    actions = await logs.reclaim_live(0)
+    assert [(x.kind, x.discard) for x in actions] == [(LogActionKind.ROTATE, False), (LogActionKind.REMOVE, False)]
+    assert cri.reopened == ["ca"]
+    assert _names(a.parent) == ["0.log"] and a.stat().st_size == 0  # `a` writes on into a new file
+    assert _names(b.parent) == ["0.log"] and b.stat().st_size == 200 * KiB
+    assert await logs.total_bytes() <= 250 * KiB

@@ -365,3 +365,20 @@ async def test_list_larger_than_grpc_default_message_size(containerd_bed: Contai
         with pytest.raises(RuntimeClientError) as err:
             await small.list_images()
         assert err.value.code == "RESOURCE_EXHAUSTED"
+
+
+async def test_a_socket_that_is_not_grpc_fails_in_about_a_second(containerd_bed: ContainerdBed) -> None:
+    """With the default 30 s call timeout, too: the handshake is awaited, not a call's deadline."""
+    import time
+
+    from node_janitor.cli import main
+
+    ttrpc = containerd_bed.address + ".ttrpc"
+    started = time.monotonic()
+    with pytest.raises(RuntimeUnavailableError, match="no gRPC handshake completed within 2s"):
+        async with ContainerdClient(ttrpc) as ctrd:
+            await ctrd.version()
+    assert time.monotonic() - started < 4
+    started = time.monotonic()
+    assert await asyncio.to_thread(main, ["df", "--containerd-socket", ttrpc]) == 2
+    assert time.monotonic() - started < 6

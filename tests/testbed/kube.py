@@ -10,6 +10,8 @@
   certificate, client certificates for an admin (system:masters) and the controller manager, and a
   service-account signing key (so ServiceAccount tokens work). Authorization is RBAC; the admin kubeconfig
   verifies the apiserver's certificate.
+- Authorization is Node,RBAC with the NodeRestriction admission plugin, as kubeadm sets it up: a kubelet
+  (tests/testbed/node.py) authenticates as `system:node:<name>` with `node_kubeconfig(name)`.
 - Every process runs in its own session with a parent-death signal (setpriv --pdeathsig KILL), and `stop()`
   (also run when `start()` fails, and at interpreter exit) terminates them and waits: no process outlives
   the test session, even when it is killed.
@@ -48,9 +50,15 @@ __all__ = [
     "ControlPlane",
     "ControlPlaneError",
     "KubectlError",
+    "Process",
     "cache_dir",
     "find_binaries",
+    "free_ports",
+    "http_ok",
     "kube",
+    "spawn",
+    "terminate",
+    "wait_until",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,9 +89,13 @@ class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path
     helm: Path
+    kube_scheduler: Path
+    kubelet: Path
 
     def missing(self) -> list[Path]:
-        return [p for p in (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.helm) if not _is_exe(p)]
+        every = (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.helm, self.kube_scheduler,
+                 self.kubelet)  # fmt: skip
+        return [p for p in every if not _is_exe(p)]
 
 
 def cache_dir() -> Path:
@@ -114,6 +126,8 @@ def find_binaries(build: bool = True) -> Binaries:
         kube_apiserver=root / f"kube-apiserver-{k8s}" / "kube-apiserver",
         kube_controller_manager=root / f"kube-controller-manager-{k8s}" / "kube-controller-manager",
         helm=root / f"helm-{helm}" / "helm",
+        kube_scheduler=root / f"kube-scheduler-{k8s}" / "kube-scheduler",
+        kubelet=root / f"kubelet-{k8s}" / "kubelet",
     )
     if binaries.missing() and build:
         subprocess.run([str(BUILD_SCRIPT)], check=True)
@@ -175,16 +189,16 @@ class _Pki:
         )  # fmt: skip
         sans = ["IP:127.0.0.1", f"IP:{SERVICE_IP}", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
                 "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"]  # fmt: skip
-        self._leaf("apiserver", "/CN=kube-apiserver", "serverAuth", sans)
-        self._leaf("controller-manager-serving", "/CN=kube-controller-manager", "serverAuth", ["IP:127.0.0.1"])
-        self._leaf("admin", "/O=system:masters/CN=kubernetes-admin", "clientAuth")
-        self._leaf("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
+        self.leaf("apiserver", "/CN=kube-apiserver", "serverAuth", sans)
+        self.leaf("controller-manager-serving", "/CN=kube-controller-manager", "serverAuth", ["IP:127.0.0.1"])
+        self.leaf("admin", "/O=system:masters/CN=kubernetes-admin", "clientAuth")
+        self.leaf("controller-manager", "/CN=system:kube-controller-manager", "clientAuth")
         _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "sa.key", cwd=d)
         _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
         for key in d.glob("*.key"):
             key.chmod(0o600)
 
-    def _leaf(self, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
+    def leaf(self, name: str, subject: str, usage: str, sans: Sequence[str] = ()) -> None:
         d = self.directory
         san = f"subjectAltName = {', '.join(sans)}" if sans else ""
         (d / f"{name}.cnf").write_text(_OPENSSL_CONFIG.format(usages=usage, san=san))
@@ -195,6 +209,7 @@ class _Pki:
             "-set_serial", str(secrets.randbits(63)), "-days", "30", "-extfile", f"{name}.cnf",
             "-extensions", "leaf", "-out", f"{name}.crt", cwd=d,
         )  # fmt: skip
+        (d / f"{name}.key").chmod(0o600)
 
 
 def _b64(path: Path) -> str:
@@ -224,7 +239,7 @@ def _kubeconfig(server: str, pki: _Pki, user: str, client: str) -> str:
 # --- processes ------------------------------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Distinct loopback ports nobody listens on (held open together, so they cannot repeat)."""
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
@@ -234,7 +249,9 @@ def _free_ports(count: int) -> list[int]:
 
 
 @dataclass
-class _Component:
+class Process:
+    """A test bed process (its own session, killed with its parent) and its log file."""
+
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -254,6 +271,41 @@ class _Component:
 
 
 _PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+
+
+def spawn(name: str, command: Sequence[str], log_path: Path, cwd: Path) -> Process:
+    """Starts `command` in its own session, killed when this interpreter dies (setpriv --pdeathsig KILL), its
+    output appended to `log_path`."""
+    log_file = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            [*_PDEATHSIG, *command],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
+        )  # fmt: skip
+    except BaseException:
+        log_file.close()
+        raise
+    return Process(name, process, log_path, log_file)
+
+
+def wait_until(process: Process, ready: Callable[[], bool], what: str, timeout: float) -> None:
+    """Polls `ready()` until true; raises ControlPlaneError with the process's log tail if it exits first or
+    `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.process.poll() is not None:
+            raise ControlPlaneError(
+                f"{process.name} exited with {process.process.returncode} before it was {what}; "
+                f"its log ({process.log_path}) ends with:\n{process.log_tail()}"
+            )
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(
+                f"{process.name} not {what} after {timeout:.0f}s; "
+                f"its log ({process.log_path}) ends with:\n{process.log_tail()}"
+            )
+        time.sleep(0.05)
 
 
 @dataclass(eq=False)
@@ -280,7 +332,7 @@ class ControlPlane:
     timings: dict[str, float] = field(init=False, default_factory=dict)
     """Seconds from the start of `start()` to the end of each step: certs, etcd, apiserver, manifests,
     controller-manager-healthy, controller-manager (its controllers running)."""
-    _components: list[_Component] = field(init=False, default_factory=list)
+    _components: list[Process] = field(init=False, default_factory=list)
     _pki: _Pki = field(init=False)
     _api_client: Any = field(init=False, default=None)
 
@@ -318,7 +370,7 @@ class ControlPlane:
         pki = self._pki.path
         mark("certs")
 
-        etcd_port, peer_port, api_port, kcm_port = _free_ports(4)
+        etcd_port, peer_port, api_port, kcm_port = free_ports(4)
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
         etcd = self._spawn("etcd", [
             str(self.binaries.etcd), "--name=test", f"--data-dir={self.workdir / 'etcd'}",
@@ -328,7 +380,7 @@ class ControlPlane:
             # one member: nobody to wait for, so elect it at once instead of after the default 1 s
             "--heartbeat-interval=10", "--election-timeout=100",
         ])  # fmt: skip
-        self._wait(etcd, lambda: _http_ok(f"{etcd_url}/health"), "healthy")
+        self._wait(etcd, lambda: http_ok(f"{etcd_url}/health"), "healthy")
         mark("etcd")
 
         self.server = f"https://127.0.0.1:{api_port}"
@@ -340,14 +392,15 @@ class ControlPlane:
             f"--client-ca-file={pki('ca.crt')}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki('sa.pub')}", f"--service-account-signing-key-file={pki('sa.key')}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true", "--profiling=false", *self.extra_apiserver_args,
         ])  # fmt: skip
         self.kubeconfig.write_text(_kubeconfig(self.server, self._pki, "admin", "admin"))
         self.kubeconfig.chmod(0o600)
         context = ssl.create_default_context(cafile=str(pki("ca.crt")))
         context.load_cert_chain(str(pki("admin.crt")), str(pki("admin.key")))
-        self._wait(apiserver, lambda: _http_ok(f"{self.server}/readyz", context), "ready (/readyz)")
+        self._wait(apiserver, lambda: http_ok(f"{self.server}/readyz", context), "ready (/readyz)")
         mark("apiserver")
         for manifest in self.manifests:
             self.kubectl("apply", "-f", str(manifest))
@@ -369,11 +422,11 @@ class ControlPlane:
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
         ])  # fmt: skip
         kcm_context = ssl.create_default_context(cafile=str(pki("ca.crt")))
-        self._wait(kcm, lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", kcm_context), "healthy")
+        self._wait(kcm, lambda: http_ok(f"https://127.0.0.1:{kcm_port}/healthz", kcm_context), "healthy")
         mark("controller-manager-healthy")
         if self.wait_for_controllers:
             default_sa = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
-            self._wait(kcm, lambda: _http_ok(default_sa, context), "running controllers (default ServiceAccount)")
+            self._wait(kcm, lambda: http_ok(default_sa, context), "running controllers (default ServiceAccount)")
         mark("controller-manager")
 
     def stop(self) -> None:
@@ -383,7 +436,7 @@ class ControlPlane:
                 self._api_client.close()
             self._api_client = None
         for component in reversed(self._components):
-            _terminate(component.process)
+            terminate(component.process)
             component.log_file.close()
         self._components.clear()
         _live.discard(self)
@@ -399,38 +452,41 @@ class ControlPlane:
     def log_path(self, component: str) -> Path:
         return self.workdir / f"{component}.log"
 
-    def _spawn(self, name: str, command: list[str]) -> _Component:
-        log_path = self.log_path(name)
-        log_file = log_path.open("ab")
-        try:
-            process = subprocess.Popen(
-                [*_PDEATHSIG, *command],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.workdir,
-            )  # fmt: skip
-        except BaseException:
-            log_file.close()
-            raise
-        component = _Component(name, process, log_path, log_file)
+    def _spawn(self, name: str, command: list[str]) -> Process:
+        component = spawn(name, command, self.log_path(name), self.workdir)
         self._components.append(component)
         return component
 
-    def _wait(self, component: _Component, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            if component.process.poll() is not None:
-                raise ControlPlaneError(
-                    f"{component.name} exited with {component.process.returncode} before it was {what}; "
-                    f"its log ({component.log_path}) ends with:\n{component.log_tail()}"
-                )
-            if ready():
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{component.name} not {what} after {self.startup_timeout:.0f}s; "
-                    f"its log ({component.log_path}) ends with:\n{component.log_tail()}"
-                )
-            time.sleep(0.05)
+    def _wait(self, component: Process, ready: Callable[[], bool], what: str) -> None:
+        wait_until(component, ready, what, self.startup_timeout)
+
+    # identities for further components (tests/testbed/node.py)
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the apiserver's certificate and every client certificate."""
+        return self._pki.path("ca.crt")
+
+    def client_kubeconfig(self, name: str, subject: str) -> Path:
+        """A kubeconfig whose client certificate (signed by the CA) has `subject` (e.g. "/CN=system:kube-scheduler",
+        "/O=system:nodes/CN=system:node:n1"); the certificate is made on first use."""
+        if not self._pki.path(f"{name}.crt").exists():
+            self._pki.leaf(name, subject, "clientAuth")
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(_kubeconfig(self.server, self._pki, name, name))
+        path.chmod(0o600)
+        return path
+
+    def node_kubeconfig(self, node_name: str) -> Path:
+        """The kubeconfig of node `node_name`'s kubelet: `system:node:<name>` in `system:nodes` (the Node
+        authorizer and NodeRestriction apply to it)."""
+        return self.client_kubeconfig(f"node-{node_name}", f"/O=system:nodes/CN=system:node:{node_name}")
+
+    def serving_cert(self, name: str, subject: str) -> tuple[Path, Path]:
+        """A serving certificate for 127.0.0.1 signed by the CA (made on first use): (certificate, key)."""
+        if not self._pki.path(f"{name}.crt").exists():
+            self._pki.leaf(name, subject, "serverAuth", ["IP:127.0.0.1"])
+        return self._pki.path(f"{name}.crt"), self._pki.path(f"{name}.key")
 
     # clients
 
@@ -494,7 +550,7 @@ class ControlPlane:
         return self._api_client
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(response.status == 200)
@@ -502,7 +558,7 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
+def terminate(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process's group (it leads its own session), SIGKILL after 10 s, and reap it."""
     if process.poll() is not None:
         return

@@ -41,3 +41,11 @@ def test_crd_prints_exactly_what_crds_holds(capsys):
         for doc in yaml.safe_load_all(f.read_text())
     ]
     assert sorted(printed, key=lambda d: d["metadata"]["name"]) == sorted(on_disk, key=lambda d: d["metadata"]["name"])
+
+
+def test_demo_refuses_sizes_that_are_not_a_loop_disk(capsys):
+    # 0 used to run the demo on the host's own file system (and fill it); no bed may even start here.
+    for size in ("0", "-1Gi", "1Mi", "1Ti"):
+        assert main(["demo", f"--disk-size={size}"]) == 2, size
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "size" in err[0], err

@@ -61,6 +61,85 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
     return lines
 
 
+MAX_MANIFEST_BYTES = 2**20  # etcd keeps objects below 1.5 MiB; a policy is a few KiB
+MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded (a "billion laughs" has 10^9)
+MAX_YAML_DEPTH = 64
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys (kubectl does too), deep nesting and alias bombs before building
+    anything: the composed tree is measured with aliases expanded (memoised, so measuring is linear)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes `root` has with its aliases expanded; ManifestError past the limits (iterative: a deep
+    document cannot exhaust the stack here)."""
+    sizes: dict[int, int] = {}
+    depth_of: dict[int, int] = {id(root): 1}
+    started: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if not done and id(node) in started:  # reached again from inside itself (DFS): `&a [*a]`
+            raise ValueError("an alias refers to a node that contains it")
+        started.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ValueError(f"more than {MAX_YAML_NODES} nodes once aliases are expanded")
+            continue
+        depth = depth_of[id(node)]
+        if depth > MAX_YAML_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        stack.append((node, True))
+        for child in children:
+            if id(child) not in sizes:
+                depth_of[id(child)] = max(depth_of.get(id(child), 0), depth + 1)
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def load_manifest_yaml(text: str, source: str = "") -> Any:
+    """One YAML (or JSON) document, safely: ManifestError for bad YAML, duplicate keys, more than one document,
+    nesting deeper than MAX_YAML_DEPTH or more than MAX_YAML_NODES nodes once aliases are expanded."""
+    loader = _ManifestLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            raise ValueError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+        if root is None:
+            return None
+        _expanded_size(root)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise ManifestError([f"(root): not YAML: {' '.join(str(exc).split())}"], source) from None
+    except ValueError as exc:
+        raise ManifestError([f"(root): refused: {exc}"], source) from None
+    finally:
+        loader.dispose()
+
+
 def _plain(value: Any) -> Any:
     """Plain dicts and lists all the way down (the models are strict; kopf hands over mapping views)."""
     if isinstance(value, Mapping):
@@ -190,16 +269,20 @@ class Resource(ApiModel):
     @classmethod
     def from_yaml(cls, text: str, source: str = "") -> Self:
         """Validates one YAML (or JSON) manifest; raises ManifestError."""
-        try:
-            manifest = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ManifestError([f"(root): not YAML: {exc}"], source) from None
-        return cls.from_manifest(manifest, source)
+        return cls.from_manifest(load_manifest_yaml(text, source), source)
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Reads and validates a manifest file; raises ManifestError (or OSError)."""
-        return cls.from_yaml(Path(path).read_text(encoding="utf-8"), str(path))
+        with open(path, "rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError([f"(root): larger than {MAX_MANIFEST_BYTES // 2**20} MiB"], str(path))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError([f"(root): not UTF-8 text (byte {exc.start})"], str(path)) from None
+        return cls.from_yaml(text, str(path))
 
     def to_manifest(self) -> dict[str, Any]:
         """The object as the apiserver takes it: camelCase, durations and sizes as strings, no nulls, no

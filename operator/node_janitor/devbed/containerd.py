@@ -1,13 +1,16 @@
 """Start and stop a private containerd (Debian's package) on its own root, state and socket.
 
 TESTBED.md facts this follows: the CRI plugin needs `restrict_oom_score_adj = true` here; sandboxes run on
-the host network (no CNI); runc state and shims outlive containerd, so tasks and containers are deleted
-before containerd stops and leftover shims of this bed's socket are killed.
+the host network (no CNI by default; `cni_bin_dir` gives the CRI plugin the bed's own loopback-only CNI
+config, which a kubelet needs to call the node Ready; the machine's /etc/cni is never read); runc state and
+shims outlive containerd, so tasks and containers are deleted before containerd stops and leftover shims of
+this bed's socket are killed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -40,6 +43,11 @@ class ContainerdBed:
 
     With `disk_size`, containerd's root and the pod log directory sit on a loop-mounted ext4 file system of
     that many bytes (`self.disk`; `disk_inodes` sets its inode count), so that disk fullness is real.
+
+    With `cni_bin_dir` (e.g. /usr/lib/cni, Debian's containernetworking-plugins), the CRI plugin loads those
+    plugins and a config list with only the `loopback` plugin written to the bed's own `cni_conf_dir`: its
+    network is then ready (a kubelet's Node needs that to be Ready) while pods still use the host network.
+    Without it (the default) the CRI plugin has no CNI config at all.
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class ContainerdBed:
         namespace: str = "k8s.io",
         sandbox_image: str = PAUSE_IMAGE,
         builder: ImageBuilder | None = None,
+        cni_bin_dir: Path | None = None,
     ) -> None:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="nj-containerd-"))
         self.disk_size = disk_size
@@ -58,6 +67,8 @@ class ContainerdBed:
         self.namespace = namespace
         self.sandbox_image = sandbox_image
         self.builder = builder or ImageBuilder()
+        self.cni_bin_dir = Path(cni_bin_dir) if cni_bin_dir else None
+        self.cni_conf_dir = self.base / "cni-conf"
         self.disk = self.base / "disk"
         self.state = self.base / "state"
         self.address = str(self.base / "containerd.sock")
@@ -105,6 +116,8 @@ class ContainerdBed:
         self.root.mkdir(exist_ok=True)
         self.pod_log_dir.mkdir(exist_ok=True)
         self.state.mkdir(exist_ok=True)
+        if self.cni_bin_dir:
+            self._write_cni_config(self.cni_bin_dir)
         config = self.base / "config.toml"
         config.write_text(self._config())
         log = self.log_path.open("ab")
@@ -216,9 +229,16 @@ state = "{self.state}"
   runtime_type = "io.containerd.runc.v2"
 
 [{cri}.cni]
-  bin_dir = "{self.base / "cni-bin"}"
-  conf_dir = "{self.base / "cni-conf"}"
+  bin_dir = "{self.cni_bin_dir or self.base / "cni-bin"}"
+  conf_dir = "{self.cni_conf_dir}"
 """
+
+    def _write_cni_config(self, bin_dir: Path) -> None:
+        if not (bin_dir / "loopback").is_file():
+            raise DevbedError(f"no CNI loopback plugin in {bin_dir}: install Debian's containernetworking-plugins")
+        self.cni_conf_dir.mkdir(exist_ok=True)
+        conflist = {"cniVersion": "0.4.0", "name": "nj-loopback", "plugins": [{"type": "loopback"}]}
+        (self.cni_conf_dir / "10-loopback.conflist").write_text(json.dumps(conflist, indent=2) + "\n")
 
     def _mount_disk(self) -> None:
         image = self.base / "disk.img"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,11 @@ from node_janitor.render import render_disk_report
 from node_janitor.usage import build_disk_report
 
 MiB = 1 << 20
+GiB = 1 << 30
+# The demo imports ~120 MiB of layers (blobs and snapshots: ~240 MiB) and fills the disk to 78%: below this it
+# runs out of space; above the maximum, the ballast it writes would be the host's problem.
+MIN_DISK = 320 * MiB
+MAX_DISK = 8 * GiB
 DEMO_POLICY = """
 apiVersion: nodejanitor.io/v1alpha1
 kind: CleanupPolicy
@@ -34,7 +40,23 @@ spec:
 """
 
 
+def check_disk_size(disk_size: int, backing_dir: str) -> None:
+    """Refuse sizes that are not a loop disk the demo can use (0 would put the demo on the host's own disk)."""
+    if not MIN_DISK <= disk_size <= MAX_DISK:
+        raise DevbedError(
+            f"--disk-size must be between {MIN_DISK // MiB}Mi and {MAX_DISK // GiB}Gi "
+            f"(the demo runs on a loop disk of that size), got {disk_size} bytes"
+        )
+    st = os.statvfs(backing_dir)
+    if st.f_bavail * st.f_frsize < disk_size:
+        raise DevbedError(
+            f"--disk-size {disk_size // MiB}Mi: {backing_dir} has only {st.f_bavail * st.f_frsize // MiB}Mi "
+            "available to back the loop disk"
+        )
+
+
 def run_demo(disk_size: int, echo: Callable[[str], None] = print) -> int:
+    check_disk_size(disk_size, tempfile.gettempdir())
     if os.geteuid() != 0:
         raise DevbedError("the demo starts its own containerd and mounts a small disk: run it as root")
     with ContainerdBed(disk_size=disk_size) as bed:

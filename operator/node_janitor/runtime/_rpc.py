@@ -7,6 +7,7 @@ response type's own `FromString`).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
@@ -27,6 +28,10 @@ from node_janitor.runtime.errors import (
 )
 
 DEFAULT_TIMEOUT = 30.0
+# A gRPC server completes the HTTP/2 handshake in milliseconds, however busy it is; a socket that accepts and
+# never does (containerd's .ttrpc, a hung process) is refused after this long instead of a call's full deadline.
+HANDSHAKE_TIMEOUT = 2.0
+_PROBE = "/node_janitor.Probe/Handshake"  # served by no one: UNIMPLEMENTED proves a gRPC server answered
 # ListImages on a node with thousands of images, or a big snapshot list, exceeds gRPC's 4 MiB default.
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -146,6 +151,46 @@ class RpcChannel:
         if self._channel is not None:
             return
         check_socket(self.path, self.peer)
+        self._create_channel()
+
+    async def connect(self, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        """`open()` without blocking the event loop (the socket is probed in a thread), then wait for the gRPC
+        handshake: RuntimeUnavailableError within `handshake_timeout` (or the call timeout, if shorter) when the
+        socket accepts connections but is no gRPC server."""
+        if self._channel is None:
+            await asyncio.to_thread(check_socket, self.path, self.peer)
+            if self._channel is None:
+                self._create_channel()
+        seconds = min(handshake_timeout, self.timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        channel = self._channel
+        while True:
+            state = channel.get_state(try_to_connect=True)
+            if state == grpc.ChannelConnectivity.READY:
+                return
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                # The connection failed: a call fails at once, with why (HTTP/1.x, closed...), mapped as usual.
+                try:
+                    await self.unary(_PROBE, EMPTY, NoResponse, deadline=max(0.1, deadline - loop.time()))
+                except RuntimeUnavailableError:
+                    raise
+                except RuntimeClientError:
+                    pass  # it answered (UNIMPLEMENTED): a gRPC server
+                return
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+            except TimeoutError:
+                raise RuntimeUnavailableError(
+                    f"{self.peer} socket {self.path} accepted the connection but no gRPC handshake completed "
+                    f"within {seconds:g}s (not a gRPC server, or it is hung)",
+                    address=self.path,
+                ) from None
+
+    def _create_channel(self) -> None:
         self._channel = grpc.aio.insecure_channel(
             f"unix://{self.path}",
             options=[
@@ -300,7 +345,11 @@ class SocketClient:
         return self._rpc.path
 
     async def __aenter__(self) -> Self:
-        self.open()
+        try:
+            await self.connect()
+        except BaseException:
+            await self.close()  # __aexit__ does not run when __aenter__ fails
+            raise
         return self
 
     async def __aexit__(
@@ -311,6 +360,10 @@ class SocketClient:
     def open(self) -> None:
         """Check the socket and create the channel (calls do this on first use too)."""
         self._rpc.open()
+
+    async def connect(self, handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        """Check the socket (in a thread), create the channel and wait for the gRPC handshake (see RpcChannel)."""
+        await self._rpc.connect(handshake_timeout)
 
     async def close(self) -> None:
         if self._owns_channel:

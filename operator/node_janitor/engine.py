@@ -1,0 +1,315 @@
+"""`NodeEngine`: one node's cleanup engine, built once and run many times (by `prune` and by the agent's loop).
+
+It holds what outlives one run: the runtime clients, the snapshot-usage cache (committed snapshots are immutable,
+so a second inventory measures only what is new), the log janitor the rotator shares, the host root, the clock,
+the last-use state and a run lock (two runs never interleave). `run_once(rules)` is one run:
+
+1. inventory (the log tree walk, statvfs and state file in threads: nothing blocks the event loop);
+2. last use remembered (not in a dry run: a dry run writes nothing);
+3. the log rules, then the image plan (its target shrinks by what logs freed when both share a file system);
+4. unless a dry run, the plan applied (each image re-checked against the containers and the protected set
+   right before its removal), the live-log reclaim and the extraPaths rules.
+
+`spec.paused: true` does nothing at all: no inventory, no write, no removal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from node_janitor.api.policy import LogsPolicy, PolicyRules
+from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
+from node_janitor.executor import ActionResult, ExecutionResult, Executor
+from node_janitor.inventory import FileSystemEntry, Inventory
+from node_janitor.logs import LogAction, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
+from node_janitor.planner import Action, Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
+from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
+from node_janitor.state import LastUsedStore, observe_last_used
+from node_janitor.usage import DiskReport, build_disk_report
+
+Clock = Callable[[], datetime]
+ProtectedImages = Iterable[str] | Callable[[], Iterable[str]]
+"""The refs the operator protects: a collection, or a callable returning the current ones (re-read right before
+each image removal, so a spec that changes mid-run is honoured)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def protected_now(protected: ProtectedImages) -> tuple[str, ...]:
+    """The protected refs as of now."""
+    return tuple(protected() if callable(protected) else protected)
+
+
+@dataclass
+class PruneReport:
+    plan: Plan
+    dry_run: bool
+    inventory: Inventory
+    execution: ExecutionResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    logs: LogPassReport | None = None
+    logs_target: Target = field(default_factory=Target)
+    logs_after: FileSystemEntry | None = None
+    paused: bool = False
+
+    @property
+    def image_fs(self) -> FileSystemEntry | None:
+        return self.inventory.file_system("imagefs")
+
+    @property
+    def log_fs(self) -> FileSystemEntry | None:
+        return self.inventory.file_system("logs")
+
+    @property
+    def errors(self) -> list[str]:
+        errors = list(self.execution.errors) if self.execution else []
+        if self.logs is not None:
+            errors += self.logs.errors
+            errors += [
+                f"{r.action.kind} {r.action.path}: {r.message}" for r in self.logs.results if r.outcome == "failed"
+            ]
+        return errors
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every action in the order it ran: logs' rules and reclaim, images, live logs rotated away, extraPaths."""
+        results: dict[int, ActionResult | LogActionResult] = {}
+        results.update({id(r.action): r for r in self.execution.results} if self.execution else {})
+        results.update({id(r.action): r for r in self.logs.results} if self.logs else {})
+
+        def row(action: Action | LogAction, ident: str) -> dict[str, Any]:
+            result = results.get(id(action))
+            return {
+                "kind": str(action.kind),
+                "id": ident,
+                "refs": list(action.refs),
+                "bytes": action.bytes,
+                "reason": str(action.reason),
+                "outcome": str(result.outcome) if result else "planned",
+                "message": result.message if result else "",
+            }
+
+        logs = self.logs
+        rows = [row(a, a.path) for a in (*logs.rules, *logs.reclaim)] if logs else []
+        rows += [row(a, a.id) for a in self.plan.actions]
+        rows += [row(a, a.path) for a in (*logs.live, *logs.extra)] if logs else []
+        return rows
+
+    @property
+    def planned_bytes(self) -> int:
+        return self.plan.planned_bytes + (self.logs.planned_bytes if self.logs else 0)
+
+    @property
+    def reclaimed_bytes(self) -> int:
+        """What the image file system really gained while images were removed, plus what log removals freed."""
+        images = self.execution.reclaimed_bytes if self.execution else 0
+        return images + (self.logs.freed_bytes if self.logs and not self.dry_run else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        before = self.execution.before if self.execution and self.execution.before else self.image_fs
+        after = self.execution.after if self.execution else None
+        log_fs = self.log_fs
+        return {
+            "dry_run": self.dry_run,
+            "paused": self.paused,
+            "actions": self.rows(),
+            "planned_bytes": self.planned_bytes,
+            "reclaimed_bytes": self.reclaimed_bytes,
+            "target_bytes": self.plan.target.bytes,
+            "under_pressure": self.plan.target.under_pressure,
+            "file_system": {
+                "path": before.path if before else None,
+                "used_percent_before": round(before.used_percent, 2) if before else None,
+                "used_percent_after": round(after.used_percent, 2) if after else None,
+            },
+            "log_file_system": {
+                "path": log_fs.path if log_fs else None,
+                "used_percent_before": round(log_fs.used_percent, 2) if log_fs else None,
+                "used_percent_after": round(self.logs_after.used_percent, 2) if self.logs_after else None,
+                "target_bytes": self.logs_target.bytes,
+                "under_pressure": self.logs_target.under_pressure,
+            },
+            "skipped": dict(self.plan.skipped),
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
+    if a is None or b is None:
+        return False
+    try:
+        return os.stat(a.path).st_dev == os.stat(b.path).st_dev
+    except OSError:
+        return a.path == b.path
+
+
+class NodeEngine:
+    """One node's engine: build it once with the clients, call `run_once` (and `build_disk_report`) many times."""
+
+    def __init__(
+        self,
+        cri: CriClient,
+        containerd: ContainerdClient,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        pod_log_dir: Path | None = Path("/var/log/pods"),
+        state: LastUsedStore | None = None,
+        host_root: Path = Path("/"),
+        clock: Clock = utc_now,
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
+        log_janitor: LogJanitor | None = None,
+        usage_cache: SnapshotUsageCache | None = None,
+    ) -> None:
+        self.cri = cri
+        self.containerd = containerd
+        self.namespace = namespace
+        self.pod_log_dir = pod_log_dir
+        self.state = state or LastUsedStore(None)
+        self.host_root = host_root
+        self.clock = clock
+        self.snapshotter = snapshotter
+        self.log_janitor = log_janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
+        self.lock = asyncio.Lock()  # one run (or report) at a time
+
+    @property
+    def options(self) -> CollectOptions:
+        return CollectOptions(
+            snapshotter=self.snapshotter,
+            namespace=self.namespace,
+            pod_log_dir=self.pod_log_dir,
+            host_root=self.host_root,
+        )
+
+    async def take_inventory(self, now: datetime | None = None) -> Inventory:
+        return await collect_inventory(
+            self.cri, self.containerd, self.options, cache=self.usage_cache, now=now or self.clock()
+        )
+
+    async def build_disk_report(
+        self, now: datetime | None = None, *, logs_policy: LogsPolicy | None = None
+    ) -> DiskReport:
+        """`node-janitor df` for this node now (the agent's status uses it too)."""
+        async with self.lock:
+            now = now or self.clock()
+            inventory = await self.take_inventory(now)
+            known, _ = await asyncio.to_thread(self.state.load)
+        return build_disk_report(inventory, now, last_used=known, logs_policy=logs_policy)
+
+    async def run_once(
+        self,
+        rules: PolicyRules,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        protected_images: ProtectedImages = (),
+        on_plan: Callable[[Plan], None] | None = None,
+        on_result: Callable[[ActionResult], None] | None = None,
+        on_log_result: Callable[[LogActionResult], None] | None = None,
+    ) -> PruneReport:
+        """One run of every rule (see the module docstring); never two at once."""
+        async with self.lock:
+            return await self._run(rules, now, dry_run, protected_images, on_plan, on_result, on_log_result)
+
+    async def _run(
+        self,
+        rules: PolicyRules,
+        now: datetime | None,
+        dry_run: bool,
+        protected_images: ProtectedImages,
+        on_plan: Callable[[Plan], None] | None,
+        on_result: Callable[[ActionResult], None] | None,
+        on_log_result: Callable[[LogActionResult], None] | None,
+    ) -> PruneReport:
+        now = now or self.clock()
+        dry_run = dry_run or rules.dry_run
+        if rules.paused:  # paused: nothing at all, not even an inventory or a state write
+            return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
+        warnings: list[str] = []
+        inventory = await self.take_inventory(now)
+        warnings.extend(inventory.warnings)
+        known, warning = await asyncio.to_thread(self.state.load)
+        if warning:
+            warnings.append(warning)
+        last_used = observe_last_used(inventory, now, known)
+        # Remember what was observed before removing anything: a run that dies still leaves it behind. On a full
+        # disk this write is the one that fails (ENOSPC): a warning, never a reason to stop. A dry run writes
+        # nothing.
+        if not dry_run and (warning := await asyncio.to_thread(self.state.save, last_used)) is not None:
+            warnings.append(warning)
+        settings = PlanSettings.from_rules(rules, protected_now(protected_images))
+        image_target = plan_target(inventory, settings)
+        logs_target = plan_target(inventory, settings, "logs")
+        image_fs = inventory.file_system("imagefs")
+        log_fs = inventory.file_system("logs")
+        shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
+
+        log_pass: LogPass | None = None
+        if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
+            log_pass = LogPass(
+                self.cri,
+                self.pod_log_dir,
+                LogSettings.from_policy(rules.logs),
+                clock=self.clock,
+                janitor=self.log_janitor,
+                dry_run=dry_run,
+                host_root=self.host_root,
+            )
+        previous_on_log_result = self.log_janitor.on_result
+        if on_log_result is not None:
+            self.log_janitor.on_result = on_log_result
+        try:
+            if log_pass is not None:
+                try:
+                    await log_pass.rules()
+                    await log_pass.reclaim(logs_target.bytes - log_pass.freed)
+                except (RuntimeClientError, OSError) as exc:
+                    log_pass.report.errors.append(f"logs: {exc}")
+                if shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
+                    image_target = replace(image_target, bytes=max(0, image_target.bytes - log_pass.freed))
+
+            plan = plan_cleanup(inventory, settings, now, last_used, target=image_target)
+            if on_plan:
+                on_plan(plan)
+            report = PruneReport(
+                plan=plan, dry_run=dry_run, inventory=inventory, warnings=warnings, logs_target=logs_target
+            )
+            if not report.dry_run and plan.actions:
+                fs = report.image_fs
+                executor = Executor(
+                    self.cri,
+                    self.containerd,
+                    (lambda: statvfs_entry("imagefs", fs.path)) if fs else (lambda: None),
+                    snapshotter=inventory.snapshotter,
+                    on_result=on_result,
+                    protected_images=protected_images,
+                )
+                report.execution = await executor.apply(plan, inventory)
+
+            if log_pass is not None:
+                images_freed = 0
+                if shared:
+                    images_freed = report.execution.reclaimed_bytes if report.execution else plan.planned_bytes
+                try:
+                    await log_pass.reclaim_live(logs_target.bytes - log_pass.freed - images_freed)
+                    await log_pass.extra()
+                except (RuntimeClientError, OSError) as exc:
+                    log_pass.report.errors.append(f"logs: {exc}")
+                report.logs = log_pass.report
+                if not dry_run and log_fs is not None:
+                    try:
+                        report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
+                    except OSError as exc:
+                        warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
+        finally:
+            self.log_janitor.on_result = previous_on_log_result
+        return report

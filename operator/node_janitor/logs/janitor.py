@@ -1,0 +1,172 @@
+"""`LogJanitor`: applies LogActions (rotation, compression, removals), one at a time per path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from node_janitor.executor import Outcome
+from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
+from node_janitor.logs.compression import _gzip_file
+from node_janitor.logs.names import rotated_name
+from node_janitor.logs.removal import _remove_file, _remove_tree
+from node_janitor.logs.rotation import _rename_noreplace
+from node_janitor.logs.tree import LogRuntime
+from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
+
+log = logging.getLogger("node_janitor.logs")
+
+
+class LogJanitor:
+    """Applies LogActions. Something already gone counts as done; one failed action never stops the others;
+    every action is logged with its reason and counted.
+
+    Rotation follows kubelet: check that the runtime still runs the container and names this file as its log
+    (a file the runtime no longer knows is never reopened), rename the file, then CRI `ReopenContainerLog`; if
+    the reopen fails, the rotated file is renamed back (never over a file that appeared meanwhile).
+    """
+
+    def __init__(
+        self,
+        cri: LogRuntime,
+        *,
+        clock: Clock = utc_now,
+        host_root: Path = Path("/"),
+        compress_level: int = 6,
+        compress_workers: int = 2,
+        on_result: Callable[[LogActionResult], None] | None = None,
+    ) -> None:
+        self.cri = cri
+        self.clock = clock
+        self.host_root = host_root
+        self.compress_level = compress_level
+        self.on_result = on_result
+        self.counts: Counter[str] = Counter()  # "<kind> <reason> <outcome>" -> actions
+        self.freed: Counter[str] = Counter()  # reason -> bytes freed
+        self._compressing = asyncio.Semaphore(compress_workers)
+        self._locks: dict[str, list[Any]] = {}  # path -> [lock, users]
+        self._pods: set[str] | None = None
+
+    def host_path(self, runtime_path: str) -> str:
+        """A path the runtime reports (on the host), as this process sees it."""
+        if str(self.host_root) == "/":
+            return runtime_path
+        return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
+
+    async def apply(self, actions: Sequence[LogAction], *, wait: bool = True) -> list[LogActionResult]:
+        """Apply `actions` in order. Without `wait`, an action on a file another action is busy with (e.g. a
+        compression) is left out of the results instead of waiting for it."""
+        self._pods = None  # sandboxes are listed again (once) before removing any pod directory
+        results = []
+        for action in actions:
+            if wait or action.path not in self._locks:
+                results.append(await self.apply_one(action))
+        return results
+
+    async def apply_one(self, action: LogAction) -> LogActionResult:
+        async with self._lock(action.path):
+            try:
+                result = await self._apply(action)
+            except RuntimeClientError as exc:
+                result = LogActionResult(action, Outcome.FAILED, str(exc))
+            except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
+                result = LogActionResult(action, Outcome.FAILED, f"{exc.__class__.__name__}: {exc}")
+        self.counts[f"{action.kind} {action.reason} {result.outcome}"] += 1
+        self.freed[str(action.reason)] += result.freed
+        log.log(
+            logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO,
+            "log action kind=%s path=%s reason=%s bytes=%d freed=%d outcome=%s %s",
+            action.kind,
+            action.path,
+            action.reason,
+            action.bytes,
+            result.freed,
+            result.outcome,
+            result.message,
+        )
+        if self.on_result:
+            self.on_result(result)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, path: str) -> AsyncIterator[None]:
+        """One action at a time per path (a check and a sweep may both want to rotate the same log)."""
+        entry = self._locks.setdefault(path, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[path]
+
+    async def _apply(self, action: LogAction) -> LogActionResult:
+        match action.kind:
+            case LogActionKind.ROTATE:
+                return await self._rotate(action)
+            case LogActionKind.COMPRESS:
+                async with self._compressing:
+                    outcome, message, freed = await asyncio.to_thread(_gzip_file, action.path, self.compress_level)
+                return LogActionResult(action, outcome, message, freed)
+            case LogActionKind.REMOVE | LogActionKind.REMOVE_NODE_LOG:
+                outcome, message, freed = await asyncio.to_thread(_remove_file, action.path)
+                return LogActionResult(action, outcome, message, freed)
+            case LogActionKind.REMOVE_POD_DIR:
+                uid = os.path.basename(action.path).rsplit("_", 1)[-1]
+                if self._pods is None:
+                    self._pods = {s.uid for s in await self.cri.list_pod_sandboxes()}
+                if uid in self._pods:
+                    return LogActionResult(action, Outcome.SKIPPED, "the pod exists again")
+                outcome, message, freed = await asyncio.to_thread(_remove_tree, action.path)
+                return LogActionResult(action, outcome, message, freed)
+        return LogActionResult(action, Outcome.FAILED, f"unknown action kind {action.kind}")  # pragma: no cover
+
+    async def _rotate(self, action: LogAction) -> LogActionResult:
+        path = action.path
+        try:
+            status = await self.cri.container_status(action.container_id)
+        except NotFoundError:
+            return LogActionResult(action, Outcome.SKIPPED, "the container is gone; its log is not reopened")
+        if status.state != "RUNNING":
+            return LogActionResult(action, Outcome.SKIPPED, f"the container is {status.state.lower()}; not reopened")
+        if self.host_path(status.log_path) != path:
+            return LogActionResult(action, Outcome.SKIPPED, f"the container now logs to {status.log_path}")
+        try:
+            length = os.stat(path).st_size
+        except FileNotFoundError:
+            return LogActionResult(action, Outcome.SKIPPED, "no live file (the runtime has not written yet)")
+        if length < action.if_at_least:
+            return LogActionResult(action, Outcome.SKIPPED, "already rotated")
+        at = self.clock()
+        while True:
+            rotated = rotated_name(path, at)
+            try:
+                _rename_noreplace(path, rotated)
+                break
+            except FileExistsError:
+                at += timedelta(microseconds=1)
+        try:
+            await self.cri.reopen_container_log(action.container_id)
+        except RuntimeClientError as exc:
+            try:
+                _rename_noreplace(rotated, path)
+                note = "renamed back"
+            except OSError as back:
+                note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"
+            return LogActionResult(action, Outcome.FAILED, f"ReopenContainerLog failed ({exc}); {note}")
+        try:
+            rotated_length = os.stat(rotated).st_size
+        except FileNotFoundError:  # removed meanwhile (another pass over budget): the rotation itself is done
+            rotated_length = 0
+        if action.discard:
+            _, _, freed = _remove_file(rotated)
+            return LogActionResult(action, Outcome.DONE, "rotated away and removed", freed, rotated, rotated_length)
+        return LogActionResult(action, Outcome.DONE, "", 0, rotated, rotated_length)

@@ -1,0 +1,224 @@
+"""`LogRotator`: the fast rotation loop, beside the periodic full pass."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node_janitor.api.policy import LogsPolicy
+from node_janitor.executor import Outcome
+from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, LogReason, LogSettings, utc_now
+from node_janitor.logs.container import plan_container_logs
+from node_janitor.logs.janitor import LogJanitor
+from node_janitor.logs.sweep import LogPass, LogPassReport
+from node_janitor.logs.tree import LogRuntime, scan_container_dir
+from node_janitor.runtime.errors import RuntimeClientError
+from node_janitor.runtime.records import CriContainerStatus
+
+log = logging.getLogger("node_janitor.logs")
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Known:
+    path: str
+    state: str
+    governed: bool  # under the pod log directory
+
+
+class LogRotator:
+    """The fast loop: every `checkInterval`, one ListContainers and a stat of each running container's log;
+    the logs at or above maxSize are rotated concurrently. After a rotation the container's directory is tidied
+    at once (maxFiles, leftovers) and its older rotated files are compressed in the background; every
+    `sweep_interval` a full pass (`LogPass`) handles orphans, the node budget and extraPaths.
+
+    Injectable like kubelet's container_log_manager: the CRI client, the clock, the pod log directory and the
+    host root (where the runtime's paths are, seen from this process).
+    """
+
+    def __init__(
+        self,
+        cri: LogRuntime,
+        pod_log_dir: Path,
+        policy: LogsPolicy,
+        *,
+        clock: Clock = utc_now,
+        host_root: Path = Path("/"),
+        sweep_interval: timedelta = timedelta(seconds=10),
+        max_parallel: int = 16,
+        compress_level: int = 6,
+        on_result: Callable[[LogActionResult], None] | None = None,
+    ) -> None:
+        self.cri = cri
+        self.pod_log_dir = pod_log_dir
+        self.policy = policy
+        self.settings = LogSettings.from_policy(policy)
+        self.clock = clock
+        self.host_root = host_root
+        self.sweep_interval = sweep_interval.total_seconds()
+        self.janitor = LogJanitor(
+            cri, clock=clock, host_root=host_root, compress_level=compress_level, on_result=on_result
+        )
+        self._root = os.path.join(os.path.abspath(pod_log_dir), "")
+        self._parallel = asyncio.Semaphore(max_parallel)
+        self._known: dict[str, _Known] = {}  # container id -> its log path (immutable) and last seen state
+        self._compressing: dict[str, asyncio.Task[None]] = {}
+        self._sweep: asyncio.Task[LogPassReport] | None = None
+        self._tree_bytes: int | None = None  # the pod log tree's size after the last sweep
+        self._growth = 0  # bytes the running containers wrote since that sweep began (an upper bound)
+        self._lengths: dict[str, int] = {}  # live log path -> its length at the last check
+        self.errors: list[str] = []
+
+    async def _limited(self, work: Awaitable[T]) -> T:
+        async with self._parallel:
+            return await work
+
+    async def check(self) -> list[LogActionResult]:
+        """One check: rotate every running container's log that reached maxSize."""
+        containers = await self.cri.list_containers()
+        listed = {c.id: c for c in containers}
+        for cid in [cid for cid in self._known if cid not in listed]:
+            self._lengths.pop(self._known.pop(cid).path, None)
+        new = [cid for cid in listed if cid not in self._known]
+        statuses = await asyncio.gather(*(self.cri.container_status(cid) for cid in new), return_exceptions=True)
+        for cid, status in zip(new, statuses, strict=True):
+            if isinstance(status, CriContainerStatus) and status.log_path:
+                path = self.janitor.host_path(status.log_path)
+                # Only the tree this rotator governs (another CRI client may log elsewhere).
+                self._known[cid] = _Known(path, listed[cid].state, path.startswith(self._root))
+        due: list[LogAction] = []
+        for cid, known in self._known.items():
+            known.state = listed[cid].state
+            if known.state != "RUNNING" or not known.governed:
+                continue
+            try:
+                length = os.stat(known.path).st_size
+            except OSError:
+                continue
+            previous = self._lengths.get(known.path)
+            self._growth += length - previous if previous is not None and length >= previous else length
+            self._lengths[known.path] = length
+            if length >= self.settings.max_size:
+                due.append(
+                    LogAction(
+                        LogActionKind.ROTATE,
+                        known.path,
+                        LogReason.MAX_SIZE,
+                        0,
+                        container_id=cid,
+                        discard=self.settings.max_files == 1,
+                        if_at_least=self.settings.max_size,
+                    )
+                )
+        results = await asyncio.gather(*(self._limited(self.janitor.apply_one(a)) for a in due))
+        done = [r for r in results if r.outcome is Outcome.DONE and not r.action.discard]
+        rotated = {os.path.dirname(r.action.path) for r in done}
+        # maxFiles right away (removals are quick), so that a directory never holds more than one file too many;
+        # compressions go on in the background.
+        await asyncio.gather(*(self._limited(self.tidy(d, compress_later=True)) for d in sorted(rotated)))
+        return list(results)
+
+    def known_logs(self) -> dict[str, tuple[str, str]]:
+        return {k.path: (cid, k.state) for cid, k in self._known.items()}
+
+    async def tidy(self, container_dir: str, *, compress_later: bool = False) -> list[LogActionResult]:
+        """maxFiles, leftovers and compression for one container directory (never a rotation). With
+        `compress_later`, compressions run in a background task (one per directory; if one is still running,
+        they wait for the next tidy or sweep)."""
+        parts = os.path.basename(os.path.dirname(container_dir)).split("_")
+        if len(parts) != 3:
+            return []
+        namespace, name, uid = parts
+        files = await asyncio.to_thread(scan_container_dir, container_dir, namespace, name, uid, self.known_logs())
+        actions = plan_container_logs(files, self.settings, self.clock(), rotate=False)
+        compressions = [a for a in actions if a.kind is LogActionKind.COMPRESS]
+        others = [a for a in actions if a.kind is not LogActionKind.COMPRESS]
+        results = await self.janitor.apply(others, wait=not compress_later)  # a check never waits for a gzip
+        if not compress_later:
+            return results + await self.janitor.apply(compressions)
+        task = self._compressing.get(container_dir)
+        if compressions and (task is None or task.done()):
+            self._compressing[container_dir] = asyncio.create_task(self._compress(container_dir, compressions))
+        return results
+
+    async def _compress(self, container_dir: str, actions: list[LogAction]) -> None:
+        try:
+            await self.janitor.apply(actions)
+        except Exception as exc:  # a background task must not die silently
+            self.errors.append(f"compressing in {container_dir}: {exc}")
+            log.exception("compressing in %s failed", container_dir)
+        finally:
+            self._compressing.pop(container_dir, None)
+
+    async def sweep(self, *, budget_only: bool = False) -> LogPassReport:
+        """A full pass of every rule (orphans, leftovers, maxFiles, compression, budget, extraPaths); with
+        `budget_only`, just the node budget (no compression to wait for first)."""
+        self._growth = 0
+        logs = LogPass(
+            self.cri, self.pod_log_dir, self.settings, clock=self.clock, janitor=self.janitor, host_root=self.host_root
+        )
+        if budget_only:
+            await logs.reclaim(0)
+            await logs.reclaim_live(0)
+            report = logs.report
+        else:
+            report = await logs.run()
+        self._tree_bytes = await logs.total_bytes()
+        return report
+
+    @property
+    def over_budget(self) -> bool:
+        """The tree may be over nodeBudget now: its size at the last sweep plus what was written since."""
+        budget = self.settings.node_budget
+        return budget is not None and self._tree_bytes is not None and self._tree_bytes + self._growth > budget
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Check every checkInterval until `stop` is set; a sweep starts every sweep_interval, or as soon as the
+        writes since the last one may have passed nodeBudget (in the background, so that checks go on meanwhile).
+        Runtime errors are logged, never fatal."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        interval = self.policy.check_interval.total_seconds()
+        next_sweep = loop.time()
+        try:
+            while not stop.is_set():
+                started = loop.time()
+                try:
+                    await self.check()
+                except RuntimeClientError as exc:
+                    log.warning("log check failed: %s", exc)
+                if self._sweep is None or self._sweep.done():
+                    if started >= next_sweep:
+                        self._sweep = asyncio.create_task(self._safe_sweep())
+                        next_sweep = started + self.sweep_interval
+                    elif self.over_budget:
+                        self._sweep = asyncio.create_task(self._safe_sweep(budget_only=True))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, interval - (loop.time() - started)))
+        finally:
+            await self.close()
+
+    async def _safe_sweep(self, *, budget_only: bool = False) -> LogPassReport:
+        try:
+            return await self.sweep(budget_only=budget_only)
+        except (RuntimeClientError, OSError) as exc:
+            self.errors.append(f"sweep: {exc}")
+            log.warning("log sweep failed: %s", exc)
+            return LogPassReport()
+
+    async def close(self) -> None:
+        """Wait for background work (tidying, a sweep in progress) to finish."""
+        pending: list[asyncio.Future[Any]] = [*self._compressing.values()]
+        if self._sweep is not None:
+            pending.append(self._sweep)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

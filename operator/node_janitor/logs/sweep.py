@@ -1,0 +1,217 @@
+"""One pass of every log rule (`LogPass`): what `prune` runs, and the rotator's sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from node_janitor.inventory import LogFileEntry
+from node_janitor.logs.actions import (
+    Clock,
+    LogAction,
+    LogActionKind,
+    LogActionResult,
+    LogReason,
+    LogSettings,
+    _older_than,
+    freed_by,
+    utc_now,
+)
+from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
+from node_janitor.logs.container import plan_container_logs
+from node_janitor.logs.extra_paths import plan_extra_paths, scan_extra_paths
+from node_janitor.logs.janitor import LogJanitor
+from node_janitor.logs.tree import LogRuntime, LogTree, collect_log_tree, pod_dir_of
+
+
+def plan_log_rules(tree: LogTree, settings: LogSettings, now: datetime, *, rotate: bool = True) -> list[LogAction]:
+    """Orphaned pod directories past their grace, then each container's rules (`plan_container_logs`)."""
+    actions: list[LogAction] = []
+    gone: set[str] = set()
+    if settings.remove_orphaned:
+        for pod in sorted(tree.pods, key=lambda p: p.path):
+            if not pod.known and _older_than(pod.modified_at, now, settings.orphan_grace):
+                actions.append(
+                    LogAction(
+                        LogActionKind.REMOVE_POD_DIR,
+                        pod.path,
+                        LogReason.ORPHANED_POD,
+                        pod.size,
+                        pod=f"{pod.namespace}/{pod.name}",
+                    )
+                )
+                gone.add(pod.path)
+    by_container: dict[str, list[LogFileEntry]] = {}
+    for f in tree.files:
+        if pod_dir_of(f.path) not in gone:
+            by_container.setdefault(os.path.dirname(f.path), []).append(f)
+    for _, files in sorted(by_container.items()):
+        actions.extend(plan_container_logs(files, settings, now, rotate=rotate))
+    return actions
+
+
+@dataclass
+class LogPassReport:
+    """What one pass planned (and, unless a dry run, did), step by step."""
+
+    rules: list[LogAction] = field(default_factory=list)
+    reclaim: list[LogAction] = field(default_factory=list)  # budget / pressure: files no container writes
+    live: list[LogAction] = field(default_factory=list)  # budget / pressure: live files rotated away
+    extra: list[LogAction] = field(default_factory=list)
+    results: list[LogActionResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> list[LogAction]:
+        return [*self.rules, *self.reclaim, *self.live, *self.extra]
+
+    @property
+    def planned_bytes(self) -> int:
+        return freed_by(self.actions)
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r.freed for r in self.results)
+
+
+class LogPass:
+    """Every log rule once, in steps a caller may interleave with other work (prune runs the image plan between
+    `reclaim` and `reclaim_live` when logs and images share a file system):
+
+    1. `rules()`: orphaned pod directories, then each container's rules (rotation, maxFiles, compression,
+       leftovers);
+    2. `reclaim(need)`: files no container writes, oldest first, for the node budget or log-fs pressure;
+    3. `reclaim_live(need)`: the largest live files rotated away;
+    4. `extra()`: the extraPaths rules.
+
+    Each step plans on a fresh snapshot taken after the previous step was applied, so compressions count for
+    what they really freed; a dry run plans each step on the previous steps' predictions instead.
+    """
+
+    def __init__(
+        self,
+        cri: LogRuntime,
+        root: Path,
+        settings: LogSettings,
+        *,
+        clock: Clock = utc_now,
+        janitor: LogJanitor | None = None,
+        dry_run: bool = False,
+        host_root: Path = Path("/"),
+    ) -> None:
+        self.cri = cri
+        self.root = root
+        self.settings = settings
+        self.clock = clock
+        self.janitor = janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        self.dry_run = dry_run
+        self.host_root = host_root
+        self.report = LogPassReport()
+        self._tree: LogTree | None = None
+        self._pending: list[LogAction] = []  # planned, not in `_tree` yet (a dry run's predictions)
+
+    @property
+    def freed(self) -> int:
+        """Bytes freed so far (planned, in a dry run)."""
+        return self.report.planned_bytes if self.dry_run else self.report.freed_bytes
+
+    async def _snapshot(self) -> LogTree:
+        if self._tree is None:
+            self._tree = await collect_log_tree(self.cri, self.root)
+        return self._tree
+
+    def _step(self) -> None:
+        """A step plans on what is there now (the rotator and the writers went on since the last one); a dry run
+        plans on the previous steps' predictions instead."""
+        if not self.dry_run:
+            self._tree = None
+
+    async def _apply(self, actions: list[LogAction]) -> None:
+        if self.dry_run:
+            self._pending += actions
+        elif actions:
+            self.report.results += await self.janitor.apply(actions)
+            self._tree = None
+
+    async def rules(self) -> list[LogAction]:
+        self._step()
+        tree = await self._snapshot()
+        self.report.rules = plan_log_rules(tree, self.settings, self.clock())
+        await self._apply(self.report.rules)
+        return self.report.rules
+
+    async def budget_excess(self) -> int:
+        """Bytes above nodeBudget now (0 without a budget)."""
+        if self.settings.node_budget is None:
+            return 0
+        return budget_excess(await self._snapshot(), self._pending, self.settings.node_budget)
+
+    async def _reason(self, need: int) -> LogReason:
+        return LogReason.NODE_BUDGET if await self.budget_excess() >= need else LogReason.LOG_FS_PRESSURE
+
+    async def reclaim(self, need: int) -> list[LogAction]:
+        """Free `need` bytes (and the budget's excess) from files no container writes, oldest first."""
+        self._step()
+        need = max(need, await self.budget_excess())
+        if need <= 0:
+            return []
+        actions = plan_log_reclaim(
+            await self._snapshot(),
+            need,
+            await self._reason(need),
+            self.clock(),
+            planned=self._pending,
+            settings=self.settings,
+        )
+        self.report.reclaim += actions
+        await self._apply(actions)
+        return actions
+
+    async def reclaim_live(self, need: int) -> list[LogAction]:
+        """Free `need` bytes (and the budget's excess) when files no container writes are not enough.
+
+        Like journald's vacuum (rotate the active file, then remove archived files oldest first): first the
+        files no container writes, on a fresh snapshot (the rotator may have rotated more since `reclaim`); only
+        then are the largest live files rotated, and what they held goes with the others, oldest first. So the
+        newest lines go last: a running container keeps its newest lines while any older file is left on the
+        node, and what is left of each container is one unbroken run of its lines (rotating a live file away
+        while its older rotated files stay would cut a hole in them). A dry run predicts the rotated files as
+        removed.
+        """
+        before = self.freed
+        actions = await self.reclaim(need)
+        need = max(need - (self.freed - before), await self.budget_excess())
+        if need <= 0:
+            return actions
+        live = plan_live_reclaim(
+            await self._snapshot(), need, await self._reason(need), planned=self._pending, discard=self.dry_run
+        )
+        self.report.live += live
+        await self._apply(live)
+        if self.dry_run:
+            return actions + live
+        return actions + live + await self.reclaim(need)
+
+    async def total_bytes(self) -> int:
+        """What the pod log tree takes now (predicted, in a dry run)."""
+        tree = await self._snapshot()
+        return tree.total_bytes - freed_by(self._pending)
+
+    async def extra(self) -> list[LogAction]:
+        if not self.settings.extra_paths:
+            return []
+        files = await asyncio.to_thread(scan_extra_paths, self.settings.extra_paths, self.host_root, [self.root])
+        self.report.extra = plan_extra_paths(files, self.settings.extra_paths, self.clock())
+        await self._apply(self.report.extra)
+        return self.report.extra
+
+    async def run(self, pressure_need: int = 0) -> LogPassReport:
+        """All the steps; `pressure_need`: bytes the log file system has to lose (beyond what the rules free)."""
+        await self.rules()
+        await self.reclaim(pressure_need - self.freed)
+        await self.reclaim_live(pressure_need - self.freed)
+        await self.extra()
+        return self.report

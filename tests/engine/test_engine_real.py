@@ -1,0 +1,232 @@
+"""`NodeEngine` on a real containerd: protections per image ID over every name, names normalised, paused,
+dry runs that write nothing, a protected set that changes mid-run, containers the kubelet removed first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node_janitor.api import CleanupPolicy
+from node_janitor.api.policy import PolicyRules
+from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer, OciImage
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.engine import NodeEngine
+from node_janitor.executor import Outcome
+from node_janitor.node import open_runtime
+from node_janitor.planner import ActionKind
+from node_janitor.runtime import ContainerdClient, CriClient
+from node_janitor.state import LastUsedStore
+
+pytestmark = pytest.mark.containerd
+MiB = 1 << 20
+
+
+def _rules(spec: dict[str, Any]) -> PolicyRules:
+    manifest = {"apiVersion": "nodejanitor.io/v1alpha1", "kind": "CleanupPolicy", "metadata": {"name": "t"}}
+    return CleanupPolicy.from_manifest({**manifest, "spec": spec}).spec.rules()
+
+
+# Every unused image older than 0 s goes, whatever the disk: what protects an image is all that keeps it.
+REMOVE_ALL_UNUSED = {"images": {"minAge": "0s", "maxUnusedAge": "0s"}}
+
+
+def _image(bed: ContainerdBed, name: str, seed: str) -> OciImage:
+    b = bed.builder
+    return b.build(name, [b.busybox_layer(), Layer.random(1 * MiB, seed)])
+
+
+async def _alias(containerd: ContainerdClient, existing: str, alias: str) -> None:
+    """A second name for an image, as `ctr images tag` (or Docker in containerd) makes it."""
+    record = await containerd.get_image(existing)
+    await containerd.create_image(alias, record.target)
+
+
+async def _ids(cri: CriClient) -> set[str]:
+    return {i.id for i in await cri.list_images()}
+
+
+@pytest.fixture
+async def engine(containerd_bed: ContainerdBed) -> AsyncIterator[NodeEngine]:
+    bed = containerd_bed
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        yield NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        await remove_all_pods(cri)
+
+
+async def test_an_image_with_one_kept_name_is_kept_whole_and_listed_once(
+    containerd_bed: ContainerdBed, engine: NodeEngine
+) -> None:
+    bed = containerd_bed
+    app, other = _image(bed, "example.com/app:v1", "app"), _image(bed, "example.com/other:v1", "other")
+    bed.import_images([app, other])
+    await _alias(engine.containerd, "example.com/app:v1", "example.com/platform/app:v1")
+    await _alias(engine.containerd, "example.com/app:v1", "app:v2")  # stored as given, CRI says docker.io/...
+
+    report = await engine.build_disk_report()
+    assert [i.id for i in report.images].count(app.id) == 1  # one row per image ID, whatever its names
+    assert len(report.images) == len({i.id for i in report.images})
+    row = next(i for i in report.images if i.id == app.id)
+    assert {"example.com/app:v1", "example.com/platform/app:v1"} <= set(row.refs)
+
+    result = await engine.run_once(
+        _rules({**REMOVE_ALL_UNUSED, "images": {**REMOVE_ALL_UNUSED["images"], "keep": ["example.com/platform/*"]}})
+    )
+    assert not result.errors
+    removed = [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE]
+    assert removed == [other.id]
+    assert "kept by pattern 'example.com/platform/*'" in result.plan.skipped[app.id]
+    left = await _ids(engine.cri)
+    assert app.id in left and other.id not in left
+    names = {r.name for r in await engine.containerd.list_images()}
+    assert {"example.com/app:v1", "example.com/platform/app:v1", "app:v2"} <= names
+
+
+async def test_a_keep_pattern_matches_the_familiar_and_the_full_form(
+    containerd_bed: ContainerdBed, engine: NodeEngine
+) -> None:
+    bed = containerd_bed
+    short, full = _image(bed, "docker.io/library/nginx:1.25", "nginx"), _image(bed, "redis:7", "redis")
+    gone = _image(bed, "example.com/gone:v1", "gone")
+    bed.import_images([short, full, gone])
+    spec = {"images": {**REMOVE_ALL_UNUSED["images"], "keep": ["nginx:*", "docker.io/library/redis:*"]}}
+    result = await engine.run_once(_rules(spec))
+    assert not result.errors
+    assert [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [gone.id]
+    assert {short.id, full.id} <= await _ids(engine.cri)
+
+
+async def test_the_sandbox_image_under_its_short_name_is_never_removed(
+    tmp_path: Path, image_builder: ImageBuilder
+) -> None:
+    # The CRI config says `pause:3.6`; containerd and CRI name the image docker.io/library/pause:3.6.
+    with ContainerdBed(tmp_path / "bed", disk_size=256 * MiB, sandbox_image="pause:3.6", builder=image_builder) as bed:
+        idle = _image(bed, "example.com/idle:v1", "idle")
+        bed.import_images([idle])
+        async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+            # As a pull by CRI leaves it: the record is the full name, only the CRI config says `pause:3.6`.
+            bed.import_images([image_builder.pause_image("docker.io/library/pause:3.6")])
+            await containerd.delete_image("pause:3.6")
+            engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            pause_id = next(i.id for i in await cri.list_images() if i.id != idle.id)
+            result = await engine.run_once(_rules(REMOVE_ALL_UNUSED))
+            assert not result.errors
+            assert [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [idle.id]
+            assert result.plan.skipped[pause_id] == "sandbox (pause) image"
+            assert pause_id in await _ids(cri)
+            # ... and a pod still starts.
+            pod = await run_pod(cri, bed.pod_log_dir, "after")
+            assert pod.sandbox_id
+            await remove_all_pods(cri)
+
+
+async def test_paused_does_nothing_at_all(containerd_bed: ContainerdBed, engine: NodeEngine, tmp_path: Path) -> None:
+    bed = containerd_bed
+    idle = _image(bed, "example.com/idle:v1", "idle")
+    bed.import_images([idle])
+    state = tmp_path / "state.json"
+    engine.state = LastUsedStore(state)
+    async with engine.containerd.temporary_lease(expire=timedelta(hours=1)) as leased:
+        blob = await leased.write_content("paused-1", Layer.random(1 * MiB, "p").blob)
+    assert blob is not None  # an orphan now: only `paused` keeps it
+    result = await engine.run_once(_rules({**REMOVE_ALL_UNUSED, "paused": True}))
+    assert result.paused and result.plan.actions == () and not result.errors
+    assert result.to_json()["paused"] is True
+    assert idle.id in await _ids(engine.cri)
+    assert (await engine.containerd.content_info(blob.digest)).size == blob.size
+    assert not state.exists()
+
+
+async def test_a_dry_run_writes_no_state(containerd_bed: ContainerdBed, engine: NodeEngine, tmp_path: Path) -> None:
+    bed = containerd_bed
+    app = _image(bed, "example.com/app:v1", "app")
+    bed.import_images([app])
+    pod = await run_pod(engine.cri, bed.pod_log_dir, "used")
+    c = await start_container(engine.cri, pod, "app", app.name, "sleep 3600")
+    await wait_for_state(engine.cri, c.id, "RUNNING")
+    state = tmp_path / "state.json"
+    engine.state = LastUsedStore(state)
+    await engine.run_once(_rules({}), dry_run=True)
+    assert not state.exists()
+    await engine.run_once(_rules({}))
+    assert app.id in json.loads(state.read_text())["lastUsed"]
+
+
+async def test_an_image_protected_after_planning_is_skipped(containerd_bed: ContainerdBed, engine: NodeEngine) -> None:
+    """The agent's spec can change mid-run: the executor asks for the protected set right before each removal."""
+    bed = containerd_bed
+    first, second = _image(bed, "example.com/a:v1", "a"), _image(bed, "example.com/b:v1", "b")
+    bed.import_images([first, second])
+    calls = 0
+
+    def protected() -> list[str]:
+        nonlocal calls
+        calls += 1
+        return [] if calls == 1 else ["example.com/b:v1"]  # planned unprotected, protected at execution
+
+    result = await engine.run_once(_rules(REMOVE_ALL_UNUSED), protected_images=protected)
+    assert result.execution is not None
+    outcomes = {r.action.id: r for r in result.execution.results}
+    assert {first.id, second.id} <= set(outcomes)
+    assert outcomes[second.id].outcome is Outcome.SKIPPED and "protected" in outcomes[second.id].message
+    assert outcomes[first.id].outcome is Outcome.DONE
+    left = await _ids(engine.cri)
+    assert second.id in left and first.id not in left
+
+
+async def test_an_exited_container_the_kubelet_removed_first_is_done(
+    containerd_bed: ContainerdBed, engine: NodeEngine
+) -> None:
+    bed = containerd_bed
+    job = _image(bed, "example.com/job:v1", "job")
+    bed.import_images([job])
+    pod = await run_pod(engine.cri, bed.pod_log_dir, "jobs")
+    c = await start_container(engine.cri, pod, "job", job.name, "true")
+    await wait_for_state(engine.cri, c.id, "EXITED")
+    await asyncio.sleep(1.1)
+
+    planned = False
+    kubelet_removed = False
+    remove, status = engine.cri.remove_container, engine.cri.container_status
+
+    def on_plan(plan: Any) -> None:
+        nonlocal planned
+        planned = any(a.kind is ActionKind.REMOVE_CONTAINER and a.id == c.id for a in plan.actions)
+
+    async def status_after_the_kubelet(container_id: str) -> Any:
+        nonlocal kubelet_removed
+        if planned and not kubelet_removed:  # between planning and execution, the kubelet's GC gets there first
+            await remove(container_id)
+            kubelet_removed = True
+        return await status(container_id)
+
+    engine.cri.container_status = status_after_the_kubelet  # type: ignore[method-assign]
+    rules = _rules({"containers": {"removeExitedAfter": "1s"}, "images": {"minAge": "1h"}})
+    result = await engine.run_once(rules, on_plan=on_plan)
+    assert planned and kubelet_removed
+    assert result.execution is not None and not result.errors, result.errors
+    (item,) = [r for r in result.execution.results if r.action.kind is ActionKind.REMOVE_CONTAINER]
+    assert item.outcome is Outcome.DONE
+
+
+async def test_two_runs_never_interleave(engine: NodeEngine) -> None:
+    steps: list[str] = []
+    take = engine.take_inventory
+
+    async def inventory(now: datetime | None = None) -> Any:
+        steps.append("inventory")
+        return await take(now)
+
+    engine.take_inventory = inventory  # type: ignore[method-assign]
+    runs = [
+        engine.run_once(_rules({}), on_plan=lambda plan: steps.append("plan")),
+        engine.run_once(_rules({}), on_plan=lambda plan: steps.append("plan")),
+    ]
+    results = await asyncio.gather(*runs)
+    assert all(not r.errors for r in results)
+    assert steps == ["inventory", "plan", "inventory", "plan"]
