@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--disk-size", default="320Mi", help="size of the demo's loop-mounted disk (default 320Mi)")
     demo.set_defaults(handler=cmd_demo)
+    _add_operator_commands(sub)
     return parser
 
 
@@ -295,6 +296,108 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(parse_quantity(args.disk_size))
     except (DevbedError, ValueError) as exc:
         raise CliError(str(exc)) from None
+
+
+# --- operator and run -----------------------------------------------------------------------------------
+
+
+def _add_operator_commands(sub: Any) -> None:
+    from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING
+
+    kubeconfig_help = "a kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
+    operator = sub.add_parser(
+        "operator",
+        help="run the operator: one NodeCleanup per node a CleanupPolicy selects, policy statuses, Events",
+    )
+    operator.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
+    operator.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="N",
+                          help=f"port of /metrics, /healthz and /readyz (default {DEFAULT_METRICS_PORT})")  # fmt: skip
+    operator.add_argument("--metrics-bind-address", default="0.0.0.0", metavar="ADDR",
+                          help="address the metrics port listens on (default 0.0.0.0)")  # fmt: skip
+    operator.add_argument("--dry-run", action="store_true", help="compute and log every write, make none")
+    operator.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
+                          help=f"the ClusterKopfPeering of the replicas (default {DEFAULT_PEERING})")  # fmt: skip
+    operator.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
+    operator.set_defaults(handler=cmd_operator)
+
+    run = sub.add_parser("run", help="ask a node's agent for a cleanup run now; with --wait, print its report")
+    run.add_argument("node", metavar="NODE", help="the node (its NodeCleanup has the same name)")
+    run.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
+    run.add_argument("--dry-run", action="store_true", help="plan only: the agent removes nothing and reports its plan")
+    run.add_argument("--wait", action="store_true", help="wait for the agent's report and print it")
+    run.add_argument("--timeout", default="5m", metavar="DURATION", help="how long --wait waits (default 5m)")
+    run.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format of the report")
+    run.set_defaults(handler=cmd_run)
+
+
+def _kube_configuration(kubeconfig: str | None) -> Any:
+    from kubernetes.config import ConfigException
+
+    from node_janitor.controller.kube import load_configuration
+
+    try:
+        return load_configuration(kubeconfig)
+    except (ConfigException, OSError) as exc:
+        raise CliError(f"no Kubernetes configuration: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
+def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    import logging
+
+    from node_janitor.controller.app import OperatorOptions, run_operator
+    from node_janitor.controller.reconciler import ReconcilerSettings
+
+    configuration = _kube_configuration(args.kubeconfig)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
+    options = OperatorOptions(
+        kubeconfig=args.kubeconfig,
+        metrics_host=args.metrics_bind_address,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        standalone=args.standalone,
+        dry_run=args.dry_run,
+        reconciler=ReconcilerSettings(dry_run=args.dry_run),
+    )
+    return run_operator(options, configuration)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kubernetes import client
+
+    from node_janitor.api.units import parse_duration
+    from node_janitor.controller.runrequest import (
+        RunRequestError,
+        make_run_request,
+        render_run_report,
+        request_run,
+        wait_for_run,
+    )
+
+    try:
+        timeout = parse_duration(args.timeout).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"--timeout: {exc}") from None
+    custom = client.CustomObjectsApi(client.ApiClient(_kube_configuration(args.kubeconfig)))
+    token = make_run_request(args.dry_run)
+    try:
+        cleanup = request_run(custom, args.node, token)
+        if cleanup.spec.policy.paused:
+            print(f"node-janitor: warning: {args.node} is paused by its policy; its agent will not run",
+                  file=sys.stderr)  # fmt: skip
+        if not args.wait:
+            print(f"requested {'a dry run' if args.dry_run else 'a run'} on {args.node} (runRequest {token})")
+            return EXIT_OK
+        cleanup = wait_for_run(custom, args.node, token, timeout)
+    except RunRequestError as exc:
+        raise CliError(str(exc)) from None
+    if args.output == "json":
+        report = cleanup.status.model_dump(mode="json", exclude_none=True) if cleanup.status else {}
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(render_run_report(cleanup))
+    last_run = cleanup.status.last_run if cleanup.status else None
+    return EXIT_FAILURE if last_run is not None and last_run.errors else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from node_janitor.api.meta import API_VERSION, Conditions, Resource, Timestamp, 
 from node_janitor.api.policy import PolicyRules
 
 __all__ = [
+    "DRY_RUN_REQUEST_PREFIX",
     "FileSystemStatus",
     "LastRun",
     "NodeCleanup",
@@ -22,12 +23,20 @@ __all__ = [
     "RunTrigger",
     "Usage",
     "UsageEntry",
+    "is_dry_run_request",
 ]
 
 Count = Annotated[int, Field(ge=0)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
 RunTrigger = Literal["schedule", "pressure", "request", "watermark", "startup"]
+DRY_RUN_REQUEST_PREFIX = "dry-run:"
+"""spec.runRequest tokens starting with this ask for a dry run."""
+
+
+def is_dry_run_request(token: str | None) -> bool:
+    """Whether a spec.runRequest token asks for a dry run."""
+    return token is not None and token.startswith(DRY_RUN_REQUEST_PREFIX)
 
 
 class PolicySource(ApiModel):
@@ -55,8 +64,9 @@ class NodeCleanupSpec(ApiModel):
     """Image references that workloads anywhere in the cluster use and that this node holds (the
     intersection with status.imageRefs); the agent never removes them."""
     run_request: str | None = None
-    """An opaque token; when it changes the agent runs a cleanup at once (set by `node-janitor run`) and
-    reports the token in status.lastRun.runRequest."""
+    """A token; when it changes the agent runs a cleanup at once (set by `node-janitor run`) and reports the
+    token in status.lastRun.runRequest. A token starting with `dry-run:` asks for a dry run (plan, remove
+    nothing)."""
 
 
 class UsageEntry(ApiModel):

@@ -1,0 +1,149 @@
+"""`node-janitor operator`: kopf embedded in our process, with the settings chosen here on purpose.
+
+- Peering (ClusterKopfPeering `--peering`, default node-janitor; the chart installs kopf's peering CRD): kopf
+  pauses an operator when a peer of higher priority is alive, and pauses *every* operator of equal
+  priority. So each replica takes a priority from its start time, the oldest highest: a second replica (a
+  rolling update's new pod) waits until the first is gone (its peer record is removed on exit, or expires
+  after 60 s). `--standalone` runs without peering (tests, one-replica installs).
+- Persistence: every handler is an index or an on.event handler, which kopf never persists: no finalizer,
+  no annotation, no patch on any watched object (so none on a Node). The storages are still set to our
+  own prefix, so a future change-detecting handler could never write kopf.zalando.org annotations unnoticed.
+- Event posting: our own Events on policies come from the reconciler; kopf posts only warnings and errors
+  of its handlers (which on.event handlers skip anyway), under our component name.
+- Backoff: watch errors back off 1 s to 60 s, API errors 1 s to 30 s, a failed write of ours 1 s to 30 s.
+- Scanning is off: the resources are fixed, so no watch on CRDs or namespaces is needed (nor its RBAC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING
+from node_janitor.controller.handlers import register
+from node_janitor.controller.kube import COMPONENT, KubeWriter
+from node_janitor.controller.metrics import OperatorMetrics, start_http_server
+from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
+
+__all__ = ["DEFAULT_METRICS_PORT", "DEFAULT_PEERING", "OperatorOptions", "connection_info", "run_operator"]
+
+PREFIX = "nodejanitor.io"
+
+log = logging.getLogger("node_janitor.operator")
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    kubeconfig: str | None = None
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = DEFAULT_METRICS_PORT
+    peering: str = DEFAULT_PEERING
+    standalone: bool = False
+    dry_run: bool = False
+    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
+
+
+def connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from a kubernetes.client.Configuration (as kopf.login_via_client reads them, but
+    from the configuration we loaded: --kubeconfig, in-cluster or $KUBECONFIG)."""
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        default_namespace="default",
+    )
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """The kopf settings (module docstring)."""
+    settings.persistence.finalizer = f"{PREFIX}/operator"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = COMPONENT
+    settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    settings.posting.event_name_prefix = "node-janitor-"
+    settings.peering.stealth = True
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.error_backoffs = (1, 2, 5, 10, 20, 30)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
+
+
+def peering_priority(now: float | None = None) -> int:
+    """The oldest replica has the highest priority (milliseconds: two replicas never tie in practice)."""
+    return -int((time.time() if now is None else now) * 1000)
+
+
+async def run_operator(options: OperatorOptions, configuration: Any) -> int:
+    metrics = OperatorMetrics()
+    writer = KubeWriter(configuration)
+    reconciler = Reconciler(writer, metrics, options.reconciler)
+    registry = kopf.OperatorRegistry()
+    register(registry, reconciler)
+    ready, stop = asyncio.Event(), asyncio.Event()
+
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_settings(settings)
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(configuration)
+
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.login(registry=registry)(login)
+
+    def readiness() -> tuple[bool, str]:
+        if not ready.is_set():
+            return False, "starting"
+        return True, "synced" if reconciler.synced.is_set() else "waiting for the initial listing (or a peer)"
+
+    runner = await start_http_server(metrics, options.metrics_host, options.metrics_port, readiness)
+    worker = asyncio.create_task(reconciler.run(), name="node-janitor reconciler")
+    worker.add_done_callback(lambda task: _stop_on_failure(task, stop))
+    log.info("event=start metrics=%s:%d peering=%s dry_run=%s", options.metrics_host, options.metrics_port,
+             "standalone" if options.standalone else options.peering, options.dry_run)  # fmt: skip
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=True,
+            standalone=options.standalone,
+            peering_name=None if options.standalone else options.peering,
+            priority=peering_priority(),
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker
+        await runner.cleanup()
+        writer.close()
+    return 1 if worker.done() and not worker.cancelled() and worker.exception() is not None else 0
+
+
+def _stop_on_failure(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("event=reconciler-failed error=%r", task.exception())
+        stop.set()

@@ -1,0 +1,65 @@
+"""The operator's Prometheus metrics (`node_janitor_operator_*`) and its HTTP endpoint: /metrics, /healthz,
+/readyz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["OperatorMetrics", "start_http_server"]
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.writes = Counter(
+            "node_janitor_operator_writes", "Writes to the apiserver by object and operation",
+            ["object", "operation", "outcome"], registry=r,
+        )  # fmt: skip
+        self.unchanged = Counter(
+            "node_janitor_operator_unchanged", "Recomputations that found nothing to write, by object",
+            ["object"], registry=r,
+        )  # fmt: skip
+        self.events = Counter("node_janitor_operator_events", "Events posted on policies", ["type", "reason"],
+                              registry=r)  # fmt: skip
+        self.reconcile_seconds = Histogram(
+            "node_janitor_operator_reconcile_duration_seconds", "Duration of one debounced pass, by kind",
+            ["kind"], registry=r, buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+        )  # fmt: skip
+        self.pending = Gauge("node_janitor_operator_pending", "Objects marked for recomputation", ["kind"],
+                             registry=r)  # fmt: skip
+        self.objects = Gauge("node_janitor_operator_objects", "Objects the operator watches, by kind", ["kind"],
+                             registry=r)  # fmt: skip
+        self.synced = Gauge("node_janitor_operator_synced", "1 once the initial listing of every watched kind is in",
+                            registry=r)  # fmt: skip
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def start_http_server(
+    metrics: OperatorMetrics, host: str, port: int, ready: Callable[[], tuple[bool, str]]
+) -> web.AppRunner:
+    """Serves /metrics, /healthz (the process serves) and /readyz (`ready()`: whether, and a word why)."""
+
+    async def metrics_view(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = ready()
+        return web.Response(text=why + "\n", status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

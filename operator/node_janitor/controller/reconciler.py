@@ -1,0 +1,317 @@
+"""The operator's one writer. kopf handlers tell it what changed; it marks what that touches, debounces,
+recomputes from the kopf indexes (complete before the first handler runs) and writes only what differs.
+
+What a change touches:
+- a policy's spec (selector, priority, rules) or its creation/deletion: the nodes its old or new selector
+  matches, and its status;
+- a Node's labels (or a new Node, a deleted one): that node; its labels or DiskPressure: the status of the
+  policies selecting it before or after;
+- a NodeCleanup's spec, labels or owner (someone else's edit, a deletion) or its status.imageRefs: that node;
+  its status: the status of the policies selecting the node;
+- a workload's images: the references that appear or disappear, then only the nodes reporting one of them.
+
+Three loops, each debounced: nodes (`node_debounce`), workload images (`images_debounce`: a rollout changes
+many objects at once) and policy statuses (`status_debounce`: N node reports make one write per policy;
+also every `status_resync`, for agents falling silent). A failed write is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from node_janitor.api import NodeCleanupSpec
+from node_janitor.controller.effective import (
+    MANAGED_BY,
+    build_node_cleanup,
+    build_node_cleanup_spec,
+    compute_effective_policy,
+    compute_protected_images,
+    is_in_sync,
+)
+from node_janitor.controller.kube import ClusterWriter
+from node_janitor.controller.metrics import OperatorMetrics
+from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status
+from node_janitor.controller.views import CleanupView, NodeView, PolicyView
+
+__all__ = ["ClusterState", "Reconciler", "ReconcilerSettings"]
+
+log = logging.getLogger("node_janitor.operator")
+
+MAX_BACKOFF = 30.0
+
+
+class ClusterState(Protocol):
+    """The operator's view of the cluster (kopf indexes)."""
+
+    def node(self, name: str) -> NodeView | None: ...
+    def nodes(self) -> Iterable[NodeView]: ...
+    def policy(self, name: str) -> PolicyView | None: ...
+    def policies(self) -> Iterable[PolicyView]: ...
+    def cleanup(self, name: str) -> CleanupView | None: ...
+    def is_workload_image(self, ref: str) -> bool: ...
+    def holders(self, ref: str) -> Iterable[str]:
+        """Names of the nodes whose NodeCleanup status lists `ref` (normalised)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    node_debounce: float = 0.2
+    images_debounce: float = 1.0
+    status_debounce: float = 2.0
+    status_resync: float = 60.0
+    stale_after: timedelta = timedelta(minutes=5)
+    """An agent that has not reported for this long makes its policies Degraded (AgentsNotReporting)."""
+    concurrency: int = 8
+    dry_run: bool = False
+    """Compute and log, write nothing."""
+
+
+class _Queue:
+    """A set of names to recompute, with a wake-up."""
+
+    def __init__(self) -> None:
+        self.items: set[str] = set()
+        self.event = asyncio.Event()
+
+    def add(self, *names: str) -> None:
+        if names:
+            self.items.update(names)
+            self.event.set()
+
+    async def take(self, debounce: float) -> set[str]:
+        await self.event.wait()
+        await asyncio.sleep(debounce)
+        self.event.clear()
+        items, self.items = self.items, set()
+        return items
+
+
+class Reconciler:
+    def __init__(self, writer: ClusterWriter, metrics: OperatorMetrics, settings: ReconcilerSettings) -> None:
+        self.writer = writer
+        self.metrics = metrics
+        self.settings = settings
+        self.state: ClusterState | None = None
+        self.synced = asyncio.Event()
+        self._nodes, self._policies, self._refs = _Queue(), _Queue(), _Queue()
+        self._seen_nodes: dict[str, NodeView] = {}
+        self._seen_policies: dict[str, PolicyView] = {}
+        self._seen_cleanups: dict[str, CleanupView] = {}
+        self._seen_workloads: dict[str, frozenset[str]] = {}
+        self._written_cleanups: dict[str, tuple[NodeCleanupSpec, str, str]] = {}
+        """node -> (spec, node uid, the NodeCleanup's resourceVersion before): written, its event not seen."""
+        self._written_status: dict[str, Any] = {}
+        """policy uid -> the status written, until the policy's next event."""
+        self._failures: dict[str, int] = {}
+
+    # --- marks (called by the kopf handlers; cheap, synchronous) -----------------------------------------
+
+    def attach(self, state: ClusterState) -> None:
+        """The first handler call: every index holds its initial listing now."""
+        if self.state is None:
+            self.state = state
+            self.synced.set()
+            self.metrics.synced.set(1)
+
+    def node_changed(self, name: str, view: NodeView | None) -> None:
+        old = self._seen_nodes.pop(name, None)
+        if view is not None:
+            self._seen_nodes[name] = view
+        self.metrics.objects.labels("nodes").set(len(self._seen_nodes))
+        if old is None or view is None or old.labels != view.labels or old.uid != view.uid:
+            self._nodes.add(name)
+            self._mark_policies_selecting(old, view)
+        elif old.disk_pressure != view.disk_pressure:
+            self._mark_policies_selecting(old, view)
+
+    def policy_changed(self, name: str, view: PolicyView | None) -> None:
+        old = self._seen_policies.pop(name, None)
+        if view is not None:
+            self._seen_policies[name] = view
+            self._written_status.pop(view.uid, None)
+        self.metrics.objects.labels("cleanuppolicies").set(len(self._seen_policies))
+        if old is None or view is None or _spec_of(old) != _spec_of(view):
+            self._nodes.add(
+                *(n.name for n in self._seen_nodes.values() if any(p.selects(n.labels) for p in (old, view) if p))
+            )
+        if view is not None and (old is None or _spec_of(old) != _spec_of(view) or old.status != view.status):
+            self._policies.add(name)
+
+    def cleanup_changed(self, name: str, view: CleanupView | None) -> None:
+        old = self._seen_cleanups.pop(name, None)
+        if view is not None:
+            self._seen_cleanups[name] = view
+        self._written_cleanups.pop(name, None)
+        self.metrics.objects.labels("nodecleanups").set(len(self._seen_cleanups))
+        if (
+            old is None
+            or view is None
+            or (old.spec, old.labels, old.owner_uids, old.image_refs)
+            != (view.spec, view.labels, view.owner_uids, view.image_refs)
+        ):
+            self._nodes.add(name)
+        if old is None or view is None or old.status != view.status or old.spec != view.spec:
+            node = self._seen_nodes.get(name)
+            self._mark_policies_selecting(node, None)
+
+    def workload_changed(self, key: str, images: frozenset[str] | None) -> None:
+        old = self._seen_workloads.pop(key, frozenset())
+        if images:
+            self._seen_workloads[key] = images
+        if changed := old ^ (images or frozenset()):
+            self._refs.add(*changed)
+
+    def pending(self) -> dict[str, set[str]]:
+        """What is marked for the next passes: node names, policy names, image references."""
+        return {"nodes": set(self._nodes.items), "policies": set(self._policies.items), "images": set(self._refs.items)}
+
+    def _mark_policies_selecting(self, *nodes: NodeView | None) -> None:
+        self._policies.add(
+            *(p.name for p in self._seen_policies.values() if any(p.selects(n.labels) for n in nodes if n))
+        )
+
+    # --- the loops ---------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.synced.wait()
+        log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
+                 len(self._seen_policies), len(self._seen_cleanups))  # fmt: skip
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._loop("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node))
+            group.create_task(self._loop("images", self._refs, self.settings.images_debounce, self._distribute))
+            group.create_task(
+                self._loop("policies", self._policies, self.settings.status_debounce, self._reconcile_policy)
+            )
+            group.create_task(self._resync_statuses())
+
+    async def _loop(self, kind: str, queue: _Queue, debounce: float, work: Callable[[str], Any]) -> None:
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(name: str) -> None:
+            async with semaphore:
+                try:
+                    await work(name)
+                    self._failures.pop(f"{kind}/{name}", None)
+                except Exception as exc:
+                    self._retry(kind, queue, name, exc)
+
+        while True:
+            self.metrics.pending.labels(kind).set(len(queue.items))
+            names = await queue.take(debounce)
+            started = time.monotonic()
+            await asyncio.gather(*(one(n) for n in sorted(names)))
+            self.metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
+
+    def _retry(self, kind: str, queue: _Queue, name: str, exc: Exception) -> None:
+        key = f"{kind}/{name}"
+        attempts = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(MAX_BACKOFF, 2.0 ** (attempts - 1))
+        log.warning("event=retry kind=%s name=%s attempt=%d in=%.0fs error=%r", kind, name, attempts, delay,
+                    _short(exc))  # fmt: skip
+        asyncio.get_running_loop().call_later(delay, queue.add, name)
+
+    async def _resync_statuses(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_resync)
+            self._policies.add(*self._seen_policies)
+
+    # --- the work ----------------------------------------------------------------------------------------
+
+    def _desired(self, state: ClusterState, node: NodeView, cleanup: CleanupView | None) -> NodeCleanupSpec | None:
+        effective = compute_effective_policy(state.policies(), node.labels)
+        if effective is None:
+            return None
+        held = cleanup.image_refs if cleanup is not None else frozenset()
+        protected = compute_protected_images(held, state.is_workload_image, effective.rules.images.keep_workload_images)
+        return build_node_cleanup_spec(node.name, effective, protected)
+
+    def _is_in_sync(self, node: NodeView, current: CleanupView | None, spec: NodeCleanupSpec) -> bool:
+        written = self._written_cleanups.get(node.name)
+        current_rv = current.resource_version if current is not None else ""
+        if written is not None and written == (spec, node.uid, current_rv):
+            return True  # written; its watch event has not arrived yet
+        return is_in_sync(current, node, spec)
+
+    async def _reconcile_node(self, name: str) -> None:
+        assert self.state is not None
+        node, current = self.state.node(name), self.state.cleanup(name)
+        desired = self._desired(self.state, node, current) if node is not None else None
+        if desired is None or node is None:
+            if current is not None and current.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]:
+                await self._write("nodecleanup", "delete", name, self.writer.delete_node_cleanup(name, current.uid))
+            return
+        if self._is_in_sync(node, current, desired):
+            self.metrics.unchanged.labels("nodecleanup").inc()
+            return
+        before = current.resource_version if current is not None else ""
+        await self._write(
+            "nodecleanup", "apply", name, self.writer.apply_node_cleanup(build_node_cleanup(node, desired))
+        )
+        self._written_cleanups[name] = (desired, node.uid, before)
+
+    async def _distribute(self, ref: str) -> None:
+        assert self.state is not None
+        self._nodes.add(*self.state.holders(ref))
+
+    def members(self, policy: PolicyView) -> list[Member]:
+        assert self.state is not None
+        members = []
+        for node in self.state.nodes():
+            if policy.selects(node.labels):
+                cleanup = self.state.cleanup(node.name)
+                desired = self._desired(self.state, node, cleanup)
+                members.append(Member(node, cleanup, desired is not None and self._is_in_sync(node, cleanup, desired)))
+        return members
+
+    async def _reconcile_policy(self, name: str) -> None:
+        assert self.state is not None
+        policy = self.state.policy(name)
+        if policy is None:
+            return
+        now = datetime.now(UTC)
+        new = compute_policy_status(policy, self.members(policy), now, self.settings.stale_after)
+        current = self._written_status.get(policy.uid, policy.status)
+        if new == current:
+            self.metrics.unchanged.labels("policy-status").inc()
+            return
+        body = new.model_dump(mode="json", exclude_none=True)
+        await self._write("policy-status", "apply", name, self.writer.apply_policy_status(name, body))
+        self._written_status[policy.uid] = new
+        for event in compute_policy_events(current, new):
+            log.info("event=policy-event policy=%s type=%s reason=%s message=%r", name, event.type, event.reason,
+                     event.message)  # fmt: skip
+            if not self.settings.dry_run:
+                with contextlib.suppress(Exception):  # an Event is worth a try, never a retry of the status
+                    await self.writer.post_event(policy, event)
+                    self.metrics.events.labels(event.type, event.reason).inc()
+
+    async def _write(self, kind: str, operation: str, name: str, call: Any) -> None:
+        if self.settings.dry_run:
+            call.close()
+            log.info("event=would-write object=%s operation=%s name=%s", kind, operation, name)
+            self.metrics.writes.labels(kind, operation, "dry-run").inc()
+            return
+        try:
+            await call
+        except Exception:
+            self.metrics.writes.labels(kind, operation, "error").inc()
+            raise
+        self.metrics.writes.labels(kind, operation, "ok").inc()
+        log.info("event=write object=%s operation=%s name=%s", kind, operation, name)
+
+
+def _spec_of(policy: PolicyView) -> tuple[Any, ...]:
+    return (policy.uid, policy.generation, policy.priority, policy.selector, policy.rules, policy.error)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

@@ -1,0 +1,331 @@
+# ruff: noqa: E501  (manifests and expected rows read best one per line)
+"""The operator against the real apiserver: `node-janitor operator --standalone` as a subprocess (no peering
+CRD needed; tests/kube/test_operator_peering.py runs two replicas with peering), Node objects created
+through the API (the operator needs no kubelet), fake agent reports written to NodeCleanup status through
+the status subresource, as the agent does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kube.test_operator_support import (
+    DEADLINE,
+    POOL,
+    Operator,
+    apply,
+    cleanups,
+    node,
+    patch_status,
+    policy,
+    sources,
+    wait_for,
+)
+from node_janitor.api.nodecleanup import is_dry_run_request
+from testbed.kube import ControlPlane
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture(scope="module")
+def operator(kube: ControlPlane, crds: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    # Policies other tests left behind (an empty selector selects every node) would blur what these test.
+    kube.kubectl("delete", "cleanuppolicies", "--all", "--wait=true")
+    op = Operator(kube, tmp_path_factory.mktemp("operator"))
+    try:
+        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+        yield op
+    except BaseException:
+        print(op.log_tail())
+        raise
+    finally:
+        op.stop()
+        if op.process.returncode not in (0, -15):
+            print(op.log_tail())
+
+
+def test_policy_makes_one_nodecleanup_per_matching_node_and_none_for_others(
+    operator: Operator, kube: ControlPlane
+) -> None:
+    for name, pool in (("sel-a1", "a"), ("sel-a2", "a"), ("sel-b1", "b")):
+        node(kube, name, **{POOL: pool})
+    policy(kube, "sel-a", {POOL: "a"}, thresholds={"highPercent": 70, "lowPercent": 50}, images={"keep": ["x/*"]})
+
+    found = wait_for(
+        "NodeCleanups of pool a", lambda: (c := cleanups(kube, "sel-")) and set(c) == {"sel-a1", "sel-a2"} and c
+    )
+    nodes = {n["metadata"]["name"]: n for n in kube.kubectl_json("get", "nodes")["items"]}
+    for name, cleanup in found.items():
+        spec = cleanup["spec"]
+        assert spec["nodeName"] == name
+        assert spec["policy"]["thresholds"]["highPercent"] == 70 and spec["policy"]["images"]["keep"] == ["x/*"]
+        assert spec["sources"] == [{"name": "sel-a", "generation": 1, "priority": 0}]
+        (owner,) = cleanup["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("Node", name, nodes[name]["metadata"]["uid"])
+        managers = {m["manager"] for m in cleanup["metadata"]["managedFields"]}
+        assert "node-janitor-operator" in managers
+    # sel-b1 never gets one, even after the operator has had time for it
+    time.sleep(1)
+    assert "sel-b1" not in cleanups(kube, "sel-")
+
+
+def test_relabelling_moves_a_node_between_policies(operator: Operator, kube: ControlPlane) -> None:
+    node(kube, "move-1", **{POOL: "move-x"})
+    policy(kube, "move-x", {POOL: "move-x"}, priority=5, images={"keep": ["keep-x/*"]})
+    policy(kube, "move-y", {POOL: "move-y"}, dryRun=True)
+    policy(kube, "move-all", {"test.nodejanitor.io/move": "yes"}, priority=1, paused=True, images={"keep": ["all/*"]})
+
+    wait_for("move-1 under move-x", lambda: sources(cleanups(kube, "move-")["move-1"]) == ["move-x"])
+    kube.kubectl("label", "node", "move-1", f"{POOL}=move-y", "--overwrite")
+    spec = wait_for("move-1 under move-y",
+                    lambda: (c := cleanups(kube, "move-").get("move-1")) and sources(c) == ["move-y"] and c["spec"])  # fmt: skip
+    assert spec["policy"]["dryRun"] is True and spec["policy"]["images"]["keep"] == []
+
+    # a second selecting policy: the higher priority wins as a whole, keep patterns and paused are unioned
+    kube.kubectl("label", "node", "move-1", "test.nodejanitor.io/move=yes", f"{POOL}=move-x", "--overwrite")
+    spec = wait_for("move-1 under move-x and move-all",
+                    lambda: (c := cleanups(kube, "move-").get("move-1")) and sources(c) == ["move-x", "move-all"] and c["spec"])  # fmt: skip
+    assert spec["policy"]["images"]["keep"] == ["keep-x/*", "all/*"]
+    assert spec["policy"]["paused"] is True and spec["policy"]["dryRun"] is False
+
+    kube.kubectl("label", "node", "move-1", f"{POOL}-", "test.nodejanitor.io/move-")
+    wait_for("move-1's NodeCleanup deleted", lambda: "move-1" not in cleanups(kube, "move-"))
+
+
+def test_deleting_a_policy_removes_its_nodecleanups(operator: Operator, kube: ControlPlane) -> None:
+    node(kube, "del-1", **{POOL: "del"})
+    node(kube, "del-2", **{POOL: "del"})
+    policy(kube, "del", {POOL: "del"})
+    wait_for("NodeCleanups of del", lambda: set(cleanups(kube, "del-")) == {"del-1", "del-2"})
+    kube.kubectl("delete", "cleanuppolicy", "del")
+    wait_for("no NodeCleanup of del", lambda: not cleanups(kube, "del-"))
+
+
+def test_deleted_nodecleanup_is_recreated_and_foreign_edits_are_undone(operator: Operator, kube: ControlPlane) -> None:
+    node(kube, "heal-1", **{POOL: "heal"})
+    policy(kube, "heal", {POOL: "heal"})
+    uid = wait_for("heal-1", lambda: cleanups(kube, "heal-").get("heal-1"))["metadata"]["uid"]
+    kube.kubectl("delete", "nodecleanup", "heal-1")
+    wait_for("heal-1 recreated", lambda: (c := cleanups(kube, "heal-").get("heal-1")) and c["metadata"]["uid"] != uid)
+    kube.kubectl("patch", "nodecleanup", "heal-1", "--type=merge", "-p", '{"spec": {"policy": {"paused": true}}}')
+    wait_for("heal-1 repaired", lambda: cleanups(kube, "heal-")["heal-1"]["spec"]["policy"]["paused"] is False)
+
+
+def test_unchanged_effective_policy_writes_nothing(operator: Operator, kube: ControlPlane) -> None:
+    for name in ("same-1", "same-2"):
+        node(kube, name, **{POOL: "same"})
+    policy(kube, "same", {POOL: "same"})
+    wait_for("NodeCleanups of same", lambda: set(cleanups(kube, "same-")) == {"same-1", "same-2"})
+    time.sleep(1)  # let the operator see its own writes come back
+    versions = {n: c["metadata"]["resourceVersion"] for n, c in cleanups(kube, "same-").items()}
+    unchanged = operator.metric("node_janitor_operator_unchanged_total", object="nodecleanup")
+
+    # things that touch the nodes and the policy but not the effective policy
+    kube.kubectl("label", "node", "same-1", "unrelated=1")
+    kube.kubectl("annotate", "node", "same-2", "unrelated=1")
+    kube.kubectl("annotate", "cleanuppolicy", "same", "unrelated=1")
+    kube.kubectl("label", "cleanuppolicy", "same", "unrelated=1")
+    # the operator recomputed (same-1 for its label, both for the policy's new resourceVersion is not a
+    # spec change, so only the node label counts) and found nothing to write
+    wait_for("a recomputation", lambda: operator.metric("node_janitor_operator_unchanged_total", object="nodecleanup")
+             > unchanged)  # fmt: skip
+    time.sleep(1)
+    assert {n: c["metadata"]["resourceVersion"] for n, c in cleanups(kube, "same-").items()} == versions
+
+
+def test_workload_images_are_protected_where_they_are_held(operator: Operator, kube: ControlPlane) -> None:
+    for name in ("img-1", "img-2"):
+        node(kube, name, **{POOL: "img"})
+    policy(kube, "img", {POOL: "img"})
+    wait_for("NodeCleanups of img", lambda: set(cleanups(kube, "img-")) == {"img-1", "img-2"})
+    # the fake agents report what their nodes hold
+    patch_status(kube, "img-1", {"imageRefs": ["docker.io/library/busybox:1.36", "registry.example/cron/only:v1",
+                                              "docker.io/library/app:latest"]})  # fmt: skip
+    patch_status(kube, "img-2", {"imageRefs": ["docker.io/library/busybox:1.36"]})
+    cron = {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "img-cron", "namespace": "default"},
+        "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "init", "image": "app"}],
+            "containers": [{"name": "c", "image": "registry.example/cron/only:v1"}]}}}}},
+    }  # fmt: skip
+    apply(kube, cron)
+    wait_for("the CronJob's images protected on img-1",
+             lambda: cleanups(kube, "img-")["img-1"]["spec"]["protectedImages"]
+             == ["docker.io/library/app:latest", "registry.example/cron/only:v1"])  # fmt: skip
+    img2 = cleanups(kube, "img-")["img-2"]
+    assert img2["spec"]["protectedImages"] == []
+    kube.kubectl("delete", "cronjob", "img-cron", "-n", "default")
+    wait_for("protection lifted", lambda: cleanups(kube, "img-")["img-1"]["spec"]["protectedImages"] == [])
+    # img-2 holds none of those images: it was never written
+    assert cleanups(kube, "img-")["img-2"]["metadata"]["resourceVersion"] == img2["metadata"]["resourceVersion"]
+
+
+def test_policy_status_aggregates_the_node_reports(operator: Operator, kube: ControlPlane) -> None:
+    for name in ("agg-1", "agg-2", "agg-3"):
+        node(kube, name, **{POOL: "agg"})
+    policy(kube, "agg", {POOL: "agg"}, thresholds={"highPercent": 80, "lowPercent": 60})
+    wait_for("NodeCleanups of agg", lambda: len(cleanups(kube, "agg-")) == 3)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def run(reclaimed: int, errors: list[str]) -> dict[str, Any]:
+        return {"trigger": "watermark", "startTime": stamp, "durationSeconds": 2.0, "reclaimedBytes": reclaimed,
+                "errors": errors}  # fmt: skip
+
+    patch_status(kube, "agg-1", {"heartbeatTime": stamp, "diskPercent": 91.5, "lastRun": run(3 * 2**20, [])})
+    patch_status(kube, "agg-2", {"heartbeatTime": stamp, "diskPercent": 40.0, "lastRun": run(2**20, ["boom"])})
+    patch_status(kube, "agg-3", {"heartbeatTime": stamp, "diskPercent": 10.0})
+
+    def status() -> dict[str, Any] | None:
+        s = kube.kubectl_json("get", "cleanuppolicy", "agg").get("status") or {}
+        return s if s.get("reclaimedBytes") == 4 * 2**20 else None
+
+    s = wait_for("the aggregated status", status)
+    assert (s["matchedNodes"], s["nodesUnderPressure"], s["reclaimed"]) == (3, 1, "4Mi")
+    assert s["lastRunTime"] == (now + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions = {c["type"]: c for c in s["conditions"]}
+    assert conditions["Ready"]["status"] == "True" and conditions["Ready"]["reason"] == "Applied"
+    assert conditions["Degraded"]["status"] == "True" and conditions["Degraded"]["reason"] == "AgentErrors"
+    assert "agg-2" in conditions["Degraded"]["message"]
+    assert {c["observedGeneration"] for c in s["conditions"]} == {1} and s["observedGeneration"] == 1
+
+    # Events on the policy for the notable changes
+    def reasons() -> set[str]:
+        events = kube.kubectl_json("get", "events", "-A", "--field-selector",
+                                   "involvedObject.kind=CleanupPolicy,involvedObject.name=agg")["items"]  # fmt: skip
+        return {e["reason"] for e in events}
+
+    wait_for("Events on the policy", lambda: {"AgentErrors", "NodesUnderPressure", "NodesSelected"} <= reasons())
+
+    # the node recovers: Degraded goes False
+    patch_status(kube, "agg-2", {"lastRun": run(2**20, [])})
+    wait_for("Degraded=False", lambda: {c["type"]: c["status"] for c in
+                                        kube.kubectl_json("get", "cleanuppolicy", "agg")["status"]["conditions"]}
+             ["Degraded"] == "False")  # fmt: skip
+
+
+def test_metrics_health_and_readiness(operator: Operator) -> None:
+    assert operator.get("/healthz")[0] == 200
+    assert operator.get("/readyz") == (200, "synced\n")
+    status, text = operator.get("/metrics")
+    assert status == 200
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {"node_janitor_operator_writes", "node_janitor_operator_unchanged", "node_janitor_operator_synced",
+            "node_janitor_operator_reconcile_duration_seconds"} <= names  # fmt: skip
+    assert operator.metric("node_janitor_operator_synced") == 1
+    assert (
+        operator.metric("node_janitor_operator_writes_total", object="nodecleanup", operation="apply", outcome="ok") > 0
+    )
+
+
+class FakeAgent(threading.Thread):
+    """Answers one run request the way the agent does: status.lastRun.runRequest = the token, and for a dry
+    run (token `dry-run:...`) the plan. (The real agent is tested on its own; this stands in for it here.)"""
+
+    def __init__(self, kube: ControlPlane, name: str) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.name, self.token = kube, name, ""
+
+    def run(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            spec = self.kube.kubectl_json("get", "nodecleanup", self.name)["spec"]
+            if token := spec.get("runRequest"):
+                self.token = token
+                break
+            time.sleep(0.2)
+        else:
+            return
+        dry = is_dry_run_request(self.token)
+        patch_status(self.kube, self.name, {"lastRun": {
+            "trigger": "request", "startTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "durationSeconds": 1.25,
+            "dryRun": dry, "actions": 2, "plannedBytes": 5 * 2**20, "reclaimedBytes": 0, "runRequest": self.token,
+            "plan": [{"kind": "remove-image", "ref": "docker.io/library/old:1", "bytes": 4 * 2**20, "reason": "lru-under-pressure"},
+                     {"kind": "remove-snapshot", "ref": "sha256:abc", "bytes": 2**20, "reason": "orphan"}]},
+            "fileSystems": [{"name": "imagefs", "path": "/var/lib/containerd", "sizeBytes": 2**30,
+                             "usedBytes": 2**29, "usedPercent": 50.0}]})  # fmt: skip
+
+
+def test_run_wait_prints_the_report(operator: Operator, kube: ControlPlane) -> None:
+    node(kube, "run-1", **{POOL: "run"})
+    policy(kube, "run", {POOL: "run"})
+    wait_for("run-1", lambda: cleanups(kube, "run-").get("run-1"))
+    agent = FakeAgent(kube, "run-1")
+    agent.start()
+    result = subprocess.run(
+        [sys.executable, "-m", "node_janitor", "run", "run-1", "--dry-run", "--wait", "--timeout=60s",
+         f"--kubeconfig={kube.kubeconfig}"], capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    agent.join(5)
+    assert result.returncode == 0, result.stderr
+    assert agent.token.startswith("dry-run:")
+    out = result.stdout
+    assert "dry run (nothing removed) on run-1: trigger request" in out
+    assert "remove-image" in out and "docker.io/library/old:1" in out and "4Mi" in out and "lru-under-pressure" in out
+    assert "imagefs" in out and "50.0%" in out
+    # the operator's apply never takes the request back
+    time.sleep(1)
+    cleanup = kube.kubectl_json("get", "nodecleanup", "run-1", "--show-managed-fields")
+    assert cleanup["spec"]["runRequest"] == agent.token
+    assert {m["manager"] for m in cleanup["metadata"]["managedFields"]} >= {"node-janitor-run", "node-janitor-operator"}
+
+
+def test_run_on_a_node_without_nodecleanup_is_a_one_line_error(operator: Operator, kube: ControlPlane) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "node_janitor", "run", "no-such-node", f"--kubeconfig={kube.kubeconfig}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "node-janitor: error: node no-such-node has no NodeCleanup: no CleanupPolicy selects it "
+        "(or the operator is not running)"
+    ]
+
+
+def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: ControlPlane, tmp_path: Path) -> None:
+    """A second operator in --dry-run (as a restart would) recomputes every NodeCleanup and policy status the
+    first one wrote, from its fresh listing, and finds each equal to what is stored: not one write."""
+    for kind in ("nodes", "images", "policies"):
+        wait_for(
+            f"the running operator idle ({kind})",
+            lambda k=kind: operator.metric("node_janitor_operator_pending", kind=k) == 0,
+        )  # type: ignore[misc]
+    time.sleep(3)  # past the status debounce
+    selected = len(kube.kubectl_json("get", "nodecleanups")["items"])
+    policies = len(kube.kubectl_json("get", "cleanuppolicies")["items"])
+    second = Operator(kube, tmp_path / "dry-run", "--standalone", "--dry-run")
+    try:
+        wait_for("every NodeCleanup recomputed",
+                 lambda: second.metric("node_janitor_operator_unchanged_total", object="nodecleanup") >= selected)  # fmt: skip
+        wait_for("every policy status recomputed",
+                 lambda: second.metric("node_janitor_operator_unchanged_total", object="policy-status") >= policies)  # fmt: skip
+        for outcome in ("dry-run", "ok"):
+            assert second.metric("node_janitor_operator_writes_total", outcome=outcome) == 0, second.log_tail()
+        assert "would-write" not in second.log_text()
+    finally:
+        second.stop()
+
+
+def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> None:
+    """Runs last in this module: after everything above, no Node has an annotation, label, finalizer or
+    managed field of the operator (only what the tests themselves set)."""
+    nodes = kube.kubectl_json("get", "nodes", "--show-managed-fields")["items"]
+    assert nodes
+    for item in nodes:
+        meta = item["metadata"]
+        keys = [*meta.get("annotations", {}), *meta.get("labels", {})]
+        ours = [k for k in keys if "kopf" in k or ("nodejanitor.io/" in k and not k.startswith("test.nodejanitor.io/"))]
+        assert ours == [], meta["name"]
+        assert not meta.get("finalizers"), meta["name"]
+        managers = {m["manager"] for m in meta.get("managedFields", [])}
+        assert not {m for m in managers if "node-janitor" in m or "kopf" in m}, (meta["name"], managers)

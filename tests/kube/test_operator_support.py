@@ -1,0 +1,122 @@
+# ruff: noqa: E501  (manifests read best one per line)
+"""Helpers of the operator's kube tests (no tests here): the operator as a subprocess, polling, manifests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.kube import ControlPlane, KubectlError, _free_ports
+
+T = TypeVar("T")
+DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
+POOL = "test.nodejanitor.io/pool"
+API = "nodejanitor.io/v1alpha1"
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (KubectlError, AssertionError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, whatever the proxy env
+
+
+class Operator:
+    """`node-janitor operator --kubeconfig ...` (standalone unless `args` name a peering)."""
+
+    def __init__(self, kube: ControlPlane, workdir: Path, *args: str) -> None:
+        self.kube = kube
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.stopped = False
+        (self.port,) = _free_ports(1)
+        self.log_path = workdir / "operator.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}", *(args or ["--standalone"]),
+             f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with _DIRECT.open(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""  # not listening (yet)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of /metrics (0 if absent), parsed with prometheus_client's parser."""
+        _, text = self.get("/metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_text().splitlines()[-60:])
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def apply(kube: ControlPlane, manifest: dict[str, Any]) -> None:
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def node(kube: ControlPlane, name: str, **labels: str) -> None:
+    apply(kube, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
+
+
+def policy(kube: ControlPlane, name: str, selector: dict[str, str], **spec: Any) -> None:
+    apply(kube, {"apiVersion": API, "kind": "CleanupPolicy", "metadata": {"name": name},
+                 "spec": {"nodeSelector": {"matchLabels": selector}, **spec}})  # fmt: skip
+
+
+def cleanups(kube: ControlPlane, prefix: str) -> dict[str, Any]:
+    items = kube.kubectl_json("get", "nodecleanups", "--show-managed-fields")["items"]
+    return {i["metadata"]["name"]: i for i in items if i["metadata"]["name"].startswith(prefix)}
+
+
+def sources(cleanup: dict[str, Any]) -> list[str]:
+    return [s["name"] for s in cleanup["spec"]["sources"]]
+
+
+def patch_status(kube: ControlPlane, name: str, status: dict[str, Any]) -> None:
+    kube.kubectl("patch", "nodecleanup", name, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": status}))  # fmt: skip

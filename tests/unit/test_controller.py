@@ -1,0 +1,351 @@
+# ruff: noqa: E501  (manifests and expected rows read best one per line)
+"""The operator's pure parts: effective policy, protected images, workload images, the NodeCleanup it
+applies, policy status and Events, run requests; and what the Reconciler marks for a change (against a
+dict-backed stand-in for kopf's indexes: the real indexes run in tests/kube/test_operator.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from node_janitor.api import NodeCleanup
+from node_janitor.api.nodecleanup import is_dry_run_request
+from node_janitor.controller.effective import (
+    build_node_cleanup,
+    build_node_cleanup_spec,
+    compute_effective_policy,
+    compute_protected_images,
+    is_in_sync,
+)
+from node_janitor.controller.metrics import OperatorMetrics
+from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
+from node_janitor.controller.runrequest import make_run_request, render_run_report
+from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status
+from node_janitor.controller.views import (
+    CleanupView,
+    NodeView,
+    PolicyView,
+    build_cleanup_view,
+    build_node_view,
+    build_policy_view,
+)
+from node_janitor.controller.workloads import WORKLOAD_KINDS, compute_workload_images
+
+NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+
+
+def policy_body(
+    name: str, selector: Mapping[str, str] | None = None, generation: int = 1, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "nodejanitor.io/v1alpha1", "kind": "CleanupPolicy",
+        "metadata": {"name": name, "uid": f"uid-{name}", "generation": generation},
+        "spec": {"nodeSelector": {"matchLabels": dict(selector or {})}, **spec},
+    }  # fmt: skip
+
+
+def policy_view(name: str, selector: Mapping[str, str] | None = None, **spec: Any) -> PolicyView:
+    return build_policy_view(policy_body(name, selector, **spec))
+
+
+def node_view(name: str, pressure: bool = False, **labels: str) -> NodeView:
+    conditions = [{"type": "DiskPressure", "status": "True" if pressure else "False"}]
+    return build_node_view({"metadata": {"name": name, "uid": f"uid-{name}", "labels": labels},
+                            "status": {"conditions": conditions}})  # fmt: skip
+
+
+def cleanup_body(
+    name: str, spec: dict[str, Any], status: dict[str, Any] | None = None, owner: str = ""
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "nodejanitor.io/v1alpha1", "kind": "NodeCleanup",
+        "metadata": {"name": name, "uid": f"nc-{name}", "resourceVersion": "7", "creationTimestamp": "2026-12-01T08:00:00Z",
+                     "labels": {"app.kubernetes.io/managed-by": "node-janitor-operator"},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": owner or f"uid-{name}"}]},
+        "spec": spec, **({"status": status} if status is not None else {}),
+    }  # fmt: skip
+
+
+# --- effective policy -------------------------------------------------------------------------------------
+
+
+def test_highest_priority_wins_as_a_whole_and_protections_are_unioned() -> None:
+    policies = [
+        policy_view("base", {}, images={"keep": ["a/*", "shared/*"]}, thresholds={"highPercent": 90, "lowPercent": 80}),
+        policy_view("build", {"pool": "build"}, priority=10, images={"keep": ["shared/*", "b/*"], "minAge": "1h"}),
+        policy_view("freeze", {"pool": "build"}, priority=-5, paused=True, images={"keep": ["f/*"]}),
+        policy_view("other", {"pool": "web"}, priority=100, paused=True),
+    ]
+    effective = compute_effective_policy(policies, {"pool": "build"})
+    assert effective is not None
+    assert [s.name for s in effective.sources] == ["build", "base", "freeze"]
+    assert effective.rules.images.keep == ["shared/*", "b/*", "a/*", "f/*"]
+    assert effective.rules.images.min_age == timedelta(hours=1)
+    assert effective.rules.thresholds.high_percent == 85  # build's (the default), not base's 90
+    assert effective.rules.paused is True
+    assert compute_effective_policy(policies, {"pool": "none"}) is not None  # base selects everything
+    assert compute_effective_policy(policies[1:], {"pool": "none"}) is None
+
+
+def test_priority_ties_go_to_the_first_name() -> None:
+    policies = [policy_view("zeta", {}, dryRun=True), policy_view("alpha", {})]
+    effective = compute_effective_policy(policies, {})
+    assert effective is not None and [s.name for s in effective.sources] == ["alpha", "zeta"]
+    assert effective.rules.dry_run is False
+
+
+def test_an_invalid_policy_selects_nothing_and_says_why() -> None:
+    bad = build_policy_view(policy_body("bad", {}, thresholds={"highPercent": 50, "lowPercent": 70}))
+    assert bad.error is not None and "lowPercent (70) must be less than highPercent (50)" in bad.error
+    assert compute_effective_policy([bad], {}) is None
+
+
+# --- protected images and the applied NodeCleanup ---------------------------------------------------------
+
+
+def test_protected_images_are_the_workload_images_the_node_holds_compared_normalised() -> None:
+    held = build_cleanup_view(
+        cleanup_body("n", {"nodeName": "n"}, {"imageRefs": ["nginx", "quay.io/x/y:1", "busybox:1.36"]})
+    )
+    assert held.image_refs == {"docker.io/library/nginx:latest", "quay.io/x/y:1", "docker.io/library/busybox:1.36"}
+    workload = compute_workload_images(WORKLOAD_KINDS[0], {"spec": {"containers": [{"image": "docker.io/library/nginx"},
+                                                                                {"image": "quay.io/x/y:1"}]}})  # fmt: skip
+    assert compute_protected_images(held.image_refs, workload.__contains__, True) == [
+        "docker.io/library/nginx:latest", "quay.io/x/y:1"]  # fmt: skip
+    assert compute_protected_images(held.image_refs, workload.__contains__, False) == []
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS, ids=[k.kind for k in WORKLOAD_KINDS])
+def test_workload_images_come_from_every_container_list_of_the_pod_spec(kind: Any) -> None:
+    pod_spec = {"initContainers": [{"name": "i", "image": "init:1"}], "containers": [{"name": "c", "image": "app"}],
+                "ephemeralContainers": [{"name": "d", "image": "registry.example/debug:2"}]}  # fmt: skip
+    body: dict[str, Any] = pod_spec
+    for part in reversed(kind.pod_spec_path):
+        body = {part: body}
+    assert compute_workload_images(kind, body) == {
+        "docker.io/library/init:1", "docker.io/library/app:latest", "registry.example/debug:2"}  # fmt: skip
+    assert compute_workload_images(kind, {"spec": None}) == frozenset()
+
+
+def test_the_applied_body_validates_and_never_names_run_request() -> None:
+    node = node_view("n1", pool="a")
+    effective = compute_effective_policy([policy_view("p", {"pool": "a"})], node.labels)
+    assert effective is not None
+    spec = build_node_cleanup_spec("n1", effective, ["docker.io/library/app:latest"])
+    body = build_node_cleanup(node, spec)
+    assert "runRequest" not in body["spec"] and "status" not in body
+    assert body["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "uid-n1",
+                                                    "controller": True}]  # fmt: skip
+    assert NodeCleanup.from_manifest(body).spec == spec
+
+
+def test_in_sync_ignores_spellings_and_run_request_but_not_owner_or_content() -> None:
+    node = node_view("n1")
+    effective = compute_effective_policy([policy_view("p", {})], {})
+    assert effective is not None
+    spec = build_node_cleanup_spec("n1", effective, [])
+    stored = build_node_cleanup(node, spec)["spec"]
+    stored["policy"]["images"]["minAge"] = "120s"  # what the apiserver keeps may be spelled differently
+    stored["runRequest"] = "20261201T090000Z-abcd"
+    assert is_in_sync(build_cleanup_view(cleanup_body("n1", stored)), node, spec)
+    assert not is_in_sync(build_cleanup_view(cleanup_body("n1", stored, owner="old-node-uid")), node, spec)
+    stored["protectedImages"] = ["docker.io/library/x:1"]
+    assert not is_in_sync(build_cleanup_view(cleanup_body("n1", stored)), node, spec)
+    assert not is_in_sync(None, node, spec)
+
+
+# --- policy status and Events -----------------------------------------------------------------------------
+
+
+def member(name: str, status: dict[str, Any] | None, *, pressure: bool = False, in_sync: bool = True,
+           high: int = 80) -> Member:  # fmt: skip
+    spec = {"nodeName": name, "policy": {"thresholds": {"highPercent": high, "lowPercent": high - 20}}}
+    return Member(node_view(name, pressure), build_cleanup_view(cleanup_body(name, spec, status)), in_sync)
+
+
+def run(reclaimed: int, start: datetime = NOW, errors: Iterable[str] = ()) -> dict[str, Any]:
+    return {"trigger": "watermark", "startTime": start.isoformat(), "durationSeconds": 3.0,
+            "reclaimedBytes": reclaimed, "errors": list(errors)}  # fmt: skip
+
+
+LOGS_FS_AT_90 = {"name": "logs", "path": "/var/log", "sizeBytes": 10, "usedBytes": 9, "usedPercent": 90.0}
+
+
+def test_status_aggregates_pressure_reclaimed_bytes_and_last_run() -> None:
+    beat = NOW.isoformat()
+    members = [
+        member("a", {"heartbeatTime": beat, "diskPercent": 85.0, "lastRun": run(2**20, NOW - timedelta(hours=1))}),
+        member("b", {"heartbeatTime": beat, "diskPercent": 50.0, "lastRun": run(2**21)}, pressure=True),
+        member("c", {"heartbeatTime": beat, "fileSystems": [LOGS_FS_AT_90]}),
+        member("d", {"heartbeatTime": beat, "diskPercent": 80.0, "lastRun": run(-5)}),  # at the watermark, not above
+    ]
+    status = compute_policy_status(policy_view("p", {}), members, NOW + timedelta(seconds=30), timedelta(minutes=5))
+    assert (status.matched_nodes, status.nodes_under_pressure) == (4, 3)
+    assert (status.reclaimed_bytes, status.reclaimed) == (3 * 2**20, "3Mi")
+    assert status.last_run_time == NOW + timedelta(seconds=3)
+    conditions = {c.type: c for c in status.conditions}
+    assert (conditions["Ready"].status, conditions["Ready"].reason) == ("True", "Applied")
+    assert (conditions["Degraded"].status, conditions["Degraded"].reason) == ("False", "AsExpected")
+    assert {c.observed_generation for c in status.conditions} == {1}
+
+
+def test_ready_and_degraded_reasons() -> None:
+    stale = timedelta(minutes=5)
+    pending = [member("a", None, in_sync=False), member("b", None)]
+    ready = {c.type: c for c in compute_policy_status(policy_view("p", {}), pending, NOW, stale).conditions}["Ready"]
+    assert (ready.status, ready.reason, ready.message) == ("False", "Applying", "1 of 2 nodes not updated yet: a")
+
+    failing = [member("a", {"heartbeatTime": NOW.isoformat(), "lastRun": run(0, errors=["boom"])}),
+               member("b", {"heartbeatTime": NOW.isoformat(), "conditions": [
+                   {"type": "Degraded", "status": "True", "reason": "ContainerdUnreachable",
+                    "lastTransitionTime": NOW.isoformat()}]})]  # fmt: skip
+    degraded = {c.type: c for c in compute_policy_status(policy_view("p", {}), failing, NOW, stale).conditions}[
+        "Degraded"
+    ]
+    assert (degraded.status, degraded.reason, degraded.message) == (
+        "True",
+        "AgentErrors",
+        "2 nodes report errors: a, b",
+    )
+
+    silent = [member("a", {"heartbeatTime": (NOW - timedelta(minutes=6)).isoformat()}), member("b", None)]
+    degraded = {c.type: c for c in compute_policy_status(policy_view("p", {}), silent, NOW, stale).conditions}[
+        "Degraded"
+    ]
+    # b has never reported, but its NodeCleanup was created an hour ago: silent too
+    assert (degraded.status, degraded.reason) == ("True", "AgentsNotReporting") and "a, b" in degraded.message
+
+    bad = build_policy_view(policy_body("bad", {}, thresholds={"highPercent": 50, "lowPercent": 70}))
+    none = {c.type: c for c in compute_policy_status(bad, [], NOW, stale).conditions}["Ready"]
+    assert (none.status, none.reason) == ("False", "InvalidSpec")
+    empty = {c.type: c for c in compute_policy_status(policy_view("p", {}), [], NOW, stale).conditions}["Ready"]
+    assert (empty.status, empty.reason) == ("True", "NoMatchingNodes")
+
+
+def test_an_unchanged_aggregate_equals_the_stored_status_and_transitions_keep_their_time() -> None:
+    members = [member("a", {"heartbeatTime": NOW.isoformat()})]
+    first = compute_policy_status(policy_view("p", {}), members, NOW, timedelta(minutes=5))
+    stored = build_policy_view({**policy_body("p", {}), "status": first.model_dump(mode="json", exclude_none=True)})
+    again = compute_policy_status(stored, members, NOW + timedelta(seconds=40), timedelta(minutes=5))
+    assert again == first  # nothing to write
+    failing = [member("a", {"heartbeatTime": NOW.isoformat(), "lastRun": run(0, errors=["x"])})]
+    later = compute_policy_status(stored, failing, NOW + timedelta(seconds=50), timedelta(minutes=5))
+    times = {c.type: c.last_transition_time for c in later.conditions}
+    assert times == {"Ready": NOW, "Degraded": NOW + timedelta(seconds=50)}
+
+
+def test_events_for_notable_changes_only() -> None:
+    stale = timedelta(minutes=5)
+    healthy = [member("a", {"heartbeatTime": NOW.isoformat()}), member("b", {"heartbeatTime": NOW.isoformat()})]
+    first = compute_policy_status(policy_view("p", {}), healthy, NOW, stale)
+    assert [(e.type, e.reason) for e in compute_policy_events(None, first)] == [("Normal", "NodesSelected")]
+    assert compute_policy_events(first, first) == []
+
+    failing = [member("a", {"heartbeatTime": NOW.isoformat(), "lastRun": run(0, errors=["x"])}, pressure=True),
+               healthy[1], member("c", None, in_sync=False)]  # fmt: skip
+    worse = compute_policy_status(policy_view("p", {}), failing, NOW, stale)
+    events = {(e.type, e.reason): e.message for e in compute_policy_events(first, worse)}
+    assert set(events) == {("Warning", "AgentErrors"), ("Normal", "NodesSelected"), ("Warning", "NodesUnderPressure")}
+    assert events[("Normal", "NodesSelected")] == "selects 3 nodes (was 2)"  # and no Event for Applying
+    recovered = [(e.type, e.reason) for e in compute_policy_events(worse, first)]
+    assert ("Normal", "AsExpected") in recovered and ("Normal", "Applied") in recovered
+
+
+# --- run requests -----------------------------------------------------------------------------------------
+
+
+def test_run_request_tokens() -> None:
+    dry, real = make_run_request(True, NOW), make_run_request(False, NOW)
+    assert dry.startswith("dry-run:20261201T090000Z-") and is_dry_run_request(dry)
+    assert real.startswith("20261201T090000Z-") and not is_dry_run_request(real) and not is_dry_run_request(None)
+    assert make_run_request(False, NOW) != real
+
+
+def test_run_report_renders_the_plan_errors_and_file_systems() -> None:
+    status = {
+        "lastRun": {"trigger": "request", "startTime": NOW.isoformat(), "durationSeconds": 1.5, "dryRun": True,
+                    "actions": 3, "plannedBytes": 3 * 2**20, "runRequest": "dry-run:x", "errors": ["remove x: busy"],
+                    "plan": [{"kind": "remove-image", "ref": "docker.io/library/old:1", "bytes": 2**21,
+                              "reason": "lru-under-pressure"}]},
+        "fileSystems": [{"name": "imagefs", "path": "/var/lib/containerd", "sizeBytes": 2**30, "usedBytes": 2**29,
+                         "usedPercent": 50.0}],
+    }  # fmt: skip
+    text = render_run_report(NodeCleanup.from_manifest(cleanup_body("n1", {"nodeName": "n1"}, status)))
+    lines = text.splitlines()
+    assert lines[0] == "dry run (nothing removed) on n1: trigger request, started 2026-12-01 09:00:00Z, took 1.5s"
+    assert lines[1].split() == ["actions:", "3", "planned:", "3Mi", "reclaimed:", "0"]
+    assert lines[3].split() == ["KIND", "REF", "BYTES", "REASON"]
+    assert lines[4].split() == ["remove-image", "docker.io/library/old:1", "2Mi", "lru-under-pressure"]
+    assert "... and 2 more actions" in lines and "  remove x: busy" in lines
+    assert lines[-1].split() == ["imagefs", "/var/lib/containerd", "512Mi", "1Gi", "50.0%"]
+    assert (
+        render_run_report(NodeCleanup.from_manifest(cleanup_body("n2", {"nodeName": "n2"})))
+        == "n2: no run reported yet"
+    )
+
+
+# --- what a change touches ---------------------------------------------------------------------------------
+
+
+class DictState:
+    """Stands in for kopf's indexes (tests/kube/test_operator.py runs the real ones)."""
+
+    def __init__(self) -> None:
+        self.nodes_: dict[str, NodeView] = {}
+        self.policies_: dict[str, PolicyView] = {}
+        self.cleanups_: dict[str, CleanupView] = {}
+        self.workload: set[str] = set()
+
+    def node(self, name: str) -> NodeView | None:
+        return self.nodes_.get(name)
+
+    def nodes(self) -> Iterable[NodeView]:
+        return self.nodes_.values()
+
+    def policy(self, name: str) -> PolicyView | None:
+        return self.policies_.get(name)
+
+    def policies(self) -> Iterable[PolicyView]:
+        return self.policies_.values()
+
+    def cleanup(self, name: str) -> CleanupView | None:
+        return self.cleanups_.get(name)
+
+    def is_workload_image(self, ref: str) -> bool:
+        return ref in self.workload
+
+    def holders(self, ref: str) -> Iterable[str]:
+        return [n for n, c in self.cleanups_.items() if ref in c.image_refs]
+
+
+def test_a_change_marks_only_what_it_touches() -> None:
+    reconciler = Reconciler(writer=None, metrics=OperatorMetrics(), settings=ReconcilerSettings())  # type: ignore[arg-type]
+    state = DictState()
+    reconciler.attach(state)
+    for i in range(6):
+        view = node_view(f"n{i}", pool="a" if i < 2 else "b" if i < 4 else "c")
+        state.nodes_[view.name] = view
+        reconciler.node_changed(view.name, view)
+    a = policy_view("pa", {"pool": "a"})
+    state.policies_["pa"] = a
+    reconciler.policy_changed("pa", a)
+    reconciler._nodes.items.clear(), reconciler._policies.items.clear()  # start from a quiet state
+
+    moved = policy_view("pa", {"pool": "b"}, generation=2)
+    reconciler.policy_changed("pa", moved)
+    assert reconciler.pending()["nodes"] == {"n0", "n1", "n2", "n3"}  # the old and the new selector's nodes
+    assert reconciler.pending()["policies"] == {"pa"}
+    reconciler._nodes.items.clear(), reconciler._policies.items.clear()
+
+    reconciler.node_changed("n5", node_view("n5", pool="c", unrelated="x"))
+    assert reconciler.pending() == {"nodes": {"n5"}, "policies": set(), "images": set()}
+    reconciler._nodes.items.clear()
+    reconciler.node_changed("n2", node_view("n2", pressure=True, pool="b"))  # pressure: status only
+    assert reconciler.pending() == {"nodes": set(), "policies": {"pa"}, "images": set()}
+
+    reconciler.workload_changed("pods/default/p", frozenset({"docker.io/library/x:1"}))
+    reconciler.workload_changed("pods/default/q", frozenset({"docker.io/library/x:1"}))
+    assert reconciler.pending()["images"] == {"docker.io/library/x:1"}
