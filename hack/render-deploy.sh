@@ -4,7 +4,8 @@
 # `helm install node-janitor charts/node-janitor -n node-janitor` does. tests/kube/test_chart.py fails when
 # deploy/ drifts from the chart; after changing the chart run this and commit the result.
 #
-#   hack/render-deploy.sh [DIR]     (default: deploy/; deploy/examples/ is not touched)
+#   hack/render-deploy.sh [DIR]     (default: deploy/, and then crds/ is copied into the chart's crds/ too;
+#                                    deploy/examples/ is not touched)
 #
 # helm: $HELM, else the one hack/build-k8s.sh builds into the cache, else `helm` on PATH.
 set -euo pipefail
@@ -25,6 +26,11 @@ if [ -z "${HELM:-}" ]; then
     echo "render-deploy: no helm (run hack/build-k8s.sh, or set HELM)" >&2
     exit 1
   fi
+fi
+
+# The chart carries copies of crds/ (helm installs its crds/ first); refresh them when writing deploy/ itself.
+if [ $# -eq 0 ]; then
+  cp "$repo"/crds/*.yaml "$chart/crds/"
 fi
 
 header="# Generated from charts/node-janitor (default values) by hack/render-deploy.sh; do not edit."
