@@ -36,15 +36,6 @@ DEFAULT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "N
                         "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def image() -> dict[str, str]:
-    """{"archive", "name", "id"} of the image, built once (cached across sessions)."""
-    result = subprocess.run([sys.executable, str(BUILD)], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr
-    info: dict[str, str] = json.loads(result.stdout)
-    return info
-
-
 def _oci(archive: Path) -> tuple[dict[str, Any], list[bytes]]:
     """The image's config and its layers (gzipped tars, lowest first) from its OCI archive."""
     with tarfile.open(archive) as tar:

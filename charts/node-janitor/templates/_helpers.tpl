@@ -83,16 +83,16 @@ seccompProfile:
 {{/* The probes of a component serving /healthz and /readyz on its port named metrics. */}}
 {{- define "node-janitor.probes" -}}
 startupProbe:
-  httpGet: {path: /healthz, port: metrics}
+  httpGet: {path: /healthz, port: metrics{{ with .Values.probeHost }}, host: {{ . | quote }}{{ end }}}
   periodSeconds: 2
   failureThreshold: 60
 livenessProbe:
-  httpGet: {path: /healthz, port: metrics}
+  httpGet: {path: /healthz, port: metrics{{ with .Values.probeHost }}, host: {{ . | quote }}{{ end }}}
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 3
 readinessProbe:
-  httpGet: {path: /readyz, port: metrics}
+  httpGet: {path: /readyz, port: metrics{{ with .Values.probeHost }}, host: {{ . | quote }}{{ end }}}
   periodSeconds: 5
   timeoutSeconds: 5
   failureThreshold: 3
