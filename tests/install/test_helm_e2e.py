@@ -29,7 +29,7 @@ from testbed.node import NodeFactory, apiserver_env
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 
 CHART = REPO / "charts" / "node-janitor"
-RELEASE, NAMESPACE = "nj", "node-janitor"
+RELEASE, NAMESPACE = "nj", "nj-e2e"  # names no other test uses (deploy/ uses node-janitor)
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 APP_IMAGE = "docker.io/nj-e2e/app:1"
 # About 160 KB/s of CRI log: 200 numbered lines every 50 ms.
@@ -49,13 +49,13 @@ def _values(kube: ControlPlane, image: dict[str, str], bed: Any, state_dir: Path
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
         "probeHost": "127.0.0.1",
-        "operator": {"hostNetwork": True, "metricsPort": operator_port, "extraEnv": env},
+        "operator": {"hostNetwork": True, "metricsPort": operator_port, "extraEnv": env, "peeringName": "nj-e2e"},
         "agent": {
             "hostNetwork": True, "metricsPort": agent_port, "extraEnv": env,
             "containerd": {"socket": bed.address, "root": str(bed.root), "namespace": bed.namespace},
             "podLogDir": str(bed.pod_log_dir), "stateDir": str(state_dir),
         },
-        "defaultPolicy": {"spec": POLICY},
+        "defaultPolicy": {"name": "nj-e2e", "spec": POLICY},
     }  # fmt: skip
 
 
@@ -151,7 +151,7 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
 
         cleanup = wait_for("the agent pod's report", reported, 60)
         assert cleanup["spec"]["policy"]["thresholds"]["highPercent"] == 70
-        assert [s["name"] for s in cleanup["spec"]["sources"]] == ["default"]
+        assert [s["name"] for s in cleanup["spec"]["sources"]] == ["nj-e2e"]
         assert cleanup["status"]["imageCount"] >= 2
 
         # The agent pod rotates a chatty pod's logs (as root, without capabilities: the files are root's).

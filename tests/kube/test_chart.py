@@ -232,6 +232,8 @@ def namespace(kube: ControlPlane, request: pytest.FixtureRequest) -> Iterator[st
 def test_server_side_dry_run_of_deploy(kube: ControlPlane, kopf_crds: None) -> None:
     """`kubectl apply --dry-run=server -f crds/ -f deploy/crds/ -f deploy/`, with the namespace created
     first (a dry run creates nothing, so the namespaced objects would not find it)."""
+    # (a namespace of that name deleted earlier may still be terminating)
+    kube.kubectl("wait", "--for=delete", "namespace/node-janitor", "--timeout=120s", check=False)
     kube.kubectl("apply", "-f", str(DEPLOY / "namespace.yaml"))
     try:
         out = kube.kubectl(
