@@ -90,7 +90,7 @@ def test_defaults(kube: ControlPlane) -> None:
     assert container["args"] == [
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
         "--namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
-        "--metrics-port=9743", "--monitor-interval=2s",
+        "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
@@ -166,6 +166,7 @@ BAD_VALUES = {
     "unknown top-level key": (["--set", "agents.hostNetwork=true"], "Additional property agents is not allowed"),
     "negative interval": (["--set", "agent.monitorInterval=-2s"], "agent.monitorInterval: Does not match pattern"),
     "zero interval": (["--set", "agent.monitorInterval=0s"], "agent.monitorInterval: Must not validate"),
+    "negative heartbeat": (["--set", "agent.heartbeatInterval=-1m"], "agent.heartbeatInterval: Does not match pattern"),
     "interval without unit": (["--set", "agent.monitorInterval=5"], "agent.monitorInterval: Invalid type"),
     "relative path": (["--set", "agent.podLogDir=var/log/pods"], "agent.podLogDir: Does not match pattern"),
     "port out of range": (["--set", "agent.metricsPort=70000"], "agent.metricsPort: Must be less than or equal"),
