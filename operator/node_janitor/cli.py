@@ -201,7 +201,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
             engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
             now = engine.clock()
-            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs)
+            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
@@ -351,12 +351,10 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
     options = OperatorOptions(
-        kubeconfig=args.kubeconfig,
         metrics_host=args.metrics_bind_address,
         metrics_port=args.metrics_port,
         peering=args.peering,
         standalone=args.standalone,
-        dry_run=args.dry_run,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
     return run_operator(options, configuration)

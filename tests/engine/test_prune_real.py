@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,10 @@ async def test_orphans_and_expired_leases_are_reclaimed_only_when_enabled(
 ) -> None:
     bed = containerd_bed
     async with open_runtime(bed.address, bed.namespace) as (_, containerd):
-        expired = await containerd.create_lease("expired-pull", expire=timedelta(seconds=1))
+        # containerd's own GC drops what an expired lease held whenever it runs, so the lease must outlive the
+        # set-up below even on a loaded machine; it expires before the first prune.
+        expires_at = time.monotonic() + 5
+        expired = await containerd.create_lease("expired-pull", expire=timedelta(seconds=5))
         live = await containerd.create_lease("live-pull", expire=timedelta(hours=1))
         leaked_blob = await containerd.with_lease(expired.id).write_content(
             "leak-1", Layer.random(3 * MiB, "orph").blob
@@ -148,7 +152,7 @@ async def test_orphans_and_expired_leases_are_reclaimed_only_when_enabled(
         assert leaked_blob is not None and held_blob is not None
         mounts = await containerd.with_lease(expired.id).prepare_snapshot("leaked-snapshot")
         await asyncio.to_thread(Path(mounts[0].source, "junk.bin").write_bytes, Layer.random(4 * MiB, "junk").tar)
-        await asyncio.sleep(1.2)  # let the first lease expire
+        await asyncio.sleep(max(0.0, expires_at - time.monotonic()) + 0.5)  # let the first lease expire
 
         disabled = _policy(
             tmp_path,

@@ -101,11 +101,13 @@ def test_relabelling_moves_a_node_between_policies(operator: Operator, kube: Con
     wait_for("move-1's NodeCleanup deleted", lambda: "move-1" not in cleanups(kube, "move-"))
 
 
-def test_deleting_a_policy_removes_its_nodecleanups(operator: Operator, kube: ControlPlane) -> None:
+def test_deleting_a_node_or_the_policy_removes_nodecleanups(operator: Operator, kube: ControlPlane) -> None:
     node(kube, "del-1", **{POOL: "del"})
     node(kube, "del-2", **{POOL: "del"})
     policy(kube, "del", {POOL: "del"})
     wait_for("NodeCleanups of del", lambda: set(cleanups(kube, "del-")) == {"del-1", "del-2"})
+    kube.kubectl("delete", "node", "del-2")
+    wait_for("del-2's NodeCleanup gone with its Node", lambda: set(cleanups(kube, "del-")) == {"del-1"})
     kube.kubectl("delete", "cleanuppolicy", "del")
     wait_for("no NodeCleanup of del", lambda: not cleanups(kube, "del-"))
 
@@ -134,8 +136,8 @@ def test_unchanged_effective_policy_writes_nothing(operator: Operator, kube: Con
     kube.kubectl("annotate", "node", "same-2", "unrelated=1")
     kube.kubectl("annotate", "cleanuppolicy", "same", "unrelated=1")
     kube.kubectl("label", "cleanuppolicy", "same", "unrelated=1")
-    # the operator recomputed (same-1 for its label, both for the policy's new resourceVersion is not a
-    # spec change, so only the node label counts) and found nothing to write
+    # the operator recomputed same-1 (its labels changed; the policy's metadata is no spec change and the
+    # annotation no label change, so they mark nothing) and found nothing to write
     wait_for("a recomputation", lambda: operator.metric("node_janitor_operator_unchanged_total", object="nodecleanup")
              > unchanged)  # fmt: skip
     time.sleep(1)
@@ -301,7 +303,9 @@ def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: C
             lambda k=kind: operator.metric("node_janitor_operator_pending", kind=k) == 0,
         )  # type: ignore[misc]
     time.sleep(3)  # past the status debounce
-    selected = len(kube.kubectl_json("get", "nodecleanups")["items"])
+    selected = len(
+        kube.kubectl_json("get", "nodecleanups", "-l", "app.kubernetes.io/managed-by=node-janitor-operator")["items"]
+    )
     policies = len(kube.kubectl_json("get", "cleanuppolicies")["items"])
     second = Operator(kube, tmp_path / "dry-run", "--standalone", "--dry-run")
     try:
@@ -318,7 +322,8 @@ def test_a_restarted_operator_finds_nothing_to_write(operator: Operator, kube: C
 
 def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> None:
     """Runs last in this module: after everything above, no Node has an annotation, label, finalizer or
-    managed field of the operator (only what the tests themselves set)."""
+    managed field of the operator (only what the tests themselves set); no policy or NodeCleanup carries a
+    kopf annotation or finalizer either."""
     nodes = kube.kubectl_json("get", "nodes", "--show-managed-fields")["items"]
     assert nodes
     for item in nodes:
@@ -329,3 +334,8 @@ def test_nodes_carry_nothing_of_ours(operator: Operator, kube: ControlPlane) -> 
         assert not meta.get("finalizers"), meta["name"]
         managers = {m["manager"] for m in meta.get("managedFields", [])}
         assert not {m for m in managers if "node-janitor" in m or "kopf" in m}, (meta["name"], managers)
+    for kind in ("cleanuppolicies", "nodecleanups"):
+        for item in kube.kubectl_json("get", kind)["items"]:
+            meta = item["metadata"]
+            assert not [k for k in meta.get("annotations", {}) if "kopf" in k or "nodejanitor.io" in k], meta
+            assert not meta.get("finalizers"), meta

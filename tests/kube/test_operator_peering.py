@@ -58,6 +58,7 @@ def test_a_second_replica_waits_and_takes_over(kube: ControlPlane, peering: str,
         assert second.get("/readyz")[0] == 200  # a waiting replica is ready to take over
 
         first.stop()
+        assert first.process.returncode == 0  # SIGTERM: a clean exit, its peer record removed
         wait_for("the second replica resuming", lambda: "Resuming operations" in second.log_text(), 60)
         node(kube, "peer-3", **{"test.nodejanitor.io/pool": "peer"})
         wait_for("the second replica handling peer-3", lambda: "peer-3" in cleanups(kube, "peer-"))

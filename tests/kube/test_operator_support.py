@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import ControlPlane, KubectlError, _free_ports
+from testbed.kube import ControlPlane, KubectlError, free_ports
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
@@ -48,7 +48,7 @@ class Operator:
         self.kube = kube
         workdir.mkdir(parents=True, exist_ok=True)
         self.stopped = False
-        (self.port,) = _free_ports(1)
+        (self.port,) = free_ports(1)
         self.log_path = workdir / "operator.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -76,7 +76,8 @@ class Operator:
         return 0.0
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_tail(self) -> str:

@@ -25,9 +25,15 @@ What runs (TESTBED.md, "A real node", has the measured facts):
   sandbox and container removed through CRI, the kubelet's mounts unmounted, the bed stopped; then
   `leftovers()` must be empty (no process, mount, shim or runc state left), else the fixture fails.
 
-Pods in tests: `hostNetwork: true`, images imported into the bed (`imagePullPolicy: Never`), and, to talk to
-the API, `apiserver_env(kube)` in the container's env (the Service IP is routed by nothing here). Read
-container logs from `node.bed.pod_log_dir` (never kubectl logs/exec/port-forward: they go to the node IP).
+A test package uses these with, in its conftest.py, `from testbed.kube import kube` and `from testbed.node
+import kube_node, kube_scheduler` (`image_builder` comes from tests/conftest.py); see tests/kube/test_node.py.
+
+Pods in tests: `hostNetwork: true`, images imported into the bed under their full names (`docker.io/...`:
+CRI looks them up so) with `imagePullPolicy: Never`, and, to talk to the API, `apiserver_env(kube)` in the
+container's env (the Service IP is routed by nothing here; the ServiceAccount's ca.crt verifies the apiserver
+on 127.0.0.1). A node agent's pod reaches the bed with hostPaths of the same paths: `node.bed.address` (the
+CRI socket, type Socket), `node.bed.disk`, `node.bed.pod_log_dir`. Read container logs from
+`node.bed.pod_log_dir` (never kubectl logs/exec/port-forward: they go to the node's IP, the machine's own address).
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,7 +93,7 @@ __all__ = [
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 DEFAULT_DISK_SIZE = 512 << 20
 DEFAULT_EVICTION_HARD: Mapping[str, str] = {
-    # the kubelet's own defaults (pkg/kubelet/apis/config/v1beta1/defaults_linux.go)
+    # the kubelet's own defaults (pkg/kubelet/eviction/defaults_linux.go)
     "memory.available": "100Mi",
     "nodefs.available": "10%",
     "nodefs.inodesFree": "5%",
@@ -248,11 +256,15 @@ class KubeNode:
     """The kubelet's log (all its starts appended)."""
     startup_seconds: float = field(init=False, default=0.0)
     """How long the last `start_kubelet()` took, up to a Ready, untainted Node."""
+    port: int = field(init=False, default=0)
+    """The kubelet's API port on 127.0.0.1 (HTTPS, its self-signed certificate, anonymous allowed)."""
     _process: Process | None = field(init=False, default=None)
     _kubeconfig: Path = field(init=False)
     _container_ids: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
+        if not self.disk_size:
+            raise ValueError("a test node needs its own disk (disk_size): the kubelet measures nodefs on it")
         self.workdir = Path(self.workdir)
         self.bed = ContainerdBed(self.workdir / "bed", disk_size=self.disk_size, builder=self.builder,
                                  cni_bin_dir=CNI_BIN_DIR)  # fmt: skip
@@ -280,8 +292,8 @@ class KubeNode:
         if self.kubelet_running:
             raise ControlPlaneError(f"kubelet of {self.name} already runs")
         started, started_wall = time.monotonic(), time.time()
-        port, healthz_port = free_ports(2)
-        config = self.settings.configuration(self.bed, port, healthz_port)
+        self.port, healthz_port = free_ports(2)
+        config = self.settings.configuration(self.bed, self.port, healthz_port)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.root_dir.mkdir(exist_ok=True)
         namespace_dir = self._namespace_files()
@@ -348,7 +360,7 @@ class KubeNode:
             found.append(f"kubelet pid {self.kubelet_pid}")
         prefix = str(self.workdir.resolve()) + "/"
         found += [f"mount {m}" for m in _mount_points() if m.startswith(prefix)]
-        found += [f"shim pid {pid}" for pid in _shims_of(self.bed.address)]
+        found += [f"shim pid {pid}" for pid in self.bed.shim_pids()]
         found += [f"runc state {p}" for p in _RUNC_STATE.glob("*/*") if p.name in self._containers()]
         with contextlib.suppress(ApiException):
             client.CoreV1Api(self.kube.api_client).read_node(self.name)
@@ -389,6 +401,14 @@ class KubeNode:
         """Waits until the kubelet recorded an Event of `reason`; returns the latest."""
         return _wait_for(lambda: (self.events(reason) or [None])[-1], f"kubelet event {reason} on {self.name}",
                          timeout, self.log_tail)  # fmt: skip
+
+    def configz(self) -> dict[str, Any]:
+        """The configuration the running kubelet uses (its /configz on 127.0.0.1, never through the apiserver),
+        the KubeletConfiguration as it parsed and defaulted it."""
+        context = ssl.create_default_context(cafile=str(self.root_dir / "pki" / "kubelet.crt"))
+        context.check_hostname = False  # its self-signed certificate names the node, not 127.0.0.1
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.port}/configz", timeout=10, context=context) as r:
+            return dict(json.load(r)["kubeletconfig"])
 
     def log_tail(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):
@@ -486,20 +506,6 @@ def _unmount_below(path: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
-def _shims_of(address: str) -> list[int]:
-    pids = []
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (pid_dir / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and b"containerd-shim" in cmdline[0] and address.encode() in cmdline:
-            pids.append(int(pid_dir.name))
-    return pids
-
-
 # --- pytest -----------------------------------------------------------------------------------------
 
 
@@ -525,7 +531,10 @@ class NodeFactory:
         """Closes every node; returns what was left behind."""
         leftovers = []
         for node in reversed(self.nodes):
-            node.close()
+            try:
+                node.close()
+            except Exception as error:  # the other nodes must still be closed
+                leftovers.append(f"{node.name}: close failed: {error!r}")
             leftovers += [f"{node.name}: {item}" for item in node.leftovers()]
         self.nodes.clear()
         return leftovers

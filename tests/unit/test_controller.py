@@ -5,8 +5,10 @@ dict-backed stand-in for kopf's indexes: the real indexes run in tests/kube/test
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -349,3 +351,27 @@ def test_a_change_marks_only_what_it_touches() -> None:
     reconciler.workload_changed("pods/default/p", frozenset({"docker.io/library/x:1"}))
     reconciler.workload_changed("pods/default/q", frozenset({"docker.io/library/x:1"}))
     assert reconciler.pending()["images"] == {"docker.io/library/x:1"}
+
+
+# --- kopf's credentials and peering priority ---------------------------------------------------------------
+
+
+def test_credentials_come_from_the_kubeconfig_given(tmp_path: Path) -> None:
+    from node_janitor.controller.app import connection_info
+    from node_janitor.controller.kube import load_configuration
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "s3cret"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))  # fmt: skip
+    info = connection_info(load_configuration(str(kubeconfig)))
+    assert (info.server, info.scheme, info.token, info.insecure) == ("https://127.0.0.1:6443", "Bearer", "s3cret", True)
+
+
+def test_the_oldest_replica_has_the_highest_peering_priority() -> None:
+    from node_janitor.controller.app import peering_priority
+
+    assert peering_priority(1_000.0) > peering_priority(1_000.001) > peering_priority(2_000.0)

@@ -6,8 +6,8 @@
   rolling update's new pod) waits until the first is gone (its peer record is removed on exit, or expires
   after 60 s). `--standalone` runs without peering (tests, one-replica installs).
 - Persistence: every handler is an index or an on.event handler, which kopf never persists: no finalizer,
-  no annotation, no patch on any watched object (so none on a Node). The storages are still set to our
-  own prefix, so a future change-detecting handler could never write kopf.zalando.org annotations unnoticed.
+  no annotation, no patch on any watched object (so none on a Node). The storages and the finalizer are
+  still set to our own prefix, so a change-detecting handler added later would write nodejanitor.io names.
 - Event posting: our own Events on policies come from the reconciler; kopf posts only warnings and errors
   of its handlers (which on.event handlers skip anyway), under our component name.
 - Backoff: watch errors back off 1 s to 60 s, API errors 1 s to 30 s, a failed write of ours 1 s to 30 s.
@@ -42,12 +42,10 @@ log = logging.getLogger("node_janitor.operator")
 
 @dataclass(frozen=True)
 class OperatorOptions:
-    kubeconfig: str | None = None
     metrics_host: str = "0.0.0.0"
     metrics_port: int = DEFAULT_METRICS_PORT
     peering: str = DEFAULT_PEERING
     standalone: bool = False
-    dry_run: bool = False
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
 
@@ -103,7 +101,7 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
     reconciler = Reconciler(writer, metrics, options.reconciler)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler)
-    ready, stop = asyncio.Event(), asyncio.Event()
+    ready = asyncio.Event()
 
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_settings(settings)
@@ -121,29 +119,39 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
 
     runner = await start_http_server(metrics, options.metrics_host, options.metrics_port, readiness)
     worker = asyncio.create_task(reconciler.run(), name="node-janitor reconciler")
-    worker.add_done_callback(lambda task: _stop_on_failure(task, stop))
+    await asyncio.sleep(0)  # let it create its tasks before kopf takes its inventory of tasks
     log.info("event=start metrics=%s:%d peering=%s dry_run=%s", options.metrics_host, options.metrics_port,
-             "standalone" if options.standalone else options.peering, options.dry_run)  # fmt: skip
-    try:
-        await kopf.operator(
+             "standalone" if options.standalone else options.peering, options.reconciler.dry_run)  # fmt: skip
+    # (no stop_flag: kopf leaves its waiter task hanging for 5 s on SIGTERM; a failed reconciler cancels kopf)
+    operator = asyncio.create_task(
+        kopf.operator(
             registry=registry,
             clusterwide=True,
             standalone=options.standalone,
             peering_name=None if options.standalone else options.peering,
             priority=peering_priority(),
             ready_flag=ready,
-            stop_flag=stop,
-        )
+        ),
+        name="kopf",
+    )
+    worker.add_done_callback(lambda task: _stop_on_failure(task, operator))
+    try:
+        await operator
+    except asyncio.CancelledError:
+        if not worker.done():
+            raise  # we are cancelled ourselves
     finally:
+        log.info("event=stopping")
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker
         await runner.cleanup()
         writer.close()
-    return 1 if worker.done() and not worker.cancelled() and worker.exception() is not None else 0
+        log.info("event=stopped")
+    return 1 if not worker.cancelled() and worker.exception() is not None else 0
 
 
-def _stop_on_failure(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+def _stop_on_failure(task: asyncio.Task[None], operator: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("event=reconciler-failed error=%r", task.exception())
-        stop.set()
+        operator.cancel()

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from node_janitor.api import NodeCleanupSpec
 from node_janitor.controller.effective import (
     MANAGED_BY,
+    Effective,
     build_node_cleanup,
     build_node_cleanup_spec,
     compute_effective_policy,
@@ -111,6 +112,8 @@ class Reconciler:
         self._written_status: dict[str, Any] = {}
         """policy uid -> the status written, until the policy's next event."""
         self._failures: dict[str, int] = {}
+        self._effective: dict[frozenset[tuple[str, str]], Effective | None] = {}
+        """Effective policy by label set (nodes share labels), emptied whenever a policy changes."""
 
     # --- marks (called by the kopf handlers; cheap, synchronous) -----------------------------------------
 
@@ -139,6 +142,7 @@ class Reconciler:
             self._written_status.pop(view.uid, None)
         self.metrics.objects.labels("cleanuppolicies").set(len(self._seen_policies))
         if old is None or view is None or _spec_of(old) != _spec_of(view):
+            self._effective.clear()
             self._nodes.add(
                 *(n.name for n in self._seen_nodes.values() if any(p.selects(n.labels) for p in (old, view) if p))
             )
@@ -181,34 +185,46 @@ class Reconciler:
     # --- the loops ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.synced.wait()
-        log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
-                 len(self._seen_policies), len(self._seen_cleanups))  # fmt: skip
+        """Every task the reconciler ever runs is created here, before the first await (kopf, started after
+        this, treats tasks it did not see at its start as its own hung tasks and waits for them on exit)."""
+        passes = (
+            ("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node),
+            ("images", self._refs, self.settings.images_debounce, self._distribute),
+            ("policies", self._policies, self.settings.status_debounce, self._reconcile_policy),
+        )
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._loop("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node))
-            group.create_task(self._loop("images", self._refs, self.settings.images_debounce, self._distribute))
-            group.create_task(
-                self._loop("policies", self._policies, self.settings.status_debounce, self._reconcile_policy)
-            )
+            for kind, queue, debounce, work in passes:
+                batch: asyncio.Queue[str] = asyncio.Queue()
+                group.create_task(self._dispatch(kind, queue, debounce, batch))
+                for _ in range(self.settings.concurrency):
+                    group.create_task(self._consume(kind, queue, batch, work))
             group.create_task(self._resync_statuses())
 
-    async def _loop(self, kind: str, queue: _Queue, debounce: float, work: Callable[[str], Any]) -> None:
-        semaphore = asyncio.Semaphore(self.settings.concurrency)
-
-        async def one(name: str) -> None:
-            async with semaphore:
-                try:
-                    await work(name)
-                    self._failures.pop(f"{kind}/{name}", None)
-                except Exception as exc:
-                    self._retry(kind, queue, name, exc)
-
+    async def _dispatch(self, kind: str, queue: _Queue, debounce: float, batch: asyncio.Queue[str]) -> None:
+        """Debounces the marks of one kind and hands them to the consumers, one batch at a time."""
+        await self.synced.wait()
+        if kind == "nodes":
+            log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
+                     len(self._seen_policies), len(self._seen_cleanups))  # fmt: skip
         while True:
             self.metrics.pending.labels(kind).set(len(queue.items))
             names = await queue.take(debounce)
             started = time.monotonic()
-            await asyncio.gather(*(one(n) for n in sorted(names)))
+            for name in sorted(names):
+                batch.put_nowait(name)
+            await batch.join()
             self.metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
+
+    async def _consume(self, kind: str, queue: _Queue, batch: asyncio.Queue[str], work: Callable[[str], Any]) -> None:
+        while True:
+            name = await batch.get()
+            try:
+                await work(name)
+                self._failures.pop(f"{kind}/{name}", None)
+            except Exception as exc:
+                self._retry(kind, queue, name, exc)
+            finally:
+                batch.task_done()
 
     def _retry(self, kind: str, queue: _Queue, name: str, exc: Exception) -> None:
         key = f"{kind}/{name}"
@@ -226,7 +242,10 @@ class Reconciler:
     # --- the work ----------------------------------------------------------------------------------------
 
     def _desired(self, state: ClusterState, node: NodeView, cleanup: CleanupView | None) -> NodeCleanupSpec | None:
-        effective = compute_effective_policy(state.policies(), node.labels)
+        labels = frozenset(node.labels.items())
+        if labels not in self._effective:
+            self._effective[labels] = compute_effective_policy(state.policies(), node.labels)
+        effective = self._effective[labels]
         if effective is None:
             return None
         held = cleanup.image_refs if cleanup is not None else frozenset()

@@ -265,7 +265,9 @@ state = "{self.state}"
             for container in ctr_ns("containers", "ls", "-q").stdout.split():
                 ctr_ns("containers", "delete", container)
 
-    def _kill_shims(self) -> None:
+    def shim_pids(self) -> list[int]:
+        """The containerd shims started for this bed's socket (still running ones outlive containerd)."""
+        pids = []
         for pid_dir in Path("/proc").iterdir():
             if not pid_dir.name.isdigit():
                 continue
@@ -274,8 +276,13 @@ state = "{self.state}"
             except OSError:
                 continue
             if cmdline and b"containerd-shim" in cmdline[0] and self.address.encode() in cmdline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid_dir.name), signal.SIGKILL)
+                pids.append(int(pid_dir.name))
+        return pids
+
+    def _kill_shims(self) -> None:
+        for pid in self.shim_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _unmount_below(self, path: Path) -> None:
         prefix = str(path.resolve()) + "/"
