@@ -130,7 +130,7 @@ def _add_agent_parser(sub: Any) -> None:
 
 
 def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.agent import AgentConfig, KubeClient, KubeConfigError, run_agent
+    from node_janitor.agent import AgentConfig, AgentStartError, KubeClient, KubeConfigError, run_agent
     from node_janitor.api.units import parse_duration
 
     if not args.node_name:
@@ -161,7 +161,14 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         heartbeat_interval=intervals["heartbeat_interval"],
     )
     _log_key_values()
-    return run_agent(config, lambda: kube)
+
+    async def run() -> int:
+        try:
+            return await run_agent(config, lambda: kube)
+        except AgentStartError as exc:
+            raise CliError(str(exc)) from None
+
+    return run()
 
 
 def _log_key_values() -> None:

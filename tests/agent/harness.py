@@ -25,6 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.node import open_runtime
 from testbed.kube import REPO, ControlPlane, KubectlError, free_ports
 
@@ -245,3 +246,30 @@ def wait_for_disk(bed: ContainerdBed, percent: float, timeout: float) -> float:
 def node_events(kube: ControlPlane, node: str) -> list[dict[str, Any]]:
     events = kube.kubectl_json("get", "events", "-n", "default", "--field-selector", f"involvedObject.name={node}")
     return list(events["items"])
+
+
+def stage_images(bed: ContainerdBed, prefix: str, unused: int) -> tuple[OciImage, list[OciImage], OciImage]:
+    """An image for a running container (imported first), `unused` images imported one by one after it (the oldest
+    arrival is the least recently used), and a `late` one left for the test to import."""
+    in_use, *old = build_images(bed, prefix, unused + 1)
+    late = build_images(bed, f"{prefix}late", 1)[0]
+    bed.import_images([in_use])
+    import_one_by_one(bed, old)
+    return in_use, old, late
+
+
+async def run_container(bed: ContainerdBed, image: OciImage) -> str:
+    """A running container (in a pod sandbox, as the kubelet makes them) from `image`; returns its ID."""
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "busy")
+        container = await start_container(cri, pod, "app", image.name, "sleep 3600")
+        await wait_for_state(cri, container.id, "RUNNING")
+        return container.id
+
+
+async def running_images_missing(bed: ContainerdBed) -> list[str]:
+    """Images of running containers (pause sandboxes included) that are no longer on the node: must stay empty."""
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        present = {i.id for i in await cri.list_images()}
+        containers = [c for c in await cri.list_containers() if c.state == "RUNNING"]
+    return [f"{c.name}: {c.image_ref}" for c in containers if c.image_ref not in present]

@@ -18,23 +18,24 @@ import pytest
 from agent.harness import (
     AgentFactory,
     apply_nodecleanup,
-    build_images,
     condition,
     fill_to_percent,
     image_ids,
-    import_one_by_one,
     import_until_above,
     node_events,
+    run_container,
+    stage_images,
     status,
     wait_for,
     wait_for_disk,
 )
 from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.devbed.pods import remove_all_pods
 from node_janitor.node import open_runtime
 from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
+MIN_AGE = {"images": {"minAge": "1s"}}
 
 
 def kill_containerd(bed: ContainerdBed) -> None:
@@ -62,18 +63,12 @@ async def test_apiserver_then_containerd_outage(
     kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
 ) -> None:
     bed = small_disk_bed
-    in_use, *old = build_images(bed, "out", 4)
-    late = build_images(bed, "outlate", 1)[0]
-    bed.import_images([in_use])
-    import_one_by_one(bed, old)
+    in_use, _, late = stage_images(bed, "out", 3)
     # 75/60, not the defaults' 85/75: the disk will sit at about 80%, which only this policy fixes.
     apply_nodecleanup(
         kube, node_name, {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}
     )
-    async with open_runtime(bed.address, bed.namespace) as (cri, _):
-        pod = await run_pod(cri, bed.pod_log_dir, "busy")
-        container = await start_container(cri, pod, "app", in_use.name, "sleep 3600")
-        await wait_for_state(cri, container.id, "RUNNING")
+    container_id = await run_container(bed, in_use)
 
     first = agents.start(node_name, bed, heartbeat="2s")
     wait_for("the startup report", lambda: status(kube, node_name).get("lastRun"))
@@ -122,6 +117,6 @@ async def test_apiserver_then_containerd_outage(
     wait_for("a later heartbeat", lambda: _parse(status(kube, node_name)["heartbeatTime"]) > beat, 30)
     assert time.monotonic() - back < 30
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
-        assert (await cri.container_status(container.id)).state == "RUNNING"  # nothing in use was touched
+        assert (await cri.container_status(container_id)).state == "RUNNING"  # nothing in use was touched
         assert in_use.id in {i.id for i in await cri.list_images()}
         await remove_all_pods(cri)

@@ -19,14 +19,16 @@ from agent.harness import (
     import_one_by_one,
     import_until_above,
     node_events,
+    run_container,
     set_disk_pressure,
+    stage_images,
     status,
     wait_for,
     wait_for_disk,
 )
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.containerd import PAUSE_IMAGE
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.devbed.pods import remove_all_pods
 from node_janitor.node import open_runtime
 from testbed.kube import ControlPlane
 
@@ -44,17 +46,11 @@ async def test_watermark_crossing_is_fixed_within_10s_lru_first_never_in_use(
     kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
 ) -> None:
     bed = small_disk_bed
-    in_use, *old = build_images(bed, "wm", 5)
-    late = build_images(bed, "late", 1)[0]
-    bed.import_images([in_use])
-    import_one_by_one(bed, old)  # never used: oldest arrival first
+    in_use, old, late = stage_images(bed, "wm", 4)
     pause = await _pause_image_id(bed)
     apply_nodecleanup(kube, node_name, POLICY)
+    container_id = await run_container(bed, in_use)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
-        pod = await run_pod(cri, bed.pod_log_dir, "busy")
-        container = await start_container(cri, pod, "app", in_use.name, "sleep 3600")
-        await wait_for_state(cri, container.id, "RUNNING")
-
         agent = agents.start(node_name, bed)
         wait_for("the startup run", lambda: status(kube, node_name).get("lastRun", {}).get("trigger") == "startup")
         fill_to_percent(bed, 69)  # ballast the agent cannot remove; the late image takes it over 75%
@@ -69,7 +65,7 @@ async def test_watermark_crossing_is_fixed_within_10s_lru_first_never_in_use(
         assert removed and removed == [image.id for image in old[: len(removed)]], removed
         assert len(removed) < len(old)
         assert {in_use.id, pause, late.id} <= left
-        assert (await cri.container_status(container.id)).state == "RUNNING"
+        assert (await cri.container_status(container_id)).state == "RUNNING"
 
         st = wait_for("the watermark run's report", lambda: (s := status(kube, node_name))["lastRun"]["trigger"]
                       == "watermark" and s)  # fmt: skip

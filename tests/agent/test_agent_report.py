@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.harness import AgentFactory, MiB, apply_nodecleanup, condition, status, wait_for
+from node_janitor.api import NodeCleanup
 from node_janitor.devbed import ContainerdBed, Layer
 from testbed.kube import ControlPlane
 
@@ -38,6 +39,7 @@ def test_status_is_reported_and_visible_with_kubectl(
     assert ready["status"] == "True" and ready["observedGeneration"] == generation, st["conditions"]
     assert condition(st, "Degraded")["status"] == "False"
     assert st["observedGeneration"] == generation
+    NodeCleanup.from_manifest(kube.kubectl_json("get", "nodecleanup", node_name))  # what the operator reads back
 
     table = kube.kubectl("get", "nodecleanups", node_name).stdout
     header, row = table.splitlines()[:2]

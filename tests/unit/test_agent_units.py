@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
+from node_janitor.agent.node_agent import AgentConfig, HeldPolicy, NodeAgent
 from node_janitor.agent.report import ConditionBook, RunOutcome, build_last_run, run_event
 from node_janitor.agent.store import AgentStore, write_atomically
 from node_janitor.agent.triggers import RunQueue, above, pressure_rules
@@ -117,3 +119,16 @@ def test_a_refused_write_is_a_warning_and_leaves_nothing(tmp_path: Path) -> None
     warning = write_atomically(blocker / "x.json", {"a": 1})  # its parent is a file: ENOTDIR, even for root
     assert warning is not None and "could not write" in warning
     assert [p.name for p in tmp_path.iterdir()] == ["not-a-dir"]
+
+
+async def test_the_schedule_fires_at_its_minute_in_utc(tmp_path: Path) -> None:
+    moments = iter([datetime(2026, 12, 1, 3, 59, 59, 900000, tzinfo=UTC), datetime(2026, 12, 1, 4, 0, 1, tzinfo=UTC)])
+    agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=lambda: next(moments))
+    agent._set_policy(HeldPolicy(PolicyRules(schedule="0 4 * * *"), generation=1, source="nodecleanup"))
+    scheduler = asyncio.create_task(agent._scheduler())
+    try:
+        pending = await asyncio.wait_for(agent.queue.take(), 5)  # 0.1 s to 04:00 UTC
+        assert pending.triggers == {"schedule"}
+    finally:
+        scheduler.cancel()
+        await asyncio.gather(scheduler, return_exceptions=True)

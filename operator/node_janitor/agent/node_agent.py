@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.agent.adapter import measure_disk, run_cleanup
+from node_janitor.agent.adapter import build_engine, measure_disk, run_cleanup
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.report import (
@@ -40,7 +40,8 @@ from node_janitor.agent.triggers import PendingRun, RunQueue, above, is_dry_run_
 from node_janitor.api.meta import ManifestError
 from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger
 from node_janitor.api.policy import PolicyRules
-from node_janitor.collector import SnapshotUsageCache, statvfs_entry
+from node_janitor.collector import statvfs_entry
+from node_janitor.engine import NodeEngine
 from node_janitor.executor import ActionResult
 from node_janitor.inventory import FileSystemEntry
 from node_janitor.logs import LogActionResult, LogRotator
@@ -80,6 +81,14 @@ class HeldPolicy:
     source: str = "defaults"  # "nodecleanup", "saved" (state dir, the apiserver not reached yet), "defaults"
     protected_images: tuple[str, ...] = ()
     run_request: str | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AgentStartError(Exception):
+    """The agent cannot start (one line for the user)."""
 
 
 class RunInterrupted(Exception):
@@ -136,9 +145,10 @@ class RuntimeLink:
 
 
 class NodeAgent:
-    def __init__(self, config: AgentConfig, kube: KubeClient) -> None:
+    def __init__(self, config: AgentConfig, kube: KubeClient, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.config = config
         self.kube = kube
+        self.clock = clock
         self.store = AgentStore(config.state_dir)
         self.last_used = LastUsedStore(self.store.last_used_path)
         self.metrics = AgentMetrics()
@@ -151,7 +161,7 @@ class NodeAgent:
         self._last_run: dict[str, Any] | None = None
         self._last_outcome: RunOutcome | None = None
         self._events: deque[dict[str, Any]] = deque(maxlen=50)
-        self._cache = SnapshotUsageCache()
+        self._engine_of: tuple[int, NodeEngine] | None = None
         self._stopping = asyncio.Event()
         self._dirty = asyncio.Event()
         self._policy_changed = asyncio.Event()
@@ -190,6 +200,7 @@ class NodeAgent:
         status = self.store.load_status()
         if status:
             self._last_run = status.get("lastRun")
+            self._answered_request = (self._last_run or {}).get("runRequest")  # not asked again after a restart
             self.conditions = ConditionBook(status.get("conditions") or [])
             self._usage = {k: v for k, v in status.items() if k not in ("lastRun", "conditions")}
         log.info("policy source=%s generation=%s", self.held.source, self.held.generation)
@@ -360,7 +371,7 @@ class NodeAgent:
             if schedule is None:
                 await self._policy_changed.wait()
                 continue
-            now = datetime.now(UTC)
+            now = self.clock()
             delay = (schedule.next_after(now) - now).total_seconds()
             try:
                 await asyncio.wait_for(self._policy_changed.wait(), delay)
@@ -440,7 +451,7 @@ class NodeAgent:
         rules = pressure_rules(held.rules) if pending.pressure else held.rules
         dry_run = held.rules.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)
-        started, clock = datetime.now(UTC), time.monotonic()
+        started, clock = self.clock(), time.monotonic()
         log.info(
             "run start trigger=%s triggers=%s dryRun=%s generation=%s",
             trigger,
@@ -449,17 +460,10 @@ class NodeAgent:
             held.generation,
         )
         report, errors = None, []
-        cri, containerd = self.link.cri, self.link.containerd
         try:
-            if cri is None or containerd is None:
-                raise RuntimeClientError(self.link.error or "containerd unreachable")
             report = await run_cleanup(
-                cri,
-                containerd,
+                self._engine(),
                 rules,
-                namespace=self.config.namespace,
-                pod_log_dir=self.config.pod_log_dir,
-                state=self.last_used,
                 dry_run=dry_run,
                 protected_images=lambda: self.held.protected_images,
                 on_result=self._on_result,
@@ -506,7 +510,7 @@ class NodeAgent:
             log.warning("run error trigger=%s: %s", outcome.trigger, error)
         self._last_outcome = outcome
         self._last_run = build_last_run(outcome)
-        event = run_event(outcome, self.config.node_name, self._node_uid, datetime.now(UTC))
+        event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
         if event is not None:
             self._events.append(event)
         # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try.
@@ -523,30 +527,31 @@ class NodeAgent:
 
     # ---- reports -----------------------------------------------------------------------------------------
 
-    async def _refresh_usage(self) -> None:
-        """The df numbers, measured now (a run's own inventory predates its removals)."""
+    def _engine(self) -> NodeEngine:
+        """The engine of the current containerd connection (a new connection, a new engine)."""
         cri, containerd = self.link.cri, self.link.containerd
         if cri is None or containerd is None:
+            raise RuntimeClientError(self.link.error or "containerd unreachable")
+        if self._engine_of is None or self._engine_of[0] != self.link.generation:
+            engine = build_engine(cri, containerd, namespace=self.config.namespace,
+                                  pod_log_dir=self.config.pod_log_dir, state=self.last_used)  # fmt: skip
+            self._engine_of = (self.link.generation, engine)
+        return self._engine_of[1]
+
+    async def _refresh_usage(self) -> None:
+        """The df numbers, measured now (a run's own inventory predates its removals)."""
+        try:
+            report = await measure_disk(self._engine(), self.held.rules)
+        except RuntimeClientError as exc:
+            if self.link.cri is not None:
+                await self.link.down(str(exc))
+                self._dirty.set()
             self._usage["fileSystems"] = build_file_systems(self._file_systems()) or self._usage.get("fileSystems", [])
             return
-        try:
-            inventory, report = await measure_disk(
-                cri,
-                containerd,
-                self.held.rules,
-                namespace=self.config.namespace,
-                pod_log_dir=self.config.pod_log_dir,
-                state=self.last_used,
-                cache=self._cache,
-            )
-        except RuntimeClientError as exc:
-            await self.link.down(str(exc))
-            self._dirty.set()
-            return
-        self._usage.update(build_usage_status(inventory, report))
+        self._usage.update(build_usage_status(report))
 
     def _update_conditions(self) -> None:
-        now, generation = datetime.now(UTC), self.held.generation
+        now, generation = self.clock(), self.held.generation
         book, rules = self.conditions, self.held.rules
         if self.spec_error:
             book.set(
@@ -587,7 +592,7 @@ class NodeAgent:
             status["observedGeneration"] = self.held.generation
         if self._last_run is not None:
             status["lastRun"] = self._last_run
-        status["heartbeatTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        status["heartbeatTime"] = self.clock().isoformat().replace("+00:00", "Z")
         return status
 
     def _save_status(self) -> None:
@@ -616,19 +621,27 @@ class NodeAgent:
                 self._dirty.set()
 
     async def _send(self) -> bool:
+        """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
         try:
-            while self._events:
-                await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
-                self._events.popleft()
             if self._nodecleanup_exists:
                 await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, self.status_document())
         except KubeError as exc:
-            if exc.status == 404 and not self._events:
-                self._nodecleanup_exists = False  # deleted meanwhile: the watch will say when it is back
-                return True
-            self.metrics.errors.labels("apiserver").inc()
-            log.warning("report failed: %s", exc)
-            return False
+            if exc.status == 404:
+                self._nodecleanup_exists = False  # deleted meanwhile: the watch says when there is one again
+            else:
+                self.metrics.errors.labels("apiserver").inc()
+                log.warning("status report failed: %s", exc)
+                return False
+        while self._events:
+            try:
+                await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
+            except KubeError as exc:
+                self.metrics.errors.labels("apiserver").inc()
+                if exc.status in (0, 408, 429) or exc.status >= 500:
+                    log.warning("event not posted yet: %s", exc)
+                    return False
+                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
+            self._events.popleft()
         return True
 
     # ---- life cycle ------------------------------------------------------------------------------------
@@ -643,7 +656,13 @@ class NodeAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+        try:
+            server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+        except OSError as exc:
+            await self.kube.close()
+            raise AgentStartError(
+                f"cannot serve /metrics on {self.config.metrics_host}:{self.config.metrics_port}: {exc.strerror or exc}"
+            ) from None
         name = self.config.node_name
         log.info(
             "agent start node=%s socket=%s state_dir=%s pid=%d",

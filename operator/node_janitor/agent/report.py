@@ -11,7 +11,7 @@ from typing import Any, Literal
 from node_janitor.api.meta import Condition
 from node_janitor.api.nodecleanup import FileSystemStatus, LastRun, PlannedAction, RunTrigger, Usage, UsageEntry
 from node_janitor.api.units import format_bytes
-from node_janitor.inventory import FileSystemEntry, Inventory
+from node_janitor.inventory import FileSystemEntry
 from node_janitor.prune import PruneReport
 from node_janitor.usage import ROW_TYPES, DiskReport
 
@@ -41,15 +41,16 @@ def build_file_systems(file_systems: Iterable[FileSystemEntry]) -> list[dict[str
     ]
 
 
-def build_usage_status(inventory: Inventory, report: DiskReport) -> dict[str, Any]:
-    """The `df` part of the status: usage rows, file systems, disk percent, image count, reclaimable, imageRefs."""
+def build_usage_status(report: DiskReport) -> dict[str, Any]:
+    """The `df` part of the status: usage rows, file systems, disk percent, image count, reclaimable, imageRefs
+    (tags and digest refs: what the operator intersects with the workloads' images)."""
     usage = Usage(**{name: UsageEntry(**report.rows[name].to_dict()) for name in ROW_TYPES})
     reclaimable = sum(report.rows[name].reclaimable for name in ROW_TYPES)
-    refs = sorted({ref for image in inventory.images for ref in (*image.repo_tags, *image.repo_digests)})
+    refs = sorted({ref for image in report.images for ref in image.refs if ref != image.id})
     status: dict[str, Any] = {
         "usage": _dump(usage),
         "fileSystems": build_file_systems(report.file_systems),
-        "imageCount": len(inventory.images),
+        "imageCount": len(report.images),
         "reclaimableBytes": reclaimable,
         "reclaimable": format_bytes(reclaimable),
         "imageRefs": refs,
