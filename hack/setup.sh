@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for p in containerd runc busybox-static e2fsprogs util-linux mount openssl containernetworking-plugins; do
+for p in containerd runc busybox-static e2fsprogs util-linux mount openssl containernetworking-plugins mmdebstrap; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

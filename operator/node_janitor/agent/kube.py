@@ -94,7 +94,8 @@ class KubeClient:
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "node-janitor-agent"}
-        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
+        # refreshes a rotated token; the kubernetes package keeps it under "BearerToken" (older ones "authorization")
+        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type:

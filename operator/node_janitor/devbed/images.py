@@ -71,9 +71,13 @@ class Layer:
                 info = tarfile.TarInfo(path.strip("/"))
                 info.type, info.linkname, info.mtime = tarfile.SYMTYPE, target, _EPOCH.timestamp()
                 tar.addfile(info)
-        raw = buf.getvalue()
         # mtime=0 keeps the gzip stream (and so the digest) deterministic.
-        return cls(tar=raw, blob=gzip.compress(raw, compresslevel=1, mtime=0))
+        return cls.from_tar(buf.getvalue())
+
+    @classmethod
+    def from_tar(cls, tar: bytes) -> Layer:
+        """A layer of an existing uncompressed tar (e.g. a root file system), gzipped deterministically."""
+        return cls(tar=tar, blob=gzip.compress(tar, compresslevel=1, mtime=0))
 
     @classmethod
     def random(cls, size: int, seed: int | str, path: str | None = None) -> Layer:
@@ -167,17 +171,26 @@ class ImageBuilder:
         cmd: Sequence[str] = ("/bin/sh",),
         created: datetime | None = None,
         labels: Mapping[str, str] | None = None,
+        entrypoint: Sequence[str] = (),
+        env: Sequence[str] = ("PATH=/bin",),
+        user: str = "",
+        working_dir: str = "",
     ) -> OciImage:
+        """An image of `layers` (lowest first) with the given process defaults (as a Containerfile's CMD,
+        ENTRYPOINT, ENV, USER and WORKDIR set them; empty ones are left out)."""
         layer_list = tuple(layers)
+        process: dict[str, object] = {"Cmd": list(cmd), "Env": list(env), "Labels": dict(labels or {})}
+        if entrypoint:
+            process["Entrypoint"] = list(entrypoint)
+        if user:
+            process["User"] = user
+        if working_dir:
+            process["WorkingDir"] = working_dir
         config = {
             "architecture": "amd64",
             "os": "linux",
             "created": (created or _EPOCH).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "config": {
-                "Cmd": list(cmd),
-                "Env": ["PATH=/bin"],
-                "Labels": dict(labels or {}),
-            },
+            "config": process,
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layer_list]},
         }
         config_blob = _canonical_json(config)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Renders the plain manifests of deploy/ from the Helm chart with its default values (release and namespace
+# node-janitor), so that `kubectl apply -f crds/ -f deploy/crds/ && kubectl apply -f deploy/` installs what
+# `helm install node-janitor charts/node-janitor -n node-janitor` does. tests/kube/test_chart.py fails when
+# deploy/ drifts from the chart; after changing the chart run this and commit the result.
+#
+#   hack/render-deploy.sh [DIR]     (default: deploy/, and then crds/ is copied into the chart's crds/ too;
+#                                    deploy/examples/ is not touched)
+#
+# helm: $HELM, else the one hack/build-k8s.sh builds into the cache, else `helm` on PATH.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$repo/deploy}
+namespace=node-janitor
+chart=$repo/charts/node-janitor
+
+if [ -z "${HELM:-}" ]; then
+  cache=${NODE_JANITOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/node-janitor}
+  version=$(awk '($1 == "require" && $2 == "helm.sh/helm/v3") {print $3} ($1 == "helm.sh/helm/v3") {print $2}' \
+    "$repo/hack/helm/go.mod" | head -n1)
+  if [ -x "$cache/helm-$version/helm" ]; then
+    HELM=$cache/helm-$version/helm
+  elif command -v helm >/dev/null; then
+    HELM=helm
+  else
+    echo "render-deploy: no helm (run hack/build-k8s.sh, or set HELM)" >&2
+    exit 1
+  fi
+fi
+
+# The chart carries copies of crds/ (helm installs its crds/ first); refresh them when writing deploy/ itself.
+if [ $# -eq 0 ]; then
+  cp "$repo"/crds/*.yaml "$chart/crds/"
+fi
+
+header="# Generated from charts/node-janitor (default values) by hack/render-deploy.sh; do not edit."
+mkdir -p "$out/crds"
+
+cat >"$out/namespace.yaml" <<YAML
+$header
+# The agents mount host paths (containerd's socket and root, the pod logs), which only the "privileged" Pod
+# Security level admits; the operator's pod meets "restricted" on its own.
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $namespace
+  labels:
+    pod-security.kubernetes.io/enforce: privileged
+YAML
+
+{
+  echo "$header"
+  "$HELM" template "$namespace" "$chart" --namespace "$namespace" | sed -e 's/[[:space:]]*$//'
+} >"$out/node-janitor.yaml"
+
+# kopf's peering CRDs are not generated from our models, so they are not in crds/: ship them beside.
+for crd in "$chart"/crds/*.yaml; do
+  [ -e "$repo/crds/$(basename "$crd")" ] || cp "$crd" "$out/crds/"
+done

@@ -1,0 +1,206 @@
+"""`helm install` of charts/node-janitor on the real node (kubelet + kube-scheduler on a private containerd, the
+image built here by hack/build-image.py and imported into that containerd): the operator and agent pods become
+Ready under the chart's security contexts, the chart's CleanupPolicy yields the node's NodeCleanup whose
+status the agent pod fills, the agent pod rotates a chatty pod's logs and brings a disk filled over the high
+watermark back under the low one, `helm upgrade` rolls the agent out again, and `helm uninstall` removes
+everything but the CRDs, leaving the images in use on the node.
+
+Test-bed specifics, all through the chart's values: pods on the host network with the apiserver's loopback
+address in their env (no CNI, nothing routes the Service IP), probes to 127.0.0.1 (`probeHost`), the bed's
+socket, containerd root and pod log directory as the agent's host paths, free ports for the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.harness import MiB, build_images, fill_to_percent, image_ids, wait_for, wait_for_disk
+from testbed.kube import REPO, ControlPlane, free_ports
+from testbed.node import NodeFactory, apiserver_env
+
+pytestmark = [pytest.mark.containerd, pytest.mark.kube]
+
+CHART = REPO / "charts" / "node-janitor"
+RELEASE, NAMESPACE = "nj", "nj-e2e"  # names no other test uses (deploy/ uses node-janitor)
+INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
+APP_IMAGE = "docker.io/nj-e2e/app:1"
+# About 160 KB/s of CRI log: 200 numbered lines every 50 ms.
+CHATTY = "while true; do seq 1 200; sleep 0.05; done"
+POLICY = {
+    "priority": -1000,
+    "thresholds": {"highPercent": 70, "lowPercent": 55},
+    "images": {"minAge": "0s"},
+    "logs": {"maxSize": "256Ki", "maxFiles": 2},
+}
+
+
+def _values(kube: ControlPlane, image: dict[str, str], bed: Any, state_dir: Path) -> dict[str, Any]:
+    repository, tag = image["name"].rsplit(":", 1)
+    operator_port, agent_port = free_ports(2)
+    env = apiserver_env(kube)
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "probeHost": "127.0.0.1",
+        "operator": {"hostNetwork": True, "metricsPort": operator_port, "extraEnv": env, "peeringName": "nj-e2e"},
+        "agent": {
+            "hostNetwork": True, "metricsPort": agent_port, "extraEnv": env,
+            "containerd": {"socket": bed.address, "root": str(bed.root), "namespace": bed.namespace},
+            "podLogDir": str(bed.pod_log_dir), "stateDir": str(state_dir),
+        },
+        "defaultPolicy": {"name": "nj-e2e", "spec": POLICY},
+    }  # fmt: skip
+
+
+def _pods(kube: ControlPlane) -> list[dict[str, Any]]:
+    return list(kube.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", INSTANCE)["items"])
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def _component(kube: ControlPlane, component: str) -> dict[str, Any]:
+    pods = [p for p in _pods(kube) if p["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def _process(argument: str) -> dict[str, str]:
+    """/proc/<pid>/status of the one process on this machine whose command line holds `argument`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argument.encode() in cmdline and b"node-janitor" in b" ".join(cmdline):
+                status = Path(f"/proc/{pid}/status").read_text()
+                found.append(dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line))
+        except OSError:
+            continue
+    assert len(found) == 1, f"{len(found)} processes with {argument}"
+    return {k: v.strip() for k, v in found[0].items()}
+
+
+def _print_logs(pod_log_dir: Path) -> None:
+    """The tails of our pods' logs (read from the node's pod log directory, as the test bed wants)."""
+    for path in sorted(pod_log_dir.glob(f"{NAMESPACE}_*/*/*.log")):
+        print(f"--- {path.relative_to(pod_log_dir)}")
+        print("\n".join(path.read_text(errors="replace").splitlines()[-40:]))
+
+
+def _pod_running(kube: ControlPlane, name: str) -> dict[str, Any] | None:
+    pod: dict[str, Any] = kube.kubectl_json("get", "pod", "-n", "default", name)
+    return pod if pod["status"].get("phase") == "Running" else None
+
+
+def _run_app(kube: ControlPlane, node: str) -> dict[str, Any]:
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "chatty", "namespace": "default"},
+        "spec": {"nodeName": node, "hostNetwork": True, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "main", "image": APP_IMAGE, "imagePullPolicy": "Never",
+                                 "command": ["/bin/sh", "-c", CHATTY]}]},
+    }  # fmt: skip
+    kube.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    return dict(wait_for("the chatty pod running", lambda: _pod_running(kube, "chatty"), 60))
+
+
+async def test_helm_install_upgrade_uninstall_on_the_real_node(
+    kube: ControlPlane, kube_node: NodeFactory, image: dict[str, str], tmp_path: Path
+) -> None:
+    # A roomy disk (the image is ~94 MB of blobs and ~310 MB unpacked) and a kubelet that leaves the disk to
+    # the agent: eviction only at 5% free, its image GC only above 99%.
+    lenient = {"imagefs.available": "5%", "nodefs.available": "5%"}
+    node = kube_node("nj-e2e", disk_size=1536 * MiB, eviction_hard=lenient,
+                     image_gc_high_threshold_percent=99, image_gc_low_threshold_percent=98)  # fmt: skip
+    bed = node.bed
+    bed.ctr("images", "import", "--snapshotter", "overlayfs", image["archive"], timeout=300)
+    app = bed.builder.build(APP_IMAGE, [bed.builder.busybox_layer()], cmd=("/bin/sh",))
+    bed.import_images([app])
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(_values(kube, image, bed, tmp_path / "agent-state")))
+
+    started = time.monotonic()
+    kube.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace", "-f", str(values),
+              "--wait", "--timeout=300s", timeout=330)  # fmt: skip
+    installed = time.monotonic() - started
+    try:
+        pods = _pods(kube)
+        assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == ["agent", "operator"]
+        assert all(_ready(p) and p["spec"]["nodeName"] == node.name for p in pods)
+
+        # Each process as the chart asks: the operator not root, the agent root; neither with any capability.
+        operator = _process(f"--metrics-port={yaml.safe_load(values.read_text())['operator']['metricsPort']}")
+        agent = _process(f"--node-name={node.name}")
+        assert operator["Uid"].split()[0] == "65532" and agent["Uid"].split()[0] == "0"
+        for process in (operator, agent):
+            assert process["CapEff"] == process["CapPrm"] == process["CapBnd"] == "0000000000000000"
+            assert process["NoNewPrivs"] == "1" and process["Seccomp"] == "2"  # filter mode: RuntimeDefault
+
+        # The chart's policy -> the operator's NodeCleanup -> the agent pod's report.
+        def reported() -> dict[str, Any] | None:
+            result = kube.kubectl("get", "nodecleanup", node.name, "-o", "json", check=False)
+            cleanup = json.loads(result.stdout) if result.returncode == 0 else {}
+            return cleanup if cleanup.get("status", {}).get("heartbeatTime") else None
+
+        cleanup = wait_for("the agent pod's report", reported, 60)
+        assert cleanup["spec"]["policy"]["thresholds"]["highPercent"] == 70
+        assert [s["name"] for s in cleanup["spec"]["sources"]] == ["nj-e2e"]
+        assert cleanup["status"]["imageCount"] >= 2
+
+        # The agent pod rotates a chatty pod's logs (as root, without capabilities: the files are root's).
+        chatty = _run_app(kube, node.name)
+        log_dir = bed.pod_log_dir / f"default_chatty_{chatty['metadata']['uid']}" / "main"
+        rotated = wait_for("a rotated log", lambda: [n for n in os.listdir(log_dir) if re.match(r"0\.log\.\d", n)], 60)
+        assert rotated
+        # maxFiles 2: the live file and one rotated one (briefly one more, until the next tidy-up)
+        wait_for("maxFiles kept", lambda: len(os.listdir(log_dir)) <= 2, 30)
+
+        # Over the high watermark with images nobody uses: the agent pod brings the disk under the low one.
+        junk = build_images(bed, "e2e-junk", 4, size=64 * MiB)
+        bed.import_images(junk)
+        fill_to_percent(bed, 75)
+        # (the agent may be at work already: its watermark run below says the disk went over 70%)
+        wait_for_disk(bed, 55, timeout=90)
+        last = wait_for("the watermark run's report",
+                        lambda: (r := (reported() or {}).get("status", {}).get("lastRun") or {}).get("reclaimedBytes")
+                        and r, 30)  # fmt: skip
+        assert last["trigger"] == "watermark" and last["reclaimedBytes"] >= 64 * MiB
+        remaining = await image_ids(bed)
+        assert {i.id for i in junk} - remaining  # removed until the low watermark was met (LRU)
+        assert {app.id, image["id"]} <= remaining  # in use: the chatty pod's and our own
+
+        # helm upgrade with changed values rolls the agent out.
+        before = _component(kube, "agent")["metadata"]["uid"]
+        kube.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values),
+                  "--set", "agent.monitorInterval=1s", "--wait", "--timeout=300s", timeout=330)  # fmt: skip
+        kube.kubectl("rollout", "status", "-n", NAMESPACE, f"daemonset/{RELEASE}-node-janitor-agent", "--timeout=120s")
+        after = wait_for("the new agent pod Ready",
+                         lambda: (p := _component(kube, "agent"))["metadata"]["uid"] != before and _ready(p) and p,
+                         120)  # fmt: skip
+        assert "--monitor-interval=1s" in after["spec"]["containers"][0]["args"]
+    finally:
+        _print_logs(bed.pod_log_dir)
+        kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=120s", check=False, timeout=150)
+
+    # Everything but the CRDs is gone; the images in use stay.
+    wait_for("the release's pods gone", lambda: not _pods(kube), 90)
+    for kind in ("deployments,daemonsets,services,serviceaccounts",):
+        assert not kube.kubectl_json("get", kind, "-n", NAMESPACE, "-l", INSTANCE)["items"]
+    for kind in ("clusterroles", "clusterrolebindings", "validatingadmissionpolicies", "cleanuppolicies",
+                 "clusterkopfpeerings"):  # fmt: skip
+        assert not kube.kubectl_json("get", kind, "-l", INSTANCE)["items"], kind
+    for crd in ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io", "clusterkopfpeerings.kopf.dev"):
+        kube.kubectl("get", "crd", crd)
+    remaining = await image_ids(bed)
+    assert {app.id, image["id"]} <= remaining
+    assert kube.kubectl_json("get", "pod", "-n", "default", "chatty")["status"]["phase"] == "Running"
+    print(f"helm install --wait: {installed:.1f}s")
+    kube.kubectl("delete", "pod", "-n", "default", "chatty", "--wait=false")
+    kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

@@ -1,0 +1,288 @@
+"""The Helm chart (charts/node-janitor) and the plain manifests rendered from it (deploy/): lint, render for
+several value sets, refuse bad values naming them, stay in sync with crds/ and deploy/, pass the apiserver's
+server-side dry run, and keep the operator's pod within the `restricted` Pod Security Standard."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed.kube import REPO, ControlPlane, KubectlError
+
+pytestmark = pytest.mark.kube
+
+CHART = REPO / "charts" / "node-janitor"
+DEPLOY = REPO / "deploy"
+KOPF_CRDS = "kopf.dev_peerings.yaml"
+
+VALUE_SETS: dict[str, list[str]] = {
+    "defaults": [],
+    "k3s-socket": [
+        "--set", "agent.containerd.socket=/run/k3s/containerd/containerd.sock",
+        "--set", "agent.containerd.root=/var/lib/rancher/k3s/agent/containerd",
+    ],
+    "host-network": ["--set", "agent.hostNetwork=true", "--set", "operator.hostNetwork=true"],
+    "no-default-policy": ["--set", "defaultPolicy.enabled=false"],
+    "two-operators": ["--set", "operator.replicas=2"],
+    "service-monitor": ["--set", "metrics.serviceMonitor.enabled=true", "--set", "operator.dryRun=true"],
+    "no-admission-policy": ["--set", "agent.nodeBoundAdmission.enabled=false"],
+}  # fmt: skip
+
+
+def render(kube: ControlPlane, *values: str, release: str = "nj", namespace: str = "node-janitor") -> list[Any]:
+    """`helm template` of the chart: its documents (without empty ones)."""
+    out = kube.helm("template", release, str(CHART), "--namespace", namespace, *values).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def find(docs: list[Any], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    assert len(matches) == 1, f"{len(matches)} {kind} named *{name_suffix}"
+    return matches[0]
+
+
+def pod_spec(docs: list[Any], kind: str) -> dict[str, Any]:
+    spec: dict[str, Any] = find(docs, kind)["spec"]["template"]["spec"]
+    return spec
+
+
+def host_paths(spec: dict[str, Any]) -> dict[str, str]:
+    """The agent's hostPath volumes, each as host path -> the path it is mounted at in the container."""
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    return {path: mounts[name] for name, path in volumes.items()}
+
+
+# --- lint and render --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_lint_strict(kube: ControlPlane, values: list[str]) -> None:
+    result = kube.helm("lint", "--strict", str(CHART), *values)
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+def test_defaults(kube: ControlPlane) -> None:
+    docs = render(kube)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted([
+        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "Service", "Service", "Deployment", "DaemonSet", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding", "CleanupPolicy", "ClusterKopfPeering",
+    ])  # fmt: skip
+    operator = find(docs, "Deployment")
+    assert operator["spec"]["replicas"] == 1
+    op = pod_spec(docs, "Deployment")
+    assert op["containers"][0]["args"][:3] == ["operator", "--metrics-port=8080", "--peering=node-janitor"]
+    assert op["securityContext"]["runAsNonRoot"] is True and "hostNetwork" not in op
+    assert find(docs, "ClusterKopfPeering")["metadata"]["name"] == "node-janitor"
+
+    agent = pod_spec(docs, "DaemonSet")
+    container = agent["containers"][0]
+    assert container["args"] == [
+        "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
+        "--namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
+        "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
+    ]  # fmt: skip
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
+    assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
+    assert agent["priorityClassName"] == "system-node-critical"
+    assert "hostNetwork" not in agent
+    assert host_paths(agent) == {
+        p: p for p in ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor")
+    }
+    readonly = {m["mountPath"] for m in container["volumeMounts"] if m.get("readOnly")}
+    assert readonly == {"/var/lib/containerd"}
+    state = next(v for v in agent["volumes"] if v["name"] == "state")
+    assert state["hostPath"]["type"] == "DirectoryOrCreate"
+    for spec in (op, agent):
+        security = spec["containers"][0]["securityContext"]
+        assert security == {
+            "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+        }  # fmt: skip
+        assert spec["containers"][0]["resources"]["requests"] and spec["containers"][0]["resources"]["limits"]
+        assert {p["name"] for p in spec["containers"][0]["ports"]} == {"metrics"}
+    services = {d["metadata"]["name"]: d["spec"]["ports"][0]["port"] for d in docs if d["kind"] == "Service"}
+    assert services == {"nj-node-janitor-operator-metrics": 8080, "nj-node-janitor-agent-metrics": 9743}
+
+
+def test_custom_socket_path(kube: ControlPlane) -> None:
+    agent = pod_spec(render(kube, *VALUE_SETS["k3s-socket"]), "DaemonSet")
+    assert "--containerd-socket=/run/k3s/containerd/containerd.sock" in agent["containers"][0]["args"]
+    paths = host_paths(agent)
+    assert paths["/run/k3s/containerd"] == "/run/k3s/containerd"
+    assert paths["/var/lib/rancher/k3s/agent/containerd"] == "/var/lib/rancher/k3s/agent/containerd"
+    assert "/run/containerd" not in paths and "/var/lib/containerd" not in paths
+
+
+def test_host_network(kube: ControlPlane) -> None:
+    docs = render(kube, *VALUE_SETS["host-network"])
+    for kind in ("DaemonSet", "Deployment"):
+        spec = pod_spec(docs, kind)
+        assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "hostNetwork" not in pod_spec(render(kube, "--set", "agent.hostNetwork=true"), "Deployment")
+
+
+def test_no_default_policy(kube: ControlPlane, kopf_crds: None) -> None:
+    docs = render(kube, *VALUE_SETS["no-default-policy"])
+    assert not [d for d in docs if d["kind"] == "CleanupPolicy"]
+    assert find(render(kube), "CleanupPolicy")["spec"] == {"priority": -1000}
+    notes = kube.helm("install", "nj", str(CHART), "--dry-run", *VALUE_SETS["no-default-policy"]).stdout
+    assert "no policy was installed" in notes and "kubectl get nodecleanups" in notes
+
+
+def test_two_operator_replicas(kube: ControlPlane) -> None:
+    docs = render(kube, *VALUE_SETS["two-operators"])
+    assert find(docs, "Deployment")["spec"]["replicas"] == 2
+    anti = pod_spec(docs, "Deployment")["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert not [d for d in render(kube) if d["kind"] == "PodDisruptionBudget"]
+
+
+def test_service_monitor(kube: ControlPlane) -> None:
+    docs = render(kube, *VALUE_SETS["service-monitor"])
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert sorted(m["metadata"]["name"] for m in monitors) == ["nj-node-janitor-agent", "nj-node-janitor-operator"]
+    assert "--dry-run" in pod_spec(docs, "Deployment")["containers"][0]["args"]
+    assert not [d for d in render(kube) if d["kind"] == "ServiceMonitor"]
+
+
+BAD_VALUES = {
+    "wrong type": (["--set", "operator.replicas=two"], "operator.replicas: Invalid type. Expected: integer"),
+    "too many replicas": (["--set", "operator.replicas=3"], "operator.replicas: Must be less than or equal to 2"),
+    "unknown key": (["--set", "agent.hostNetwrok=true"], "agent: Additional property hostNetwrok is not allowed"),
+    "unknown top-level key": (["--set", "agents.hostNetwork=true"], "Additional property agents is not allowed"),
+    "negative interval": (["--set", "agent.monitorInterval=-2s"], "agent.monitorInterval: Does not match pattern"),
+    "zero interval": (["--set", "agent.monitorInterval=0s"], "agent.monitorInterval: Must not validate"),
+    "negative heartbeat": (["--set", "agent.heartbeatInterval=-1m"], "agent.heartbeatInterval: Does not match pattern"),
+    "interval without unit": (["--set", "agent.monitorInterval=5"], "agent.monitorInterval: Invalid type"),
+    "relative path": (["--set", "agent.podLogDir=var/log/pods"], "agent.podLogDir: Does not match pattern"),
+    "port out of range": (["--set", "agent.metricsPort=70000"], "agent.metricsPort: Must be less than or equal"),
+    "bad pull policy": (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy: image.pullPolicy must be one of"),
+    "monitor without service": (
+        ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
+        "metrics.service.enabled: metrics.service.enabled does not match: true",
+    ),
+}
+
+
+@pytest.mark.parametrize(("values", "message"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_are_refused_naming_the_value(kube: ControlPlane, values: list[str], message: str) -> None:
+    for command in (["template", "nj"], ["lint", "--strict"]):
+        result = kube.helm(*command, str(CHART), *values, check=False)
+        assert result.returncode != 0, f"helm {command[0]} accepted {values}"
+        assert message in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+# --- kept in sync -----------------------------------------------------------------------------------------
+
+
+def test_chart_crds_are_crds() -> None:
+    """The chart's crds/ holds every file of crds/, byte for byte, and kopf's peering CRDs (which are not
+    generated from our models); deploy/crds/ ships the latter for `kubectl apply`."""
+    ours = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    assert ours, "crds/ is empty"
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted([*ours, KOPF_CRDS])
+    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", ours, shallow=False)
+    assert not mismatch and not errors, f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}"
+    assert sorted(p.name for p in (DEPLOY / "crds").iterdir()) == [KOPF_CRDS]
+    assert filecmp.cmp(CHART / "crds" / KOPF_CRDS, DEPLOY / "crds" / KOPF_CRDS, shallow=False)
+
+
+def test_deploy_is_rendered_from_the_chart(kube: ControlPlane, tmp_path: Path) -> None:
+    env = {**os.environ, "HELM": str(kube.binaries.helm)}
+    subprocess.run([str(REPO / "hack" / "render-deploy.sh"), str(tmp_path)], check=True, env=env)
+    rendered = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.yaml"))
+    committed = sorted(str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if "examples" not in p.parts)
+    assert rendered == committed
+    stale = [name for name in rendered if (tmp_path / name).read_text() != (DEPLOY / name).read_text()]
+    assert not stale, f"deploy/ is out of date with the chart ({stale}): run hack/render-deploy.sh and commit"
+
+
+# --- against the apiserver --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kopf_crds(kube: ControlPlane, crds: tuple[str, ...]) -> Iterator[None]:
+    kube.kubectl("apply", "-f", str(DEPLOY / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/clusterkopfpeerings.kopf.dev")
+    yield
+
+
+@pytest.fixture
+def namespace(kube: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (deleted afterwards, without waiting)."""
+    name = "chart-" + request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")[:40].strip("-")
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def test_server_side_dry_run_of_deploy(kube: ControlPlane, kopf_crds: None) -> None:
+    """`kubectl apply --dry-run=server -f crds/ -f deploy/crds/ -f deploy/`, with the namespace created
+    first (a dry run creates nothing, so the namespaced objects would not find it)."""
+    # (a namespace of that name deleted earlier may still be terminating)
+    kube.kubectl("wait", "--for=delete", "namespace/node-janitor", "--timeout=120s", check=False)
+    kube.kubectl("apply", "-f", str(DEPLOY / "namespace.yaml"))
+    try:
+        out = kube.kubectl(
+            "apply", "--dry-run=server", "-f", str(REPO / "crds"), "-f", str(DEPLOY / "crds"), "-f", str(DEPLOY)
+        ).stdout
+    finally:
+        kube.kubectl("delete", "-f", str(DEPLOY / "namespace.yaml"), "--wait=false")
+    for expected in (
+        "deployment.apps/node-janitor-operator", "daemonset.apps/node-janitor-agent",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/node-janitor-agent-node-bound",
+        "cleanuppolicy.nodejanitor.io/default", "clusterkopfpeering.kopf.dev/node-janitor",
+        "clusterrole.rbac.authorization.k8s.io/node-janitor-agent",
+    ):  # fmt: skip
+        assert expected in out, out
+
+
+def test_server_side_dry_run_of_value_sets(kube: ControlPlane, kopf_crds: None, namespace: str) -> None:
+    for name, values in VALUE_SETS.items():
+        if name == "service-monitor":
+            continue  # needs prometheus-operator's CRD
+        docs = render(kube, *values, release=namespace, namespace=namespace)
+        kube.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+def _as_pod(docs: list[Any], kind: str, namespace: str) -> str:
+    spec = dict(pod_spec(docs, kind), serviceAccountName="default")
+    metadata = {"name": kind.lower(), "namespace": namespace}
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(kube: ControlPlane, namespace: str) -> None:
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    docs = render(kube, namespace=namespace)
+    result = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=_as_pod(docs, "Deployment", namespace))
+    assert "created (server dry run)" in result.stdout and "Warning" not in result.stderr, result.stderr
+    # The same check refuses the agent (host paths, root): it needs the namespace's privileged level.
+    with pytest.raises(KubectlError, match=r'violates PodSecurity "restricted:latest".*"hostPath".*runAsUser=0'):
+        kube.kubectl("apply", "--dry-run=server", "-f", "-", input=_as_pod(docs, "DaemonSet", namespace))
+
+
+def test_agent_pod_asks_for_host_paths_only(kube: ControlPlane, namespace: str) -> None:
+    """Under `baseline` the agent is refused for its host paths alone: no privilege, no capability, no host
+    namespace (with hostNetwork off) is asked for."""
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline")
+    docs = render(kube, namespace=namespace)
+    with pytest.raises(KubectlError) as refused:
+        kube.kubectl("apply", "--dry-run=server", "-f", "-", input=_as_pod(docs, "DaemonSet", namespace))
+    message = refused.value.result.stderr
+    assert 'violates PodSecurity "baseline:latest": hostPath volumes' in message, message
+    reasons = message.split('baseline:latest":', 1)[1]
+    assert "privileged" not in reasons and "capabilities" not in reasons and "host namespaces" not in reasons
