@@ -12,9 +12,12 @@ socket, containerd root and pod log directory as the agent's host paths, free po
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -175,6 +178,19 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
         remaining = await image_ids(bed)
         assert {i.id for i in junk} - remaining  # removed until the low watermark was met (LRU)
         assert {app.id, image["id"]} <= remaining  # in use: the chatty pod's and our own
+
+        # `node-janitor run NODE --dry-run --wait`: the request goes through the NodeCleanup to the agent pod, which
+        # answers with its plan; nothing is removed.
+        before_run = await image_ids(bed)
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "node_janitor", "run", node.name, "--dry-run", "--wait", "--timeout=90s",
+             f"--kubeconfig={kube.kubeconfig}"], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert f"dry run (nothing removed) on {node.name}: trigger request" in result.stdout
+        assert "imagefs" in result.stdout
+        assert await image_ids(bed) == before_run
 
         # helm upgrade with changed values rolls the agent out.
         before = _component(kube, "agent")["metadata"]["uid"]
