@@ -196,7 +196,9 @@ def test_chart_crds_are_crds() -> None:
     assert ours, "crds/ is empty"
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted([*ours, KOPF_CRDS])
     _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", ours, shallow=False)
-    assert not mismatch and not errors, f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}"
+    assert not mismatch and not errors, (
+        f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}: run hack/render-deploy.sh"
+    )
     assert sorted(p.name for p in (DEPLOY / "crds").iterdir()) == [KOPF_CRDS]
     assert filecmp.cmp(CHART / "crds" / KOPF_CRDS, DEPLOY / "crds" / KOPF_CRDS, shallow=False)
 
