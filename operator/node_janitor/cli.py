@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,12 +76,105 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the CustomResourceDefinitions (YAML) for kubectl apply -f -")
     crd.set_defaults(handler=cmd_crd)
 
+    _add_agent_parser(sub)
+
     demo = sub.add_parser(
         "demo", help="start a private containerd with a messy demo node, then df, prune --dry-run, prune (root)"
     )
     demo.add_argument("--disk-size", default="320Mi", help="size of the demo's loop-mounted disk (default 320Mi)")
     demo.set_defaults(handler=cmd_demo)
     return parser
+
+
+def _add_agent_parser(sub: Any) -> None:
+    agent = sub.add_parser(
+        "agent",
+        help="the node agent (a DaemonSet): watches its NodeCleanup, keeps the node's disks below the watermarks",
+        description="Watches only its own NodeCleanup and Node; runs the engine above the high watermark, on the "
+        "Node's DiskPressure, on spec.runRequest, on the policy's schedule and at startup; rotates logs; reports "
+        "into the NodeCleanup's status, Events on the Node and /metrics.",
+    )
+    agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default $NODE_NAME)")
+    agent.add_argument("--kubeconfig", metavar="PATH", help="a kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    agent.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_CONTAINERD_ADDRESS,
+        metavar="PATH",
+        help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
+    )
+    agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
+    agent.add_argument("--pod-log-dir", default="/var/log/pods", metavar="DIR", help="default /var/log/pods")
+    agent.add_argument(
+        "--state-dir",
+        default="/var/lib/node-janitor",
+        metavar="DIR",
+        help="last policy, pending status, images' last use (default /var/lib/node-janitor)",
+    )
+    agent.add_argument(
+        "--metrics-port", type=int, default=9743, metavar="N", help="serves /metrics, /healthz, /readyz (default 9743)"
+    )
+    agent.add_argument(
+        "--monitor-interval",
+        default="2s",
+        metavar="DURATION",
+        help="how often the file systems are measured (default 2s)",
+    )
+    agent.add_argument(
+        "--heartbeat-interval",
+        default="60s",
+        metavar="DURATION",
+        help="how often the status is reported without a run (default 60s)",
+    )
+    agent.set_defaults(handler=cmd_agent)
+
+
+def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.agent import AgentConfig, KubeClient, KubeConfigError, run_agent
+    from node_janitor.api.units import parse_duration
+
+    if not args.node_name:
+        raise CliError("--node-name is required (or set NODE_NAME)")
+    intervals = {}
+    for flag in ("monitor_interval", "heartbeat_interval"):
+        try:
+            seconds = parse_duration(getattr(args, flag)).total_seconds()
+        except ValueError as exc:
+            raise CliError(f"--{flag.replace('_', '-')}: {exc}") from None
+        if seconds <= 0:
+            raise CliError(f"--{flag.replace('_', '-')} must be greater than 0")
+        intervals[flag] = seconds
+    if not 0 < args.metrics_port < 65536:
+        raise CliError(f"--metrics-port {args.metrics_port}: not a port number")
+    try:
+        kube = KubeClient.from_config(args.kubeconfig)
+    except KubeConfigError as exc:
+        raise CliError(str(exc)) from None
+    config = AgentConfig(
+        node_name=args.node_name,
+        containerd_socket=args.containerd_socket,
+        namespace=args.namespace,
+        pod_log_dir=Path(args.pod_log_dir),
+        state_dir=Path(args.state_dir),
+        metrics_port=args.metrics_port,
+        monitor_interval=intervals["monitor_interval"],
+        heartbeat_interval=intervals["heartbeat_interval"],
+    )
+    _log_key_values()
+    return run_agent(config, lambda: kube)
+
+
+def _log_key_values() -> None:
+    """Structured key=value lines on stderr (the messages themselves are key=value: one per deletion)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "time=%(asctime)s.%(msecs)03dZ level=%(levelname)s logger=%(name)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+        )
+    )
+    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def _load_policy(path: str | None) -> CleanupPolicy:
@@ -105,7 +200,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
             engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
             now = engine.clock()
-            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs)
+            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:

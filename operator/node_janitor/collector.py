@@ -25,7 +25,9 @@ from node_janitor.inventory import (
     Inventory,
     LeaseEntry,
     LogFileEntry,
+    NamespaceUsage,
     SnapshotEntry,
+    on_disk,
     parse_rfc3339,
 )
 from node_janitor.logs import scan_log_tree
@@ -42,6 +44,7 @@ from node_janitor.runtime.records import (
     ImageRecord,
     Lease,
     LeaseResource,
+    Namespace,
     SnapshotInfo,
     SnapshotUsage,
 )
@@ -67,6 +70,8 @@ class ContainerdSource(Protocol):
     async def list_leases(self) -> list[Lease]: ...
     async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
     async def list_containers(self) -> list[ContainerRecord]: ...
+    async def list_namespaces(self) -> list[Namespace]: ...
+    def with_namespace(self, namespace: str) -> ContainerdSource: ...
 
 
 @dataclass
@@ -105,6 +110,7 @@ def statvfs_entry(name: str, path: str) -> FileSystemEntry:
         available=st.f_bavail * st.f_frsize,
         inodes=st.f_files,
         inodes_used=st.f_files - st.f_ffree,
+        block_size=st.f_frsize,
     )
 
 
@@ -241,6 +247,74 @@ async def _lease_entries(containerd: ContainerdSource) -> list[LeaseEntry]:
     return await gather_cancelling(one(lease) for lease in leases)
 
 
+async def _namespace_store(
+    containerd: ContainerdSource, namespace: str, snapshotter: str, now: datetime, block_size: int
+) -> Inventory:
+    """Another namespace's records, as far as its references go (no usage is measured, no CRI is asked)."""
+    view = containerd.with_namespace(namespace)
+    records, blob_list, snapshot_list, leases, container_records = await asyncio.gather(
+        view.list_images(),
+        view.list_content(),
+        view.list_snapshots(snapshotter),
+        _lease_entries(view),
+        view.list_containers(),
+    )
+    blobs = {b.digest: b for b in blob_list}
+    return Inventory(
+        taken_at=now,
+        namespace=namespace,
+        snapshotter=snapshotter,
+        images=tuple(group_images([], records, blobs)),
+        blobs=tuple(
+            BlobEntry(b.digest, on_disk(b.size, block_size), labels=dict(b.labels), length=b.size) for b in blob_list
+        ),
+        snapshots=tuple(SnapshotEntry(key=s.name, parent=s.parent, labels=dict(s.labels)) for s in snapshot_list),
+        containers=tuple(
+            ContainerEntry(id=c.id, image=c.image, snapshot_key=c.snapshot_key, cri=False, labels=dict(c.labels))
+            for c in container_records
+        ),
+        leases=tuple(leases),
+    )
+
+
+async def collect_other_namespaces(
+    containerd: ContainerdSource,
+    namespace: str,
+    snapshotter: str,
+    ours: Mapping[str, BlobInfo],
+    now: datetime,
+    block_size: int = 4096,
+) -> tuple[dict[str, tuple[str, ...]], tuple[NamespaceUsage, ...], list[str]]:
+    """Content is shared by every namespace (one blob on disk, a record per namespace; containerd deletes the
+    blob only when no namespace keeps a record): which of our blobs other namespaces keep, and what they hold."""
+    held: dict[str, list[str]] = {}
+    usages: list[NamespaceUsage] = []
+    warnings: list[str] = []
+    try:
+        names = sorted(n.name for n in await containerd.list_namespaces() if n.name != namespace)
+    except RuntimeClientError as exc:
+        return {}, (), [f"cannot list containerd namespaces ({exc}): blobs other namespaces share may be promised"]
+    for name in names:
+        try:
+            other = await _namespace_store(containerd, name, snapshotter, now, block_size)
+        except RuntimeClientError as exc:
+            warnings.append(f"cannot read containerd namespace {name!r} ({exc}): blobs it shares may be promised")
+            continue
+        kept = {n.removeprefix("content:") for n in other.graph.referenced(now) if n.startswith("content:")}
+        for digest in kept & ours.keys():
+            held.setdefault(digest, []).append(name)
+        usages.append(
+            NamespaceUsage(
+                name=name,
+                blobs=len(other.blobs),
+                size=sum(b.size for b in other.blobs),
+                shared=sum(b.size for b in other.blobs if b.digest in ours),
+                referenced=sum(b.size for b in other.blobs if b.digest in kept),
+            )
+        )
+    return {k: tuple(v) for k, v in held.items()}, tuple(usages), warnings
+
+
 async def collect_inventory(
     cri: CriSource,
     containerd: ContainerdSource,
@@ -272,6 +346,7 @@ async def collect_inventory(
         await asyncio.gather(cri_batch, store_batch, return_exceptions=True)
         raise
     records, blob_list, snapshot_list, leases, container_records = store
+    now = now or datetime.now(UTC)
     warnings: list[str] = []
     usage = await _measure(containerd, snapshot_list, options.snapshotter, cache, warnings)
     blobs = {b.digest: b for b in blob_list}
@@ -330,18 +405,29 @@ async def collect_inventory(
         _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes
     )
     warnings += host_warnings
-    if not records and not snapshot_list and not container_records and not cri_images:
+    # Snapshot usage is allocated blocks (containerd's du: st_blocks); a blob's length becomes the same unit.
+    block_size = next((f.block_size for f in file_systems if f.name == "imagefs"), 4096)
+    held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
+        containerd, options.namespace, options.snapshotter, blobs, now, block_size
+    )
+    warnings += namespace_warnings
+    if not records and not snapshot_list and not container_records:
         warnings.append(
             f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
             "(is it the namespace the kubelet's runtime uses?)"
         )
 
     return Inventory(
-        taken_at=now or datetime.now(UTC),
+        taken_at=now,
         namespace=options.namespace,
         snapshotter=options.snapshotter,
         images=tuple(group_images(cri_images, records, blobs)),
-        blobs=tuple(BlobEntry(b.digest, b.size, created_at=b.created_at, labels=dict(b.labels)) for b in blob_list),
+        blobs=tuple(
+            BlobEntry(
+                b.digest, on_disk(b.size, block_size), created_at=b.created_at, labels=dict(b.labels), length=b.size
+            )
+            for b in blob_list
+        ),
         snapshots=tuple(
             SnapshotEntry(
                 key=s.name,
@@ -360,6 +446,8 @@ async def collect_inventory(
         logs=tuple(logs),
         sandbox_image=sandbox_image,
         warnings=tuple(warnings),
+        held_elsewhere=held_elsewhere,
+        other_namespaces=other_namespaces,
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,14 +196,14 @@ class NodeEngine:
         )
 
     async def build_disk_report(
-        self, now: datetime | None = None, *, logs_policy: LogsPolicy | None = None
+        self, now: datetime | None = None, *, logs_policy: LogsPolicy | None = None, keep: Sequence[str] = ()
     ) -> DiskReport:
-        """`node-janitor df` for this node now (the agent's status uses it too)."""
+        """`node-janitor df` for this node now (the agent's status uses it too); `keep`: images.keep patterns."""
         async with self.lock:
             now = now or self.clock()
             inventory = await self.take_inventory(now)
             known, _ = await asyncio.to_thread(self.state.load)
-        return build_disk_report(inventory, now, last_used=known, logs_policy=logs_policy)
+        return build_disk_report(inventory, now, last_used=known, logs_policy=logs_policy, keep=keep)
 
     async def run_once(
         self,

@@ -53,6 +53,11 @@ def _snapshot_label(key: str, prefix: str, snapshotter: str) -> bool:
     return key.startswith(prefix) and key[len(prefix) :].split("/", 1)[0] == snapshotter
 
 
+def on_disk(length: int, block_size: int) -> int:
+    """What a file of `length` bytes takes on disk: whole blocks (as snapshot usage counts, st_blocks)."""
+    return -(-length // block_size) * block_size if block_size > 0 else length
+
+
 def parse_rfc3339(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -80,9 +85,10 @@ def container_node(container_id: str) -> Node:
 @dataclass(frozen=True, slots=True)
 class BlobEntry:
     digest: str
-    size: int
+    size: int  # what it takes on disk: its length in whole blocks of the image file system (snapshots' unit)
     created_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    length: int = 0  # its length in bytes (what containerd reports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ class FileSystemEntry:
     available: int
     inodes: int = 0
     inodes_used: int = 0
+    block_size: int = 4096  # its fundamental block size (statvfs f_frsize)
 
     @property
     def used_percent(self) -> float:
@@ -321,24 +328,23 @@ class ReferenceGraph:
 
     def label_refs(self, labels: Mapping[str, str]) -> Iterable[Node]:
         """The nodes an object's `gc.ref.*` labels point at."""
-        for key, value in labels.items():
-            if _named(key, GC_REF_CONTENT):
-                yield content_node(value)
-            elif _snapshot_label(key, GC_REF_SNAPSHOT, self.snapshotter):
-                yield snapshot_node(value)
-            elif _named(key, GC_REF_IMAGE):
-                yield self._image_named(value)
+        return self._labelled(labels, GC_REF_CONTENT, GC_REF_SNAPSHOT, GC_REF_IMAGE, None)
 
     def label_brefs(self, labels: Mapping[str, str]) -> Iterable[Node]:
         """The nodes an object's `gc.bref.*` labels attach it to."""
+        return self._labelled(labels, GC_BREF_CONTENT, GC_BREF_SNAPSHOT, GC_BREF_IMAGE, GC_BREF_CONTAINER)
+
+    def _labelled(
+        self, labels: Mapping[str, str], content: str, snapshot: str, image: str, container: str | None
+    ) -> Iterable[Node]:
         for key, value in labels.items():
-            if _named(key, GC_BREF_CONTENT):
+            if _named(key, content):
                 yield content_node(value)
-            elif _snapshot_label(key, GC_BREF_SNAPSHOT, self.snapshotter):
+            elif _snapshot_label(key, snapshot, self.snapshotter):
                 yield snapshot_node(value)
-            elif _named(key, GC_BREF_IMAGE):
+            elif _named(key, image):
                 yield self._image_named(value)
-            elif _named(key, GC_BREF_CONTAINER):
+            elif container is not None and _named(key, container):
                 yield container_node(value)
 
     def closure(self, starts: Iterable[Node]) -> frozenset[Node]:
@@ -394,14 +400,15 @@ class ReferenceGraph:
         return self.closure(self.gc_roots)
 
     @cached_property
-    def held_elsewhere_closure(self) -> frozenset[Node]:
-        """This namespace's blobs that other namespaces reference (and what they reference here)."""
-        return self.closure(content_node(d) for d in self.inventory.held_elsewhere)
+    def held_elsewhere(self) -> frozenset[Node]:
+        """This namespace's blobs that other namespaces keep: the blobs only, as each namespace has its own
+        labels (another namespace's copy of a config does not keep this namespace's snapshots)."""
+        return frozenset(n for n in map(content_node, self.inventory.held_elsewhere) if n in self.size)
 
     def referenced(self, now: datetime) -> frozenset[Node]:
         """Nodes some image, container, unexpired lease, gc.root label or other namespace keeps: everything not
         orphaned."""
-        nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere_closure
+        nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere
         for closures in (self.image_closures, self.container_closures, self.lease_closures(now, expired=False)):
             for closure in closures.values():
                 nodes |= closure
@@ -449,5 +456,5 @@ def all_roots(inventory: Inventory, now: datetime) -> dict[str, frozenset[Node]]
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=False).items()})
     roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=True).items()})
     roots["gc-roots"] = graph.gc_root_closure
-    roots["other-namespaces"] = graph.held_elsewhere_closure
+    roots["other-namespaces"] = graph.held_elsewhere
     return roots

@@ -102,6 +102,16 @@ def render_disk_report(report: DiskReport, now: datetime, *, verbose: bool = Fal
                 image_rows,
             ),
         ]
+    if report.other_namespaces:
+        out += [
+            "",
+            "Other containerd namespaces (they share the content store; what they keep is never reclaimed here):",
+        ]
+        ns_rows = [
+            [n.name, str(n.blobs), format_bytes(n.size), format_bytes(n.shared), format_bytes(n.referenced)]
+            for n in report.other_namespaces
+        ]
+        out += ["", table(["NAMESPACE", "BLOBS", "SIZE", "SHARED HERE", "KEPT"], ns_rows)]
     for warning in report.warnings:
         out.append(f"warning: {warning}")
     return "\n".join(out)

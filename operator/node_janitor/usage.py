@@ -9,6 +9,10 @@ Definitions (all bytes are on-disk sizes measured by containerd: blob sizes and 
 * Containers: their read-write snapshots; RECLAIMABLE is what removing the exited ones frees.
 * Snapshots / Content: every snapshot / blob; ACTIVE ones are referenced; RECLAIMABLE is the orphans: not
   reached by any image, container, unexpired lease or gc.root label (expired leases do not count).
+* Other namespaces: content is shared by every containerd namespace (Docker's `moby`, buildkit...): blobs another
+  namespace keeps are shared, never reclaimable here; each other namespace is listed with what it holds.
+* Units: snapshot usage is what containerd measures, allocated disk blocks; blob sizes are their lengths, which
+  on disk take whole blocks (under one block more per blob: within the exactness tests' slack).
 * Logs: CRI log files; ACTIVE files belong to a container that has not exited; RECLAIMABLE is what the log rules
   would remove now (`logs.plan_log_rules` and the node budget): orphaned pods' directories past their grace, files
   beyond maxFiles, leftovers, and the oldest files over nodeBudget.
@@ -16,7 +20,7 @@ Definitions (all bytes are on-disk sizes measured by containerd: blob sizes and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,12 +29,14 @@ from node_janitor.api.policy import LogsPolicy
 from node_janitor.inventory import (
     FileSystemEntry,
     Inventory,
+    NamespaceUsage,
     ReferenceCounts,
     all_roots,
     content_node,
     snapshot_node,
 )
 from node_janitor.logs import LogReason, LogSettings, LogTree, budget_excess, freed_by, plan_log_reclaim, plan_log_rules
+from node_janitor.planner import kept_by
 
 ROW_TYPES = ("images", "containers", "snapshots", "content", "logs")
 
@@ -83,6 +89,7 @@ class DiskReport:
     images: tuple[ImageUsage, ...]
     file_systems: tuple[FileSystemEntry, ...]
     warnings: tuple[str, ...] = ()
+    other_namespaces: tuple[NamespaceUsage, ...] = ()
 
     def to_json(self, *, verbose: bool = False) -> dict[str, Any]:
         doc: dict[str, Any] = {name: self.rows[name].to_dict() for name in ROW_TYPES}
@@ -98,6 +105,10 @@ class DiskReport:
             }
             for fs in self.file_systems
         ]
+        doc["other_namespaces"] = [
+            {"name": n.name, "blobs": n.blobs, "size": n.size, "shared": n.shared, "referenced": n.referenced}
+            for n in self.other_namespaces
+        ]
         if verbose:
             doc["image_details"] = [image.to_dict() for image in self.images]
         if self.warnings:
@@ -110,7 +121,9 @@ def build_disk_report(
     now: datetime,
     last_used: Mapping[str, datetime] | None = None,
     logs_policy: LogsPolicy | None = None,
+    keep: Sequence[str] = (),
 ) -> DiskReport:
+    """The df numbers. `keep`: the policy's `images.keep` patterns (kept images are not reclaimable)."""
     graph = inventory.graph
     users = inventory.image_users
     last_used = last_used or {}
@@ -118,6 +131,7 @@ def build_disk_report(
     # Images ----------------------------------------------------------------------------------------------
     closures = graph.image_closures
     reach_count = ReferenceCounts(graph, closures).count  # how many images reach each node
+    elsewhere = graph.held_elsewhere  # what other namespaces keep is shared too
     roots = all_roots(inventory, now)
     images = []
     for image in inventory.images:
@@ -128,7 +142,7 @@ def build_disk_report(
                 id=image.id,
                 refs=image.refs,
                 size=graph.bytes_of(closure),
-                shared_size=graph.bytes_of(n for n in closure if reach_count[n] > 1),
+                shared_size=graph.bytes_of(n for n in closure if reach_count[n] > 1 or n in elsewhere),
                 cri_size=image.cri_size,
                 containers=len(used_by),
                 created_at=image.created_at,
@@ -139,8 +153,9 @@ def build_disk_report(
     all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()
     counts = ReferenceCounts(graph, roots)
     image_freed = 0
+    kept = {image.id for image in inventory.images if kept_by(image, keep)}
     for usage in images:
-        if usage.containers == 0 and not usage.pinned:
+        if usage.containers == 0 and not usage.pinned and usage.id not in kept:
             image_freed += graph.bytes_of(counts.remove(f"image:{usage.id}"))
     image_row = UsageRow(
         total=len(images),
@@ -200,6 +215,7 @@ def build_disk_report(
         images=tuple(images),
         file_systems=inventory.file_systems,
         warnings=inventory.warnings,
+        other_namespaces=inventory.other_namespaces,
     )
 
 

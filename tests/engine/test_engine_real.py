@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from node_janitor.api import CleanupPolicy
-from node_janitor.api.policy import PolicyRules
+from engine.enginebed import REMOVE_ALL_UNUSED, rules
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.engine import NodeEngine
@@ -25,15 +24,6 @@ from node_janitor.state import LastUsedStore
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20
-
-
-def _rules(spec: dict[str, Any]) -> PolicyRules:
-    manifest = {"apiVersion": "nodejanitor.io/v1alpha1", "kind": "CleanupPolicy", "metadata": {"name": "t"}}
-    return CleanupPolicy.from_manifest({**manifest, "spec": spec}).spec.rules()
-
-
-# Every unused image older than 0 s goes, whatever the disk: what protects an image is all that keeps it.
-REMOVE_ALL_UNUSED = {"images": {"minAge": "0s", "maxUnusedAge": "0s"}}
 
 
 def _image(bed: ContainerdBed, name: str, seed: str) -> OciImage:
@@ -73,9 +63,11 @@ async def test_an_image_with_one_kept_name_is_kept_whole_and_listed_once(
     assert len(report.images) == len({i.id for i in report.images})
     row = next(i for i in report.images if i.id == app.id)
     assert {"example.com/app:v1", "example.com/platform/app:v1"} <= set(row.refs)
+    kept = await engine.build_disk_report(keep=["example.com/platform/*"])  # df --policy: kept is not reclaimable
+    assert kept.rows["images"].reclaimable == report.rows["images"].reclaimable - row.unique_size
 
     result = await engine.run_once(
-        _rules({**REMOVE_ALL_UNUSED, "images": {**REMOVE_ALL_UNUSED["images"], "keep": ["example.com/platform/*"]}})
+        rules({**REMOVE_ALL_UNUSED, "images": {**REMOVE_ALL_UNUSED["images"], "keep": ["example.com/platform/*"]}})
     )
     assert not result.errors
     removed = [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE]
@@ -95,7 +87,7 @@ async def test_a_keep_pattern_matches_the_familiar_and_the_full_form(
     gone = _image(bed, "example.com/gone:v1", "gone")
     bed.import_images([short, full, gone])
     spec = {"images": {**REMOVE_ALL_UNUSED["images"], "keep": ["nginx:*", "docker.io/library/redis:*"]}}
-    result = await engine.run_once(_rules(spec))
+    result = await engine.run_once(rules(spec))
     assert not result.errors
     assert [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [gone.id]
     assert {short.id, full.id} <= await _ids(engine.cri)
@@ -114,7 +106,7 @@ async def test_the_sandbox_image_under_its_short_name_is_never_removed(
             await containerd.delete_image("pause:3.6")
             engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
             pause_id = next(i.id for i in await cri.list_images() if i.id != idle.id)
-            result = await engine.run_once(_rules(REMOVE_ALL_UNUSED))
+            result = await engine.run_once(rules(REMOVE_ALL_UNUSED))
             assert not result.errors
             assert [a.id for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [idle.id]
             assert result.plan.skipped[pause_id] == "sandbox (pause) image"
@@ -134,7 +126,7 @@ async def test_paused_does_nothing_at_all(containerd_bed: ContainerdBed, engine:
     async with engine.containerd.temporary_lease(expire=timedelta(hours=1)) as leased:
         blob = await leased.write_content("paused-1", Layer.random(1 * MiB, "p").blob)
     assert blob is not None  # an orphan now: only `paused` keeps it
-    result = await engine.run_once(_rules({**REMOVE_ALL_UNUSED, "paused": True}))
+    result = await engine.run_once(rules({**REMOVE_ALL_UNUSED, "paused": True}))
     assert result.paused and result.plan.actions == () and not result.errors
     assert result.to_json()["paused"] is True
     assert idle.id in await _ids(engine.cri)
@@ -151,9 +143,9 @@ async def test_a_dry_run_writes_no_state(containerd_bed: ContainerdBed, engine: 
     await wait_for_state(engine.cri, c.id, "RUNNING")
     state = tmp_path / "state.json"
     engine.state = LastUsedStore(state)
-    await engine.run_once(_rules({}), dry_run=True)
+    await engine.run_once(rules({}), dry_run=True)
     assert not state.exists()
-    await engine.run_once(_rules({}))
+    await engine.run_once(rules({}))
     assert app.id in json.loads(state.read_text())["lastUsed"]
 
 
@@ -169,7 +161,7 @@ async def test_an_image_protected_after_planning_is_skipped(containerd_bed: Cont
         calls += 1
         return [] if calls == 1 else ["example.com/b:v1"]  # planned unprotected, protected at execution
 
-    result = await engine.run_once(_rules(REMOVE_ALL_UNUSED), protected_images=protected)
+    result = await engine.run_once(rules(REMOVE_ALL_UNUSED), protected_images=protected)
     assert result.execution is not None
     outcomes = {r.action.id: r for r in result.execution.results}
     assert {first.id, second.id} <= set(outcomes)
@@ -206,8 +198,8 @@ async def test_an_exited_container_the_kubelet_removed_first_is_done(
         return await status(container_id)
 
     engine.cri.container_status = status_after_the_kubelet  # type: ignore[method-assign]
-    rules = _rules({"containers": {"removeExitedAfter": "1s"}, "images": {"minAge": "1h"}})
-    result = await engine.run_once(rules, on_plan=on_plan)
+    exited_after = rules({"containers": {"removeExitedAfter": "1s"}, "images": {"minAge": "1h"}})
+    result = await engine.run_once(exited_after, on_plan=on_plan)
     assert planned and kubelet_removed
     assert result.execution is not None and not result.errors, result.errors
     (item,) = [r for r in result.execution.results if r.action.kind is ActionKind.REMOVE_CONTAINER]
@@ -224,8 +216,8 @@ async def test_two_runs_never_interleave(engine: NodeEngine) -> None:
 
     engine.take_inventory = inventory  # type: ignore[method-assign]
     runs = [
-        engine.run_once(_rules({}), on_plan=lambda plan: steps.append("plan")),
-        engine.run_once(_rules({}), on_plan=lambda plan: steps.append("plan")),
+        engine.run_once(rules({}), on_plan=lambda plan: steps.append("plan")),
+        engine.run_once(rules({}), on_plan=lambda plan: steps.append("plan")),
     ]
     results = await asyncio.gather(*runs)
     assert all(not r.errors for r in results)

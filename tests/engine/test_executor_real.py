@@ -66,3 +66,23 @@ async def test_one_failed_action_does_not_stop_the_run(containerd_bed: Container
         assert len(result.errors) == 1 and "not-a-digest" in result.errors[0]
         assert idle.id not in {i.id for i in await cri.list_images()}
         assert result.reclaimed_bytes >= 5 * MiB  # the image's blobs and snapshots really went
+
+
+async def test_the_last_recheck_compares_normalised_names(containerd_bed: ContainerdBed) -> None:
+    """A plain containerd container made after planning names the image in its short form (`app:v2`, as
+    nerdctl users type it): it still uses docker.io/library/app:v2."""
+    bed = containerd_bed
+    b = bed.builder
+    app = b.build("docker.io/library/app:v2", [b.busybox_layer(), Layer.random(1 * MiB, "short")])
+    bed.import_images([app])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
+        assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+        await containerd.create_container("short-name-user", "app:v2")
+        fs_path = inventory.file_system("imagefs").path  # type: ignore[union-attr]
+        result = await Executor(cri, containerd, lambda: statvfs_entry("imagefs", fs_path)).apply(plan, inventory)
+        outcome = next(r for r in result.results if r.action.id == app.id)
+        assert outcome.outcome is Outcome.SKIPPED and "short-name-user" in outcome.message
+        assert app.id in {i.id for i in await cri.list_images()}
+        await containerd.delete_container("short-name-user")

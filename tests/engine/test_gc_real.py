@@ -54,6 +54,7 @@ async def test_a_blob_only_an_image_records_label_keeps_is_no_orphan(
     app = b.build("example.com/labelled:v1", [b.busybox_layer(), Layer.random(1 * MiB, "labelled")])
     bed.import_images([app])
     ctrd = engine.containerd
+    await ctrd.wait_for_gc()  # what `ctr import` leaves behind its lease (the archive's index) is collected
     async with ctrd.temporary_lease() as leased:
         extra = await leased.write_content("extra-1", Layer.random(2 * MiB, "extra").blob)
     assert extra is not None
@@ -81,6 +82,7 @@ async def test_a_flat_lease_holds_only_what_it_names_and_the_prediction_is_exact
     app = b.build("example.com/flat:v1", [b.busybox_layer(), own])
     bed.import_images([app])
     ctrd = engine.containerd
+    await ctrd.wait_for_gc()  # what `ctr import` leaves behind its lease (the archive's index) is collected
     lease = await ctrd.create_lease("flat-hold", {"containerd.io/gc.flat": "true"}, expire=timedelta(hours=1))
     await ctrd.add_lease_resource(lease.id, LeaseResource(id=app.manifest_digest, type="content"))
     await ctrd.delete_image(app.name)

@@ -335,6 +335,7 @@ class ControlPlane:
     _components: list[Process] = field(init=False, default_factory=list)
     _pki: _Pki = field(init=False)
     _api_client: Any = field(init=False, default=None)
+    _apiserver_command: Sequence[str] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -396,11 +397,10 @@ class ControlPlane:
             "--enable-admission-plugins=NodeRestriction",
             "--allow-privileged=true", "--profiling=false", *self.extra_apiserver_args,
         ])  # fmt: skip
+        self._apiserver_command = apiserver.process.args[len(_PDEATHSIG) :]
         self.kubeconfig.write_text(_kubeconfig(self.server, self._pki, "admin", "admin"))
         self.kubeconfig.chmod(0o600)
-        context = ssl.create_default_context(cafile=str(pki("ca.crt")))
-        context.load_cert_chain(str(pki("admin.crt")), str(pki("admin.key")))
-        self._wait(apiserver, lambda: http_ok(f"{self.server}/readyz", context), "ready (/readyz)")
+        self._wait_apiserver_ready(apiserver)
         mark("apiserver")
         for manifest in self.manifests:
             self.kubectl("apply", "-f", str(manifest))
@@ -426,8 +426,33 @@ class ControlPlane:
         mark("controller-manager-healthy")
         if self.wait_for_controllers:
             default_sa = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
+            context = self._admin_context()
             self._wait(kcm, lambda: http_ok(default_sa, context), "running controllers (default ServiceAccount)")
         mark("controller-manager")
+
+    def _admin_context(self) -> ssl.SSLContext:
+        pki = self._pki.path
+        context = ssl.create_default_context(cafile=str(pki("ca.crt")))
+        context.load_cert_chain(str(pki("admin.crt")), str(pki("admin.key")))
+        return context
+
+    def _wait_apiserver_ready(self, apiserver: Process) -> None:
+        context = self._admin_context()
+        self._wait(apiserver, lambda: http_ok(f"{self.server}/readyz", context), "ready (/readyz)")
+
+    def stop_apiserver(self) -> None:
+        """Stops kube-apiserver alone (an outage: clients get connection refused); `start_apiserver` brings it
+        back on the same port with the same arguments (etcd keeps every object)."""
+        for component in [c for c in self._components if c.name == "kube-apiserver"]:
+            terminate(component.process)
+            component.log_file.close()
+            self._components.remove(component)
+
+    def start_apiserver(self) -> None:
+        """Starts kube-apiserver again after `stop_apiserver` and waits until it is ready."""
+        if any(c.name == "kube-apiserver" for c in self._components):
+            return
+        self._wait_apiserver_ready(self._spawn("kube-apiserver", list(self._apiserver_command)))
 
     def stop(self) -> None:
         """Stops every process (SIGTERM, then SIGKILL after 10 s), newest first, and waits for each."""

@@ -1,0 +1,7 @@
+"""The node agent (`node-janitor agent`): one per node, keeps its disks below the watermarks and reports into its
+NodeCleanup. See `node_agent` for what triggers a run."""
+
+from node_janitor.agent.kube import KubeClient, KubeConfigError
+from node_janitor.agent.node_agent import AgentConfig, HeldPolicy, NodeAgent, run_agent
+
+__all__ = ["AgentConfig", "HeldPolicy", "KubeClient", "KubeConfigError", "NodeAgent", "run_agent"]

@@ -1,0 +1,263 @@
+"""The agent's Kubernetes API access: aiohttp against the apiserver, credentials from the `kubernetes` package's
+config loaders (a kubeconfig, or the in-cluster ServiceAccount with its token refreshed as it rotates).
+
+Only what the agent needs: list and watch ONE object by name (field selector `metadata.name=NAME`, so other
+nodes' objects never reach it), merge-patch a status subresource, create an Event. aiohttp rather than the
+`kubernetes` client in threads: a watch is then cancelled at once on SIGTERM, and nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 240
+"""Server-side timeout of one watch request; it is then resumed from the last resourceVersion."""
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+
+
+class KubeError(Exception):
+    """The apiserver refused or could not be reached; `status` is the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(" ".join(message.split()))
+        self.status = status
+
+
+class Gone(KubeError):
+    """410 Gone: the resourceVersion is too old, list again."""
+
+
+class KubeConfigError(ValueError):
+    """No usable Kubernetes credentials (one line for the user)."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One kind of cluster-scoped object, by API path."""
+
+    path: str  # e.g. /api/v1/nodes, /apis/nodejanitor.io/v1alpha1/nodecleanups
+    kind: str
+
+
+NODES = Resource("/api/v1/nodes", "Node")
+NODE_CLEANUPS = Resource("/apis/nodejanitor.io/v1alpha1/nodecleanups", "NodeCleanup")
+
+
+def _load_configuration(kubeconfig: str | None) -> Any:
+    """A `kubernetes.client.Configuration`: `kubeconfig` if given, else in-cluster, else $KUBECONFIG/~/.kube."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            return configuration
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    except (config.ConfigException, OSError, ValueError) as exc:
+        where = kubeconfig or "in-cluster config or $KUBECONFIG"
+        raise KubeConfigError(f"cannot load Kubernetes credentials from {where}: {exc}") from None
+    return configuration
+
+
+class KubeClient:
+    """An aiohttp session to one apiserver. Create with `from_config`, close with `close()`."""
+
+    def __init__(self, configuration: Any) -> None:
+        self._configuration = configuration
+        self.server = str(configuration.host).rstrip("/")
+        context: ssl.SSLContext | bool
+        if self.server.startswith("https://"):
+            if configuration.verify_ssl:
+                context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if configuration.cert_file:
+                context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        else:
+            context = False
+        self._ssl = context
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_config(cls, kubeconfig: str | None) -> KubeClient:
+        return cls(_load_configuration(kubeconfig))
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "node-janitor-agent"}
+        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes a rotated token
+        if token:
+            headers["Authorization"] = token
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One request; the decoded JSON answer. Raises KubeError (status 0 when the apiserver is unreachable)."""
+        data = json.dumps(body) if body is not None else None
+        try:
+            async with self._client().request(
+                method,
+                self.server + path,
+                params=params,
+                data=data,
+                timeout=REQUEST_TIMEOUT,
+                headers=self._headers(content_type if data is not None else None),
+            ) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise _error(response.status, text, f"{method} {path}")
+                return json.loads(text) if text else None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(f"{method} {path}: apiserver unreachable: {exc or type(exc).__name__}") from None
+
+    async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]:
+        """The object named `name` (None if absent) and the list's resourceVersion to watch from."""
+        answer = await self.request("GET", resource.path, params={"fieldSelector": f"metadata.name={name}"})
+        items = answer.get("items") or []
+        return (items[0] if items else None), str(answer["metadata"]["resourceVersion"])
+
+    async def watch_one(
+        self, resource: Resource, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) for each change of `name` after `resource_version`; BOOKMARKs are yielded too (their
+        object carries only the new resourceVersion). Ends when the server closes the watch; raises Gone on 410."""
+        params = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=WATCH_SECONDS + 30)
+        try:
+            async with self._client().get(
+                self.server + resource.path, params=params, headers=self._headers(), timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise _error(response.status, await response.text(), f"watch {resource.path}")
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield _watch_event(json.loads(line))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(f"watch {resource.path}: apiserver unreachable: {exc or type(exc).__name__}") from None
+
+    async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> Any:
+        """Merge-patch the status subresource."""
+        return await self.request(
+            "PATCH",
+            f"{resource.path}/{name}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> Any:
+        return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+
+def _error(status: int, text: str, what: str) -> KubeError:
+    try:
+        message = json.loads(text).get("message", text)
+    except (ValueError, AttributeError):
+        message = text
+    cls = Gone if status == 410 else KubeError
+    return cls(f"{what}: {status} {message}", status)
+
+
+def _watch_event(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    kind, obj = str(event.get("type")), event.get("object") or {}
+    if kind == "ERROR":
+        raise _error(int(obj.get("code") or 0), json.dumps(obj), "watch")
+    return kind, obj
+
+
+class Backoff:
+    """Exponential backoff with jitter: 0.2 s doubling up to `cap`."""
+
+    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
+        self.first, self.cap, self._next = first, cap, first
+
+    def reset(self) -> None:
+        self._next = self.first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self.cap, self._next * 2)
+        return delay * random.uniform(0.8, 1.2)
+
+
+async def follow_object(
+    client: KubeClient,
+    resource: Resource,
+    name: str,
+    on_change: Callable[[str, dict[str, Any] | None], Awaitable[None] | None],
+    on_connection: Callable[[bool], None] | None = None,
+) -> None:
+    """List, then watch, one object for ever: `on_change(event_type, object_or_None)` for the listed state
+    ("LIST") and each ADDED/MODIFIED/DELETED. Resumes from the last resourceVersion after a watch ends, lists
+    again on 410 Gone, reconnects with backoff when the apiserver is away. Never returns (cancel it)."""
+    backoff = Backoff()
+    resource_version: str | None = None
+    while True:
+        try:
+            if resource_version is None:
+                obj, resource_version = await client.list_one(resource, name)
+                await _call(on_change, "LIST", obj)
+            if on_connection:
+                on_connection(True)
+            async for kind, obj in client.watch_one(resource, name, resource_version):
+                resource_version = str(obj.get("metadata", {}).get("resourceVersion") or resource_version)
+                if kind != "BOOKMARK":
+                    await _call(on_change, kind, obj if kind != "DELETED" else None)
+            backoff.reset()
+        except Gone:
+            log.info("watch expired resource=%s name=%s: listing again", resource.kind, name)
+            resource_version = None
+        except KubeError as exc:
+            if on_connection:
+                on_connection(False)
+            delay = backoff.next()
+            log.warning("watch failed resource=%s name=%s retry_in=%.1fs: %s", resource.kind, name, delay, exc)
+            await asyncio.sleep(delay)
+
+
+async def _call(callback: Callable[..., Awaitable[None] | None], *args: Any) -> None:
+    result = callback(*args)
+    if result is not None:
+        await result

@@ -1,0 +1,133 @@
+"""The agent's Prometheus metrics (`node_janitor_` names, own registry) and its small HTTP endpoint:
+/metrics, /healthz (the process answers), /readyz (containerd answers and a policy is held)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from node_janitor.inventory import FileSystemEntry
+
+log = logging.getLogger(__name__)
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reclaimed_bytes = Counter(
+            "node_janitor_reclaimed_bytes",
+            "Bytes freed by completed actions, by action kind (planned sizes).",
+            ["kind"],
+            registry=r,
+        )
+        self.actions = Counter(
+            "node_janitor_actions",
+            "Cleanup actions by kind and outcome (done, skipped, failed).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "node_janitor_errors", "Errors by where they happened (run, runtime, apiserver).", ["source"], registry=r
+        )
+        self.runs = Counter("node_janitor_runs", "Cleanup runs by trigger.", ["trigger", "dry_run"], registry=r)
+        self.run_duration = Histogram(
+            "node_janitor_run_duration_seconds",
+            "Duration of cleanup runs.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.last_run_timestamp = Gauge(
+            "node_janitor_last_run_timestamp_seconds", "When the last cleanup run ended (Unix time).", registry=r
+        )
+        self.last_run_reclaimed = Gauge(
+            "node_janitor_last_run_reclaimed_bytes", "Bytes the last run really freed (measured).", registry=r
+        )
+        self.last_run_planned = Gauge(
+            "node_janitor_last_run_planned_bytes", "Bytes the last run planned to free.", registry=r
+        )
+        self.fs_used_bytes = Gauge(
+            "node_janitor_filesystem_used_bytes",
+            "Used bytes of a watched file system.",
+            ["filesystem", "path"],
+            registry=r,
+        )
+        self.fs_used_percent = Gauge(
+            "node_janitor_filesystem_used_percent",
+            "Used space of a watched file system, in percent.",
+            ["filesystem", "path"],
+            registry=r,
+        )
+        self.fs_inodes_used_percent = Gauge(
+            "node_janitor_filesystem_inodes_used_percent",
+            "Used inodes of a watched file system, in percent.",
+            ["filesystem", "path"],
+            registry=r,
+        )
+        self.watch_events = Counter(
+            "node_janitor_watch_events",
+            "Watch events received, by resource (only the agent's own objects).",
+            ["resource", "type"],
+            registry=r,
+        )
+        self.ready = Gauge("node_janitor_ready", "1 when containerd answers and a policy is held.", registry=r)
+
+    def observe_file_systems(self, file_systems: Iterable[FileSystemEntry]) -> None:
+        for fs in file_systems:
+            self.fs_used_bytes.labels(fs.name, fs.path).set(fs.used)
+            self.fs_used_percent.labels(fs.name, fs.path).set(round(fs.used_percent, 3))
+            if fs.inodes:
+                self.fs_inodes_used_percent.labels(fs.name, fs.path).set(round(fs.inodes_used_percent, 3))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve_http(
+    port: int, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]], host: str = "0.0.0.0"
+) -> asyncio.Server:
+    """Start the endpoint (GET only, one request per connection)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 10)
+            while await asyncio.wait_for(reader.readline(), 10) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = request.decode("latin-1").split()
+            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
+            status, body, content_type = _route(parts[0] if parts else "", path, metrics, ready)
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (OSError, TimeoutError, UnicodeError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    return await asyncio.start_server(handle, host, port, reuse_address=True)
+
+
+def _route(
+    method: str, path: str, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]]
+) -> tuple[str, bytes, str]:
+    text: Any = "text/plain; charset=utf-8"
+    if method not in ("GET", "HEAD"):
+        return "405 Method Not Allowed", b"GET only\n", text
+    if path == "/metrics":
+        return "200 OK", metrics.render(), CONTENT_TYPE_LATEST
+    if path == "/healthz":
+        return "200 OK", b"ok\n", text
+    if path == "/readyz":
+        is_ready, why = ready()
+        return ("200 OK" if is_ready else "503 Service Unavailable"), f"{why}\n".encode(), text
+    return "404 Not Found", b"not found\n", text

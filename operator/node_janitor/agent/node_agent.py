@@ -1,0 +1,719 @@
+"""The node agent: one per node (a DaemonSet). It watches only its own NodeCleanup and Node, monitors the image and
+pod log file systems, runs the engine on the triggers below, runs the fast log rotation loop beside it, and reports
+into its NodeCleanup's status, Events on its Node and /metrics.
+
+Triggers: a file system above the high watermark (space or inodes; checked every monitor interval), the Node's
+DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest token, spec.policy.schedule (cron,
+UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
+removed nothing and left the disk above its watermark, that trigger waits RETRY_SECONDS before it fires again
+(never a loop of empty runs); a DiskPressure that stays True after a run reached the low watermark fires no more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from node_janitor.agent.adapter import measure_disk, run_cleanup
+from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
+from node_janitor.agent.metrics import AgentMetrics, serve_http
+from node_janitor.agent.report import (
+    ConditionBook,
+    RunOutcome,
+    build_file_systems,
+    build_last_run,
+    build_usage_status,
+    run_event,
+)
+from node_janitor.agent.store import AgentStore
+from node_janitor.agent.triggers import PendingRun, RunQueue, above, is_dry_run_request, pressure_rules
+from node_janitor.api.meta import ManifestError
+from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger
+from node_janitor.api.policy import PolicyRules
+from node_janitor.collector import SnapshotUsageCache, statvfs_entry
+from node_janitor.executor import ActionResult
+from node_janitor.inventory import FileSystemEntry
+from node_janitor.logs import LogActionResult, LogRotator
+from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, ContainerdClient, CriClient, RuntimeClientError
+from node_janitor.state import LastUsedStore
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 30.0
+PROBE_TIMEOUT = 5.0
+INITIAL_LIST_WAIT = 5.0
+"""At startup, how long the first run waits for the NodeCleanup to be listed (else: the saved policy)."""
+STOP_GRACE = 3.0
+"""On SIGTERM, how long the removal in flight may take before the run is cancelled."""
+EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_name: str
+    containerd_socket: str = DEFAULT_CONTAINERD_ADDRESS
+    namespace: str = "k8s.io"
+    pod_log_dir: Path = Path("/var/log/pods")
+    state_dir: Path = Path("/var/lib/node-janitor")
+    metrics_port: int = 9743
+    metrics_host: str = "0.0.0.0"
+    monitor_interval: float = 2.0
+    heartbeat_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class HeldPolicy:
+    """The effective policy the agent applies and where it came from."""
+
+    rules: PolicyRules = field(default_factory=PolicyRules)
+    generation: int | None = None
+    source: str = "defaults"  # "nodecleanup", "saved" (state dir, the apiserver not reached yet), "defaults"
+    protected_images: tuple[str, ...] = ()
+    run_request: str | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunInterrupted(Exception):
+    """SIGTERM arrived: the run stops after the removal in flight."""
+
+
+class RuntimeLink:
+    """The clients on containerd's socket, reconnected after containerd went away (a fresh channel, not gRPC's
+    slow reconnect backoff); `generation` counts connections."""
+
+    def __init__(self, socket: str, namespace: str) -> None:
+        self.socket, self.namespace = socket, namespace
+        self.cri: CriClient | None = None
+        self.containerd: ContainerdClient | None = None
+        self.error: str | None = "not connected yet"
+        self.generation = 0
+        self.image_fs_path: str | None = None
+        self.up = asyncio.Event()
+
+    async def probe(self) -> bool:
+        try:
+            if self.cri is None or self.containerd is None:
+                cri, containerd = CriClient(self.socket), ContainerdClient(self.socket, namespace=self.namespace)
+                cri.open()
+                containerd.open()
+                self.cri, self.containerd = cri, containerd
+                self.generation += 1
+            await asyncio.wait_for(self.cri.version(), PROBE_TIMEOUT)
+            if self.image_fs_path is None:
+                info = await asyncio.wait_for(self.cri.image_fs_info(), PROBE_TIMEOUT)
+                self.image_fs_path = next((u.mountpoint for u in info.image_filesystems if u.mountpoint), None)
+        except (RuntimeClientError, TimeoutError) as exc:
+            await self.down(str(exc) or "containerd did not answer in time")
+            return False
+        if self.error is not None:
+            log.info("containerd reachable socket=%s", self.socket)
+        self.error = None
+        self.up.set()
+        return True
+
+    async def down(self, error: str) -> None:
+        if self.error is None:
+            log.warning("containerd unreachable socket=%s: %s", self.socket, error)
+        self.error = error
+        await self.close()
+
+    async def close(self) -> None:
+        self.up.clear()
+        cri, containerd, self.cri, self.containerd = self.cri, self.containerd, None, None
+        for client in (cri, containerd):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+
+class NodeAgent:
+    def __init__(self, config: AgentConfig, kube: KubeClient, *, clock: Callable[[], datetime] = _utc_now) -> None:
+        self.config = config
+        self.kube = kube
+        self.clock = clock
+        self.store = AgentStore(config.state_dir)
+        self.last_used = LastUsedStore(self.store.last_used_path)
+        self.metrics = AgentMetrics()
+        self.link = RuntimeLink(config.containerd_socket, config.namespace)
+        self.queue = RunQueue()
+        self.held = HeldPolicy()
+        self.spec_error: str | None = None
+        self.conditions = ConditionBook()
+        self._usage: dict[str, Any] = {}
+        self._last_run: dict[str, Any] | None = None
+        self._last_outcome: RunOutcome | None = None
+        self._events: deque[dict[str, Any]] = deque(maxlen=50)
+        self._cache = SnapshotUsageCache()
+        self._stopping = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._policy_changed = asyncio.Event()
+        self._listed = asyncio.Event()
+        self._nodecleanup_exists = False
+        self._answered_request: str | None = None
+        self._node_uid: str | None = None
+        self._disk_pressure: bool | None = None
+        self._watermark_blocked_until = 0.0
+        self._pressure_retry_at: float | None = None
+        self._rotator: tuple[tuple[Any, ...], LogRotator, asyncio.Event, asyncio.Task[None]] | None = None
+        self._rotator_lock = asyncio.Lock()
+        self._api_reachable = False
+        self._run_task: asyncio.Task[None] | None = None
+        self._load_state()
+
+    # ---- state ----------------------------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        saved = self.store.load_policy()
+        if saved is not None:
+            try:
+                spec = NodeCleanup.from_manifest(
+                    {"metadata": {"name": self.config.node_name}, "spec": saved.get("spec")}
+                ).spec
+                generation = saved.get("generation")
+                self.held = HeldPolicy(
+                    spec.policy,
+                    generation if isinstance(generation, int) else None,
+                    "saved",
+                    tuple(spec.protected_images),
+                    spec.run_request,
+                )
+            except ManifestError as exc:
+                log.warning("ignoring saved policy %s: %s", self.store.policy_path, exc)
+        status = self.store.load_status()
+        if status:
+            self._last_run = status.get("lastRun")
+            self.conditions = ConditionBook(status.get("conditions") or [])
+            self._usage = {k: v for k, v in status.items() if k not in ("lastRun", "conditions")}
+        log.info("policy source=%s generation=%s", self.held.source, self.held.generation)
+
+    def ready(self) -> tuple[bool, str]:
+        if self.link.error is not None:
+            return False, f"containerd unreachable: {self.link.error}"
+        return True, f"ready: containerd answers, policy from {self.held.source} (generation {self.held.generation})"
+
+    # ---- the Kubernetes side ---------------------------------------------------------------------------------
+
+    def _foreign(self, resource: str, obj: dict[str, Any] | None) -> bool:
+        """An object that is not this node's (the field selector makes it impossible; never act on one)."""
+        name = (obj or {}).get("metadata", {}).get("name", self.config.node_name)
+        if name == self.config.node_name:
+            return False
+        log.error("ignoring %s %s: not this node's (%s)", resource, name, self.config.node_name)
+        return True
+
+    def _on_nodecleanup(self, kind: str, obj: dict[str, Any] | None) -> None:
+        if kind != "LIST":
+            self.metrics.watch_events.labels("nodecleanups", kind).inc()
+        if self._foreign("NodeCleanup", obj):
+            return
+        log.log(
+            logging.DEBUG if kind == "MODIFIED" else logging.INFO,
+            "watch resource=NodeCleanup name=%s type=%s",
+            self.config.node_name,
+            kind,
+        )
+        self._listed.set()
+        if obj is None:
+            self._nodecleanup_exists = False
+            if self.held.source != "defaults":
+                log.info("no NodeCleanup for this node: applying the defaults")
+                self.store.forget_policy()
+                self._set_policy(HeldPolicy())
+            return
+        if not self._nodecleanup_exists:
+            self._dirty.set()  # (again) something to report into
+        self._nodecleanup_exists = True
+        metadata, status = obj.get("metadata") or {}, obj.get("status") or {}
+        if not self.conditions.to_status() and status.get("conditions"):
+            self.conditions = ConditionBook(status["conditions"])
+        answered = (status.get("lastRun") or {}).get("runRequest")
+        if answered and self._answered_request is None:
+            self._answered_request = answered
+        generation = metadata.get("generation")
+        try:
+            spec = NodeCleanup.from_manifest(
+                {"metadata": {"name": self.config.node_name}, "spec": obj.get("spec")}
+            ).spec
+        except ManifestError as exc:
+            error = str(exc).replace("\n", " ")
+            if error != self.spec_error:
+                log.warning("invalid NodeCleanup spec generation=%s, keeping the policy held: %s", generation, exc)
+                self.spec_error = error
+                self._dirty.set()
+            return
+        if self.spec_error is not None:
+            self._dirty.set()
+        self.spec_error = None
+        held = HeldPolicy(
+            spec.policy,
+            generation if isinstance(generation, int) else None,
+            "nodecleanup",
+            tuple(spec.protected_images),
+            spec.run_request,
+        )
+        if held != self.held:
+            if (held.rules, held.generation, held.protected_images) != (
+                self.held.rules,
+                self.held.generation,
+                self.held.protected_images,
+            ):
+                self.store.save_policy(dict(obj.get("spec") or {}), held.generation)
+            self._set_policy(held)
+        if spec.run_request and spec.run_request != self._answered_request:
+            token = spec.run_request
+            self._answered_request = token  # answered by the run it queues (in status.lastRun.runRequest)
+            log.info("run requested token=%s dryRun=%s", token, is_dry_run_request(token))
+            self.queue.add("request", run_request=token)
+
+    def _set_policy(self, held: HeldPolicy) -> None:
+        changed_generation = held.generation != self.held.generation
+        self.held = held
+        log.info(
+            "policy source=%s generation=%s dryRun=%s paused=%s",
+            held.source,
+            held.generation,
+            held.rules.dry_run,
+            held.rules.paused,
+        )
+        self._policy_changed.set()
+        self._watermark_blocked_until = 0.0
+        if changed_generation:
+            self._dirty.set()
+
+    def _on_node(self, kind: str, obj: dict[str, Any] | None) -> None:
+        if kind != "LIST":
+            self.metrics.watch_events.labels("nodes", kind).inc()
+        if self._foreign("Node", obj):
+            return
+        if obj is None:
+            return
+        self._node_uid = (obj.get("metadata") or {}).get("uid")
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        pressure = any(c.get("type") == "DiskPressure" and c.get("status") == "True" for c in conditions)
+        if pressure and not self._disk_pressure:
+            log.info("node condition DiskPressure=True: reclaiming to the low watermark")
+            self._pressure_retry_at = None
+            self.queue.add("pressure")
+        self._disk_pressure = pressure
+
+    def _on_api_connection(self, connected: bool) -> None:
+        if connected and not self._api_reachable:
+            self._dirty.set()  # what could not be sent while it was away
+        self._api_reachable = connected
+
+    # ---- the monitor ---------------------------------------------------------------------------------------
+
+    def _file_systems(self) -> list[FileSystemEntry]:
+        out = []
+        for name, path in (("imagefs", self.link.image_fs_path), ("logs", str(self.config.pod_log_dir))):
+            if path:
+                try:
+                    out.append(statvfs_entry(name, path))
+                except OSError:
+                    continue
+        return out
+
+    async def _monitor(self) -> None:
+        while True:
+            was_up = self.link.error is None
+            up = await self.link.probe()
+            if up != was_up:
+                self._dirty.set()
+                if not up:
+                    self.metrics.errors.labels("runtime").inc()
+            ready, _ = self.ready()
+            self.metrics.ready.set(1 if ready else 0)
+            file_systems = self._file_systems()
+            self.metrics.observe_file_systems(file_systems)
+            self._check_triggers(file_systems)
+            await self._sync_rotator()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.monitor_interval)
+                return
+
+    def _check_triggers(self, file_systems: list[FileSystemEntry]) -> None:
+        rules = self.held.rules
+        if rules.paused or self.link.error is not None:
+            return
+        now = time.monotonic()
+        if not above(file_systems, rules.thresholds):
+            self._watermark_blocked_until = 0.0
+        elif not self.queue.busy and now >= self._watermark_blocked_until:
+            log.info("file system above highPercent=%s: reclaiming", rules.thresholds.high_percent)
+            self.queue.add("watermark")
+        if self._disk_pressure and self._pressure_retry_at is not None and now >= self._pressure_retry_at:
+            self._pressure_retry_at = None
+            self.queue.add("pressure")
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._policy_changed.clear()
+            schedule = self.held.rules.cron_schedule
+            if schedule is None:
+                await self._policy_changed.wait()
+                continue
+            now = self.clock()
+            delay = (schedule.next_after(now) - now).total_seconds()
+            try:
+                await asyncio.wait_for(self._policy_changed.wait(), delay)
+            except TimeoutError:
+                log.info("schedule %r fired", self.held.rules.schedule)
+                self.queue.add("schedule")
+
+    # ---- the log rotation loop ------------------------------------------------------------------------------
+
+    async def _sync_rotator(self, *, hold: bool = False) -> None:
+        """Keep exactly one LogRotator running with the policy held (restarted when it or the containerd
+        connection changes; stopped while a run does the log pass, and under a dry-run or paused policy)."""
+        rules = self.held.rules
+        enabled = (
+            not hold
+            and not self.queue.running
+            and self.link.error is None
+            and self.link.cri is not None
+            and rules.logs.enabled
+            and not rules.paused
+            and not rules.dry_run
+            and not self._stopping.is_set()
+        )
+        key = (self.link.generation, rules.logs.model_dump_json()) if enabled else None
+        async with self._rotator_lock:
+            if self._rotator is not None and self._rotator[0] == key:
+                return
+            if self._rotator is not None:
+                _, _, stop, task = self._rotator
+                self._rotator = None
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await task
+            if key is not None and self.link.cri is not None:
+                rotator = LogRotator(self.link.cri, self.config.pod_log_dir, rules.logs, on_result=self._count_log)
+                stop = asyncio.Event()
+                self._rotator = (key, rotator, stop, asyncio.create_task(rotator.run(stop)))
+
+    # ---- runs ---------------------------------------------------------------------------------------------
+
+    def _count(self, kind: str, outcome: str, freed: int) -> None:
+        self.metrics.actions.labels(kind, outcome).inc()
+        if outcome == "done" and freed > 0:
+            self.metrics.reclaimed_bytes.labels(kind).inc(freed)
+
+    def _count_log(self, result: LogActionResult) -> None:
+        self._count(str(result.action.kind), str(result.outcome), result.freed)
+
+    def _on_result(self, result: ActionResult) -> None:
+        self._count(str(result.action.kind), str(result.outcome), result.action.bytes)
+        if self._stopping.is_set():
+            raise RunInterrupted
+
+    def _on_log_result(self, result: LogActionResult) -> None:
+        self._count_log(result)
+        if self._stopping.is_set():
+            raise RunInterrupted
+
+    async def _runner(self) -> None:
+        while True:
+            pending = await self.queue.take()
+            try:
+                await self.link.up.wait()  # a run needs containerd; triggers wait for it to come back
+                self._run_task = asyncio.create_task(self._run(pending))
+                await self._run_task
+            finally:
+                self._run_task = None
+                self.queue.done()
+            await self._sync_rotator()
+
+    async def _run(self, pending: PendingRun) -> None:
+        held = self.held
+        trigger: RunTrigger = pending.trigger
+        if held.rules.paused:
+            log.info("run skipped trigger=%s: the policy is paused", trigger)
+            return
+        rules = pressure_rules(held.rules) if pending.pressure else held.rules
+        dry_run = held.rules.dry_run or pending.dry_run_request
+        await self._sync_rotator(hold=True)
+        started, clock = self.clock(), time.monotonic()
+        log.info(
+            "run start trigger=%s triggers=%s dryRun=%s generation=%s",
+            trigger,
+            ",".join(sorted(pending.triggers)),
+            dry_run,
+            held.generation,
+        )
+        report, errors = None, []
+        cri, containerd = self.link.cri, self.link.containerd
+        try:
+            if cri is None or containerd is None:
+                raise RuntimeClientError(self.link.error or "containerd unreachable")
+            report = await run_cleanup(
+                cri,
+                containerd,
+                rules,
+                namespace=self.config.namespace,
+                pod_log_dir=self.config.pod_log_dir,
+                state=self.last_used,
+                dry_run=dry_run,
+                protected_images=lambda: self.held.protected_images,
+                on_result=self._on_result,
+                on_log_result=self._on_log_result,
+            )
+        except RunInterrupted:
+            errors.append("interrupted by SIGTERM after the removal in flight")
+        except RuntimeClientError as exc:
+            errors.append(f"containerd: {exc}")
+            await self.link.down(str(exc))
+        except asyncio.CancelledError:
+            errors.append("cancelled at shutdown")
+            raise
+        except Exception as exc:  # a bug must not kill the agent: report it
+            log.exception("run failed")
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            outcome = RunOutcome.of(
+                trigger, started, time.monotonic() - clock, dry_run, report, errors, pending.run_request
+            )
+            self._finish_run(outcome, pending)
+        await self._refresh_usage()
+
+    def _finish_run(self, outcome: RunOutcome, pending: PendingRun) -> None:
+        m = self.metrics
+        m.runs.labels(outcome.trigger, str(outcome.dry_run).lower()).inc()
+        m.run_duration.observe(outcome.duration_seconds)
+        m.last_run_timestamp.set(time.time())
+        m.last_run_reclaimed.set(outcome.reclaimed_bytes)
+        m.last_run_planned.set(outcome.planned_bytes)
+        if outcome.all_errors:
+            m.errors.labels("run").inc(len(outcome.all_errors))
+        log.info(
+            "run done trigger=%s dryRun=%s actions=%d planned_bytes=%d reclaimed_bytes=%d errors=%d seconds=%.2f",
+            outcome.trigger,
+            outcome.dry_run,
+            len(outcome.rows if outcome.dry_run else outcome.done),
+            outcome.planned_bytes,
+            outcome.reclaimed_bytes,
+            len(outcome.all_errors),
+            outcome.duration_seconds,
+        )
+        for error in outcome.all_errors:
+            log.warning("run error trigger=%s: %s", outcome.trigger, error)
+        self._last_outcome = outcome
+        self._last_run = build_last_run(outcome)
+        event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
+        if event is not None:
+            self._events.append(event)
+        # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try.
+        file_systems = self._file_systems()
+        rules = self.held.rules
+        now = time.monotonic()
+        if above(file_systems, rules.thresholds) and not outcome.removed_something:
+            self._watermark_blocked_until = now + RETRY_SECONDS
+        if pending.pressure:
+            unmet = above(file_systems, rules.thresholds, low=True) or bool(outcome.all_errors)
+            self._pressure_retry_at = now + RETRY_SECONDS if unmet else None
+        self._save_status()
+        self._dirty.set()
+
+    # ---- reports -----------------------------------------------------------------------------------------
+
+    async def _refresh_usage(self) -> None:
+        """The df numbers, measured now (a run's own inventory predates its removals)."""
+        cri, containerd = self.link.cri, self.link.containerd
+        if cri is None or containerd is None:
+            self._usage["fileSystems"] = build_file_systems(self._file_systems()) or self._usage.get("fileSystems", [])
+            return
+        try:
+            report = await measure_disk(
+                cri,
+                containerd,
+                self.held.rules,
+                namespace=self.config.namespace,
+                pod_log_dir=self.config.pod_log_dir,
+                state=self.last_used,
+                cache=self._cache,
+            )
+        except RuntimeClientError as exc:
+            await self.link.down(str(exc))
+            self._dirty.set()
+            return
+        self._usage.update(build_usage_status(report))
+
+    def _update_conditions(self) -> None:
+        now, generation = self.clock(), self.held.generation
+        book, rules = self.conditions, self.held.rules
+        if self.spec_error:
+            book.set(
+                "Ready", False, "InvalidSpec", f"keeping generation {generation}: {self.spec_error}", generation, now
+            )
+        elif self.link.error is not None:
+            book.set(
+                "Ready", False, "RuntimeUnavailable", f"containerd unreachable: {self.link.error}", generation, now
+            )
+        elif rules.paused:
+            book.set(
+                "Ready", True, "Paused", f"spec generation {generation} is paused: nothing is removed", generation, now
+            )
+        else:
+            mode = " (dry run: nothing is removed)" if rules.dry_run else ""
+            book.set("Ready", True, "Applying", f"applying spec generation {generation}{mode}", generation, now)
+        last_errors = self._last_outcome.all_errors if self._last_outcome else []
+        if self.link.error is not None:
+            book.set(
+                "Degraded", True, "RuntimeUnavailable", f"containerd unreachable: {self.link.error}", generation, now
+            )
+        elif last_errors:
+            book.set(
+                "Degraded",
+                True,
+                "RunErrors",
+                f"last run: {len(last_errors)} error(s): {last_errors[0]}",
+                generation,
+                now,
+            )
+        else:
+            book.set("Degraded", False, "AsExpected", "containerd answers; the last run had no errors", generation, now)
+
+    def status_document(self) -> dict[str, Any]:
+        self._update_conditions()
+        status: dict[str, Any] = {**self._usage, "conditions": self.conditions.to_status()}
+        if self.held.generation is not None:
+            status["observedGeneration"] = self.held.generation
+        if self._last_run is not None:
+            status["lastRun"] = self._last_run
+        status["heartbeatTime"] = self.clock().isoformat().replace("+00:00", "Z")
+        return status
+
+    def _save_status(self) -> None:
+        self.store.save_status(self.status_document())
+
+    async def _reporter(self) -> None:
+        """Sends the status when something changed and on the heartbeat; what could not be sent (apiserver
+        away, no NodeCleanup yet) is sent as soon as it can be, with the Events queued meanwhile."""
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time()
+        retry = 0.5
+        while True:
+            timeout = max(0.0, next_heartbeat - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), timeout)
+            self._dirty.clear()
+            if loop.time() >= next_heartbeat:
+                next_heartbeat = loop.time() + self.config.heartbeat_interval
+                if not self.queue.running:
+                    await self._refresh_usage()
+            if await self._send():
+                retry = 0.5
+            else:
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, 10.0)
+                self._dirty.set()
+
+    async def _send(self) -> bool:
+        """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
+        try:
+            if self._nodecleanup_exists:
+                await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, self.status_document())
+        except KubeError as exc:
+            if exc.status == 404:
+                self._nodecleanup_exists = False  # deleted meanwhile: the watch says when there is one again
+            else:
+                self.metrics.errors.labels("apiserver").inc()
+                log.warning("status report failed: %s", exc)
+                return False
+        while self._events:
+            try:
+                await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
+            except KubeError as exc:
+                self.metrics.errors.labels("apiserver").inc()
+                if exc.status in (0, 408, 429) or exc.status >= 500:
+                    log.warning("event not posted yet: %s", exc)
+                    return False
+                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
+            self._events.popleft()
+        return True
+
+    # ---- life cycle ------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the removal in flight")
+            self._stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+        name = self.config.node_name
+        log.info(
+            "agent start node=%s socket=%s state_dir=%s pid=%d",
+            name,
+            self.config.containerd_socket,
+            self.config.state_dir,
+            os.getpid(),
+        )
+        tasks = [
+            asyncio.create_task(
+                follow_object(self.kube, NODE_CLEANUPS, name, self._on_nodecleanup, self._on_api_connection)
+            ),
+            asyncio.create_task(follow_object(self.kube, NODES, name, self._on_node)),
+            asyncio.create_task(self._monitor()),
+            asyncio.create_task(self._runner()),
+            asyncio.create_task(self._reporter()),
+            asyncio.create_task(self._scheduler()),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
+        if not self.queue.running and self._last_outcome is None:  # else a trigger already ran the first run
+            self.queue.add("startup")
+        watched: list[Awaitable[Any]] = [self._stopping.wait(), *tasks]
+        done, _ = await asyncio.wait([asyncio.ensure_future(a) for a in watched], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in tasks and not task.cancelled() and task.exception() is not None:
+                log.error("agent task failed: %r", task.exception())
+        await self._shutdown(tasks, server)
+        return 0
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.Server) -> None:
+        self._stopping.set()
+        run = self._run_task
+        if run is not None and not run.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(run), STOP_GRACE)
+            except (TimeoutError, Exception):
+                run.cancel()
+                with contextlib.suppress(BaseException):
+                    await run
+        await _bounded(self._sync_rotator(hold=True), STOP_GRACE)
+        self._save_status()
+        await _bounded(self._send(), 2.0)  # best effort: the next agent sends it otherwise
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        server.close()
+        await self.link.close()
+        await self.kube.close()
+        log.info("agent stopped")
+
+
+async def _bounded(work: Awaitable[Any], seconds: float) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(work, seconds)
+
+
+async def run_agent(config: AgentConfig, kube_factory: Callable[[], KubeClient]) -> int:
+    agent = NodeAgent(config, kube_factory())
+    return await agent.run()

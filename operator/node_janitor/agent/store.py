@@ -1,0 +1,89 @@
+"""What the agent keeps in its state directory across restarts and outages.
+
+- `policy.json`: the last effective policy it saw (its NodeCleanup's spec and generation), applied while the
+  operator or the apiserver is down; without it, the CRD's defaults (`PolicyRules()`).
+- `status.json`: the last status it reported or meant to report (a run finished while the apiserver was away is
+  sent when it is back, also by the next agent after a restart).
+- `last-used.json`: when each image was last used (`state.LastUsedStore`, the same file `prune --state-file` keeps).
+
+Every write goes to a unique temporary name created with O_EXCL beside the file, is fsynced and renamed over
+it: a crash leaves the old or the new file, never half of one, and two writers never share a temporary file.
+A failed write (ENOSPC on a full disk, which is when the agent works hardest) is a warning, never fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_atomically(path: Path, document: Any) -> str | None:
+    """Write `document` as JSON to `path` atomically; returns a warning instead of raising on OSError."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(document, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return f"could not write {path}: {exc.strerror or exc}"
+    return None
+
+
+def read_json(path: Path) -> tuple[Any, str | None]:
+    """The JSON in `path` (None if absent) and a warning when it is unreadable (then None too)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"ignoring unreadable {path}: {exc}"
+
+
+class AgentStore:
+    """The state directory's files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.policy_path = directory / "policy.json"
+        self.status_path = directory / "status.json"
+        self.last_used_path = directory / "last-used.json"
+
+    def _load(self, path: Path) -> dict[str, Any] | None:
+        document, warning = read_json(path)
+        if warning:
+            log.warning("%s", warning)
+        return document if isinstance(document, dict) else None
+
+    def _save(self, path: Path, document: dict[str, Any]) -> None:
+        if (warning := write_atomically(path, document)) is not None:
+            log.warning("%s", warning)
+
+    def load_policy(self) -> dict[str, Any] | None:
+        """{"spec": <NodeCleanup spec>, "generation": N} as saved, or None."""
+        return self._load(self.policy_path)
+
+    def save_policy(self, spec: dict[str, Any], generation: int | None) -> None:
+        self._save(self.policy_path, {"spec": spec, "generation": generation})
+
+    def forget_policy(self) -> None:
+        with contextlib.suppress(OSError):
+            self.policy_path.unlink()
+
+    def load_status(self) -> dict[str, Any] | None:
+        return self._load(self.status_path)
+
+    def save_status(self, status: dict[str, Any]) -> None:
+        self._save(self.status_path, status)

@@ -1,0 +1,110 @@
+"""When the agent runs: coalescing of triggers, the pressure target, and the watermark check. Pure except for
+the asyncio.Event that wakes the runner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from node_janitor.api.nodecleanup import RunTrigger
+from node_janitor.api.policy import PolicyRules, Thresholds
+from node_janitor.inventory import FileSystemEntry
+
+# What lastRun.trigger says when several triggers coalesced into one run: the most specific first.
+TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "schedule", "startup")
+PRESSURE_MARGIN = 0.001
+"""A pressure run's high watermark sits this far above the low one (percent): it reclaims to the low watermark
+whenever the disk is above it."""
+
+
+DRY_RUN_REQUEST_PREFIX = "dry-run:"
+"""spec.runRequest tokens starting with this ask for a dry run (`node-janitor run --dry-run`; the operator's
+branch defines the same constant in api.nodecleanup)."""
+
+
+def is_dry_run_request(token: str | None) -> bool:
+    return token is not None and token.startswith(DRY_RUN_REQUEST_PREFIX)
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    triggers: frozenset[RunTrigger]
+    run_request: str | None = None
+
+    @property
+    def dry_run_request(self) -> bool:
+        return is_dry_run_request(self.run_request)
+
+    @property
+    def trigger(self) -> RunTrigger:
+        return next(t for t in TRIGGER_ORDER if t in self.triggers)
+
+    @property
+    def pressure(self) -> bool:
+        return "pressure" in self.triggers
+
+
+class RunQueue:
+    """Triggers that arrive while a run is going on (or pending) coalesce into one more run."""
+
+    def __init__(self) -> None:
+        self._triggers: set[RunTrigger] = set()
+        self._run_request: str | None = None
+        self._wake = asyncio.Event()
+        self.running = False
+
+    def add(self, trigger: RunTrigger, run_request: str | None = None) -> None:
+        self._triggers.add(trigger)
+        if run_request is not None:
+            self._run_request = run_request
+        self._wake.set()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._triggers)
+
+    @property
+    def busy(self) -> bool:
+        return self.running or self.pending
+
+    async def take(self) -> PendingRun:
+        """Wait for a trigger; returns everything pending (and marks a run as going on). A dry-run request
+        never rides along a real run: the other triggers run first, the request stays pending for the next."""
+        while not self._triggers:
+            self._wake.clear()
+            await self._wake.wait()
+        others = self._triggers - {"request"}
+        if is_dry_run_request(self._run_request) and others:
+            pending = PendingRun(frozenset(others))
+            self._triggers -= others
+        else:
+            pending = PendingRun(frozenset(self._triggers), self._run_request)
+            self._triggers.clear()
+            self._run_request = None
+        self.running = True
+        return pending
+
+    def done(self) -> None:
+        self.running = False
+
+
+def pressure_rules(rules: PolicyRules) -> PolicyRules:
+    """`rules` with the high watermarks just above the low ones: the node's DiskPressure asks for the low
+    watermark even when the disk is below the high one (the kubelet's thresholds are not ours). Built without
+    validation on purpose (the API's percentages are integers; the planner's are floats)."""
+    t = rules.thresholds
+    thresholds = t.model_copy(
+        update={
+            "high_percent": t.low_percent + PRESSURE_MARGIN,
+            "inodes_high_percent": t.inodes_low_percent + PRESSURE_MARGIN,
+        }
+    )
+    return rules.model_copy(update={"thresholds": thresholds})
+
+
+def above(file_systems: Iterable[FileSystemEntry], thresholds: Thresholds, *, low: bool = False) -> bool:
+    """Whether a file system is above the high watermark (space or inodes), or with `low`, above the low one."""
+    space = thresholds.low_percent if low else thresholds.high_percent
+    inodes = thresholds.inodes_low_percent if low else thresholds.inodes_high_percent
+    return any(fs.used_percent > space or (fs.inodes > 0 and fs.inodes_used_percent > inodes) for fs in file_systems)

@@ -1,0 +1,267 @@
+"""The agent's test harness: the real `node-janitor agent` as a subprocess against a real containerd bed and the
+real apiserver (`kube`). Node objects are created through the API (no kubelet needed for what these tests check);
+DiskPressure is set through the Node's status subresource, as the kubelet would."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
+from node_janitor.node import open_runtime
+from testbed.kube import REPO, ControlPlane, KubectlError, free_ports
+
+MiB = 1 << 20
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KubectlError, OSError, ValueError, KeyError):
+            last = check()
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Agent:
+    """A running `node-janitor agent` subprocess."""
+
+    node: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    port: int
+    state_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode()
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample, keyed `name{label="value",...}` (labels sorted), parsed by prometheus-client's parser."""
+        _, text = self.http("/metrics")
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return samples
+
+    def terminate(self, timeout: float = 8.0) -> int:
+        """SIGTERM; returns the exit code (fails if it takes longer than `timeout`)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(
+                    f"agent did not exit within {timeout}s of SIGTERM; log:\n{self.log()[-3000:]}"
+                ) from None
+        return int(self.process.returncode)
+
+
+@dataclass
+class AgentFactory:
+    kube: ControlPlane
+    workdir: Path
+    agents: list[Agent] = field(default_factory=list)
+
+    def start(
+        self, node: str, bed: ContainerdBed, *, state_dir: Path | None = None, heartbeat: str = "60s", **flags: str
+    ) -> Agent:
+        port = free_ports(1)[0]
+        state_dir = state_dir or self.workdir / f"state-{node}"
+        log_path = self.workdir / f"agent-{node}-{len(self.agents)}.log"
+        args = [
+            sys.executable, "-m", "node_janitor", "agent", "--node-name", node,
+            "--kubeconfig", str(self.kube.kubeconfig), "--containerd-socket", bed.address,
+            "--namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir), "--state-dir", str(state_dir),
+            "--metrics-port", str(port), "--heartbeat-interval", heartbeat,
+        ]  # fmt: skip
+        for flag, value in flags.items():
+            args += [f"--{flag.replace('_', '-')}", value]
+        env = {**os.environ, "PYTHONPATH": str(REPO / "operator"), "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        agent = Agent(node, process, log_path, port, state_dir)
+        self.agents.append(agent)
+        wait_for("the agent's /healthz", lambda: process.poll() is None and agent.http("/healthz")[0] == 200, 30)
+        return agent
+
+    def stop_all(self) -> list[int]:
+        return [agent.terminate() for agent in self.agents]
+
+
+@pytest.fixture
+def agents(kube: ControlPlane, tmp_path: Path) -> Iterator[AgentFactory]:
+    factory = AgentFactory(kube, tmp_path)
+    try:
+        yield factory
+    finally:
+        codes = factory.stop_all()
+        assert all(code == 0 for code in codes), f"an agent exited with {codes} on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def crds_established(kube: ControlPlane) -> None:
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/nodecleanups.nodejanitor.io")
+
+
+@pytest.fixture
+def node_name(kube: ControlPlane, crds_established: None) -> Iterator[str]:
+    """A Node object (created through the API: no kubelet) with a unique name, deleted afterwards with its
+    NodeCleanup."""
+    name = f"agent-node-{uuid.uuid4().hex[:8]}"
+    create_node(kube, name)
+    yield name
+    kube.kubectl("delete", "nodecleanup", name, "--ignore-not-found", "--wait=false", check=False)
+    kube.kubectl("delete", "node", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+def create_node(kube: ControlPlane, name: str) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"test": "agent"}}}
+    kube.kubectl("create", "-f", "-", input=json.dumps(manifest))
+
+
+def apply_nodecleanup(kube: ControlPlane, node: str, policy: dict[str, Any], **spec: Any) -> None:
+    """What the operator would write: the node's NodeCleanup with `policy` as its effective policy."""
+    manifest = {
+        "apiVersion": "nodejanitor.io/v1alpha1",
+        "kind": "NodeCleanup",
+        "metadata": {"name": node},
+        "spec": {"nodeName": node, "policy": policy, **spec},
+    }
+    kube.kubectl("apply", "--server-side", "--field-manager=test-operator", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def nodecleanup(kube: ControlPlane, node: str) -> dict[str, Any]:
+    return dict(kube.kubectl_json("get", "nodecleanup", node))
+
+
+def status(kube: ControlPlane, node: str) -> dict[str, Any]:
+    return dict(nodecleanup(kube, node).get("status") or {})
+
+
+def condition(status_: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status_.get("conditions", []) if c["type"] == type_), {})
+
+
+def set_disk_pressure(kube: ControlPlane, node: str, pressure: bool) -> None:
+    """The Node's DiskPressure condition through the status subresource, as the kubelet reports it."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    value = "True" if pressure else "False"
+    reason = "KubeletHasDiskPressure" if pressure else "KubeletHasNoDiskPressure"
+    patch = {"status": {"conditions": [{"type": "DiskPressure", "status": value, "reason": reason,
+                                        "message": "set by the test", "lastHeartbeatTime": now,
+                                        "lastTransitionTime": now}]}}  # fmt: skip
+    kube.kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p", json.dumps(patch))
+
+
+def fill_to_percent(bed: ContainerdBed, percent: float, name: str = "ballast") -> None:
+    """A ballast file (not removable by the agent) so the bed's disk is at about `percent`."""
+    usage = bed.usage()
+    capacity = usage.used + usage.available
+    want_used = int(capacity * percent / 100)
+    if want_used > usage.used:
+        bed.fill(leave_available=capacity - want_used, name=name)
+
+
+def build_images(bed: ContainerdBed, prefix: str, count: int, size: int = 8 * MiB) -> list[OciImage]:
+    b = bed.builder
+    return [
+        b.build(f"example.com/{prefix}{i}:v1", [b.busybox_layer(), Layer.random(size, f"{prefix}{i}")])
+        for i in range(count)
+    ]
+
+
+async def image_ids(bed: ContainerdBed) -> set[str]:
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        return {i.id for i in await cri.list_images()}
+
+
+def import_one_by_one(bed: ContainerdBed, images: list[OciImage]) -> None:
+    """Imported in this order, a few milliseconds apart: "never used" images are removed by arrival."""
+    for image in images:
+        bed.import_images([image])
+        time.sleep(0.05)
+
+
+def import_until_above(bed: ContainerdBed, image: OciImage, percent: float) -> float:
+    """Import `image` in the background; returns the monotonic time at which the disk first went above
+    `percent` (polled every 20 ms)."""
+    worker = threading.Thread(target=bed.import_images, args=([image],))
+    worker.start()
+    crossed = None
+    while crossed is None:
+        if bed.usage().used_percent > percent:
+            crossed = time.monotonic()
+        elif not worker.is_alive():
+            worker.join()
+            raise AssertionError(f"the import of {image.name} left the disk at {bed.usage().used_percent:.1f}%")
+        time.sleep(0.02)
+    worker.join()
+    return crossed
+
+
+def wait_for_disk(bed: ContainerdBed, percent: float, timeout: float) -> float:
+    """Waits until the disk is at or below `percent`; returns the monotonic time it was seen there."""
+    deadline = time.monotonic() + timeout
+    while (used := bed.usage().used_percent) > percent:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the disk stayed at {used:.1f}% (> {percent}%) for {timeout}s")
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def node_events(kube: ControlPlane, node: str) -> list[dict[str, Any]]:
+    events = kube.kubectl_json("get", "events", "-n", "default", "--field-selector", f"involvedObject.name={node}")
+    return list(events["items"])
+
+
+def stage_images(bed: ContainerdBed, prefix: str, unused: int) -> tuple[OciImage, list[OciImage], OciImage]:
+    """An image for a running container (imported first), `unused` images imported one by one after it (the oldest
+    arrival is the least recently used), and a `late` one left for the test to import."""
+    in_use, *old = build_images(bed, prefix, unused + 1)
+    late = build_images(bed, f"{prefix}late", 1)[0]
+    bed.import_images([in_use])
+    import_one_by_one(bed, old)
+    return in_use, old, late
+
+
+async def run_container(bed: ContainerdBed, image: OciImage) -> str:
+    """A running container (in a pod sandbox, as the kubelet makes them) from `image`; returns its ID."""
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "busy")
+        container = await start_container(cri, pod, "app", image.name, "sleep 3600")
+        await wait_for_state(cri, container.id, "RUNNING")
+        return container.id

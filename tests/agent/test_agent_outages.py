@@ -1,0 +1,122 @@
+"""The agent never exits because the apiserver or containerd went away, and nothing is lost for good:
+
+- apiserver down: the agent goes on applying the policy it holds (a restarted agent: the one saved in its state
+  dir), and the run it did meanwhile reaches the NodeCleanup's status and the Node's Events once it is back;
+- containerd killed: the status says Degraded (RuntimeUnavailable), /readyz fails, nothing in use is removed; once
+  containerd is back the agent reconnects by itself and the status is Ready again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.harness import (
+    AgentFactory,
+    apply_nodecleanup,
+    condition,
+    fill_to_percent,
+    image_ids,
+    import_until_above,
+    node_events,
+    run_container,
+    stage_images,
+    status,
+    wait_for,
+    wait_for_disk,
+)
+from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.pods import remove_all_pods
+from node_janitor.node import open_runtime
+from testbed.kube import ControlPlane
+
+pytestmark = [pytest.mark.containerd, pytest.mark.kube]
+MIN_AGE = {"images": {"minAge": "1s"}}
+
+
+def kill_containerd(bed: ContainerdBed) -> None:
+    """SIGKILL the bed's containerd (its shims, and so the containers, keep running)."""
+    process = bed._proc  # the bed has no restart of its own; this test needs one
+    assert process is not None
+    process.kill()
+    process.wait()
+
+
+def restart_containerd(bed: ContainerdBed) -> None:
+    with bed.log_path.open("ab") as log:
+        bed._proc = subprocess.Popen(
+            ["containerd", "--config", str(bed.base / "config.toml"), "--log-level", "info"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    wait_for("containerd back", lambda: bed.ctr("version", check=False).returncode == 0, 30)
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+async def test_apiserver_then_containerd_outage(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    bed = small_disk_bed
+    in_use, _, late = stage_images(bed, "out", 3)
+    # 75/60, not the defaults' 85/75: the disk will sit at about 80%, which only this policy fixes.
+    apply_nodecleanup(
+        kube, node_name, {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}
+    )
+    container_id = await run_container(bed, in_use)
+
+    first = agents.start(node_name, bed, heartbeat="2s")
+    wait_for("the startup report", lambda: status(kube, node_name).get("lastRun"))
+    assert (first.state_dir / "policy.json").exists()
+
+    outage = datetime.now(UTC)
+    kube.stop_apiserver()
+    try:
+        # A restart while the apiserver is away: the new agent holds the saved policy.
+        assert first.terminate() == 0
+        second = agents.start(node_name, bed, state_dir=first.state_dir, heartbeat="2s")
+        await asyncio.sleep(6)  # past its wait for the first list
+        assert second.process.poll() is None
+        fill_to_percent(bed, 69)
+        import_until_above(bed, late, 75)
+        wait_for_disk(bed, 60, timeout=30)  # the saved 75/60 policy at work, the apiserver still down
+        assert in_use.id in await image_ids(bed)
+        assert "policy source=saved generation=1" in second.log()
+    finally:
+        kube.start_apiserver()
+
+    def reported_after_outage() -> dict[str, object] | None:
+        st = status(kube, node_name)
+        last = st.get("lastRun") or {}
+        return st if last.get("trigger") == "watermark" and _parse(last["startTime"]) > outage else None
+
+    st = wait_for("the run done during the outage, reported", reported_after_outage, 60)
+    assert st["lastRun"]["reclaimedBytes"] > 0 and st["diskPercent"] <= 60.5
+    wait_for("its Event", lambda: [e for e in node_events(kube, node_name) if e["reason"] == "CleanupDone"], 30)
+
+    # containerd killed: Degraded, not ready, and the agent keeps running.
+    kill_containerd(bed)
+    down = wait_for("Degraded RuntimeUnavailable", lambda: (c := condition(status(kube, node_name), "Degraded"))
+                    .get("reason") == "RuntimeUnavailable" and c, 30)  # fmt: skip
+    assert down["status"] == "True"
+    assert condition(status(kube, node_name), "Ready")["status"] == "False"
+    assert second.http("/readyz")[0] == 503
+    assert second.process.poll() is None
+
+    restart_containerd(bed)
+    back = time.monotonic()
+    wait_for("Ready again", lambda: condition(status(kube, node_name), "Ready").get("status") == "True", 30)
+    assert condition(status(kube, node_name), "Degraded")["status"] == "False"
+    assert second.http("/readyz")[0] == 200
+    beat = _parse(status(kube, node_name)["heartbeatTime"])
+    wait_for("a later heartbeat", lambda: _parse(status(kube, node_name)["heartbeatTime"]) > beat, 30)
+    assert time.monotonic() - back < 30
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        assert (await cri.container_status(container_id)).state == "RUNNING"  # nothing in use was touched
+        assert in_use.id in {i.id for i in await cri.list_images()}
+        await remove_all_pods(cri)

@@ -1,0 +1,48 @@
+"""Content is shared by every containerd namespace: what another namespace keeps is never promised."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.enginebed import REMOVE_ALL_UNUSED, rules
+from node_janitor.devbed import ContainerdBed, Layer
+from node_janitor.engine import NodeEngine
+from node_janitor.node import open_runtime
+from node_janitor.planner import ActionKind
+from node_janitor.render import render_disk_report
+
+pytestmark = pytest.mark.containerd
+MiB = 1 << 20
+
+
+async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: ContainerdBed) -> None:
+    bed = containerd_bed
+    b = bed.builder
+    shared = b.build("example.com/shared:v1", [b.busybox_layer(), Layer.random(8 * MiB, "shared")])
+    mine = b.build("example.com/mine:v1", [b.busybox_layer(), Layer.random(4 * MiB, "mine")])
+    bed.import_images([shared, mine])
+    bed.namespace = "moby"  # as Docker 29 keeps its images: the same image, in another namespace
+    try:
+        bed.import_images([shared], unpack=False)
+    finally:
+        bed.namespace = "k8s.io"
+
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        report = await engine.build_disk_report()
+        (moby,) = report.other_namespaces
+        assert moby.name == "moby" and moby.blobs >= 4 and moby.referenced >= moby.shared >= 8 * MiB
+        row = next(i for i in report.images if i.id == shared.id)
+        assert row.unique_size < row.size - 8 * MiB  # its layer blob is shared with moby
+        assert "moby" in render_disk_report(report, engine.clock())
+        assert report.to_json()["other_namespaces"][0]["name"] == "moby"
+
+        result = await engine.run_once(rules(REMOVE_ALL_UNUSED))
+        assert not result.errors, result.errors
+        planned = {a.id: a.bytes for a in result.plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+        assert set(planned) == {shared.id, mine.id}
+        assert planned[shared.id] < 8 * MiB + MiB  # only its unpacked snapshot: moby keeps the blobs
+        assert result.execution is not None
+        assert abs(result.execution.reclaimed_bytes - result.plan.planned_bytes) <= 0.05 * result.plan.planned_bytes
+        moby_store = containerd.with_namespace("moby")
+        assert set(shared.blobs) <= {blob.digest for blob in await moby_store.list_content()}
