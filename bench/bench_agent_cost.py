@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench_planner import NOW, build_inventory
+from bench_planner import time_planning
 from realbed import REPO, MiB, workdir
 
 from agent.harness import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
@@ -32,8 +32,7 @@ from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.logs.actions import LogSettings
 from node_janitor.logs.sweep import plan_log_rules
 from node_janitor.logs.tree import scan_log_tree
-from node_janitor.planner import PlanSettings, plan_cleanup
-from node_janitor.usage import build_disk_report
+from node_janitor.planner import PlanSettings
 from testbed.kube import ControlPlane, find_binaries
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -122,16 +121,7 @@ def agent_part(args: argparse.Namespace) -> None:
 
 def planning_part(args: argparse.Namespace) -> None:
     settings = PlanSettings(min_age=timedelta(minutes=2))
-    times, report_times = [], []
-    inventory = build_inventory(2000, app_layers=(4, 6))
-    for r in range(args.repeat):
-        inventory = build_inventory(2000, seed=r + 1, app_layers=(4, 6))
-        t0 = time.perf_counter()
-        plan = plan_cleanup(inventory, settings, NOW)
-        times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        build_disk_report(inventory, NOW)
-        report_times.append(time.perf_counter() - t0)
+    plan, inventory, times, report_times = time_planning(2000, args.repeat, settings, app_layers=(4, 6))
     print(
         f"plan: {len(inventory.images)} images, {len(inventory.snapshots)} snapshots, {len(inventory.blobs)} blobs:"
         f" median {statistics.median(times) * 1000:.0f} ms (max {max(times) * 1000:.0f}) over {args.repeat} runs,"

@@ -12,9 +12,10 @@ import statistics
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from node_janitor.inventory import BlobEntry, ContainerEntry, FileSystemEntry, ImageEntry, Inventory, SnapshotEntry
-from node_janitor.planner import PlanSettings, plan_cleanup
+from node_janitor.planner import Plan, PlanSettings, plan_cleanup
 from node_janitor.usage import build_disk_report
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -95,23 +96,30 @@ def build_inventory(
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    settings = PlanSettings(min_age=timedelta(minutes=2))
+def time_planning(
+    n_images: int, repeat: int, settings: PlanSettings, **shape: Any
+) -> tuple[Plan, Inventory, list[float], list[float]]:
+    """Plans and df reports of `repeat` fresh inventories (no cached graph): the last plan and inventory, the
+    plan times and the report times in seconds."""
     plan_times, report_times = [], []
-    plan = None
-    for r in range(args.repeat):
-        inventory = build_inventory(args.images, seed=r + 1)  # fresh: no cached graph
+    for r in range(repeat):
+        inventory = build_inventory(n_images, seed=r + 1, **shape)
         t0 = time.perf_counter()
         plan = plan_cleanup(inventory, settings, NOW)
         plan_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         build_disk_report(inventory, NOW)
         report_times.append(time.perf_counter() - t0)
-    assert plan is not None
+    return plan, inventory, plan_times, report_times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    settings = PlanSettings(min_age=timedelta(minutes=2))
+    plan, _, plan_times, report_times = time_planning(args.images, args.repeat, settings)
     inventory = build_inventory(args.images, seed=99)
     tracemalloc.start()
     plan_cleanup(inventory, settings, NOW)
