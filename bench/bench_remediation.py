@@ -150,7 +150,7 @@ def scenario(kube: ControlPlane, name: str, with_agent: bool, args: argparse.Nam
         crossed, crossed_high = monitor.first(lambda p: p > THRESHOLD), monitor.first(lambda p: p > 75)
         _, peak_used, peak_pct = max(monitor.disk, key=lambda sample: sample[1])
         _, final_used, final_pct = monitor.disk[-1]
-        size = bed.usage().size
+        end = bed.usage()
         first_pressure, pressure_total = monitor.pressure_true()
         out = {
             "run": "kubelet + node-janitor" if with_agent else "kubelet alone",
@@ -164,9 +164,10 @@ def scenario(kube: ControlPlane, name: str, with_agent: bool, args: argparse.Nam
             "evicted": max(replaced, len(node.events("Evicted"))),
             "images removed": len(removed),
             "freed": peak_used - final_used,
-            # what was removed past the point that was needed: how far below the line the disk ended
-            "beyond threshold": int(size * THRESHOLD / 100) - final_used,
-            "beyond low": int(size * 60 / 100) - final_used,
+            # what was removed past the point that was needed: how far below each line the disk ended, each in
+            # its own terms (the kubelet's: available / capacity; the policy's: used / (used + available))
+            "beyond threshold": end.available - int(end.size * (100 - THRESHOLD) / 100),
+            "beyond low": int((end.used + end.available) * 60 / 100) - end.used,
             "one image": max(i.blob_bytes for i in wave) * 2,  # its blob and its snapshot
             "pause survived": pause not in removed,
             "pod images survived": not (removed & {a.id for a in apps}),
