@@ -12,16 +12,33 @@ import statistics
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from node_janitor.inventory import BlobEntry, ContainerEntry, FileSystemEntry, ImageEntry, Inventory, SnapshotEntry
-from node_janitor.planner import PlanSettings, plan_cleanup
+from node_janitor.planner import Plan, PlanSettings, plan_cleanup
 from node_janitor.usage import build_disk_report
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SNAP = "containerd.io/gc.ref.snapshot.overlayfs"
 
 
-def build_inventory(n_images: int, n_bases: int = 40, seed: int = 1) -> Inventory:
+def build_inventory(
+    n_images: int,
+    n_bases: int = 40,
+    seed: int = 1,
+    *,
+    n_os: int = 5,
+    base_mib: tuple[int, int] = (30, 60),
+    app_mib: tuple[int, int] = (1, 40),
+    app_layers: tuple[int, int] = (1, 3),
+    unpack_ratio: float = 2.0,
+    fill: float = 0.92,
+    in_use: float = 0.25,
+) -> Inventory:
+    """Images over shared bases: base b = os layer (b % n_os) + runtime layer b; each image adds its own app
+    layers. `n_bases=0`: every image has a base of its own (nothing shared). Snapshots take `unpack_ratio`
+    times their compressed layer; CRI's size is the image's content (manifest, config, compressed layers),
+    as containerd 1.6 reports it. The disk is `fill` full."""
     rng = random.Random(seed)
     blobs: dict[str, BlobEntry] = {}
     snaps: dict[str, SnapshotEntry] = {}
@@ -32,19 +49,21 @@ def build_inventory(n_images: int, n_bases: int = 40, seed: int = 1) -> Inventor
         digest = f"sha256:{name}"
         blobs.setdefault(digest, BlobEntry(digest, size, labels={"containerd.io/uncompressed": "sha256:u" + name}))
         key = f"{parent}|{name}"
-        snaps.setdefault(key, SnapshotEntry(key, parent, size=2 * size, inodes=size // 4096 + 1))
+        usize = int(unpack_ratio * size)
+        snaps.setdefault(key, SnapshotEntry(key, parent, size=usize, inodes=usize // 4096 + 1))
         return key
 
-    bases = []
-    for b in range(n_bases):
-        top = layer(f"os{b % 5}", "", 30 << 20)
-        top = layer(f"rt{b}", top, 60 << 20)
-        bases.append((top, [f"sha256:os{b % 5}", f"sha256:rt{b}"]))
+    def base(b: int) -> tuple[str, list[str]]:
+        top = layer(f"os{b % n_os}", "", base_mib[0] << 20)
+        top = layer(f"rt{b}", top, base_mib[1] << 20)
+        return top, [f"sha256:os{b % n_os}", f"sha256:rt{b}"]
+
+    bases = [base(b) for b in range(n_bases)]
     for i in range(n_images):
-        top, chain = bases[rng.randrange(n_bases)]
+        top, chain = bases[rng.randrange(n_bases)] if n_bases else base(i)
         layers = list(chain)
-        for k in range(rng.randint(1, 3)):
-            top = layer(f"app{i}-{k}", top, rng.randint(1 << 20, 40 << 20))
+        for k in range(rng.randint(*app_layers)):
+            top = layer(f"app{i}-{k}", top, rng.randint(app_mib[0] << 20, app_mib[1] << 20))
             layers.append(f"sha256:app{i}-{k}")
         config = BlobEntry(f"sha256:cfg{i}", 2000, labels={SNAP: top})
         labels = {"containerd.io/gc.ref.content.config": config.digest}
@@ -58,13 +77,14 @@ def build_inventory(n_images: int, n_bases: int = 40, seed: int = 1) -> Inventor
                 names=(tag, config.digest),
                 targets=(manifest.digest,),
                 repo_tags=(tag,) if rng.random() > 0.1 else (),
+                cri_size=config.size + manifest.size + sum(blobs[d].size for d in layers),
                 created_at=NOW - timedelta(hours=rng.randint(1, 2000)),
             )
         )
-        if rng.random() < 0.25:
+        if rng.random() < in_use:
             containers.append(ContainerEntry(f"c{i}", image=config.digest, snapshot_key="", state="RUNNING"))
     total = sum(b.size for b in blobs.values()) + sum(s.size for s in snaps.values())
-    capacity = int(total / 0.92)
+    capacity = int(total / fill)
     fs = FileSystemEntry("imagefs", "/var/lib/containerd", capacity, total, capacity - total, 10**7, 10**5)
     return Inventory(
         taken_at=NOW,
@@ -76,23 +96,30 @@ def build_inventory(n_images: int, n_bases: int = 40, seed: int = 1) -> Inventor
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    settings = PlanSettings(min_age=timedelta(minutes=2))
+def time_planning(
+    n_images: int, repeat: int, settings: PlanSettings, **shape: Any
+) -> tuple[Plan, Inventory, list[float], list[float]]:
+    """Plans and df reports of `repeat` fresh inventories (no cached graph): the last plan and inventory, the
+    plan times and the report times in seconds."""
     plan_times, report_times = [], []
-    plan = None
-    for r in range(args.repeat):
-        inventory = build_inventory(args.images, seed=r + 1)  # fresh: no cached graph
+    for r in range(repeat):
+        inventory = build_inventory(n_images, seed=r + 1, **shape)
         t0 = time.perf_counter()
         plan = plan_cleanup(inventory, settings, NOW)
         plan_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         build_disk_report(inventory, NOW)
         report_times.append(time.perf_counter() - t0)
-    assert plan is not None
+    return plan, inventory, plan_times, report_times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    settings = PlanSettings(min_age=timedelta(minutes=2))
+    plan, _, plan_times, report_times = time_planning(args.images, args.repeat, settings)
     inventory = build_inventory(args.images, seed=99)
     tracemalloc.start()
     plan_cleanup(inventory, settings, NOW)

@@ -1,0 +1,87 @@
+"""What the real-bed benchmarks share: images over a few shared bases with compressible layers, a control plane and
+the test bed's node outside pytest."""
+
+from __future__ import annotations
+
+import atexit
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from node_janitor.devbed import ImageBuilder, Layer
+from node_janitor.devbed.images import OciImage
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the test bed (testbed.kube, testbed.node)
+
+MiB = 1 << 20
+
+
+def text_layer(size: int, seed: str) -> Layer:
+    """A layer of `size` bytes of random hex text: gzip shrinks it to ~55%, like real layers (an unpacked snapshot
+    takes ~1.8x its blob), unlike `Layer.random`."""
+    rng = random.Random(seed)
+    return Layer.from_files({f"data/{seed}.txt": rng.randbytes(size // 2).hex().encode()})
+
+
+def shared_base_images(
+    builder: ImageBuilder, n_images: int, n_bases: int, base_mib: int, app_mib: tuple[int, int], tag: str = "bench"
+) -> list[OciImage]:
+    """`n_images` images: busybox, base `i % n_bases` (`base_mib` MiB unpacked; `n_bases=0`: a base of its own),
+    an app layer of their own."""
+    rng = random.Random(f"{tag}-{n_images}-{n_bases}")
+    bases = [text_layer(base_mib * MiB, f"{tag}-base{b}") for b in range(n_bases)]
+    return [
+        builder.build(
+            f"bench.local/{tag}/app{i}:v1",
+            [
+                builder.busybox_layer(),
+                bases[i % n_bases] if n_bases else text_layer(base_mib * MiB, f"{tag}-own-base{i}"),
+                text_layer(rng.randint(*app_mib) * MiB, f"{tag}-app{i}"),
+            ],
+            cmd=("/bin/sleep", "2147483647"),
+        )
+        for i in range(n_images)
+    ]
+
+
+def unique_content(images: list[OciImage]) -> int:
+    """Bytes of content the images take in one store (shared blobs once)."""
+    blobs = {digest: len(blob) for image in images for digest, blob in image.blobs.items()}
+    return sum(blobs.values())
+
+
+def workdir(prefix: str) -> Path:
+    """A fresh directory under /tmp, removed when the benchmark exits (after its beds and control plane stop)."""
+    path = Path(tempfile.mkdtemp(prefix=f"nj-bench-{prefix}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def bound_pod(name: str, image: str, node: str) -> dict[str, Any]:
+    """A pod bound to `node` (no scheduler needed): host network, the image imported, never pulled."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never"}],
+        },
+    }
+
+
+def wait_running(core: Any, names: list[str], timeout: float = 120.0) -> None:
+    """Until the pods `names` (namespace default) are Running; `core` is a kubernetes CoreV1Api."""
+    deadline = time.monotonic() + timeout
+    while not all(core.read_namespaced_pod(n, "default").status.phase == "Running" for n in names):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pods {names} not running within {timeout:.0f} s")
+        time.sleep(0.5)
