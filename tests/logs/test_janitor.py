@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from logs.fakes import T0, FakeClock, FakeCri
+from logs.fakes import T0, FakeClock, FakeCri, fake_uid
 from node_janitor.api.policy import ExtraLogPath, LogsPolicy
 from node_janitor.executor import Outcome
 from node_janitor.logs import (
@@ -157,6 +157,9 @@ async def test_a_pod_directory_is_not_removed_if_its_pod_is_back(cri: FakeCri) -
     assert result.outcome is Outcome.SKIPPED and log.exists()
     cri.remove_pod(pod.id)
     [result] = await LogJanitor(cri).apply([action])
+    assert result.outcome is Outcome.SKIPPED and result.message == "the runtime reports no pod sandbox at all"
+    cri.add_pod("other", "u2")
+    [result] = await LogJanitor(cri).apply([action])
     assert result.outcome is Outcome.DONE and not log.parent.parent.exists()
 
 
@@ -166,7 +169,7 @@ async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
     prev = live.parent / "0.log"
     prev.write_bytes(b"old")
     done = cri.add_container("c2", pod, "job", state="EXITED")
-    orphan = cri.root / "default_gone_u9" / "app" / "0.log"
+    orphan = cri.root / f"default_gone_{fake_uid('u9')}" / "app" / "0.log"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"x" * 10)
     (cri.root / "not-a-pod-dir").mkdir()
@@ -178,7 +181,7 @@ async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
     assert not by_path[str(prev)].live and by_path[str(prev)].container_id == ""
     assert not by_path[str(done)].live and by_path[str(done)].container_state == "EXITED"
     assert by_path[str(orphan)].orphaned and by_path[str(orphan)].length == 10
-    assert {(p.uid, p.known) for p in tree.pods} == {("u1", True), ("u9", False)}
+    assert {(p.uid, p.known) for p in tree.pods} == {(fake_uid("u1"), True), (fake_uid("u9"), False)}
 
 
 def test_extra_paths_never_reach_the_pod_log_tree_or_outside_the_root(tmp_path: Path) -> None:
@@ -204,7 +207,7 @@ async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri
     old = a.parent / "0.log.20260301-100000.000000"
     old.write_bytes(os.urandom(200 * KiB))
     _age(old, 7200)
-    gone = cri.root / "default_old_u0" / "app" / "0.log"
+    gone = cri.root / f"default_old_{fake_uid('u0')}" / "app" / "0.log"
     gone.parent.mkdir(parents=True)
     gone.write_bytes(os.urandom(50 * KiB))
     _age(gone, 7200)

@@ -36,20 +36,19 @@ def plan_log_reclaim(
 ) -> list[LogAction]:
     """Free `need` bytes from files no container writes: oldest first across all containers and pods (rotated,
     compressed, old attempts', orphaned pods', leftovers; a `.tmp` is skipped while a compression may still be
-    writing it)."""
+    writing it, and so is a fresh log of a container the snapshot did not list)."""
     settings = settings or LogSettings()
     if need <= 0:
         return []
-    candidates = [
-        f
-        for f in _remaining_files(tree, planned)
-        if not f.live
-        and f.size > 0
-        and not (
-            parse_log_name(os.path.basename(f.path)).kind is LogFileKind.TMP
-            and not _older_than(f.modified_at, now, settings.leftover_grace)
-        )
-    ]
+
+    def busy(f: LogFileEntry) -> bool:
+        kind = parse_log_name(os.path.basename(f.path)).kind
+        if kind is LogFileKind.TMP:
+            return not _older_than(f.modified_at, now, settings.leftover_grace)
+        # A live log of no container listed yet (one created after the snapshot's ListContainers) is new.
+        return kind is LogFileKind.LOG and not f.container_id and not _older_than(f.modified_at, now, settings.settle)
+
+    candidates = [f for f in _remaining_files(tree, planned) if not f.live and f.size > 0 and not busy(f)]
     candidates.sort(key=lambda f: (f.modified_at or _EPOCH, f.path))
     actions: list[LogAction] = []
     freed = 0

@@ -16,9 +16,10 @@ from node_janitor.executor import Outcome
 from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
 from node_janitor.logs.compression import _gzip_file
 from node_janitor.logs.names import rotated_name
-from node_janitor.logs.removal import _remove_file, _remove_tree
+from node_janitor.logs.orphans import remove_pod_log_dir
+from node_janitor.logs.removal import _remove_file, remove_file_beneath
 from node_janitor.logs.rotation import _rename_noreplace
-from node_janitor.logs.tree import LogRuntime
+from node_janitor.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
 log = logging.getLogger("node_janitor.logs")
@@ -53,12 +54,11 @@ class LogJanitor:
         self._compressing = asyncio.Semaphore(compress_workers)
         self._locks: dict[str, list[Any]] = {}  # path -> [lock, users]
         self._pods: set[str] | None = None
+        self.log_paths = LogPaths(host_root)  # container id -> log path, for every pass and check of this node
 
     def host_path(self, runtime_path: str) -> str:
         """A path the runtime reports (on the host), as this process sees it."""
-        if str(self.host_root) == "/":
-            return runtime_path
-        return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
+        return self.log_paths.host_path(runtime_path)
 
     async def apply(self, actions: Sequence[LogAction], *, wait: bool = True) -> list[LogActionResult]:
         """Apply `actions` in order. Without `wait`, an action on a file another action is busy with (e.g. a
@@ -116,16 +116,23 @@ class LogJanitor:
                 async with self._compressing:
                     outcome, message, freed = await asyncio.to_thread(_gzip_file, action.path, self.compress_level)
                 return LogActionResult(action, outcome, message, freed)
-            case LogActionKind.REMOVE | LogActionKind.REMOVE_NODE_LOG:
-                outcome, message, freed = await asyncio.to_thread(_remove_file, action.path)
+            case LogActionKind.REMOVE:  # <root>/<pod>/<container>/<file>: nothing followed below <root>
+                top = os.path.dirname(os.path.dirname(os.path.dirname(action.path)))
+                outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)
+                return LogActionResult(action, outcome, message, freed)
+            case LogActionKind.REMOVE_NODE_LOG:  # nothing followed below the host root
+                top = str(self.host_root)
+                outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)
                 return LogActionResult(action, outcome, message, freed)
             case LogActionKind.REMOVE_POD_DIR:
                 uid = os.path.basename(action.path).rsplit("_", 1)[-1]
                 if self._pods is None:
                     self._pods = {s.uid for s in await self.cri.list_pod_sandboxes()}
+                if not self._pods:
+                    return LogActionResult(action, Outcome.SKIPPED, "the runtime reports no pod sandbox at all")
                 if uid in self._pods:
                     return LogActionResult(action, Outcome.SKIPPED, "the pod exists again")
-                outcome, message, freed = await asyncio.to_thread(_remove_tree, action.path)
+                outcome, message, freed = await asyncio.to_thread(remove_pod_log_dir, action.path)
                 return LogActionResult(action, outcome, message, freed)
         return LogActionResult(action, Outcome.FAILED, f"unknown action kind {action.kind}")  # pragma: no cover
 
