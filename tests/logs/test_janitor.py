@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from node_janitor.logs import (
     LogRotator,
     LogSettings,
     parse_log_name,
+    remove_pod_log_dir,
     scan_extra_paths,
     scan_log_tree,
 )
+from node_janitor.logs.compression import _gzip_file
 
 KiB = 1 << 10
 
@@ -331,3 +334,50 @@ async def test_live_files_over_the_budget_are_rotated_largest_first_then_removed
     assert _names(a.parent) == ["0.log"] and a.stat().st_size == 0  # `a` writes on into a new file
     assert _names(b.parent) == ["0.log"] and b.stat().st_size == 200 * KiB
     assert await logs.total_bytes() <= 250 * KiB
+
+
+def test_compression_writes_a_temporary_file_of_its_own(tmp_path: Path) -> None:
+    """The temporary file was `<rotated>.tmp`, opened with O_TRUNC: a link planted there (or another compression
+    of the same file) was written through."""
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = b"2026-03-01T10:00:00Z stdout F line\n" * 5000
+    rotated.write_bytes(data)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep me")
+    (tmp_path / (rotated.name + ".tmp")).symlink_to(outside)
+    outcome, _, freed = _gzip_file(str(rotated), 6)
+    assert outcome is Outcome.DONE and freed > 0
+    assert outside.read_bytes() == b"keep me"
+    gz = tmp_path / (rotated.name + ".gz")
+    assert not gz.is_symlink() and gzip.decompress(gz.read_bytes()) == data
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [rotated.name + ".tmp"]
+
+
+def test_two_compressions_of_one_file_at_once_leave_one_good_copy(tmp_path: Path) -> None:
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = os.urandom(4 << 20)  # incompressible: long enough for both to be writing at once
+    for _ in range(3):
+        rotated.write_bytes(data)
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(str(f.result()[0]) for f in [pool.submit(_gzip_file, str(rotated), 1) for _ in "ab"])
+        assert "done" in outcomes and set(outcomes) <= {"done", "skipped"}
+        gz = tmp_path / (rotated.name + ".gz")
+        assert gzip.decompress(gz.read_bytes()) == data
+        assert sorted(p.name for p in tmp_path.iterdir()) == [gz.name]
+        gz.unlink()
+
+
+def test_an_orphaned_pod_directory_goes_file_by_file_and_follows_no_link(tmp_path: Path) -> None:
+    root = tmp_path / "pods"
+    pod = root / f"default_web_{fake_uid('u1')}"
+    (pod / "app").mkdir(parents=True)
+    (pod / "app" / "0.log").write_bytes(b"x" * 5000)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "0.log").write_bytes(b"precious")
+    (pod / "sidecar").symlink_to(elsewhere, target_is_directory=True)
+    outcome, message, freed = remove_pod_log_dir(str(pod))
+    assert outcome is Outcome.SKIPPED and message == "left what is not a log: sidecar" and freed > 0
+    assert (elsewhere / "0.log").read_bytes() == b"precious" and not (pod / "app").exists()
+    (pod / "sidecar").unlink()
+    assert remove_pod_log_dir(str(pod))[0] is Outcome.DONE and not pod.exists()
