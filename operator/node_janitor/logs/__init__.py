@@ -41,7 +41,13 @@ from node_janitor.logs.actions import (
 )
 from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import ExtraLogFile, plan_extra_paths, scan_extra_paths
+from node_janitor.logs.extra_paths import (
+    ExtraLogFile,
+    ExtraPathsScan,
+    plan_extra_paths,
+    scan_extra_paths,
+    walk_extra_paths,
+)
 from node_janitor.logs.janitor import LogJanitor, log
 from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.names import (
@@ -82,6 +88,7 @@ __all__ = [
     "TMP_SUFFIX",
     "Clock",
     "ExtraLogFile",
+    "ExtraPathsScan",
     "KnownLogs",
     "LogAction",
     "LogActionKind",
@@ -122,4 +129,5 @@ __all__ = [
     "scan_extra_paths",
     "scan_log_tree",
     "utc_now",
+    "walk_extra_paths",
 ]
