@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from logs.fakes import T0, FakeClock, FakeCri, fake_uid
-from node_janitor.api.policy import ExtraLogPath, LogsPolicy
+from node_janitor.api.policy import LogsPolicy
 from node_janitor.executor import Outcome
 from node_janitor.logs import (
     LogAction,
@@ -23,9 +23,9 @@ from node_janitor.logs import (
     LogReason,
     LogRotator,
     LogSettings,
+    LogTreeLock,
     parse_log_name,
     remove_pod_log_dir,
-    scan_extra_paths,
     scan_log_tree,
 )
 from node_janitor.logs.compression import _gzip_file
@@ -185,20 +185,6 @@ async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
     assert not by_path[str(done)].live and by_path[str(done)].container_state == "EXITED"
     assert by_path[str(orphan)].orphaned and by_path[str(orphan)].length == 10
     assert {(p.uid, p.known) for p in tree.pods} == {(fake_uid("u1"), True), (fake_uid("u9"), False)}
-
-
-def test_extra_paths_never_reach_the_pod_log_tree_or_outside_the_root(tmp_path: Path) -> None:
-    host = tmp_path / "host"
-    (host / "var/log/app").mkdir(parents=True)
-    (host / "var/log/pods/ns_p_u/c").mkdir(parents=True)
-    (host / "var/log/app/a.log").write_bytes(b"a")
-    (host / "var/log/pods/ns_p_u/c/0.log").write_bytes(b"p")
-    outside = tmp_path / "outside.log"
-    outside.write_bytes(b"o")
-    (host / "var/log/app/escape.log").symlink_to(outside)
-    rules = [ExtraLogPath.model_validate({"glob": "/var/log/**/*.log", "maxAge": "1s"})]
-    files = scan_extra_paths(rules, host, [host / "var/log/pods"])
-    assert [os.path.relpath(f.path, host) for f in files] == ["var/log/app/a.log"]
 
 
 async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri) -> None:
@@ -381,3 +367,28 @@ def test_an_orphaned_pod_directory_goes_file_by_file_and_follows_no_link(tmp_pat
     assert (elsewhere / "0.log").read_bytes() == b"precious" and not (pod / "app").exists()
     (pod / "sidecar").unlink()
     assert remove_pod_log_dir(str(pod))[0] is Outcome.DONE and not pod.exists()
+
+
+async def test_a_file_a_pass_removes_never_escapes_as_its_compressed_copy(cri: FakeCri) -> None:
+    """A budget step planned to remove a rotated file while a compression was turning it into `.gz`: the lines
+    escaped the plan under the new name, and the budget removed newer files in their place (a hole in a
+    writer's lines, seen on the real bed). The copy is put in place under the tree lock, after the step."""
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    rotated = log.parent / "0.log.20260301-100000.000000"
+    rotated.write_bytes(os.urandom(2 << 20))
+    lock = LogTreeLock(cri.root)
+    janitor = LogJanitor(cri, tree_lock=lock)
+    compress = LogAction(LogActionKind.COMPRESS, str(rotated), LogReason.COMPRESS, 0)
+    remove = LogAction(LogActionKind.REMOVE, str(rotated), LogReason.NODE_BUDGET, 2 << 20)
+    async with lock.hold():  # a pass's step: its snapshot saw the plain file
+        compressing = asyncio.create_task(janitor.apply_one(compress))
+        for _ in range(3000):  # until the copy is being written (30 s at most)
+            if any(p.name.endswith(".tmp") for p in log.parent.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        removed = await janitor.apply_one(remove)
+    compressed = await asyncio.wait_for(compressing, 30)
+    assert removed.outcome is Outcome.DONE and removed.freed > 0
+    assert (compressed.outcome, compressed.message) == (Outcome.DONE, "already gone")
+    assert _names(log.parent) == ["0.log"]  # neither the file nor a copy of it

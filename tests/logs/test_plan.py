@@ -264,6 +264,20 @@ def test_budget_reclaims_oldest_rotated_files_across_containers_first():
     assert plan_live_reclaim(tree, 0, LogReason.NODE_BUDGET) == []
 
 
+def test_budget_takes_a_running_containers_tail_last():
+    """A writer just rotated (its new live file nearly empty) keeps its newest rotated file while anything else
+    is left: it is never left with none of its lines because another writer's files are newer."""
+    a_live = _live("0.log", 0, container="a", cid="ca")
+    b_live = _live("0.log", 0, container="b", cid="cb")
+    a_old, a_tail = _rot(0, 30, container="a"), _rot(0, 20, container="a")
+    b_old, b_mid, b_tail = _rot(0, 10, container="b"), _rot(0, 5, container="b"), _rot(0, 1, container="b")
+    tree = LogTree("/logs", (a_live, b_live, a_old, a_tail, b_old, b_mid, b_tail))
+    actions = plan_log_reclaim(tree, 3 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in actions] == [a_old.path, b_old.path, b_mid.path]  # not a_tail, though older
+    everything = plan_log_reclaim(tree, 5 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in everything][3:] == [a_tail.path, b_tail.path]  # the tails, oldest first, at last
+
+
 def test_budget_counts_what_the_rules_already_remove():
     old_orphan, f1 = _pod("u1", known=False, age=7200, files=3)
     tree = LogTree("/logs", tuple(f1), (old_orphan,))

@@ -14,7 +14,8 @@ from typing import Any
 
 from node_janitor.executor import Outcome
 from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
-from node_janitor.logs.compression import _gzip_file
+from node_janitor.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
+from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.names import rotated_name
 from node_janitor.logs.orphans import remove_pod_log_dir
 from node_janitor.logs.removal import _remove_file, remove_file_beneath
@@ -43,8 +44,10 @@ class LogJanitor:
         compress_level: int = 6,
         compress_workers: int = 2,
         on_result: Callable[[LogActionResult], None] | None = None,
+        tree_lock: LogTreeLock | None = None,
     ) -> None:
         self.cri = cri
+        self.tree_lock = tree_lock  # the pod log tree's (`LogTreeLock`): compressions are put in place under it
         self.clock = clock
         self.host_root = host_root
         self.compress_level = compress_level
@@ -71,13 +74,16 @@ class LogJanitor:
         return results
 
     async def apply_one(self, action: LogAction) -> LogActionResult:
-        async with self._lock(action.path):
-            try:
-                result = await self._apply(action)
-            except RuntimeClientError as exc:
-                result = LogActionResult(action, Outcome.FAILED, str(exc))
-            except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
-                result = LogActionResult(action, Outcome.FAILED, f"{exc.__class__.__name__}: {exc}")
+        try:
+            if action.kind is LogActionKind.COMPRESS:
+                result = await self._compress(action)
+            else:
+                async with self._lock(action.path):
+                    result = await self._apply(action)
+        except RuntimeClientError as exc:
+            result = LogActionResult(action, Outcome.FAILED, str(exc))
+        except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
+            result = LogActionResult(action, Outcome.FAILED, f"{exc.__class__.__name__}: {exc}")
         self.counts[f"{action.kind} {action.reason} {result.outcome}"] += 1
         self.freed[str(action.reason)] += result.freed
         log.log(
@@ -108,14 +114,28 @@ class LogJanitor:
             if entry[1] == 0:
                 del self._locks[path]
 
+    async def _compress(self, action: LogAction) -> LogActionResult:
+        """Write the copy (long: no tree lock held), then put it in place under the tree lock (quick), taking the
+        locks in the order passes do (tree, then path). Never call it while holding the tree lock."""
+        async with self._lock(action.path), self._compressing:
+            draft = await asyncio.to_thread(write_gzip_draft, action.path, self.compress_level)
+        if not isinstance(draft, GzipDraft):
+            return LogActionResult(action, *draft)
+        try:
+            async with self._tree(), self._lock(action.path):
+                outcome, message, freed = await asyncio.to_thread(commit_gzip_draft, draft)
+        except BaseException:
+            discard_gzip_draft(draft)
+            raise
+        return LogActionResult(action, outcome, message, freed)
+
+    def _tree(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.tree_lock.hold() if self.tree_lock is not None else contextlib.nullcontext()
+
     async def _apply(self, action: LogAction) -> LogActionResult:
         match action.kind:
             case LogActionKind.ROTATE:
                 return await self._rotate(action)
-            case LogActionKind.COMPRESS:
-                async with self._compressing:
-                    outcome, message, freed = await asyncio.to_thread(_gzip_file, action.path, self.compress_level)
-                return LogActionResult(action, outcome, message, freed)
             case LogActionKind.REMOVE:  # <root>/<pod>/<container>/<file>: nothing followed below <root>
                 top = os.path.dirname(os.path.dirname(os.path.dirname(action.path)))
                 outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)

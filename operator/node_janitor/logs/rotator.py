@@ -66,10 +66,15 @@ class LogRotator:
         self.clock = clock
         self.host_root = host_root
         self.sweep_interval = sweep_interval.total_seconds()
-        self.janitor = LogJanitor(
-            cri, clock=clock, host_root=host_root, compress_level=compress_level, on_result=on_result
-        )
         self.lock = LogTreeLock(pod_log_dir)
+        self.janitor = LogJanitor(
+            cri,
+            clock=clock,
+            host_root=host_root,
+            compress_level=compress_level,
+            on_result=on_result,
+            tree_lock=self.lock,
+        )
         self._root = os.path.join(os.path.abspath(pod_log_dir), "")
         self._parallel = asyncio.Semaphore(max_parallel)
         self._known: dict[str, _Known] = {}  # container id -> its log path and state at the last check

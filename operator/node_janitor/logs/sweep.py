@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +23,7 @@ from node_janitor.logs.actions import (
 )
 from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import plan_extra_paths, scan_extra_paths
+from node_janitor.logs.extra_paths import plan_extra_paths, walk_extra_paths
 from node_janitor.logs.janitor import LogJanitor, log
 from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.orphans import plan_orphaned_pods
@@ -102,10 +103,12 @@ class LogPass:
         self.root = root
         self.settings = settings
         self.clock = clock
+        self.lock = lock or (janitor.tree_lock if janitor else None) or LogTreeLock(root)
         self.janitor = janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        if self.janitor.tree_lock is None:  # compressions are put in place under the same lock
+            self.janitor.tree_lock = self.lock
         self.dry_run = dry_run
         self.host_root = host_root
-        self.lock = lock or LogTreeLock(root)
         self.protected = tuple(protected)  # trees extraPaths never reach, beside the defaults (runtime roots)
         self.report = LogPassReport()
         self._tree: LogTree | None = None
@@ -120,10 +123,13 @@ class LogPass:
         if self._tree is None:
             self._tree = await collect_log_tree(self.cri, self.root, log_paths=self.janitor.log_paths)
             for warning in self._tree.warnings:
-                if warning not in self.report.warnings:
-                    self.report.warnings.append(warning)
-                    log.warning("%s", warning)
+                self._warn(warning)
         return self._tree
+
+    def _warn(self, warning: str) -> None:
+        if warning not in self.report.warnings:
+            self.report.warnings.append(warning)
+            log.warning("%s", warning)
 
     async def _apply(self, actions: list[LogAction]) -> None:
         if self.dry_run:
@@ -178,27 +184,32 @@ class LogPass:
 
         Like journald's vacuum (rotate the active file, then remove archived files oldest first): first the
         files no container writes, on a fresh snapshot (the rotator may have rotated more since `reclaim`); only
-        then are the largest live files rotated, and what they held goes with the others, oldest first. So the
+        for what those cannot cover are the largest live files rotated, and what they held goes with the
+        others, oldest first (`plan_log_reclaim`: running containers' tails last). So the
         newest lines go last: a running container keeps its newest lines while any older file is left on the
         node, and what is left of each container is one unbroken run of its lines (rotating a live file away
         while its older rotated files stay would cut a hole in them). A dry run predicts the rotated files as
         removed.
         """
         before = self.freed
-        actions = await self.reclaim(need)
-        need -= self.freed - before
 
         def plan(tree: LogTree) -> list[LogAction]:
             n = max(need, self._excess(tree))
             if n <= 0:
                 return []
-            return plan_live_reclaim(tree, n, self._reason(tree, n), planned=self._pending, discard=self.dry_run)
+            reason = self._reason(tree, n)
+            removals = plan_log_reclaim(tree, n, reason, self.clock(), planned=self._pending, settings=self.settings)
+            rest = n - freed_by(removals)
+            planned = [*self._pending, *removals]
+            return removals + plan_live_reclaim(tree, rest, reason, planned=planned, discard=self.dry_run)
 
-        live = await self._step(plan)
+        step = await self._step(plan)
+        live = [a for a in step if a.kind is LogActionKind.ROTATE]
+        self.report.reclaim += [a for a in step if a.kind is not LogActionKind.ROTATE]
         self.report.live += live
         if not live or self.dry_run:
-            return actions + live
-        return actions + live + await self.reclaim(need)
+            return step
+        return step + await self.reclaim(need - (self.freed - before))
 
     async def total_bytes(self) -> int:
         """What the pod log tree takes now (predicted, in a dry run)."""
@@ -206,12 +217,24 @@ class LogPass:
         return tree.total_bytes - freed_by(self._pending)
 
     async def extra(self) -> list[LogAction]:
+        """The extraPaths rules. The walk runs in a thread, bounded (`walk_extra_paths`); cancelled (Ctrl-C, the
+        agent stopping), it stops at its next directory entry instead of holding the process until it ends."""
         if not self.settings.extra_paths:
             return []
-        files = await asyncio.to_thread(
-            scan_extra_paths, self.settings.extra_paths, self.host_root, [self.root, *self.protected]
-        )
-        self.report.extra = plan_extra_paths(files, self.settings.extra_paths, self.clock())
+        stop = threading.Event()
+        try:
+            scan = await asyncio.to_thread(
+                walk_extra_paths,
+                self.settings.extra_paths,
+                self.host_root,
+                [self.root, *self.protected],
+                stop=stop,
+            )
+        finally:
+            stop.set()
+        for warning in scan.warnings:
+            self._warn(warning)
+        self.report.extra = plan_extra_paths(scan.files, self.settings.extra_paths, self.clock())
         await self._apply(self.report.extra)
         return self.report.extra
 
