@@ -392,3 +392,21 @@ async def test_a_file_a_pass_removes_never_escapes_as_its_compressed_copy(cri: F
     assert removed.outcome is Outcome.DONE and removed.freed > 0
     assert (compressed.outcome, compressed.message) == (Outcome.DONE, "already gone")
     assert _names(log.parent) == ["0.log"]  # neither the file nor a copy of it
+
+
+async def test_a_container_that_stops_during_its_rotation_is_no_failure(tmp_path: Path) -> None:
+    """Seen on the real bed when writers are stopped while the rotator runs: the runtime refuses to reopen the
+    log of a container that just stopped. The file is renamed back and the rotation skipped, not failed."""
+
+    class StopsMeanwhile(FakeCri):
+        async def reopen_container_log(self, container_id: str) -> None:
+            self.containers[container_id].state = "EXITED"  # the kubelet stopped it after our status check
+            await super().reopen_container_log(container_id)
+
+    cri = StopsMeanwhile(tmp_path / "pods")
+    log = cri.add_container("c1", cri.add_pod("web", "u1"), "app")
+    log.write_bytes(b"x" * 100)
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1")])
+    assert result.outcome is Outcome.SKIPPED
+    assert result.message == "the container stopped during the rotation; renamed back"
+    assert _names(log.parent) == ["0.log"] and log.read_bytes() == b"x" * 100

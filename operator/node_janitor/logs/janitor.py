@@ -156,6 +156,14 @@ class LogJanitor:
                 return LogActionResult(action, outcome, message, freed)
         return LogActionResult(action, Outcome.FAILED, f"unknown action kind {action.kind}")  # pragma: no cover
 
+    async def _still_running(self, container_id: str) -> bool:
+        try:
+            return (await self.cri.container_status(container_id)).state == "RUNNING"
+        except NotFoundError:
+            return False
+        except RuntimeClientError:
+            return True  # cannot tell: the reopen's failure stands
+
     async def _rotate(self, action: LogAction) -> LogActionResult:
         path = action.path
         try:
@@ -188,6 +196,8 @@ class LogJanitor:
                 note = "renamed back"
             except OSError as back:
                 note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"
+            if not await self._still_running(action.container_id):  # it stopped meanwhile: nothing to reopen
+                return LogActionResult(action, Outcome.SKIPPED, f"the container stopped during the rotation; {note}")
             return LogActionResult(action, Outcome.FAILED, f"ReopenContainerLog failed ({exc}); {note}")
         try:
             rotated_length = os.stat(rotated).st_size
