@@ -28,6 +28,12 @@ class CliError(Exception):
     """A one-line message for the user; exit code 2."""
 
 
+def _pod_log_dir(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must name a directory (an empty path would be the working directory)")
+    return value
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--containerd-socket",
@@ -39,7 +45,11 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
     )
     parser.add_argument(
-        "--pod-log-dir", default="/var/log/pods", metavar="DIR", help="CRI pod log directory (default /var/log/pods)"
+        "--pod-log-dir",
+        default="/var/log/pods",
+        type=_pod_log_dir,
+        metavar="DIR",
+        help="CRI pod log directory (default /var/log/pods)",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
