@@ -28,7 +28,7 @@ class CliError(Exception):
     """A one-line message for the user; exit code 2."""
 
 
-def _pod_log_dir(value: str) -> str:
+def _directory(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must name a directory (an empty path would be the working directory)")
     return value
@@ -47,9 +47,16 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pod-log-dir",
         default="/var/log/pods",
-        type=_pod_log_dir,
+        type=_directory,
         metavar="DIR",
         help="CRI pod log directory (default /var/log/pods)",
+    )
+    parser.add_argument(
+        "--kubelet-root",
+        default="/var/lib/kubelet",
+        type=_directory,
+        metavar="DIR",
+        help="the kubelet's root directory, never reached by extraPaths (default /var/lib/kubelet)",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
@@ -120,6 +127,13 @@ def _add_agent_parser(sub: Any) -> None:
     agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
     agent.add_argument("--pod-log-dir", default="/var/log/pods", metavar="DIR", help="default /var/log/pods")
     agent.add_argument(
+        "--kubelet-root",
+        default="/var/lib/kubelet",
+        type=_directory,
+        metavar="DIR",
+        help="the kubelet's root, never reached by extraPaths (default /var/lib/kubelet)",
+    )
+    agent.add_argument(
         "--state-dir",
         default="/var/lib/node-janitor",
         metavar="DIR",
@@ -169,6 +183,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         containerd_socket=args.containerd_socket,
         namespace=args.namespace,
         pod_log_dir=Path(args.pod_log_dir),
+        kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
         metrics_port=args.metrics_port,
         monitor_interval=intervals["monitor_interval"],
@@ -220,7 +235,13 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-            engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
+            engine = NodeEngine(
+                cri,
+                containerd,
+                namespace=args.namespace,
+                pod_log_dir=Path(args.pod_log_dir),
+                kubelet_root=Path(args.kubelet_root),
+            )
             now = engine.clock()
             report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
@@ -248,6 +269,7 @@ def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
                     containerd,
                     namespace=args.namespace,
                     pod_log_dir=Path(args.pod_log_dir),
+                    kubelet_root=Path(args.kubelet_root),
                     state=LastUsedStore(Path(args.state_file) if args.state_file else None),
                 )
                 report = await engine.run_once(

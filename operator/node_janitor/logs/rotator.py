@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -43,7 +43,11 @@ class LogRotator:
     `sweep_interval` a full pass (`LogPass`) handles orphans, the node budget and extraPaths.
 
     Injectable like kubelet's container_log_manager: the CRI client, the clock, the pod log directory and the
-    host root (where the runtime's paths are, seen from this process).
+    host root (where the runtime's paths are, seen from this process). `janitor` and `lock`: the node engine's
+    (`NodeEngine.log_janitor`, `.log_lock`), so that the engine's passes and this loop share one janitor (one
+    log-path cache, one callback) and one lock for the tree; without them the rotator makes its own (`on_result`
+    and `compress_level` are then its janitor's). `protected`: trees its sweeps' extraPaths never reach beside
+    the fixed ones (`NodeEngine.protected_trees`: containerd's root and state, the kubelet's root).
     """
 
     def __init__(
@@ -58,6 +62,9 @@ class LogRotator:
         max_parallel: int = 16,
         compress_level: int = 6,
         on_result: Callable[[LogActionResult], None] | None = None,
+        janitor: LogJanitor | None = None,
+        lock: LogTreeLock | None = None,
+        protected: Sequence[Path] = (),
     ) -> None:
         self.cri = cri
         self.pod_log_dir = pod_log_dir
@@ -66,8 +73,8 @@ class LogRotator:
         self.clock = clock
         self.host_root = host_root
         self.sweep_interval = sweep_interval.total_seconds()
-        self.lock = LogTreeLock(pod_log_dir)
-        self.janitor = LogJanitor(
+        self.lock = lock or (janitor.tree_lock if janitor else None) or LogTreeLock(pod_log_dir)
+        self.janitor = janitor or LogJanitor(
             cri,
             clock=clock,
             host_root=host_root,
@@ -75,6 +82,9 @@ class LogRotator:
             on_result=on_result,
             tree_lock=self.lock,
         )
+        if self.janitor.tree_lock is None:
+            self.janitor.tree_lock = self.lock
+        self.protected = tuple(protected)
         self._root = os.path.join(os.path.abspath(pod_log_dir), "")
         self._parallel = asyncio.Semaphore(max_parallel)
         self._known: dict[str, _Known] = {}  # container id -> its log path and state at the last check
@@ -176,6 +186,7 @@ class LogRotator:
             janitor=self.janitor,
             host_root=self.host_root,
             lock=self.lock,
+            protected=self.protected,
         )
         if budget_only:
             await logs.reclaim(0)

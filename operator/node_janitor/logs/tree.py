@@ -260,6 +260,12 @@ class LogRuntime(Protocol):
     async def reopen_container_log(self, container_id: str) -> None: ...
 
 
+class ContainerStatusSource(Protocol):
+    """What `LogPaths` needs: the runtime's ContainerStatus (the inventory's CRI client has it too)."""
+
+    async def container_status(self, container_id: str) -> CriContainerStatus: ...
+
+
 class LogPaths:
     """Container id -> its log file as the runtime names it (CRI `ContainerStatus.log_path`, as this process
     sees it under `host_root`). A container's log path never changes, so each container costs one
@@ -276,7 +282,7 @@ class LogPaths:
             return runtime_path
         return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
 
-    async def update(self, cri: LogRuntime, containers: Iterable[CriContainer]) -> dict[str, str]:
+    async def update(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> dict[str, str]:
         """The paths of `containers` (those the runtime gives none: left out), asking only about new ones."""
         listed = {c.id for c in containers}
         for cid in [cid for cid in self._paths if cid not in listed]:
