@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from logs.realbed import check_numbered, ordered_log_files, stdout_messages, writer_image
+from logs.realbed import check_numbered, import_settled, ordered_log_files, stdout_messages, writer_image
 from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
@@ -63,12 +63,6 @@ async def _cli(bed: ContainerdBed, *args: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out.getvalue())
 
 
-def _actions(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The report's actions but content removals: the image import's blobs may turn orphan during a test (when
-    the import's lease expires), which is the content rules' business, not these tests'."""
-    return [a for a in report["actions"] if a["kind"] != "delete-content"]
-
-
 def _write_rotated(container_dir: Path, hours_ago: list[int], size: int) -> list[Path]:
     """Rotated files as an earlier rotation left them (kubelet's names), each `size` bytes of CRI lines."""
     out = []
@@ -110,22 +104,22 @@ async def test_df_shows_logs_and_prune_applies_the_log_rules(containerd_bed: Con
         before = sorted(os.listdir(app.log_path.parent))
         code, dry = await _cli(bed, "prune", "--policy", str(policy), "--dry-run")
         assert code == 0 and dry["dry_run"]
-        planned = [(a["kind"], Path(a["id"]).name, a["reason"]) for a in _actions(dry)]
+        planned = [(a["kind"], Path(a["id"]).name, a["reason"]) for a in dry["actions"]]
         assert planned == [
             ("remove-log-dir", gone_pod.log_dir.name, "orphaned-pod"),
             ("rotate-log", "0.log", "max-size"),
             *(("remove-log", p.name, "max-files") for p in old[:5]),
             ("compress-log", old[5].name, "compress"),  # no longer the newest rotated file, once 0.log rotates
         ]
-        assert all(set(a) == {"kind", "id", "refs", "bytes", "reason", "outcome", "message"} for a in _actions(dry))
-        assert _actions(dry)[1]["refs"] == ["default/app", "app"]
-        assert all(a["outcome"] == "planned" for a in _actions(dry))
+        assert all(set(a) == {"kind", "id", "refs", "bytes", "reason", "outcome", "message"} for a in dry["actions"])
+        assert dry["actions"][1]["refs"] == ["default/app", "app"]
+        assert all(a["outcome"] == "planned" for a in dry["actions"])
         assert sorted(os.listdir(app.log_path.parent)) == before and gone_pod.log_dir.exists()  # nothing changed
 
         code, real = await _cli(bed, "prune", "--policy", str(policy))
         assert code == 0, real["errors"]
-        assert [(a["kind"], a["id"]) for a in _actions(real)] == [(a["kind"], a["id"]) for a in _actions(dry)]
-        assert all(a["outcome"] == "done" for a in _actions(real)), _actions(real)
+        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
+        assert all(a["outcome"] == "done" for a in real["actions"]), real["actions"]
         assert not gone_pod.log_dir.exists()
         names = sorted(os.listdir(app.log_path.parent))
         kinds = sorted(parse_log_name(n).kind for n in names)
@@ -137,7 +131,7 @@ async def test_df_shows_logs_and_prune_applies_the_log_rules(containerd_bed: Con
         assert real["reclaimed_bytes"] >= real["planned_bytes"] > 0  # + what compression saved
 
         code, again = await _cli(bed, "prune", "--policy", str(policy))
-        assert code == 0 and _actions(again) == []
+        assert code == 0 and again["actions"] == []
         await remove_all_pods(cri)
 
 
@@ -147,7 +141,7 @@ async def test_under_pressure_old_logs_go_before_images(small_disk_bed: Containe
     bed = small_disk_bed
     b = bed.builder
     images = [b.build(f"example.com/p{i}:v1", [b.busybox_layer(), Layer.random(8 * MiB, f"p{i}")]) for i in range(3)]
-    bed.import_images(images)
+    import_settled(bed, images)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
         pod = await run_pod(cri, bed.pod_log_dir, "quiet")
         c = await start_container(cri, pod, "app", images[0].name, "echo started; sleep 3600")
@@ -171,10 +165,10 @@ async def test_under_pressure_old_logs_go_before_images(small_disk_bed: Containe
         assert code == 0
         code, real = await _cli(bed, "prune", "--policy", str(policy))
         assert code == 0, real["errors"]
-        assert [(a["kind"], a["id"]) for a in _actions(real)] == [(a["kind"], a["id"]) for a in _actions(dry)]
-        kinds = [(a["kind"], a["reason"]) for a in _actions(real)]
+        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
+        kinds = [(a["kind"], a["reason"]) for a in real["actions"]]
         assert kinds[:4] == [("remove-log", "log-fs-pressure")] * 4
-        assert [a["id"] for a in _actions(real)[:4]] == [str(p) for p in rotated]  # oldest first
+        assert [a["id"] for a in real["actions"][:4]] == [str(p) for p in rotated]  # oldest first
         assert [k for k, _ in kinds[4:]] == ["remove-image"]  # what logs could not free
         assert real["log_file_system"]["under_pressure"] is True
         assert real["file_system"]["used_percent_after"] <= 60

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from logs.realbed import RecordingCri, writer_image
-from logs.test_cli_logs_real import LINES_THEN_SLEEP, _actions, _age, _cli, _policy, _write_rotated
+from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy, _write_rotated
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
@@ -59,7 +59,7 @@ async def test_a_wrong_pod_log_dir_loses_nothing(containerd_bed: ContainerdBed, 
         await run_pod(cri, bed.pod_log_dir, "some-pod")  # the runtime has sandboxes, none of these
         code, report = await _cli(bed, "prune", "--pod-log-dir", str(home), "--policy", str(_policy(tmp_path, {})))
         assert code == 0, report["errors"]
-        assert [a for a in _actions(report) if a["kind"].endswith(("-log", "-log-dir"))] == []
+        assert [a for a in report["actions"] if a["kind"].endswith(("-log", "-log-dir"))] == []
         assert photo.read_bytes() == notes.read_bytes() == beside.read_bytes() == b"precious\n" * 1000
         assert empty.is_dir()
         await remove_all_pods(cri)
@@ -175,7 +175,7 @@ async def test_names_the_runtime_never_writes_push_no_log_out(containerd_bed: Co
         policy = _policy(tmp_path, {"logs": {"maxFiles": 3, "maxSize": "100Mi", "compress": False}})
         code, report = await _cli(bed, "prune", "--policy", str(policy))
         assert code == 0, report["errors"]
-        assert [(Path(a["id"]).name, a["reason"]) for a in _actions(report)] == [
+        assert [(Path(a["id"]).name, a["reason"]) for a in report["actions"]] == [
             (p.name, "max-files") for p in rotated[:2]
         ]
         assert all(p.exists() for p in [c.log_path, *rotated[2:], *strays])
