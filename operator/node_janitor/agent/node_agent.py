@@ -397,6 +397,7 @@ class NodeAgent:
             and not self.queue.running
             and self.link.error is None
             and self.link.cri is not None
+            and self.link.containerd is not None
             and rules.logs.enabled
             and not rules.paused
             and not rules.dry_run
@@ -412,7 +413,7 @@ class NodeAgent:
                 stop.set()
                 with contextlib.suppress(Exception):
                     await task
-            if key is not None and self.link.cri is not None:
+            if key is not None and self.link.cri is not None and self.link.containerd is not None:
                 rotator = await build_rotator(self._engine(), self.config.pod_log_dir, rules.logs)
                 stop = asyncio.Event()
                 self._rotator = (key, rotator, stop, asyncio.create_task(rotator.run(stop)))
@@ -517,6 +518,8 @@ class NodeAgent:
         )
         for error in outcome.all_errors:
             log.warning("run error trigger=%s: %s", outcome.trigger, error)
+        for warning in outcome.report.warnings if outcome.report else ():
+            log.warning("run warning trigger=%s: %s", outcome.trigger, warning)
         self._last_outcome = outcome
         self._last_run = build_last_run(outcome)
         event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
