@@ -18,6 +18,8 @@ from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, 
 
 if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
+    from node_janitor.engine import NodeEngine
+    from node_janitor.runtime import ContainerdClient, CriClient
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -226,8 +228,23 @@ def _load_policy(path: str | None) -> CleanupPolicy:
         raise CliError(f"cannot read policy {path}: {exc.strerror}") from None
 
 
-def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient) -> NodeEngine:
+    """The node's engine as the runtime flags describe it (`df`, `prune`)."""
     from node_janitor.engine import NodeEngine
+    from node_janitor.state import LastUsedStore
+
+    state_file = getattr(args, "state_file", None)
+    return NodeEngine(
+        cri,
+        containerd,
+        namespace=args.namespace,
+        pod_log_dir=Path(args.pod_log_dir),
+        kubelet_root=Path(args.kubelet_root),
+        state=LastUsedStore(Path(state_file) if state_file else None),
+    )
+
+
+def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.node import open_runtime
     from node_janitor.render import render_disk_report
 
@@ -235,13 +252,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-            engine = NodeEngine(
-                cri,
-                containerd,
-                namespace=args.namespace,
-                pod_log_dir=Path(args.pod_log_dir),
-                kubelet_root=Path(args.kubelet_root),
-            )
+            engine = _engine(args, cri, containerd)
             now = engine.clock()
             report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
@@ -254,24 +265,15 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.engine import NodeEngine
     from node_janitor.node import open_runtime
     from node_janitor.prune import render_prune
-    from node_janitor.state import LastUsedStore
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
         with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
             async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-                engine = NodeEngine(
-                    cri,
-                    containerd,
-                    namespace=args.namespace,
-                    pod_log_dir=Path(args.pod_log_dir),
-                    kubelet_root=Path(args.kubelet_root),
-                    state=LastUsedStore(Path(args.state_file) if args.state_file else None),
-                )
+                engine = _engine(args, cri, containerd)
                 report = await engine.run_once(
                     policy.spec,
                     dry_run=args.dry_run,

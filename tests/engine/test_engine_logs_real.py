@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from engine.enginebed import rules
-from logs.realbed import writer_image
+from logs.realbed import start_misplaced_logger, writer_image
 from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, wait_for_state
 from node_janitor.engine import NodeEngine, runtime_trees
 from node_janitor.node import open_runtime
 from node_janitor.prune import render_prune
-from node_janitor.runtime import ContainerSpec
 
 pytestmark = pytest.mark.containerd
 DAY = 86400
@@ -95,16 +94,12 @@ async def test_df_judges_live_logs_by_the_runtime_s_log_path(containerd_bed: Con
     image = writer_image(bed)
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         pod = await run_pod(cri, bed.pod_log_dir, "app")
-        spec = ContainerSpec(
-            name="app", image=image, command=["/bin/sh", "-c"], args=[LINES_THEN_SLEEP], log_path="app/3.log"
-        )
-        cid = await cri.create_container(pod.sandbox_id, spec, pod.spec)
-        await cri.start_container(cid)
+        cid, log = await start_misplaced_logger(cri, pod, image, LINES_THEN_SLEEP)
         await wait_for_state(cri, cid, "RUNNING")
         engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
         inventory = await engine.take_inventory()
         live = {f.path: f.container_id for f in inventory.logs if f.live}
-        assert live == {str(pod.log_dir / "app" / "3.log"): cid}
+        assert live == {str(log): cid}
         report = await engine.build_disk_report()
         assert report.rows["logs"].active == 1
         await remove_all_pods(cri)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed, OciImage
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container
+from node_janitor.devbed.pods import RunningPod, remove_all_pods, run_pod, start_container
 from node_janitor.logs import LogActionResult, LogFileKind, LogRotator, parse_log_name
 from node_janitor.node import open_runtime
-from node_janitor.runtime import CriClient, CriContainer, CriContainerStatus, CriSandbox
+from node_janitor.runtime import ContainerSpec, CriClient, CriContainer, CriContainerStatus, CriSandbox
 
 # A busybox shell loop printing 0, 1, 2... as fast as it can (TESTBED.md: 6-13 MB/s of CRI log, unloaded).
 NUMBERED_LINES = "i=0; while true; do echo $i; i=$((i+1)); done"
@@ -162,6 +162,15 @@ def writer_image(bed: ContainerdBed) -> str:
     image = b.build("example.com/logs/writer:v1", [b.busybox_layer()])
     import_settled(bed, [image])
     return image.name
+
+
+async def start_misplaced_logger(cri: CriClient, pod: RunningPod, image: str, script: str) -> tuple[str, Path]:
+    """Container `app` at attempt 0 logging to `app/3.log`, where kubelet's layout predicts `app/0.log`: only the
+    runtime's log path says which file is live. Its id and that file."""
+    spec = ContainerSpec(name="app", image=image, command=["/bin/sh", "-c"], args=[script], log_path="app/3.log")
+    cid = await cri.create_container(pod.sandbox_id, spec, pod.spec)
+    await cri.start_container(cid)
+    return cid, pod.log_dir / "app" / "3.log"
 
 
 def files_in(container_dir: Path) -> int:

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from logs.realbed import RecordingCri, writer_image
+from logs.realbed import RecordingCri, start_misplaced_logger, writer_image
 from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy, _write_rotated
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.logs import LogPass, LogRotator, LogSettings
 from node_janitor.node import open_runtime
-from node_janitor.runtime import ContainerSpec
 
 pytestmark = pytest.mark.containerd
 KiB = 1 << 10
@@ -142,12 +141,7 @@ async def test_live_is_the_runtimes_log_path_not_the_layouts(containerd_bed: Con
     image = writer_image(bed)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
         pod = await run_pod(cri, bed.pod_log_dir, "app")
-        spec = ContainerSpec(
-            name="app", image=image, command=["/bin/sh", "-c"], args=[LINES_THEN_SLEEP], log_path="app/3.log"
-        )
-        cid = await cri.create_container(pod.sandbox_id, spec, pod.spec)
-        await cri.start_container(cid)
-        live = pod.log_dir / "app" / "3.log"
+        cid, live = await start_misplaced_logger(cri, pod, image, LINES_THEN_SLEEP)
         await _wait_for_lines(live)
         policy = _policy(tmp_path, {"logs": {"nodeBudget": "64Ki", "maxSize": "100Mi", "compress": False}})
         code, report = await _cli(bed, "prune", "--policy", str(policy))
