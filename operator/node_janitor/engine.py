@@ -184,6 +184,7 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
     snapshotter's root, `<containerd root>/io.containerd.snapshotter.v1.<name>`."""
     trees: list[str] = []
     warnings: list[str] = []
+    roots: list[str] = []  # containerd's root, as the config says and as the snapshotter's root implies
     config: Any = {}
     try:
         config = json.loads((await cri.status(verbose=True)).info.get("config", "{}"))
@@ -194,6 +195,8 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
             value = config.get(key)
             if isinstance(value, str) and value.startswith("/"):
                 trees.append(value)
+                if key == "containerdRootDir":
+                    roots.append(value)
                 if key == "stateDir" and os.path.basename(value.rstrip("/")) == CRI_PLUGIN_DIR:
                     trees.append(os.path.dirname(value.rstrip("/")))
     try:
@@ -205,8 +208,9 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
             if fs.mountpoint.startswith("/"):
                 trees.append(fs.mountpoint)
                 if os.path.basename(fs.mountpoint.rstrip("/")).startswith(SNAPSHOTTER_DIR_PREFIX):
-                    trees.append(os.path.dirname(fs.mountpoint.rstrip("/")))
-    if not any(os.path.basename(t.rstrip("/")) != CRI_PLUGIN_DIR for t in trees):
+                    roots.append(os.path.dirname(fs.mountpoint.rstrip("/")))
+                    trees.append(roots[-1])
+    if not roots:
         warnings.append("containerd's root is unknown: only the default trees are kept out of extraPaths")
     return list(dict.fromkeys(trees)), warnings
 
