@@ -18,6 +18,8 @@ from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, 
 
 if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
+    from node_janitor.engine import NodeEngine
+    from node_janitor.runtime import ContainerdClient, CriClient
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -26,6 +28,12 @@ EXIT_USAGE = 2  # bad input: unreachable runtime, malformed policy, bad flags
 
 class CliError(Exception):
     """A one-line message for the user; exit code 2."""
+
+
+def _directory(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must name a directory (an empty path would be the working directory)")
+    return value
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +47,18 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
     )
     parser.add_argument(
-        "--pod-log-dir", default="/var/log/pods", metavar="DIR", help="CRI pod log directory (default /var/log/pods)"
+        "--pod-log-dir",
+        default="/var/log/pods",
+        type=_directory,
+        metavar="DIR",
+        help="CRI pod log directory (default /var/log/pods)",
+    )
+    parser.add_argument(
+        "--kubelet-root",
+        default="/var/lib/kubelet",
+        type=_directory,
+        metavar="DIR",
+        help="the kubelet's root directory, never reached by extraPaths (default /var/lib/kubelet)",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
@@ -110,6 +129,13 @@ def _add_agent_parser(sub: Any) -> None:
     agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
     agent.add_argument("--pod-log-dir", default="/var/log/pods", metavar="DIR", help="default /var/log/pods")
     agent.add_argument(
+        "--kubelet-root",
+        default="/var/lib/kubelet",
+        type=_directory,
+        metavar="DIR",
+        help="the kubelet's root, never reached by extraPaths (default /var/lib/kubelet)",
+    )
+    agent.add_argument(
         "--state-dir",
         default="/var/lib/node-janitor",
         metavar="DIR",
@@ -159,6 +185,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         containerd_socket=args.containerd_socket,
         namespace=args.namespace,
         pod_log_dir=Path(args.pod_log_dir),
+        kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
         metrics_port=args.metrics_port,
         monitor_interval=intervals["monitor_interval"],
@@ -201,8 +228,23 @@ def _load_policy(path: str | None) -> CleanupPolicy:
         raise CliError(f"cannot read policy {path}: {exc.strerror}") from None
 
 
-def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient) -> NodeEngine:
+    """The node's engine as the runtime flags describe it (`df`, `prune`)."""
     from node_janitor.engine import NodeEngine
+    from node_janitor.state import LastUsedStore
+
+    state_file = getattr(args, "state_file", None)
+    return NodeEngine(
+        cri,
+        containerd,
+        namespace=args.namespace,
+        pod_log_dir=Path(args.pod_log_dir),
+        kubelet_root=Path(args.kubelet_root),
+        state=LastUsedStore(Path(state_file) if state_file else None),
+    )
+
+
+def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.node import open_runtime
     from node_janitor.render import render_disk_report
 
@@ -210,7 +252,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-            engine = NodeEngine(cri, containerd, namespace=args.namespace, pod_log_dir=Path(args.pod_log_dir))
+            engine = _engine(args, cri, containerd)
             now = engine.clock()
             report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
@@ -223,23 +265,15 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.engine import NodeEngine
     from node_janitor.node import open_runtime
     from node_janitor.prune import render_prune
-    from node_janitor.state import LastUsedStore
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
         with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
             async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-                engine = NodeEngine(
-                    cri,
-                    containerd,
-                    namespace=args.namespace,
-                    pod_log_dir=Path(args.pod_log_dir),
-                    state=LastUsedStore(Path(args.state_file) if args.state_file else None),
-                )
+                engine = _engine(args, cri, containerd)
                 report = await engine.run_once(
                     policy.spec,
                     dry_run=args.dry_run,

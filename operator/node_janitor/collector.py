@@ -30,7 +30,7 @@ from node_janitor.inventory import (
     on_disk,
     parse_rfc3339,
 )
-from node_janitor.logs import scan_log_tree
+from node_janitor.logs import LogPaths, scan_log_tree
 from node_janitor.refs import is_image_id, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
@@ -324,7 +324,11 @@ async def collect_inventory(
     *,
     cache: SnapshotUsageCache | None = None,
     now: datetime | None = None,
+    log_paths: LogPaths | None = None,
 ) -> Inventory:
+    """One inventory of the node. `log_paths`: the runtime's log path of each container, cached (the log
+    janitor's, shared with the rotator: one ContainerStatus per container in its life); live log files are the
+    paths the runtime names, as the log rules judge them."""
     options = options or CollectOptions()
     cache = cache if cache is not None else SnapshotUsageCache()
     # Two typed batches (asyncio.gather is typed for up to six awaitables), run concurrently.
@@ -402,9 +406,12 @@ async def collect_inventory(
     image_fs_path = options.image_fs_path or next(
         (options.host_path(fs.mountpoint) for fs in fs_info.image_filesystems if fs.mountpoint), None
     )
+    paths: dict[str, str] = {}
+    if options.pod_log_dir is not None:
+        paths = await (log_paths or LogPaths(options.host_root)).update(cri, cri_containers)
     # statvfs and the log tree walk block: they run in a thread, never on the event loop.
     file_systems, logs, host_warnings = await asyncio.to_thread(
-        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes
+        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes, paths
     )
     warnings += host_warnings
     # Snapshot usage is allocated blocks (containerd's du: st_blocks); a blob's length becomes the same unit.
@@ -454,7 +461,11 @@ async def collect_inventory(
 
 
 def _measure_host(
-    image_fs_path: str | None, pod_log_dir: Path | None, containers: list[CriContainer], sandboxes: list[CriSandbox]
+    image_fs_path: str | None,
+    pod_log_dir: Path | None,
+    containers: list[CriContainer],
+    sandboxes: list[CriSandbox],
+    log_paths: Mapping[str, str],
 ) -> tuple[list[FileSystemEntry], list[LogFileEntry], list[str]]:
     """The watched file systems and the pod log tree (blocking: call it in a thread)."""
     file_systems: list[FileSystemEntry] = []
@@ -476,8 +487,9 @@ def _measure_host(
     except OSError as exc:
         warnings.append(f"cannot stat pod log directory {pod_log_dir}: {exc.strerror}")
         return file_systems, logs, warnings
-    logs = scan_pod_logs(pod_log_dir, containers, sandboxes)
-    return file_systems, logs, warnings
+    tree = scan_log_tree(pod_log_dir, containers, sandboxes, log_paths=log_paths)
+    warnings.extend(tree.warnings)
+    return file_systems, list(tree.files), warnings
 
 
 def pod_log_dir_problem(path: Path) -> str | None:
@@ -498,9 +510,3 @@ def pod_log_dir_problem(path: Path) -> str | None:
     except OSError as exc:
         return f"pod log directory {path} cannot be read: {exc.strerror}"
     return None
-
-
-def scan_pod_logs(root: Path, containers: list[CriContainer], sandboxes: list[CriSandbox]) -> list[LogFileEntry]:
-    """The CRI log tree's files (see `logs.scan_log_tree`): live while a container the runtime knows and that has
-    not exited logs there; orphaned when no sandbox of the pod's UID exists any more."""
-    return list(scan_log_tree(root, containers, sandboxes).files)

@@ -16,6 +16,7 @@ the last-use state and a run lock (two runs never interleave). `run_once(rules)`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,15 @@ from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
 from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.inventory import FileSystemEntry, Inventory
-from node_janitor.logs import LogAction, LogActionResult, LogJanitor, LogPass, LogPassReport, LogSettings
+from node_janitor.logs import (
+    LogAction,
+    LogActionResult,
+    LogJanitor,
+    LogPass,
+    LogPassReport,
+    LogSettings,
+    LogTreeLock,
+)
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
@@ -163,6 +172,49 @@ def _both(
     return call
 
 
+CRI_PLUGIN_DIR = "io.containerd.grpc.v1.cri"  # the CRI plugin's own root and state, inside containerd's
+SNAPSHOTTER_DIR_PREFIX = "io.containerd.snapshotter."  # a snapshotter's root, inside containerd's root
+DEFAULT_KUBELET_ROOT = Path("/var/lib/kubelet")
+
+
+async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
+    """containerd's root and state directories as the runtime reports them (host paths), and what could not be
+    learned. The CRI plugin's verbose status carries its config (`containerdRootDir`, `rootDir`, `stateDir`:
+    the plugin's state is `<containerd state>/io.containerd.grpc.v1.cri`); ImageFsInfo's mount point is the
+    snapshotter's root, `<containerd root>/io.containerd.snapshotter.v1.<name>`."""
+    trees: list[str] = []
+    warnings: list[str] = []
+    roots: list[str] = []  # containerd's root, as the config says and as the snapshotter's root implies
+    config: Any = {}
+    try:
+        config = json.loads((await cri.status(verbose=True)).info.get("config", "{}"))
+    except (RuntimeClientError, ValueError) as exc:
+        warnings.append(f"the runtime's config is unreadable ({exc})")
+    if isinstance(config, dict):
+        for key in ("containerdRootDir", "rootDir", "stateDir"):
+            value = config.get(key)
+            if isinstance(value, str) and value.startswith("/"):
+                trees.append(value)
+                if key == "containerdRootDir":
+                    roots.append(value)
+                if key == "stateDir" and os.path.basename(value.rstrip("/")) == CRI_PLUGIN_DIR:
+                    trees.append(os.path.dirname(value.rstrip("/")))
+    try:
+        fs_info = await cri.image_fs_info()
+    except RuntimeClientError as exc:
+        warnings.append(f"the runtime's image file system is unknown ({exc})")
+    else:
+        for fs in (*fs_info.image_filesystems, *fs_info.container_filesystems):
+            if fs.mountpoint.startswith("/"):
+                trees.append(fs.mountpoint)
+                if os.path.basename(fs.mountpoint.rstrip("/")).startswith(SNAPSHOTTER_DIR_PREFIX):
+                    roots.append(os.path.dirname(fs.mountpoint.rstrip("/")))
+                    trees.append(roots[-1])
+    if not roots:
+        warnings.append("containerd's root is unknown: only the default trees are kept out of extraPaths")
+    return list(dict.fromkeys(trees)), warnings
+
+
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
     if a is None or b is None:
         return False
@@ -187,7 +239,9 @@ class NodeEngine:
         clock: Clock = utc_now,
         snapshotter: str = DEFAULT_SNAPSHOTTER,
         log_janitor: LogJanitor | None = None,
+        log_lock: LogTreeLock | None = None,
         usage_cache: SnapshotUsageCache | None = None,
+        kubelet_root: Path = DEFAULT_KUBELET_ROOT,
     ) -> None:
         self.cri = cri
         self.containerd = containerd
@@ -198,8 +252,34 @@ class NodeEngine:
         self.clock = clock
         self.snapshotter = snapshotter
         self.log_janitor = log_janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        # One lock for the pod log tree, the janitor's (so the rotator's, when they share one): the engine's
+        # passes and the rotator never plan or remove at once.
+        self.log_lock = log_lock or self.log_janitor.tree_lock
+        if self.log_lock is None and pod_log_dir is not None:
+            self.log_lock = LogTreeLock(pod_log_dir)
+        if self.log_janitor.tree_lock is None:
+            self.log_janitor.tree_lock = self.log_lock
+        self.kubelet_root = kubelet_root
+        self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         self.lock = asyncio.Lock()  # one run at a time
+
+    def host_path(self, path: str | Path) -> Path:
+        """A host path as this process sees it (under `host_root`)."""
+        return self.host_root / str(path).lstrip("/")
+
+    async def protected_trees(self) -> tuple[tuple[Path, ...], list[str]]:
+        """The trees no extraPaths rule may reach on this node beside the fixed ones (`PROTECTED_TREES`):
+        containerd's root and state as the runtime reports them, and the kubelet's root; as this process sees
+        them. Learned once per engine (a runtime's directories do not move while it runs), and the warnings of
+        a failed try (asked again next time)."""
+        if self._protected is not None:
+            return self._protected, []
+        trees, warnings = await runtime_trees(self.cri)
+        protected = tuple(dict.fromkeys([*(self.host_path(t) for t in trees), self.host_path(self.kubelet_root)]))
+        if not warnings:
+            self._protected = protected
+        return protected, warnings
 
     @property
     def options(self) -> CollectOptions:
@@ -212,7 +292,12 @@ class NodeEngine:
 
     async def take_inventory(self, now: datetime | None = None) -> Inventory:
         return await collect_inventory(
-            self.cri, self.containerd, self.options, cache=self.usage_cache, now=now or self.clock()
+            self.cri,
+            self.containerd,
+            self.options,
+            cache=self.usage_cache,
+            now=now or self.clock(),
+            log_paths=self.log_janitor.log_paths,
         )
 
     async def build_disk_report(
@@ -278,6 +363,10 @@ class NodeEngine:
 
         log_pass: LogPass | None = None
         if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
+            protected: tuple[Path, ...] = ()
+            if rules.logs.extra_paths:
+                protected, protected_warnings = await self.protected_trees()
+                warnings.extend(protected_warnings)
             log_pass = LogPass(
                 self.cri,
                 self.pod_log_dir,
@@ -286,6 +375,8 @@ class NodeEngine:
                 janitor=self.log_janitor,
                 dry_run=dry_run,
                 host_root=self.host_root,
+                lock=self.log_lock,
+                protected=protected,
             )
         # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
         # (and so also hears what the rotator does meanwhile).
@@ -332,6 +423,9 @@ class NodeEngine:
                 except (RuntimeClientError, OSError) as exc:
                     log_pass.report.errors.append(f"logs: {exc}")
                 report.logs = log_pass.report
+                # The pass's warnings (a rule skipped, a pod log tree the runtime reports no sandbox for, ...)
+                # are the run's: in the text, the JSON and the agent's status.
+                warnings.extend(w for w in log_pass.report.warnings if w not in warnings)
                 if not dry_run and log_fs is not None:
                     try:
                         report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)

@@ -185,6 +185,7 @@ async def test_a_paused_policy_answers_run_requests_and_removes_nothing(
     token = "20261201T000002Z-aa55"
     kube.kubectl("patch", "nodecleanup", node_name, "--type=merge", "--field-manager=node-janitor-run",
                  "-p", json.dumps({"spec": {"runRequest": token}}))  # fmt: skip
+
     def answered() -> dict[str, object] | None:
         last = status(kube, node_name).get("lastRun", {})
         return last if last.get("runRequest") == token else None

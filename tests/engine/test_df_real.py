@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -156,6 +157,12 @@ def test_df_logs_row_follows_the_policy(containerd_bed: ContainerdBed, tmp_path,
     two_hours_ago = time.time() - 7200
     for p in (gone / "0.log", gone, gone.parent):
         os.utime(p, (two_hours_ago, two_hours_ago))
+
+    async def one_pod() -> None:  # with no sandbox at all (a runtime restarting), no pod directory is orphaned
+        async with open_runtime(containerd_bed.address, containerd_bed.namespace) as (cri, _):
+            await run_pod(cri, containerd_bed.pod_log_dir, "still-here")
+
+    asyncio.run(one_pod())
     keep = tmp_path / "keep-orphans.yaml"
     keep.write_text(
         "apiVersion: nodejanitor.io/v1alpha1\nkind: CleanupPolicy\nmetadata: {name: k}\n"

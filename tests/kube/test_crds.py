@@ -142,6 +142,11 @@ BAD_POLICIES: list[tuple[dict[str, Any], str, str]] = [
         'spec.logs.extraPaths[0]: Invalid value: "object": set maxAge, maxSize or both',
         "spec.logs.extraPaths[0]: set maxAge, maxSize or both",
     ),
+    (
+        {"logs": {"extraPaths": [{"glob": "/var/lib/containerd/**/*", "maxAge": "1h"}]}},
+        'spec.logs.extraPaths[0]: Invalid value: "object": the glob is inside a tree extraPaths never touch',
+        "spec.logs.extraPaths[0].glob: reaches /var/lib/containerd: extraPaths never touch",
+    ),
     ({"schedule": "every day"}, 'spec.schedule: Invalid value: "every day"', "spec.schedule:"),
     (
         {"nodeSelector": {"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 from node_janitor.runtime import CriContainer, CriContainerStatus, CriSandbox, NotFoundError, RuntimeClientError
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def fake_uid(short: str) -> str:
+    """A real pod UID (kubelet's shape) for a short name in a test: the same name gives the same UID."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"pod:{short}"))
 
 
 class FakeClock:
@@ -46,6 +52,7 @@ class FakeCri:
     calls: list[str] = field(default_factory=list)
 
     def add_pod(self, name: str, uid: str, namespace: str = "default") -> CriSandbox:
+        uid = fake_uid(uid)
         s = CriSandbox(f"sb-{uid}", name, namespace, uid, 0, "READY", T0)
         self.sandboxes[s.id] = s
         (self.root / f"{namespace}_{name}_{uid}").mkdir(parents=True, exist_ok=True)

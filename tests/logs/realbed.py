@@ -8,16 +8,17 @@ import gzip
 import os
 import statistics
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container
+from node_janitor.devbed import ContainerdBed, OciImage
+from node_janitor.devbed.pods import RunningPod, remove_all_pods, run_pod, start_container
 from node_janitor.logs import LogActionResult, LogFileKind, LogRotator, parse_log_name
 from node_janitor.node import open_runtime
-from node_janitor.runtime import CriClient, CriContainer, CriContainerStatus, CriSandbox
+from node_janitor.runtime import ContainerSpec, CriClient, CriContainer, CriContainerStatus, CriSandbox
 
 # A busybox shell loop printing 0, 1, 2... as fast as it can (TESTBED.md: 6-13 MB/s of CRI log, unloaded).
 NUMBERED_LINES = "i=0; while true; do echo $i; i=$((i+1)); done"
@@ -143,11 +144,33 @@ def rotated_sizes(container_dirs: list[Path]) -> list[int]:
     return sizes
 
 
+def import_settled(bed: ContainerdBed, images: list[OciImage]) -> None:
+    """Import `images`, then let containerd's garbage collection run to its end, so that a test's runs see no blob
+    the import left behind: `ctr images import` writes the archive's OCI index as a blob of its own (~400 bytes,
+    `gc.ref.content.m.*` labels to the manifests) that only its lease holds, and deletes that lease without
+    waiting for the collection; until containerd's GC scheduler gets to it (soon, later under load) it is a real
+    orphan, and prune rightly plans it as one. (Deleting a scratch lease with --sync runs one collection and
+    waits for it, as `ContainerdClient.wait_for_gc`.)"""
+    bed.import_images(images)
+    lease = f"settle-{uuid.uuid4()}"
+    bed.ctr("leases", "create", "--id", lease, "--expires", "5m")
+    bed.ctr("leases", "delete", "--sync", lease)
+
+
 def writer_image(bed: ContainerdBed) -> str:
     b = bed.builder
     image = b.build("example.com/logs/writer:v1", [b.busybox_layer()])
-    bed.import_images([image])
+    import_settled(bed, [image])
     return image.name
+
+
+async def start_misplaced_logger(cri: CriClient, pod: RunningPod, image: str, script: str) -> tuple[str, Path]:
+    """Container `app` at attempt 0 logging to `app/3.log`, where kubelet's layout predicts `app/0.log`: only the
+    runtime's log path says which file is live. Its id and that file."""
+    spec = ContainerSpec(name="app", image=image, command=["/bin/sh", "-c"], args=[script], log_path="app/3.log")
+    cid = await cri.create_container(pod.sandbox_id, spec, pod.spec)
+    await cri.start_container(cid)
+    return cid, pod.log_dir / "app" / "3.log"
 
 
 def files_in(container_dir: Path) -> int:

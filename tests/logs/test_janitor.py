@@ -6,13 +6,14 @@ import asyncio
 import gzip
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from logs.fakes import T0, FakeClock, FakeCri
-from node_janitor.api.policy import ExtraLogPath, LogsPolicy
+from logs.fakes import T0, FakeClock, FakeCri, fake_uid
+from node_janitor.api.policy import LogsPolicy
 from node_janitor.executor import Outcome
 from node_janitor.logs import (
     LogAction,
@@ -22,10 +23,12 @@ from node_janitor.logs import (
     LogReason,
     LogRotator,
     LogSettings,
+    LogTreeLock,
     parse_log_name,
-    scan_extra_paths,
+    remove_pod_log_dir,
     scan_log_tree,
 )
+from node_janitor.logs.compression import _gzip_file
 
 KiB = 1 << 10
 
@@ -157,6 +160,9 @@ async def test_a_pod_directory_is_not_removed_if_its_pod_is_back(cri: FakeCri) -
     assert result.outcome is Outcome.SKIPPED and log.exists()
     cri.remove_pod(pod.id)
     [result] = await LogJanitor(cri).apply([action])
+    assert result.outcome is Outcome.SKIPPED and result.message == "the runtime reports no pod sandbox at all"
+    cri.add_pod("other", "u2")
+    [result] = await LogJanitor(cri).apply([action])
     assert result.outcome is Outcome.DONE and not log.parent.parent.exists()
 
 
@@ -166,7 +172,7 @@ async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
     prev = live.parent / "0.log"
     prev.write_bytes(b"old")
     done = cri.add_container("c2", pod, "job", state="EXITED")
-    orphan = cri.root / "default_gone_u9" / "app" / "0.log"
+    orphan = cri.root / f"default_gone_{fake_uid('u9')}" / "app" / "0.log"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"x" * 10)
     (cri.root / "not-a-pod-dir").mkdir()
@@ -178,21 +184,7 @@ async def test_scan_marks_live_exited_and_orphaned_files(cri: FakeCri) -> None:
     assert not by_path[str(prev)].live and by_path[str(prev)].container_id == ""
     assert not by_path[str(done)].live and by_path[str(done)].container_state == "EXITED"
     assert by_path[str(orphan)].orphaned and by_path[str(orphan)].length == 10
-    assert {(p.uid, p.known) for p in tree.pods} == {("u1", True), ("u9", False)}
-
-
-def test_extra_paths_never_reach_the_pod_log_tree_or_outside_the_root(tmp_path: Path) -> None:
-    host = tmp_path / "host"
-    (host / "var/log/app").mkdir(parents=True)
-    (host / "var/log/pods/ns_p_u/c").mkdir(parents=True)
-    (host / "var/log/app/a.log").write_bytes(b"a")
-    (host / "var/log/pods/ns_p_u/c/0.log").write_bytes(b"p")
-    outside = tmp_path / "outside.log"
-    outside.write_bytes(b"o")
-    (host / "var/log/app/escape.log").symlink_to(outside)
-    rules = [ExtraLogPath.model_validate({"glob": "/var/log/**/*.log", "maxAge": "1s"})]
-    files = scan_extra_paths(rules, host, [host / "var/log/pods"])
-    assert [os.path.relpath(f.path, host) for f in files] == ["var/log/app/a.log"]
+    assert {(p.uid, p.known) for p in tree.pods} == {(fake_uid("u1"), True), (fake_uid("u9"), False)}
 
 
 async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri) -> None:
@@ -204,7 +196,7 @@ async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri
     old = a.parent / "0.log.20260301-100000.000000"
     old.write_bytes(os.urandom(200 * KiB))
     _age(old, 7200)
-    gone = cri.root / "default_old_u0" / "app" / "0.log"
+    gone = cri.root / f"default_old_{fake_uid('u0')}" / "app" / "0.log"
     gone.parent.mkdir(parents=True)
     gone.write_bytes(os.urandom(50 * KiB))
     _age(gone, 7200)
@@ -328,3 +320,93 @@ async def test_live_files_over_the_budget_are_rotated_largest_first_then_removed
     assert _names(a.parent) == ["0.log"] and a.stat().st_size == 0  # `a` writes on into a new file
     assert _names(b.parent) == ["0.log"] and b.stat().st_size == 200 * KiB
     assert await logs.total_bytes() <= 250 * KiB
+
+
+def test_compression_writes_a_temporary_file_of_its_own(tmp_path: Path) -> None:
+    """The temporary file was `<rotated>.tmp`, opened with O_TRUNC: a link planted there (or another compression
+    of the same file) was written through."""
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = b"2026-03-01T10:00:00Z stdout F line\n" * 5000
+    rotated.write_bytes(data)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep me")
+    (tmp_path / (rotated.name + ".tmp")).symlink_to(outside)
+    outcome, _, freed = _gzip_file(str(rotated), 6)
+    assert outcome is Outcome.DONE and freed > 0
+    assert outside.read_bytes() == b"keep me"
+    gz = tmp_path / (rotated.name + ".gz")
+    assert not gz.is_symlink() and gzip.decompress(gz.read_bytes()) == data
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [rotated.name + ".tmp"]
+
+
+def test_two_compressions_of_one_file_at_once_leave_one_good_copy(tmp_path: Path) -> None:
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = os.urandom(4 << 20)  # incompressible: long enough for both to be writing at once
+    for _ in range(3):
+        rotated.write_bytes(data)
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(str(f.result()[0]) for f in [pool.submit(_gzip_file, str(rotated), 1) for _ in "ab"])
+        assert "done" in outcomes and set(outcomes) <= {"done", "skipped"}
+        gz = tmp_path / (rotated.name + ".gz")
+        assert gzip.decompress(gz.read_bytes()) == data
+        assert sorted(p.name for p in tmp_path.iterdir()) == [gz.name]
+        gz.unlink()
+
+
+def test_an_orphaned_pod_directory_goes_file_by_file_and_follows_no_link(tmp_path: Path) -> None:
+    root = tmp_path / "pods"
+    pod = root / f"default_web_{fake_uid('u1')}"
+    (pod / "app").mkdir(parents=True)
+    (pod / "app" / "0.log").write_bytes(b"x" * 5000)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "0.log").write_bytes(b"precious")
+    (pod / "sidecar").symlink_to(elsewhere, target_is_directory=True)
+    outcome, message, freed = remove_pod_log_dir(str(pod))
+    assert outcome is Outcome.SKIPPED and message == "left what is not a log: sidecar" and freed > 0
+    assert (elsewhere / "0.log").read_bytes() == b"precious" and not (pod / "app").exists()
+    (pod / "sidecar").unlink()
+    assert remove_pod_log_dir(str(pod))[0] is Outcome.DONE and not pod.exists()
+
+
+async def test_a_file_a_pass_removes_never_escapes_as_its_compressed_copy(cri: FakeCri) -> None:
+    """A budget step planned to remove a rotated file while a compression was turning it into `.gz`: the lines
+    escaped the plan under the new name, and the budget removed newer files in their place (a hole in a
+    writer's lines, seen on the real bed). The copy is put in place under the tree lock, after the step."""
+    pod = cri.add_pod("web", "u1")
+    log = cri.add_container("c1", pod, "app")
+    rotated = log.parent / "0.log.20260301-100000.000000"
+    rotated.write_bytes(os.urandom(2 << 20))
+    lock = LogTreeLock(cri.root)
+    janitor = LogJanitor(cri, tree_lock=lock)
+    compress = LogAction(LogActionKind.COMPRESS, str(rotated), LogReason.COMPRESS, 0)
+    remove = LogAction(LogActionKind.REMOVE, str(rotated), LogReason.NODE_BUDGET, 2 << 20)
+    async with lock.hold():  # a pass's step: its snapshot saw the plain file
+        compressing = asyncio.create_task(janitor.apply_one(compress))
+        for _ in range(3000):  # until the copy is being written (30 s at most)
+            if any(p.name.endswith(".tmp") for p in log.parent.iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        removed = await janitor.apply_one(remove)
+    compressed = await asyncio.wait_for(compressing, 30)
+    assert removed.outcome is Outcome.DONE and removed.freed > 0
+    assert (compressed.outcome, compressed.message) == (Outcome.DONE, "already gone")
+    assert _names(log.parent) == ["0.log"]  # neither the file nor a copy of it
+
+
+async def test_a_container_that_stops_during_its_rotation_is_no_failure(tmp_path: Path) -> None:
+    """Seen on the real bed when writers are stopped while the rotator runs: the runtime refuses to reopen the
+    log of a container that just stopped. The file is renamed back and the rotation skipped, not failed."""
+
+    class StopsMeanwhile(FakeCri):
+        async def reopen_container_log(self, container_id: str) -> None:
+            self.containers[container_id].state = "EXITED"  # the kubelet stopped it after our status check
+            await super().reopen_container_log(container_id)
+
+    cri = StopsMeanwhile(tmp_path / "pods")
+    log = cri.add_container("c1", cri.add_pod("web", "u1"), "app")
+    log.write_bytes(b"x" * 100)
+    [result] = await LogJanitor(cri).apply([_rotate(log, "c1")])
+    assert result.outcome is Outcome.SKIPPED
+    assert result.message == "the container stopped during the rotation; renamed back"
+    assert _names(log.parent) == ["0.log"] and log.read_bytes() == b"x" * 100

@@ -73,7 +73,17 @@ def _kinds(actions):
             3,
             NOW.replace(hour=11, minute=59, second=59, microsecond=42),
         ),
-        ("3.log.20260301-115959.tmp", LogFileKind.TMP, -1, None),
+        ("3.log.20260301-115959.tmp", LogFileKind.TMP, 3, datetime(2026, 3, 1, 11, 59, 59, tzinfo=UTC)),
+        (
+            "3.log.20260301-115959.000042.5f3a9c0e12ab34cd.tmp",
+            LogFileKind.TMP,
+            3,
+            NOW.replace(hour=11, minute=59, second=59, microsecond=42),
+        ),
+        ("notes.tmp", LogFileKind.OTHER, -1, None),  # no compression of ours writes that
+        ("4294967295.log", LogFileKind.LOG, 2**32 - 1, None),
+        ("99999999999999999999999999.log", LogFileKind.OTHER, -1, None),  # beyond CRI's uint32 attempt
+        ("4294967296.log", LogFileKind.OTHER, -1, None),
         ("3.log.20261399-000000", LogFileKind.OTHER, -1, None),  # no such date
         ("app.log", LogFileKind.OTHER, -1, None),
         ("0.log.old", LogFileKind.OTHER, -1, None),
@@ -235,7 +245,8 @@ def test_budget_reclaims_oldest_rotated_files_across_containers_first():
     b_old = _rot(0, 40, container="b")
     a_new = _rot(0, 5, container="a")
     prev = _f("0.log", MiB, age=45 * 60, container="c", container_id="cx", container_state="EXITED")
-    tmp = _f("0.log.x.tmp", MiB, age=1, container="a")  # a compression in progress: not a candidate
+    # A compression in progress: not a candidate.
+    tmp = _f("0.log.20260301-115950.000000.0a1b2c3d.tmp", MiB, age=1, container="a")
     tree = LogTree("/logs", (a_live, b_live, a_old, b_old, a_new, prev, tmp))
     total = tree.total_bytes
     assert budget_excess(tree, [], total - 2 * MiB) == 2 * MiB
@@ -251,6 +262,20 @@ def test_budget_reclaims_oldest_rotated_files_across_containers_first():
         (LogActionKind.ROTATE, "cb", True, 2 * MiB),
     ]
     assert plan_live_reclaim(tree, 0, LogReason.NODE_BUDGET) == []
+
+
+def test_budget_takes_a_running_containers_tail_last():
+    """A writer just rotated (its new live file nearly empty) keeps its newest rotated file while anything else
+    is left: it is never left with none of its lines because another writer's files are newer."""
+    a_live = _live("0.log", 0, container="a", cid="ca")
+    b_live = _live("0.log", 0, container="b", cid="cb")
+    a_old, a_tail = _rot(0, 30, container="a"), _rot(0, 20, container="a")
+    b_old, b_mid, b_tail = _rot(0, 10, container="b"), _rot(0, 5, container="b"), _rot(0, 1, container="b")
+    tree = LogTree("/logs", (a_live, b_live, a_old, a_tail, b_old, b_mid, b_tail))
+    actions = plan_log_reclaim(tree, 3 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in actions] == [a_old.path, b_old.path, b_mid.path]  # not a_tail, though older
+    everything = plan_log_reclaim(tree, 5 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in everything][3:] == [a_tail.path, b_tail.path]  # the tails, oldest first, at last
 
 
 def test_budget_counts_what_the_rules_already_remove():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -65,9 +67,26 @@ def test_next_after_keeps_the_time_zone() -> None:
     assert CronSchedule.parse("0 3 * * *").next_after(moment) == datetime(2024, 6, 1, 3, 0, tzinfo=UTC)
 
 
-def test_a_schedule_that_never_fires() -> None:
-    with pytest.raises(ValueError, match="never fires"):
-        CronSchedule.parse("0 0 30 2 *").next_after(datetime(2024, 1, 1))
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_schedule_that_never_fires_is_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"the schedule '{expression}' never fires: no month it names")):
+        CronSchedule.parse(expression)
+
+
+def test_daylight_saving_time() -> None:
+    """02:30 does not exist on 2024-03-31 in Berlin: the schedule fires at the first minute after the gap."""
+    berlin = ZoneInfo("Europe/Berlin")
+    schedule = CronSchedule.parse("30 2 * * *")
+    after_gap = datetime(2024, 3, 31, 3, 0, tzinfo=berlin)
+    assert schedule.next_after(datetime(2024, 3, 30, 12, 0, tzinfo=berlin)) == after_gap
+    assert schedule.next_after(after_gap) == datetime(2024, 4, 1, 2, 30, tzinfo=berlin)
+
+
+def test_the_cronjob_dialect_only() -> None:
+    """cronsim's extensions are not CronJob syntax: refused, as the apiserver's CronJob would."""
+    for expression in ("0 0 L * *", "0 0 * * 5L", "0 0 * * 1#2", "0 0 15W * *"):
+        with pytest.raises(ValueError, match="invalid"):
+            CronSchedule.parse(expression)
 
 
 def test_matches() -> None:

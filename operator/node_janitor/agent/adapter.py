@@ -2,28 +2,64 @@
 (`engine.NodeEngine.run_once`), and the status's `df` numbers are `node-janitor df`'s (`build_disk_report`).
 
 One NodeEngine per containerd connection: it keeps the snapshot-usage cache and the run lock across runs and
-reports. The protected images are passed as a callable: the engine re-reads them right before each image
-removal, so a spec that changes in the middle of a run is honoured.
+reports, and the log janitor and the pod log tree's lock that the fast rotator shares (`build_rotator`): one
+log-path cache, one metrics callback, one lock for the tree. The protected images are passed as a callable: the
+engine re-reads them right before each image removal, so a spec that changes in the middle of a run is honoured.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from node_janitor.api.policy import PolicyRules
+from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.engine import NodeEngine, PruneReport
 from node_janitor.executor import ActionResult
-from node_janitor.logs import LogActionResult
+from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock
 from node_janitor.runtime import ContainerdClient, CriClient
 from node_janitor.state import LastUsedStore
 from node_janitor.usage import DiskReport
 
+log = logging.getLogger("node_janitor.agent")
+
 
 def build_engine(
-    cri: CriClient, containerd: ContainerdClient, *, namespace: str, pod_log_dir: Path | None, state: LastUsedStore
+    cri: CriClient,
+    containerd: ContainerdClient,
+    *,
+    namespace: str,
+    pod_log_dir: Path | None,
+    state: LastUsedStore,
+    kubelet_root: Path,
+    on_log_result: Callable[[LogActionResult], None],
 ) -> NodeEngine:
-    return NodeEngine(cri, containerd, namespace=namespace, pod_log_dir=pod_log_dir, state=state)
+    """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's."""
+    lock = LogTreeLock(pod_log_dir) if pod_log_dir is not None else None
+    janitor = LogJanitor(cri, on_result=on_log_result, tree_lock=lock)
+    return NodeEngine(
+        cri,
+        containerd,
+        namespace=namespace,
+        pod_log_dir=pod_log_dir,
+        state=state,
+        log_janitor=janitor,
+        log_lock=lock,
+        kubelet_root=kubelet_root,
+    )
+
+
+async def build_rotator(engine: NodeEngine, pod_log_dir: Path, policy: LogsPolicy) -> LogRotator:
+    """The fast rotation loop on the engine's janitor and tree lock; its sweeps' extraPaths keep out of the
+    node's containerd and kubelet trees as the engine's runs do."""
+    protected: tuple[Path, ...] = ()
+    if policy.extra_paths:
+        protected, warnings = await engine.protected_trees()
+        for warning in warnings:
+            log.warning("log rotator: %s", warning)
+    return LogRotator(
+        engine.cri, pod_log_dir, policy, janitor=engine.log_janitor, lock=engine.log_lock, protected=protected
+    )
 
 
 async def run_cleanup(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.agent.adapter import build_engine, measure_disk, run_cleanup
+from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk, run_cleanup
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.report import (
@@ -65,6 +65,7 @@ class AgentConfig:
     containerd_socket: str = DEFAULT_CONTAINERD_ADDRESS
     namespace: str = "k8s.io"
     pod_log_dir: Path = Path("/var/log/pods")
+    kubelet_root: Path = Path("/var/lib/kubelet")
     state_dir: Path = Path("/var/lib/node-janitor")
     metrics_port: int = 9743
     metrics_host: str = "0.0.0.0"
@@ -383,13 +384,20 @@ class NodeAgent:
 
     async def _sync_rotator(self, *, hold: bool = False) -> None:
         """Keep exactly one LogRotator running with the policy held (restarted when it or the containerd
-        connection changes; stopped while a run does the log pass, and under a dry-run or paused policy)."""
+        connection changes; stopped while a run does the log pass, and under a dry-run or paused policy).
+
+        It shares the engine's log janitor and tree lock (`adapter.build_rotator`). It is still stopped during a
+        run, although the lock alone would keep the two from colliding: a run may apply other rules than the
+        rotator's (a pressure run's), its interrupt callback (SIGTERM) is installed on the shared janitor for
+        the run and must not stop a rotation, and a stopped rotator has finished its background compressions,
+        so the run's snapshot sees every file where it stays."""
         rules = self.held.rules
         enabled = (
             not hold
             and not self.queue.running
             and self.link.error is None
             and self.link.cri is not None
+            and self.link.containerd is not None
             and rules.logs.enabled
             and not rules.paused
             and not rules.dry_run
@@ -405,8 +413,8 @@ class NodeAgent:
                 stop.set()
                 with contextlib.suppress(Exception):
                     await task
-            if key is not None and self.link.cri is not None:
-                rotator = LogRotator(self.link.cri, self.config.pod_log_dir, rules.logs, on_result=self._count_log)
+            if key is not None and self.link.cri is not None and self.link.containerd is not None:
+                rotator = await build_rotator(self._engine(), self.config.pod_log_dir, rules.logs)
                 stop = asyncio.Event()
                 self._rotator = (key, rotator, stop, asyncio.create_task(rotator.run(stop)))
 
@@ -426,7 +434,7 @@ class NodeAgent:
             raise RunInterrupted
 
     def _on_log_result(self, result: LogActionResult) -> None:
-        self._count_log(result)
+        # Counted by the shared janitor's own callback (`_count_log`, the rotator's too); this one only stops.
         if self._stopping.is_set():
             raise RunInterrupted
 
@@ -510,6 +518,8 @@ class NodeAgent:
         )
         for error in outcome.all_errors:
             log.warning("run error trigger=%s: %s", outcome.trigger, error)
+        for warning in outcome.report.warnings if outcome.report else ():
+            log.warning("run warning trigger=%s: %s", outcome.trigger, warning)
         self._last_outcome = outcome
         self._last_run = build_last_run(outcome)
         event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
@@ -535,8 +545,15 @@ class NodeAgent:
         if cri is None or containerd is None:
             raise RuntimeClientError(self.link.error or "containerd unreachable")
         if self._engine_of is None or self._engine_of[0] != self.link.generation:
-            engine = build_engine(cri, containerd, namespace=self.config.namespace,
-                                  pod_log_dir=self.config.pod_log_dir, state=self.last_used)  # fmt: skip
+            engine = build_engine(
+                cri,
+                containerd,
+                namespace=self.config.namespace,
+                pod_log_dir=self.config.pod_log_dir,
+                state=self.last_used,
+                kubelet_root=self.config.kubelet_root,
+                on_log_result=self._count_log,
+            )
             self._engine_of = (self.link.generation, engine)
         return self._engine_of[1]
 

@@ -5,13 +5,21 @@
 week 0 or 7 is Sunday. The macros `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and
 `@hourly` are accepted too. As in cron and robfig/cron, when both day fields are restricted a day matches
 if either matches.
+
+Evaluation is cronsim's (healthchecks.io's evaluator: DST gaps and folds handled, a schedule that can never fire
+refused). Parsing stays ours, in front of it, because it is measurably better for a policy field: it accepts
+exactly the CronJob dialect (robfig/cron's standard parser: the macros, which cronsim refuses, and none of
+cronsim's extensions `L`, `W`, `#`, which a CronJob refuses), and its errors name the field and the range
+("minute value 60 is out of range 0-59", where cronsim says "Bad minute").
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+
+from cronsim import CronSim, CronSimError
 
 __all__ = ["CRON_PATTERN", "CronSchedule"]
 
@@ -54,6 +62,7 @@ class CronSchedule:
     days_of_week: frozenset[int]  # 0 = Sunday
     day_of_month_restricted: bool
     day_of_week_restricted: bool
+    expression: str = "* * * * *"  # the five fields (a macro expanded), as cronsim evaluates them
 
     @classmethod
     def parse(cls, expression: str) -> CronSchedule:
@@ -70,6 +79,11 @@ class CronSchedule:
             )
         values = [_parse_field(field, *spec) for field, spec in zip(fields, _FIELDS, strict=True)]
         days_of_week = frozenset(0 if d == 7 else d for d in values[4])
+        try:
+            CronSim(" ".join(fields), datetime(2000, 1, 1))
+        except CronSimError as exc:  # every field is in range: the days can never be (e.g. February 30)
+            why = "no month it names has such a day" if "day-of-month" in str(exc) else str(exc)
+            raise ValueError(f"the schedule {expression.strip()!r} never fires: {why}") from None
         return cls(
             minutes=values[0],
             hours=values[1],
@@ -78,6 +92,7 @@ class CronSchedule:
             days_of_week=days_of_week,
             day_of_month_restricted=not fields[2].startswith("*"),
             day_of_week_restricted=not fields[4].startswith("*"),
+            expression=" ".join(fields),
         )
 
     def matches(self, moment: datetime) -> bool:
@@ -92,22 +107,11 @@ class CronSchedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first minute strictly after `moment` (seconds dropped) at which the schedule fires.
 
-        Naive and aware datetimes both work; the result keeps `moment`'s tzinfo (wall-clock arithmetic).
+        Naive and aware datetimes both work and the result keeps `moment`'s tzinfo; in a zone with daylight
+        saving time, a time that does not exist fires at the first minute after the gap, and one that happens
+        twice fires once (cronsim's rules).
         """
-        candidate = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        limit = candidate + timedelta(days=366 * 5)  # covers Feb 29 on any weekday
-        while candidate < limit:
-            if candidate.month not in self.months:
-                candidate = _first_of_next_month(candidate)
-            elif not self._day_matches(candidate):
-                candidate = candidate.replace(hour=0, minute=0) + timedelta(days=1)
-            elif candidate.hour not in self.hours:
-                candidate = candidate.replace(minute=0) + timedelta(hours=1)
-            elif candidate.minute not in self.minutes:
-                candidate += timedelta(minutes=1)
-            else:
-                return candidate
-        raise ValueError("the schedule never fires (e.g. February 30)")
+        return next(CronSim(self.expression, moment))
 
     def _day_matches(self, moment: datetime) -> bool:
         in_month = moment.day in self.days_of_month
@@ -115,11 +119,6 @@ class CronSchedule:
         if self.day_of_month_restricted and self.day_of_week_restricted:
             return in_month or in_week
         return in_month and in_week
-
-
-def _first_of_next_month(moment: datetime) -> datetime:
-    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    return moment.replace(year=year, month=month, day=1, hour=0, minute=0)
 
 
 def _parse_field(field: str, name: str, low: int, high: int, names: dict[str, int]) -> frozenset[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from node_janitor.api.cron import CronSchedule
@@ -20,6 +20,7 @@ from node_janitor.api.fields import (
     Size,
 )
 from node_janitor.api.meta import API_VERSION, Conditions, LabelSelector, Resource, Timestamp
+from node_janitor.api.node_paths import MAX_EXTRA_PATHS, MAX_GLOB_LENGTH, PROTECTED_TREES, glob_problem
 
 __all__ = [
     "CleanupPolicy",
@@ -143,13 +144,30 @@ class ExtraLogPath(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             CEL_VALIDATIONS: [
-                {"rule": "has(self.maxAge) || has(self.maxSize)", "message": "set maxAge, maxSize or both"}
+                {"rule": "has(self.maxAge) || has(self.maxSize)", "message": "set maxAge, maxSize or both"},
+                {
+                    # What CEL can check; wildcards that reach a protected tree are refused when the policy is read.
+                    "rule": f"!{list(PROTECTED_TREES)!r}.exists(t, self.glob == t || self.glob.startsWith(t + '/'))",
+                    "message": "the glob is inside a tree extraPaths never touch (the runtime's, the kubelet's, "
+                    "the system's)",
+                },
             ]
         }
     )
 
-    glob: Annotated[str, Field(min_length=2, pattern=r"^/")]
-    """Absolute glob of the files the rule governs, e.g. /var/log/journal/**/*.journal."""
+    glob: Annotated[str, Field(min_length=2, max_length=MAX_GLOB_LENGTH, pattern=r"^/")]
+    """Absolute glob of the files the rule governs, e.g. /var/log/journal/**/*.journal. Directory symlinks are
+    never followed; a glob that can reach containerd's or the kubelet's state, the pod logs or a system tree
+    (/etc, /usr, /boot, /proc, /sys, /dev, ...) is refused."""
+
+    @field_validator("glob")
+    @classmethod
+    def _contained(cls, glob: str) -> str:
+        problem = glob_problem(glob)
+        if problem is not None:
+            raise ValueError(problem)
+        return glob
+
     max_age: Duration | None = None
     """Remove matching files last modified longer ago than this (Go duration)."""
     max_size: Size | None = None
@@ -181,8 +199,8 @@ class LogsPolicy(ApiModel):
     """Remove log directories of pods the runtime no longer knows."""
     orphan_grace_period: Duration = timedelta(hours=1)
     """How long an orphaned pod log directory is kept (Go duration)."""
-    extra_paths: list[ExtraLogPath] = []
-    """Rules for other log files on the node."""
+    extra_paths: Annotated[list[ExtraLogPath], Field(max_length=MAX_EXTRA_PATHS)] = []
+    """Rules for other log files on the node (at most 32)."""
 
 
 class PolicyRules(ApiModel):

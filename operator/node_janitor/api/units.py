@@ -7,13 +7,22 @@
 
 The regular expressions are exported because the CRD carries them as `pattern`s: the apiserver and these
 parsers accept the same strings.
+
+Quantities are computed by the Kubernetes client's `parse_quantity`, behind our pattern (which refuses what a
+size must not be: negatives, milli, `NaN`, `1_000`, surrounding blanks, all of which it takes) and our errors.
+Durations stay ours: durationpy, which the Kubernetes client brings, is measurably worse for Go's durations. It
+takes "7d", "1y" and "3000000h", all refused by Go (and the first two by the CRD's pattern), and computes in
+floats: "1500ns" becomes 2us (Go truncates: 1us) and Go's largest duration rounds past Go's range; ours is exact
+(Decimal) and refuses what `time.ParseDuration` refuses.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
+
+from kubernetes.utils import parse_quantity as kubernetes_quantity
 
 __all__ = [
     "DURATION_PATTERN",
@@ -124,21 +133,10 @@ def parse_quantity(text: str | int) -> int:
         raise ValueError(
             f"invalid size {text!r}{hint}: use a Kubernetes quantity such as '1024', '50Mi', '1.5Gi' or '10M'"
         )
-    number, suffix = match.group(1), match.group(2) or ""
-    try:
-        value = Decimal(number)
-    except InvalidOperation as exc:  # pragma: no cover - the regex only lets numbers through
-        raise ValueError(f"invalid size {text!r}") from exc
-    if suffix in _BINARY_SUFFIXES:
-        value *= _BINARY_SUFFIXES[suffix]
-    elif suffix in _DECIMAL_SUFFIXES:
-        value *= _DECIMAL_SUFFIXES[suffix]
-    else:  # exponent form
-        exponent = int(suffix[1:])
-        if exponent > _MAX_EXPONENT:
-            raise ValueError(f"invalid size {text!r}: too large")
-        value = value.scaleb(exponent)
-    return int(value.to_integral_value(rounding=ROUND_CEILING))
+    suffix = match.group(2) or ""
+    if suffix[:1] in ("e", "E") and suffix[1:].lstrip("+-").isdigit() and int(suffix[1:]) > _MAX_EXPONENT:
+        raise ValueError(f"invalid size {text!r}: too large")
+    return int(kubernetes_quantity(text).to_integral_value(rounding=ROUND_CEILING))
 
 
 def format_quantity(n: int) -> str:

@@ -17,10 +17,12 @@ container_log_manager.go; unlike kubelet's single worker checking every 10 s, th
 | `actions` | `LogAction`, `LogReason`, `LogActionResult`, `LogSettings` |
 | `tree` | the `LogTree` snapshot and the walk that takes it (shared by prune, df and the rotator) |
 | `container` | one container directory's rules: rotation at maxSize, maxFiles, compression, leftovers |
+| `orphans` | pod directories of pods the runtime no longer has |
 | `budget` | the node budget and log-fs pressure |
 | `extra_paths` | extraPaths rules for node logs outside the pod log tree |
 | `rotation`, `compression`, `removal` | the file operations |
 | `janitor` | `LogJanitor`, which applies actions |
+| `lock` | `LogTreeLock`, one lock for the tree (passes and the rotator, across processes) |
 | `sweep` | `LogPass`, one pass of every rule (prune, and the rotator's sweep) |
 | `rotator` | `LogRotator`, the fast loop |
 """
@@ -39,25 +41,38 @@ from node_janitor.logs.actions import (
 )
 from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import ExtraLogFile, plan_extra_paths, scan_extra_paths
+from node_janitor.logs.extra_paths import (
+    ExtraLogFile,
+    ExtraPathsScan,
+    plan_extra_paths,
+    scan_extra_paths,
+    walk_extra_paths,
+)
 from node_janitor.logs.janitor import LogJanitor, log
+from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.names import (
     COMPRESS_SUFFIX,
+    MAX_ATTEMPT,
     ROTATED_TIME_FORMAT,
     TMP_SUFFIX,
     LogFileKind,
     LogName,
+    is_container_dir_name,
     parse_log_name,
+    parse_pod_dir_name,
     rotated_name,
 )
+from node_janitor.logs.orphans import plan_orphaned_pods, remove_pod_log_dir
 from node_janitor.logs.rotator import LogRotator, T
 from node_janitor.logs.sweep import LogPass, LogPassReport, plan_log_rules
 from node_janitor.logs.tree import (
     KnownLogs,
+    LogPaths,
     LogRuntime,
     LogTree,
     PodLogDir,
     collect_log_tree,
+    known_logs,
     known_logs_by_layout,
     pod_dir_of,
     scan_container_dir,
@@ -67,11 +82,13 @@ from node_janitor.logs.tree import (
 __all__ = [
     "COMPRESS_SUFFIX",
     "LEFTOVER_GRACE",
+    "MAX_ATTEMPT",
     "ROTATED_TIME_FORMAT",
     "SETTLE",
     "TMP_SUFFIX",
     "Clock",
     "ExtraLogFile",
+    "ExtraPathsScan",
     "KnownLogs",
     "LogAction",
     "LogActionKind",
@@ -81,28 +98,36 @@ __all__ = [
     "LogName",
     "LogPass",
     "LogPassReport",
+    "LogPaths",
     "LogReason",
     "LogRotator",
     "LogRuntime",
     "LogSettings",
     "LogTree",
+    "LogTreeLock",
     "PodLogDir",
     "T",
     "budget_excess",
     "collect_log_tree",
     "freed_by",
+    "is_container_dir_name",
+    "known_logs",
     "known_logs_by_layout",
     "log",
     "parse_log_name",
+    "parse_pod_dir_name",
     "plan_container_logs",
     "plan_extra_paths",
     "plan_live_reclaim",
     "plan_log_reclaim",
     "plan_log_rules",
+    "plan_orphaned_pods",
     "pod_dir_of",
+    "remove_pod_log_dir",
     "rotated_name",
     "scan_container_dir",
     "scan_extra_paths",
     "scan_log_tree",
     "utc_now",
+    "walk_extra_paths",
 ]

@@ -18,6 +18,20 @@ def _remaining_files(tree: LogTree, planned: Sequence[LogAction]) -> list[LogFil
     return [f for f in tree.files if f.path not in removed and pod_dir_of(f.path) not in dirs]
 
 
+def _running_tails(files: Sequence[LogFileEntry]) -> set[str]:
+    """The newest rotated (or compressed) file of each container directory a running container logs to."""
+    running = {os.path.dirname(f.path) for f in files if f.container_id and f.container_state == "RUNNING"}
+    newest: dict[str, tuple[int, datetime, str]] = {}
+    for f in files:
+        directory = os.path.dirname(f.path)
+        name = parse_log_name(os.path.basename(f.path))
+        if directory in running and name.kind in (LogFileKind.ROTATED, LogFileKind.COMPRESSED):
+            rank = (name.attempt, name.rotated_at or _EPOCH, f.path)
+            if directory not in newest or rank > newest[directory]:
+                newest[directory] = rank
+    return {path for _, _, path in newest.values()}
+
+
 def budget_excess(tree: LogTree, planned: Sequence[LogAction], budget: int | None) -> int:
     """Bytes above the node budget once `planned` is done (compressions counted as freeing nothing)."""
     if budget is None:
@@ -36,21 +50,26 @@ def plan_log_reclaim(
 ) -> list[LogAction]:
     """Free `need` bytes from files no container writes: oldest first across all containers and pods (rotated,
     compressed, old attempts', orphaned pods', leftovers; a `.tmp` is skipped while a compression may still be
-    writing it)."""
+    writing it, and so is a fresh log of a container the snapshot did not list).
+
+    A running container's newest rotated file (its tail: what `kubectl logs` shows right after a rotation, while
+    the new live file is still nearly empty) goes only after every other candidate, so that no running
+    container is left with none of its lines while others' older files remain."""
     settings = settings or LogSettings()
     if need <= 0:
         return []
-    candidates = [
-        f
-        for f in _remaining_files(tree, planned)
-        if not f.live
-        and f.size > 0
-        and not (
-            parse_log_name(os.path.basename(f.path)).kind is LogFileKind.TMP
-            and not _older_than(f.modified_at, now, settings.leftover_grace)
-        )
-    ]
-    candidates.sort(key=lambda f: (f.modified_at or _EPOCH, f.path))
+
+    def busy(f: LogFileEntry) -> bool:
+        kind = parse_log_name(os.path.basename(f.path)).kind
+        if kind is LogFileKind.TMP:
+            return not _older_than(f.modified_at, now, settings.leftover_grace)
+        # A live log of no container listed yet (one created after the snapshot's ListContainers) is new.
+        return kind is LogFileKind.LOG and not f.container_id and not _older_than(f.modified_at, now, settings.settle)
+
+    remaining = _remaining_files(tree, planned)
+    candidates = [f for f in remaining if not f.live and f.size > 0 and not busy(f)]
+    tails = _running_tails(remaining)
+    candidates.sort(key=lambda f: (f.path in tails, f.modified_at or _EPOCH, f.path))
     actions: list[LogAction] = []
     freed = 0
     for f in candidates:

@@ -14,11 +14,13 @@ from typing import Any
 
 from node_janitor.executor import Outcome
 from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
-from node_janitor.logs.compression import _gzip_file
+from node_janitor.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
+from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.names import rotated_name
-from node_janitor.logs.removal import _remove_file, _remove_tree
+from node_janitor.logs.orphans import remove_pod_log_dir
+from node_janitor.logs.removal import _remove_file, remove_file_beneath
 from node_janitor.logs.rotation import _rename_noreplace
-from node_janitor.logs.tree import LogRuntime
+from node_janitor.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
 log = logging.getLogger("node_janitor.logs")
@@ -42,8 +44,10 @@ class LogJanitor:
         compress_level: int = 6,
         compress_workers: int = 2,
         on_result: Callable[[LogActionResult], None] | None = None,
+        tree_lock: LogTreeLock | None = None,
     ) -> None:
         self.cri = cri
+        self.tree_lock = tree_lock  # the pod log tree's (`LogTreeLock`): compressions are put in place under it
         self.clock = clock
         self.host_root = host_root
         self.compress_level = compress_level
@@ -53,12 +57,11 @@ class LogJanitor:
         self._compressing = asyncio.Semaphore(compress_workers)
         self._locks: dict[str, list[Any]] = {}  # path -> [lock, users]
         self._pods: set[str] | None = None
+        self.log_paths = LogPaths(host_root)  # container id -> log path, for every pass and check of this node
 
     def host_path(self, runtime_path: str) -> str:
         """A path the runtime reports (on the host), as this process sees it."""
-        if str(self.host_root) == "/":
-            return runtime_path
-        return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
+        return self.log_paths.host_path(runtime_path)
 
     async def apply(self, actions: Sequence[LogAction], *, wait: bool = True) -> list[LogActionResult]:
         """Apply `actions` in order. Without `wait`, an action on a file another action is busy with (e.g. a
@@ -71,13 +74,16 @@ class LogJanitor:
         return results
 
     async def apply_one(self, action: LogAction) -> LogActionResult:
-        async with self._lock(action.path):
-            try:
-                result = await self._apply(action)
-            except RuntimeClientError as exc:
-                result = LogActionResult(action, Outcome.FAILED, str(exc))
-            except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
-                result = LogActionResult(action, Outcome.FAILED, f"{exc.__class__.__name__}: {exc}")
+        try:
+            if action.kind is LogActionKind.COMPRESS:
+                result = await self._compress(action)
+            else:
+                async with self._lock(action.path):
+                    result = await self._apply(action)
+        except RuntimeClientError as exc:
+            result = LogActionResult(action, Outcome.FAILED, str(exc))
+        except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
+            result = LogActionResult(action, Outcome.FAILED, f"{exc.__class__.__name__}: {exc}")
         self.counts[f"{action.kind} {action.reason} {result.outcome}"] += 1
         self.freed[str(action.reason)] += result.freed
         log.log(
@@ -108,26 +114,55 @@ class LogJanitor:
             if entry[1] == 0:
                 del self._locks[path]
 
+    async def _compress(self, action: LogAction) -> LogActionResult:
+        """Write the copy (long: no tree lock held), then put it in place under the tree lock (quick), taking the
+        locks in the order passes do (tree, then path). Never call it while holding the tree lock."""
+        async with self._lock(action.path), self._compressing:
+            draft = await asyncio.to_thread(write_gzip_draft, action.path, self.compress_level)
+        if not isinstance(draft, GzipDraft):
+            return LogActionResult(action, *draft)
+        try:
+            async with self._tree(), self._lock(action.path):
+                outcome, message, freed = await asyncio.to_thread(commit_gzip_draft, draft)
+        except BaseException:
+            discard_gzip_draft(draft)
+            raise
+        return LogActionResult(action, outcome, message, freed)
+
+    def _tree(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.tree_lock.hold() if self.tree_lock is not None else contextlib.nullcontext()
+
     async def _apply(self, action: LogAction) -> LogActionResult:
         match action.kind:
             case LogActionKind.ROTATE:
                 return await self._rotate(action)
-            case LogActionKind.COMPRESS:
-                async with self._compressing:
-                    outcome, message, freed = await asyncio.to_thread(_gzip_file, action.path, self.compress_level)
+            case LogActionKind.REMOVE:  # <root>/<pod>/<container>/<file>: nothing followed below <root>
+                top = os.path.dirname(os.path.dirname(os.path.dirname(action.path)))
+                outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)
                 return LogActionResult(action, outcome, message, freed)
-            case LogActionKind.REMOVE | LogActionKind.REMOVE_NODE_LOG:
-                outcome, message, freed = await asyncio.to_thread(_remove_file, action.path)
+            case LogActionKind.REMOVE_NODE_LOG:  # nothing followed below the host root
+                top = str(self.host_root)
+                outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)
                 return LogActionResult(action, outcome, message, freed)
             case LogActionKind.REMOVE_POD_DIR:
                 uid = os.path.basename(action.path).rsplit("_", 1)[-1]
                 if self._pods is None:
                     self._pods = {s.uid for s in await self.cri.list_pod_sandboxes()}
+                if not self._pods:
+                    return LogActionResult(action, Outcome.SKIPPED, "the runtime reports no pod sandbox at all")
                 if uid in self._pods:
                     return LogActionResult(action, Outcome.SKIPPED, "the pod exists again")
-                outcome, message, freed = await asyncio.to_thread(_remove_tree, action.path)
+                outcome, message, freed = await asyncio.to_thread(remove_pod_log_dir, action.path)
                 return LogActionResult(action, outcome, message, freed)
         return LogActionResult(action, Outcome.FAILED, f"unknown action kind {action.kind}")  # pragma: no cover
+
+    async def _still_running(self, container_id: str) -> bool:
+        try:
+            return (await self.cri.container_status(container_id)).state == "RUNNING"
+        except NotFoundError:
+            return False
+        except RuntimeClientError:
+            return True  # cannot tell: the reopen's failure stands
 
     async def _rotate(self, action: LogAction) -> LogActionResult:
         path = action.path
@@ -161,6 +196,8 @@ class LogJanitor:
                 note = "renamed back"
             except OSError as back:
                 note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"
+            if not await self._still_running(action.container_id):  # it stopped meanwhile: nothing to reopen
+                return LogActionResult(action, Outcome.SKIPPED, f"the container stopped during the rotation; {note}")
             return LogActionResult(action, Outcome.FAILED, f"ReopenContainerLog failed ({exc}); {note}")
         try:
             rotated_length = os.stat(rotated).st_size

@@ -3,8 +3,11 @@
 * `<attempt>.log`: what the runtime writes for one attempt of a container (CRI's `log_path`);
 * `<attempt>.log.<YYYYMMDD-HHMMSS>.<microseconds>`: a rotated file (kubelet's timestamp, in UTC, plus
   microseconds: with checks every 100 ms, second resolution collides, and a rename would overwrite a file);
-* `<rotated>.gz`: its gzip copy, written to a `.tmp` file first, then renamed;
-* `*.tmp`: what a compression that died left behind.
+* `<rotated>.gz`: its gzip copy, written to `<rotated>.<unique>.tmp` first (O_EXCL), then renamed;
+* `<rotated>[.<unique>].tmp`: what a compression that died left behind.
+
+Nothing else in the tree is ever touched: names the runtime would never write (`notes.txt`, an attempt beyond
+CRI's uint32), and pod directories whose names are not kubelet's (`my_photos_2019`, names that are not UTF-8).
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ class LogName:
 
 
 _NAME = re.compile(
-    r"^(?P<attempt>\d+)\.log(?:\.(?P<stamp>\d{8}-\d{6})(?:\.(?P<micro>\d{6}))?(?P<gz>\.gz)?)?$", re.ASCII
+    r"^(?P<attempt>\d{1,10})\.log"
+    r"(?:\.(?P<stamp>\d{8}-\d{6})(?:\.(?P<micro>\d{6}))?(?:(?P<gz>\.gz)|(?P<tmp>(?:\.[A-Za-z0-9_-]{1,32})?\.tmp))?)?$",
+    re.ASCII,
 )
+MAX_ATTEMPT = 2**32 - 1  # CRI's ContainerMetadata.attempt is a uint32
 
 
 def parse_log_name(name: str) -> LogName:
-    """What a file in a container's log directory is, from its name alone."""
-    if name.endswith(TMP_SUFFIX):
-        return LogName(LogFileKind.TMP)
+    """What a file in a container's log directory is, from its name alone: a name the runtime or a rotation
+    (kubelet's or ours) writes, or OTHER (never touched, not counted)."""
     m = _NAME.match(name)
-    if m is None:
+    if m is None or int(m["attempt"]) > MAX_ATTEMPT:
         return LogName(LogFileKind.OTHER)
     attempt = int(m["attempt"])
     if m["stamp"] is None:
@@ -56,7 +61,33 @@ def parse_log_name(name: str) -> LogName:
         )
     except ValueError:
         return LogName(LogFileKind.OTHER)
+    if m["tmp"]:
+        return LogName(LogFileKind.TMP, attempt, rotated_at)
     return LogName(LogFileKind.COMPRESSED if m["gz"] else LogFileKind.ROTATED, attempt, rotated_at)
+
+
+# kubelet's pod log directory, `<namespace>_<pod name>_<pod UID>`: a namespace is a DNS-1123 label, a pod name a
+# DNS-1123 subdomain (neither has an underscore), the UID a UUID (API pods) or 32 hex digits (static pods: the
+# hash of their manifest). Container names are DNS-1123 labels.
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_POD_DIR = re.compile(
+    rf"^(?P<namespace>{_LABEL})_(?P<name>{_LABEL}(?:\.{_LABEL})*)_"
+    r"(?P<uid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$",
+    re.ASCII,
+)
+_CONTAINER_DIR = re.compile(rf"^{_LABEL}$", re.ASCII)
+
+
+def parse_pod_dir_name(name: str) -> tuple[str, str, str] | None:
+    """(namespace, pod name, UID) if `name` has the shape kubelet gives a pod's log directory, else None."""
+    m = _POD_DIR.match(name)
+    if m is None or len(m["name"]) > 253:
+        return None
+    return m["namespace"], m["name"], m["uid"]
+
+
+def is_container_dir_name(name: str) -> bool:
+    return _CONTAINER_DIR.match(name) is not None
 
 
 def rotated_name(log_path: str, at: datetime) -> str:

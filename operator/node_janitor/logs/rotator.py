@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +17,11 @@ from node_janitor.executor import Outcome
 from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, LogReason, LogSettings, utc_now
 from node_janitor.logs.container import plan_container_logs
 from node_janitor.logs.janitor import LogJanitor
+from node_janitor.logs.lock import LogTreeLock
+from node_janitor.logs.names import parse_pod_dir_name
 from node_janitor.logs.sweep import LogPass, LogPassReport
 from node_janitor.logs.tree import LogRuntime, scan_container_dir
 from node_janitor.runtime.errors import RuntimeClientError
-from node_janitor.runtime.records import CriContainerStatus
 
 log = logging.getLogger("node_janitor.logs")
 
@@ -42,7 +43,11 @@ class LogRotator:
     `sweep_interval` a full pass (`LogPass`) handles orphans, the node budget and extraPaths.
 
     Injectable like kubelet's container_log_manager: the CRI client, the clock, the pod log directory and the
-    host root (where the runtime's paths are, seen from this process).
+    host root (where the runtime's paths are, seen from this process). `janitor` and `lock`: the node engine's
+    (`NodeEngine.log_janitor`, `.log_lock`), so that the engine's passes and this loop share one janitor (one
+    log-path cache, one callback) and one lock for the tree; without them the rotator makes its own (`on_result`
+    and `compress_level` are then its janitor's). `protected`: trees its sweeps' extraPaths never reach beside
+    the fixed ones (`NodeEngine.protected_trees`: containerd's root and state, the kubelet's root).
     """
 
     def __init__(
@@ -57,6 +62,9 @@ class LogRotator:
         max_parallel: int = 16,
         compress_level: int = 6,
         on_result: Callable[[LogActionResult], None] | None = None,
+        janitor: LogJanitor | None = None,
+        lock: LogTreeLock | None = None,
+        protected: Sequence[Path] = (),
     ) -> None:
         self.cri = cri
         self.pod_log_dir = pod_log_dir
@@ -65,12 +73,21 @@ class LogRotator:
         self.clock = clock
         self.host_root = host_root
         self.sweep_interval = sweep_interval.total_seconds()
-        self.janitor = LogJanitor(
-            cri, clock=clock, host_root=host_root, compress_level=compress_level, on_result=on_result
+        self.lock = lock or (janitor.tree_lock if janitor else None) or LogTreeLock(pod_log_dir)
+        self.janitor = janitor or LogJanitor(
+            cri,
+            clock=clock,
+            host_root=host_root,
+            compress_level=compress_level,
+            on_result=on_result,
+            tree_lock=self.lock,
         )
+        if self.janitor.tree_lock is None:
+            self.janitor.tree_lock = self.lock
+        self.protected = tuple(protected)
         self._root = os.path.join(os.path.abspath(pod_log_dir), "")
         self._parallel = asyncio.Semaphore(max_parallel)
-        self._known: dict[str, _Known] = {}  # container id -> its log path (immutable) and last seen state
+        self._known: dict[str, _Known] = {}  # container id -> its log path and state at the last check
         self._compressing: dict[str, asyncio.Task[None]] = {}
         self._sweep: asyncio.Task[LogPassReport] | None = None
         self._tree_bytes: int | None = None  # the pod log tree's size after the last sweep
@@ -86,18 +103,13 @@ class LogRotator:
         """One check: rotate every running container's log that reached maxSize."""
         containers = await self.cri.list_containers()
         listed = {c.id: c for c in containers}
-        for cid in [cid for cid in self._known if cid not in listed]:
-            self._lengths.pop(self._known.pop(cid).path, None)
-        new = [cid for cid in listed if cid not in self._known]
-        statuses = await asyncio.gather(*(self.cri.container_status(cid) for cid in new), return_exceptions=True)
-        for cid, status in zip(new, statuses, strict=True):
-            if isinstance(status, CriContainerStatus) and status.log_path:
-                path = self.janitor.host_path(status.log_path)
-                # Only the tree this rotator governs (another CRI client may log elsewhere).
-                self._known[cid] = _Known(path, listed[cid].state, path.startswith(self._root))
+        paths = await self.janitor.log_paths.update(self.cri, containers)  # one ContainerStatus per new container
+        # Only the tree this rotator governs (another CRI client may log elsewhere).
+        self._known = {cid: _Known(path, listed[cid].state, path.startswith(self._root)) for cid, path in paths.items()}
+        for path in self._lengths.keys() - {k.path for k in self._known.values()}:
+            del self._lengths[path]
         due: list[LogAction] = []
         for cid, known in self._known.items():
-            known.state = listed[cid].state
             if known.state != "RUNNING" or not known.governed:
                 continue
             try:
@@ -119,12 +131,15 @@ class LogRotator:
                         if_at_least=self.settings.max_size,
                     )
                 )
-        results = await asyncio.gather(*(self._limited(self.janitor.apply_one(a)) for a in due))
-        done = [r for r in results if r.outcome is Outcome.DONE and not r.action.discard]
-        rotated = {os.path.dirname(r.action.path) for r in done}
-        # maxFiles right away (removals are quick), so that a directory never holds more than one file too many;
-        # compressions go on in the background.
-        await asyncio.gather(*(self._limited(self.tidy(d, compress_later=True)) for d in sorted(rotated)))
+        if not due:
+            return []
+        async with self.lock.hold():  # no pass step plans or removes meanwhile (one lock for the tree)
+            results = await asyncio.gather(*(self._limited(self.janitor.apply_one(a)) for a in due))
+            done = [r for r in results if r.outcome is Outcome.DONE and not r.action.discard]
+            rotated = {os.path.dirname(r.action.path) for r in done}
+            # maxFiles right away (removals are quick), so that a directory never holds more than one file too
+            # many; compressions go on in the background.
+            await asyncio.gather(*(self._limited(self.tidy(d, compress_later=True)) for d in sorted(rotated)))
         return list(results)
 
     def known_logs(self) -> dict[str, tuple[str, str]]:
@@ -134,10 +149,10 @@ class LogRotator:
         """maxFiles, leftovers and compression for one container directory (never a rotation). With
         `compress_later`, compressions run in a background task (one per directory; if one is still running,
         they wait for the next tidy or sweep)."""
-        parts = os.path.basename(os.path.dirname(container_dir)).split("_")
-        if len(parts) != 3:
+        parsed = parse_pod_dir_name(os.path.basename(os.path.dirname(container_dir)))
+        if parsed is None:
             return []
-        namespace, name, uid = parts
+        namespace, name, uid = parsed
         files = await asyncio.to_thread(scan_container_dir, container_dir, namespace, name, uid, self.known_logs())
         actions = plan_container_logs(files, self.settings, self.clock(), rotate=False)
         compressions = [a for a in actions if a.kind is LogActionKind.COMPRESS]
@@ -164,7 +179,14 @@ class LogRotator:
         `budget_only`, just the node budget (no compression to wait for first)."""
         self._growth = 0
         logs = LogPass(
-            self.cri, self.pod_log_dir, self.settings, clock=self.clock, janitor=self.janitor, host_root=self.host_root
+            self.cri,
+            self.pod_log_dir,
+            self.settings,
+            clock=self.clock,
+            janitor=self.janitor,
+            host_root=self.host_root,
+            lock=self.lock,
+            protected=self.protected,
         )
         if budget_only:
             await logs.reclaim(0)

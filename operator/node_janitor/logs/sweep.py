@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,34 +18,23 @@ from node_janitor.logs.actions import (
     LogActionResult,
     LogReason,
     LogSettings,
-    _older_than,
     freed_by,
     utc_now,
 )
 from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import plan_extra_paths, scan_extra_paths
-from node_janitor.logs.janitor import LogJanitor
+from node_janitor.logs.extra_paths import plan_extra_paths, walk_extra_paths
+from node_janitor.logs.janitor import LogJanitor, log
+from node_janitor.logs.lock import LogTreeLock
+from node_janitor.logs.orphans import plan_orphaned_pods
 from node_janitor.logs.tree import LogRuntime, LogTree, collect_log_tree, pod_dir_of
 
 
 def plan_log_rules(tree: LogTree, settings: LogSettings, now: datetime, *, rotate: bool = True) -> list[LogAction]:
-    """Orphaned pod directories past their grace, then each container's rules (`plan_container_logs`)."""
-    actions: list[LogAction] = []
-    gone: set[str] = set()
-    if settings.remove_orphaned:
-        for pod in sorted(tree.pods, key=lambda p: p.path):
-            if not pod.known and _older_than(pod.modified_at, now, settings.orphan_grace):
-                actions.append(
-                    LogAction(
-                        LogActionKind.REMOVE_POD_DIR,
-                        pod.path,
-                        LogReason.ORPHANED_POD,
-                        pod.size,
-                        pod=f"{pod.namespace}/{pod.name}",
-                    )
-                )
-                gone.add(pod.path)
+    """Orphaned pod directories past their grace (`plan_orphaned_pods`), then each container's rules
+    (`plan_container_logs`)."""
+    actions = plan_orphaned_pods(tree, settings, now)
+    gone = {a.path for a in actions}
     by_container: dict[str, list[LogFileEntry]] = {}
     for f in tree.files:
         if pod_dir_of(f.path) not in gone:
@@ -63,6 +54,7 @@ class LogPassReport:
     extra: list[LogAction] = field(default_factory=list)
     results: list[LogActionResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. the pod log directory is a file, or unreadable
 
     @property
     def actions(self) -> list[LogAction]:
@@ -84,11 +76,14 @@ class LogPass:
     1. `rules()`: orphaned pod directories, then each container's rules (rotation, maxFiles, compression,
        leftovers);
     2. `reclaim(need)`: files no container writes, oldest first, for the node budget or log-fs pressure;
-    3. `reclaim_live(need)`: the largest live files rotated away;
+    3. `reclaim_live(need)`: the same, then the largest live files rotated (their lines go last);
     4. `extra()`: the extraPaths rules.
 
-    Each step plans on a fresh snapshot taken after the previous step was applied, so compressions count for
-    what they really freed; a dry run plans each step on the previous steps' predictions instead.
+    Each step plans on a fresh snapshot and applies its rotations and removals under the tree's lock
+    (`LogTreeLock`, shared with the rotator: pass `lock=` the rotator's, or each instance locks the directory
+    for itself), so compressions count for what they really freed and nothing is planned on files a rotation is
+    moving; compressions run after the lock is released. A dry run plans each step on the previous steps'
+    predictions instead, and takes no lock.
     """
 
     def __init__(
@@ -101,14 +96,20 @@ class LogPass:
         janitor: LogJanitor | None = None,
         dry_run: bool = False,
         host_root: Path = Path("/"),
+        lock: LogTreeLock | None = None,
+        protected: Sequence[Path] = (),
     ) -> None:
         self.cri = cri
         self.root = root
         self.settings = settings
         self.clock = clock
+        self.lock = lock or (janitor.tree_lock if janitor else None) or LogTreeLock(root)
         self.janitor = janitor or LogJanitor(cri, clock=clock, host_root=host_root)
+        if self.janitor.tree_lock is None:  # compressions are put in place under the same lock
+            self.janitor.tree_lock = self.lock
         self.dry_run = dry_run
         self.host_root = host_root
+        self.protected = tuple(protected)  # trees extraPaths never reach, beside the defaults (runtime roots)
         self.report = LogPassReport()
         self._tree: LogTree | None = None
         self._pending: list[LogAction] = []  # planned, not in `_tree` yet (a dry run's predictions)
@@ -120,14 +121,15 @@ class LogPass:
 
     async def _snapshot(self) -> LogTree:
         if self._tree is None:
-            self._tree = await collect_log_tree(self.cri, self.root)
+            self._tree = await collect_log_tree(self.cri, self.root, log_paths=self.janitor.log_paths)
+            for warning in self._tree.warnings:
+                self._warn(warning)
         return self._tree
 
-    def _step(self) -> None:
-        """A step plans on what is there now (the rotator and the writers went on since the last one); a dry run
-        plans on the previous steps' predictions instead."""
-        if not self.dry_run:
-            self._tree = None
+    def _warn(self, warning: str) -> None:
+        if warning not in self.report.warnings:
+            self.report.warnings.append(warning)
+            log.warning("%s", warning)
 
     async def _apply(self, actions: list[LogAction]) -> None:
         if self.dry_run:
@@ -136,38 +138,45 @@ class LogPass:
             self.report.results += await self.janitor.apply(actions)
             self._tree = None
 
+    async def _step(self, plan: Callable[[LogTree], list[LogAction]]) -> list[LogAction]:
+        """Plan on what is there now (the rotator and the writers went on since the last step) and apply."""
+        if self.dry_run:
+            actions = plan(await self._snapshot())
+            await self._apply(actions)
+            return actions
+        async with self.lock.hold():
+            self._tree = None
+            actions = plan(await self._snapshot())
+            await self._apply([a for a in actions if a.kind is not LogActionKind.COMPRESS])
+        await self._apply([a for a in actions if a.kind is LogActionKind.COMPRESS])
+        return actions
+
     async def rules(self) -> list[LogAction]:
-        self._step()
-        tree = await self._snapshot()
-        self.report.rules = plan_log_rules(tree, self.settings, self.clock())
-        await self._apply(self.report.rules)
+        self.report.rules = await self._step(lambda tree: plan_log_rules(tree, self.settings, self.clock()))
         return self.report.rules
+
+    def _excess(self, tree: LogTree) -> int:
+        return budget_excess(tree, self._pending, self.settings.node_budget)
 
     async def budget_excess(self) -> int:
         """Bytes above nodeBudget now (0 without a budget)."""
-        if self.settings.node_budget is None:
-            return 0
-        return budget_excess(await self._snapshot(), self._pending, self.settings.node_budget)
+        return self._excess(await self._snapshot())
 
-    async def _reason(self, need: int) -> LogReason:
-        return LogReason.NODE_BUDGET if await self.budget_excess() >= need else LogReason.LOG_FS_PRESSURE
+    def _reason(self, tree: LogTree, need: int) -> LogReason:
+        return LogReason.NODE_BUDGET if self._excess(tree) >= need else LogReason.LOG_FS_PRESSURE
 
     async def reclaim(self, need: int) -> list[LogAction]:
         """Free `need` bytes (and the budget's excess) from files no container writes, oldest first."""
-        self._step()
-        need = max(need, await self.budget_excess())
-        if need <= 0:
-            return []
-        actions = plan_log_reclaim(
-            await self._snapshot(),
-            need,
-            await self._reason(need),
-            self.clock(),
-            planned=self._pending,
-            settings=self.settings,
-        )
+
+        def plan(tree: LogTree) -> list[LogAction]:
+            n = max(need, self._excess(tree))
+            if n <= 0:
+                return []
+            reason = self._reason(tree, n)
+            return plan_log_reclaim(tree, n, reason, self.clock(), planned=self._pending, settings=self.settings)
+
+        actions = await self._step(plan)
         self.report.reclaim += actions
-        await self._apply(actions)
         return actions
 
     async def reclaim_live(self, need: int) -> list[LogAction]:
@@ -175,25 +184,32 @@ class LogPass:
 
         Like journald's vacuum (rotate the active file, then remove archived files oldest first): first the
         files no container writes, on a fresh snapshot (the rotator may have rotated more since `reclaim`); only
-        then are the largest live files rotated, and what they held goes with the others, oldest first. So the
+        for what those cannot cover are the largest live files rotated, and what they held goes with the
+        others, oldest first (`plan_log_reclaim`: running containers' tails last). So the
         newest lines go last: a running container keeps its newest lines while any older file is left on the
         node, and what is left of each container is one unbroken run of its lines (rotating a live file away
         while its older rotated files stay would cut a hole in them). A dry run predicts the rotated files as
         removed.
         """
         before = self.freed
-        actions = await self.reclaim(need)
-        need = max(need - (self.freed - before), await self.budget_excess())
-        if need <= 0:
-            return actions
-        live = plan_live_reclaim(
-            await self._snapshot(), need, await self._reason(need), planned=self._pending, discard=self.dry_run
-        )
+
+        def plan(tree: LogTree) -> list[LogAction]:
+            n = max(need, self._excess(tree))
+            if n <= 0:
+                return []
+            reason = self._reason(tree, n)
+            removals = plan_log_reclaim(tree, n, reason, self.clock(), planned=self._pending, settings=self.settings)
+            rest = n - freed_by(removals)
+            planned = [*self._pending, *removals]
+            return removals + plan_live_reclaim(tree, rest, reason, planned=planned, discard=self.dry_run)
+
+        step = await self._step(plan)
+        live = [a for a in step if a.kind is LogActionKind.ROTATE]
+        self.report.reclaim += [a for a in step if a.kind is not LogActionKind.ROTATE]
         self.report.live += live
-        await self._apply(live)
-        if self.dry_run:
-            return actions + live
-        return actions + live + await self.reclaim(need)
+        if not live or self.dry_run:
+            return step
+        return step + await self.reclaim(need - (self.freed - before))
 
     async def total_bytes(self) -> int:
         """What the pod log tree takes now (predicted, in a dry run)."""
@@ -201,10 +217,24 @@ class LogPass:
         return tree.total_bytes - freed_by(self._pending)
 
     async def extra(self) -> list[LogAction]:
+        """The extraPaths rules. The walk runs in a thread, bounded (`walk_extra_paths`); cancelled (Ctrl-C, the
+        agent stopping), it stops at its next directory entry instead of holding the process until it ends."""
         if not self.settings.extra_paths:
             return []
-        files = await asyncio.to_thread(scan_extra_paths, self.settings.extra_paths, self.host_root, [self.root])
-        self.report.extra = plan_extra_paths(files, self.settings.extra_paths, self.clock())
+        stop = threading.Event()
+        try:
+            scan = await asyncio.to_thread(
+                walk_extra_paths,
+                self.settings.extra_paths,
+                self.host_root,
+                [self.root, *self.protected],
+                stop=stop,
+            )
+        finally:
+            stop.set()
+        for warning in scan.warnings:
+            self._warn(warning)
+        self.report.extra = plan_extra_paths(scan.files, self.settings.extra_paths, self.clock())
         await self._apply(self.report.extra)
         return self.report.extra
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from node_janitor.inventory import LogFileEntry
+from node_janitor.logs.names import LogFileKind, is_container_dir_name, parse_log_name, parse_pod_dir_name
+from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import CriContainer, CriContainerStatus, CriSandbox
 
 
@@ -23,9 +25,10 @@ class PodLogDir:
     namespace: str
     name: str
     uid: str
-    known: bool  # a sandbox of this pod UID exists in the runtime
+    known: bool  # a sandbox of this pod UID exists in the runtime (or the runtime reports none at all)
     modified_at: datetime | None  # the newest change to the directory or anything in it
     size: int  # allocated bytes of its files
+    kubelet_shaped: bool = True  # container directories (one at least) of log files, and nothing else
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class LogTree:
     root: str
     files: tuple[LogFileEntry, ...] = ()
     pods: tuple[PodLogDir, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -70,6 +74,17 @@ def pod_dir_of(path: str) -> str:
 KnownLogs = Mapping[str, tuple[str, str]]  # log path -> (container id, state)
 
 
+def known_logs(containers: Iterable[CriContainer], log_paths: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Each container's log path as the runtime names it (`log_paths`: container id -> path)."""
+    known: dict[str, tuple[str, str]] = {}
+    for c in containers:
+        path = log_paths.get(c.id)
+        # Two records for one path (should not happen): the running one names it.
+        if path and (path not in known or c.state == "RUNNING"):
+            known[path] = (c.id, c.state)
+    return known
+
+
 def known_logs_by_layout(
     root: Path, containers: Iterable[CriContainer], sandboxes: Iterable[CriSandbox]
 ) -> dict[str, tuple[str, str]]:
@@ -97,18 +112,22 @@ def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
-def scan_container_dir(
-    path: str, namespace: str, pod_name: str, uid: str, known: KnownLogs, *, orphaned: bool = False
-) -> list[LogFileEntry]:
-    """The files of one container's log directory (regular files only; symlinks are never followed)."""
+def _scan_container_dir(
+    path: str, namespace: str, pod_name: str, uid: str, known: KnownLogs, orphaned: bool
+) -> tuple[list[LogFileEntry], bool]:
+    """The log files of one container's directory, and whether it holds only those (see `scan_container_dir`)."""
     out = []
+    only_logs = True
     container = os.path.basename(path)
     for f in _scandir(path):
         try:
-            if not f.is_file(follow_symlinks=False):
-                continue
+            regular = f.is_file(follow_symlinks=False)
             st = f.stat(follow_symlinks=False)
         except OSError:
+            continue
+        name = parse_log_name(f.name)
+        if not regular or name.kind is LogFileKind.OTHER:
+            only_logs = False
             continue
         cid, state = known.get(f.path, ("", ""))
         out.append(
@@ -127,48 +146,109 @@ def scan_container_dir(
                 container_state=state,
             )
         )
-    return out
+    # Attempts only grow: a name above the runtime's newest attempt here is no file the runtime wrote (a stray
+    # `99999.log` would otherwise rank as the newest file and push a running container's rotated logs out).
+    attempts = [parse_log_name(os.path.basename(f.path)).attempt for f in out if f.container_id]
+    if attempts:
+        newest = max(attempts)
+        strays = [f for f in out if parse_log_name(os.path.basename(f.path)).attempt > newest]
+        out = [f for f in out if f not in strays]
+        only_logs = only_logs and not strays
+    return out, only_logs
 
 
-def scan_log_tree(root: Path, containers: Iterable[CriContainer], sandboxes: Iterable[CriSandbox]) -> LogTree:
+def scan_container_dir(
+    path: str, namespace: str, pod_name: str, uid: str, known: KnownLogs, *, orphaned: bool = False
+) -> list[LogFileEntry]:
+    """The log files of one container's directory: regular files (symlinks are never followed) whose names the
+    runtime or a rotation writes (`parse_log_name`), and no attempt above the newest the runtime knows here."""
+    return _scan_container_dir(path, namespace, pod_name, uid, known, orphaned)[0]
+
+
+def scan_log_tree(
+    root: Path,
+    containers: Iterable[CriContainer],
+    sandboxes: Iterable[CriSandbox],
+    *,
+    log_paths: Mapping[str, str] | None = None,
+) -> LogTree:
     """Walk `<root>/<namespace>_<pod>_<uid>/<container>/<files>` with os.scandir.
 
-    A file is live while it is the log of a container the runtime knows and that has not exited; a pod
-    directory is orphaned when no sandbox of its pod UID exists any more.
+    A file is live while it is the log of a container the runtime knows and that has not exited: the path the
+    runtime names (`log_paths`, container id -> CRI `log_path`), or without those (`df`'s estimate) the path
+    kubelet's layout gives. Only directories of kubelet's shape count (`parse_pod_dir_name`, container
+    directories with DNS-1123 names), and in them only log files (`scan_container_dir`). A pod directory is
+    orphaned when no sandbox of its pod UID exists any more; when the runtime reports no sandbox at all (it is
+    restarting, or it is not the runtime that writes this tree), none is.
     """
     sandboxes = list(sandboxes)
+    containers = list(containers)
     pod_uids = {s.uid for s in sandboxes}
-    known = known_logs_by_layout(root, containers, sandboxes)
+    known = (
+        known_logs(containers, log_paths)
+        if log_paths is not None
+        else known_logs_by_layout(root, containers, sandboxes)
+    )
+    warnings: list[str] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        entries = []  # kubelet creates it with the first pod
+    except NotADirectoryError:
+        return LogTree(str(root), warnings=(f"pod log directory {root} is not a directory",))
+    except OSError as exc:
+        return LogTree(str(root), warnings=(f"cannot read pod log directory {root}: {exc.strerror or exc}",))
     files: list[LogFileEntry] = []
     pods: list[PodLogDir] = []
-    for pod_dir in sorted(_scandir(str(root)), key=lambda e: e.name):
+    for pod_dir in entries:
+        parsed = parse_pod_dir_name(pod_dir.name)
+        if parsed is None:
+            continue  # not kubelet's: never touched
         try:
             if not pod_dir.is_dir(follow_symlinks=False):
                 continue
             newest = _mtime(pod_dir.stat(follow_symlinks=False))
         except OSError:
             continue
-        parts = pod_dir.name.split("_")
-        if len(parts) != 3:
-            continue
-        namespace, pod_name, uid = parts
+        namespace, pod_name, uid = parsed
+        known_pod = uid in pod_uids or not sandboxes
         mine: list[LogFileEntry] = []
+        only_logs = True
+        containers_seen = 0
         for container_dir in _scandir(pod_dir.path):
             try:
-                if not container_dir.is_dir(follow_symlinks=False):
-                    continue
-                newest = max(newest, _mtime(container_dir.stat(follow_symlinks=False)))
+                is_dir = container_dir.is_dir(follow_symlinks=False)
+                if is_dir:
+                    newest = max(newest, _mtime(container_dir.stat(follow_symlinks=False)))
             except OSError:
                 continue
-            mine.extend(
-                scan_container_dir(container_dir.path, namespace, pod_name, uid, known, orphaned=uid not in pod_uids)
-            )
+            if not is_dir or not is_container_dir_name(container_dir.name):
+                only_logs = False
+                continue
+            containers_seen += 1
+            found, clean = _scan_container_dir(container_dir.path, namespace, pod_name, uid, known, not known_pod)
+            mine.extend(found)
+            only_logs = only_logs and clean
         newest = max([newest, *(f.modified_at for f in mine if f.modified_at)])
         files.extend(mine)
         pods.append(
-            PodLogDir(pod_dir.path, namespace, pod_name, uid, uid in pod_uids, newest, sum(f.size for f in mine))
+            PodLogDir(
+                pod_dir.path,
+                namespace,
+                pod_name,
+                uid,
+                known_pod,
+                newest,
+                sum(f.size for f in mine),
+                only_logs and containers_seen > 0,
+            )
         )
-    return LogTree(str(root), tuple(files), tuple(pods))
+    if pods and not sandboxes:
+        warnings.append(
+            f"the runtime reports no pod sandbox at all: none of the {len(pods)} pod log directories in {root} "
+            "is treated as orphaned"
+        )
+    return LogTree(str(root), tuple(files), tuple(pods), tuple(warnings))
 
 
 class LogRuntime(Protocol):
@@ -180,7 +260,47 @@ class LogRuntime(Protocol):
     async def reopen_container_log(self, container_id: str) -> None: ...
 
 
-async def collect_log_tree(cri: LogRuntime, root: Path) -> LogTree:
-    """A snapshot of the tree as the runtime sees it now (the walk runs in a thread)."""
+class ContainerStatusSource(Protocol):
+    """What `LogPaths` needs: the runtime's ContainerStatus (the inventory's CRI client has it too)."""
+
+    async def container_status(self, container_id: str) -> CriContainerStatus: ...
+
+
+class LogPaths:
+    """Container id -> its log file as the runtime names it (CRI `ContainerStatus.log_path`, as this process
+    sees it under `host_root`). A container's log path never changes, so each container costs one
+    ContainerStatus in its life; containers no longer listed are forgotten. Shared by the rotator and the passes
+    of one node (`LogJanitor.log_paths`)."""
+
+    def __init__(self, host_root: Path = Path("/")) -> None:
+        self.host_root = host_root
+        self._paths: dict[str, str] = {}
+
+    def host_path(self, runtime_path: str) -> str:
+        """A path the runtime reports (on the host), as this process sees it."""
+        if str(self.host_root) == "/":
+            return runtime_path
+        return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
+
+    async def update(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> dict[str, str]:
+        """The paths of `containers` (those the runtime gives none: left out), asking only about new ones."""
+        listed = {c.id for c in containers}
+        for cid in [cid for cid in self._paths if cid not in listed]:
+            del self._paths[cid]
+        new = sorted(listed - self._paths.keys())
+        statuses = await asyncio.gather(*(cri.container_status(cid) for cid in new), return_exceptions=True)
+        for cid, status in zip(new, statuses, strict=True):
+            if isinstance(status, CriContainerStatus):
+                self._paths[cid] = self.host_path(status.log_path) if status.log_path else ""
+            elif not isinstance(status, NotFoundError | RuntimeClientError):
+                raise status  # a bug, not the runtime's answer
+            # NotFound: gone meanwhile; other runtime errors: asked again next time
+        return {cid: path for cid, path in self._paths.items() if path}
+
+
+async def collect_log_tree(cri: LogRuntime, root: Path, *, log_paths: LogPaths | None = None) -> LogTree:
+    """A snapshot of the tree as the runtime sees it now, live files by the runtime's own log paths (the walk
+    runs in a thread)."""
     containers, sandboxes = await asyncio.gather(cri.list_containers(), cri.list_pod_sandboxes())
-    return await asyncio.to_thread(scan_log_tree, root, containers, sandboxes)
+    paths = await (log_paths or LogPaths()).update(cri, containers)
+    return await asyncio.to_thread(scan_log_tree, root, containers, sandboxes, log_paths=paths)

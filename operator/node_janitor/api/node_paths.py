@@ -1,0 +1,87 @@
+"""Absolute globs over a node's files (`logs.extraPaths`): their syntax, and the trees no glob may reach.
+
+The walk that applies them (`node_janitor.logs.extra_paths`) follows the same rules: components are matched
+with `fnmatch` (`*`, `?`, `[...]`; a wildcard never matches a leading dot unless the pattern's component starts
+with one, as in `glob`), `**` matches any number of directories, and directory symlinks are never followed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+
+PROTECTED_TREES: tuple[str, ...] = (
+    # the runtime's and the kubelet's own state
+    "/var/lib/containerd",
+    "/run/containerd",
+    "/var/lib/kubelet",
+    "/var/lib/etcd",
+    "/var/log/pods",
+    "/var/log/containers",  # kubelet's links to the pod logs
+    # system trees
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/sbin",
+    "/sys",
+    "/usr",
+)
+"""Trees no extraPaths glob may reach, whatever the node: refused when a policy is read, skipped by the walk (which
+also skips the node's own containerd root and state, kubelet root and pod log directory when they are elsewhere)."""
+
+MAX_GLOB_LENGTH = 1024
+MAX_EXTRA_PATHS = 32  # rules per policy: bounds the cost of the CRD's CEL rule per glob
+
+
+def glob_parts(glob: str) -> list[str]:
+    """The components of an absolute glob (`/var/log/**/*.log` -> var, log, **, *.log)."""
+    return [p for p in glob.split("/") if p]
+
+
+def is_magic(part: str) -> bool:
+    return any(c in part for c in "*?[")
+
+
+def match_part(name: str, pattern: str) -> bool:
+    """One path component against one glob component (`glob`'s rule for hidden files)."""
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatchcase(name, pattern)
+
+
+def reaches_below(parts: Sequence[str], tree: Sequence[str]) -> bool:
+    """Can a file strictly below the directory `tree` (components) match the glob `parts`? Conservative about
+    hidden names (a wildcard is taken to match them too), so that a refusal never depends on them."""
+    if not tree:
+        return bool(parts)
+    if not parts:
+        return False
+    head = parts[0]
+    if head == "**":
+        return reaches_below(parts[1:], tree) or reaches_below(parts, tree[1:])
+    return fnmatchcase(tree[0], head) and reaches_below(parts[1:], tree[1:])
+
+
+def glob_problem(glob: str, protected: Sequence[str] = PROTECTED_TREES) -> str | None:
+    """Why `glob` may not be an extraPaths glob, or None."""
+    if not glob.startswith("/"):
+        return "must be an absolute path"
+    if len(glob) > MAX_GLOB_LENGTH:
+        return f"at most {MAX_GLOB_LENGTH} characters"
+    parts = glob_parts(glob)
+    if not parts:
+        return "must name files, not /"
+    if any(p in (".", "..") for p in parts):
+        return "no '.' or '..' components"
+    if any("**" in p and p != "**" for p in parts):
+        return "'**' must be a whole component (/**/)"
+    for tree in protected:
+        if reaches_below(parts, glob_parts(tree)):
+            return f"reaches {tree}: extraPaths never touch the runtime's, the kubelet's or the system's files"
+    return None
