@@ -144,3 +144,63 @@ async def test_a_lease_that_is_not_expired_any_more_is_kept(containerd_bed: Cont
         result = await execute(cri, containerd, plan, inventory)
         assert [r.outcome for r in result.results] == [Outcome.SKIPPED, Outcome.DONE]
         assert "reused" in {x.id for x in await containerd.list_leases()}
+
+
+async def test_image_removals_overlap_but_keep_the_plans_order(containerd_bed: ContainerdBed) -> None:
+    """Consecutive image removals are in flight together (containerd coalesces the synchronous collections each
+    RemoveImage waits for); an action between them still waits for what the plan put before it, and runs before
+    what comes after: the image of an exited container is removable only once that container is gone. Results
+    come in plan order. The CRI client is the real one, wrapped to count the RemoveImage calls in flight."""
+    bed = containerd_bed
+    b = bed.builder
+    first = [b.build(f"example.com/overlap{i}:v1", [Layer.random(1 * MiB, f"overlap{i}")]) for i in range(4)]
+    used = b.build("example.com/overlap-used:v1", [b.busybox_layer(), Layer.random(1 * MiB, "overlap-used")])
+    last = [b.build(f"example.com/overlap-last{i}:v1", [Layer.random(1 * MiB, f"overlap-last{i}")]) for i in range(2)]
+    bed.import_images([*first, used, *last])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        pod = await run_pod(cri, bed.pod_log_dir, "overlap")
+        done = await start_container(cri, pod, "done", used.name, "true")
+        await wait_for_state(cri, done.id, "EXITED")
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+
+        def remove(image_id: str) -> Action:
+            return Action(ActionKind.REMOVE_IMAGE, image_id, Reason.LEAST_RECENTLY_USED, MiB)
+
+        plan = Plan(
+            actions=(
+                *(remove(i.id) for i in first),
+                Action(ActionKind.REMOVE_CONTAINER, done.id, Reason.EXITED_CONTAINER, 0),
+                remove(used.id),
+                *(remove(i.id) for i in last),
+            ),
+            target=Target(bytes=1),
+        )
+        in_flight = peak = 0
+        remove_image = cri.remove_image
+
+        async def counting(image_id: str, *, missing_ok: bool = False) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await remove_image(image_id, missing_ok=missing_ok)
+            finally:
+                in_flight -= 1
+
+        cri.remove_image = counting  # type: ignore[method-assign]
+        reported: list[str] = []
+        result = await execute(cri, containerd, plan, inventory, on_result=lambda r: reported.append(r.action.id))
+        assert [r.action for r in result.results] == list(plan.actions)
+        assert reported == [a.id for a in plan.actions]
+        assert [r.outcome for r in result.results] == [Outcome.DONE] * len(plan.actions), result.errors
+        assert peak > 1  # the four first removals overlapped
+        left = {i.id for i in await cri.list_images()}
+        assert left.isdisjoint(i.id for i in [*first, used, *last])
+        await remove_all_pods(cri)
+
+
+async def test_image_concurrency_must_be_positive(containerd_bed: ContainerdBed) -> None:
+    async with open_runtime(containerd_bed.address, containerd_bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, containerd_bed.namespace, containerd_bed.pod_log_dir)
+        with pytest.raises(ValueError, match="at least 1"):
+            await execute(cri, containerd, Plan(actions=(), target=Target()), inventory, image_concurrency=0)

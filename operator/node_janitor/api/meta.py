@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, Self
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from node_janitor.api.fields import CEL_VALIDATIONS, ApiModel, NonEmptyString
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "GROUP",
@@ -66,27 +69,39 @@ MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded (a "
 MAX_YAML_DEPTH = 64
 
 
-class _ManifestLoader(yaml.SafeLoader):
-    """Safe YAML that refuses duplicate keys (kubectl does too), deep nesting and alias bombs before building
-    anything: the composed tree is measured with aliases expanded (memoised, so measuring is linear)."""
+@functools.cache
+def _manifest_loader() -> type[yaml.SafeLoader]:
+    """The loader class, made on first use: PyYAML is imported only by what reads YAML (the node agent never
+    does: it gets JSON from the apiserver)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                continue  # an unhashable key: the base class reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    class ManifestLoader(yaml.SafeLoader):
+        """Safe YAML that refuses duplicate keys (kubectl does too), deep nesting and alias bombs before building
+        anything: the composed tree is measured with aliases expanded (memoised, so measuring is linear)."""
+
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return ManifestLoader
 
 
 def _expanded_size(root: yaml.Node) -> int:
     """How many nodes `root` has with its aliases expanded; ManifestError past the limits (iterative: a deep
     document cannot exhaust the stack here)."""
+    import yaml
+
     sizes: dict[int, int] = {}
     depth_of: dict[int, int] = {id(root): 1}
     started: set[int] = set()
@@ -122,7 +137,9 @@ def _expanded_size(root: yaml.Node) -> int:
 def load_manifest_yaml(text: str, source: str = "") -> Any:
     """One YAML (or JSON) document, safely: ManifestError for bad YAML, duplicate keys, more than one document,
     nesting deeper than MAX_YAML_DEPTH or more than MAX_YAML_NODES nodes once aliases are expanded."""
-    loader = _ManifestLoader(text)
+    import yaml
+
+    loader = _manifest_loader()(text)
     try:
         try:
             root = loader.get_single_node()
