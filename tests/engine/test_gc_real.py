@@ -113,12 +113,16 @@ async def test_an_orphan_a_new_lease_took_since_the_inventory_is_kept(
 ) -> None:
     """A pull that starts between inventory and execution leases what it reuses: containerd's GC sees it."""
     ctrd = engine.containerd
-    # Made without a lease: orphans until the next collection (any deletion would start one at once).
-    blob = await ctrd.write_content("late-1", Layer.random(1 * MiB, "late").blob)
-    await ctrd.prepare_snapshot("late-snapshot")
+    # Made under a set-up lease, so that no background collection can take them before the inventory (made
+    # without one, they were orphans a collection could take at any moment); the inventory is read as if that
+    # lease had gone, so they are orphans in it, and a new pull leases them before the set-up lease really goes.
+    setup = await ctrd.create_lease("setup", expire=timedelta(hours=1))
+    blob = await ctrd.with_lease(setup.id).write_content("late-1", Layer.random(1 * MiB, "late").blob)
+    await ctrd.with_lease(setup.id).prepare_snapshot("late-snapshot")
     assert blob is not None
     now = datetime.now(UTC)
-    inventory = await engine.take_inventory(now)
+    taken = await engine.take_inventory(now)
+    inventory = replace(taken, leases=tuple(lease for lease in taken.leases if lease.id != setup.id))
     plan = plan_cleanup(inventory, PlanSettings(), now)
     assert {(a.kind, a.id) for a in plan.actions} >= {
         (ActionKind.DELETE_CONTENT, blob.digest),
@@ -128,6 +132,7 @@ async def test_an_orphan_a_new_lease_took_since_the_inventory_is_kept(
     pull = await ctrd.create_lease("new-pull", expire=timedelta(hours=1))
     await ctrd.add_lease_resource(pull.id, LeaseResource(id=blob.digest, type="content"))
     await ctrd.add_lease_resource(pull.id, LeaseResource(id="late-snapshot", type="snapshots/overlayfs"))
+    await ctrd.delete_lease(setup.id)
     result = await execute(engine.cri, ctrd, plan, inventory)
     outcomes = {r.action.id: r.outcome for r in result.results}
     assert outcomes[blob.digest] is Outcome.SKIPPED and outcomes["late-snapshot"] is Outcome.SKIPPED
