@@ -133,10 +133,12 @@ class Executor:
         self.sandbox_image = sandbox_image
         self.image_concurrency = image_concurrency
         self._collected = False  # a garbage collection ran in this apply()
+        self._stopping = False  # on_result raised (e.g. the agent's SIGTERM): start nothing more
 
     async def apply(self, plan: Plan, inventory: Inventory) -> ExecutionResult:
         started = time.monotonic()
         self._collected = False
+        self._stopping = False
         errors: list[str] = []
         result = ExecutionResult(before=await self._measure_safely(errors), errors=errors)
         images = inventory.image_by_id()
@@ -153,9 +155,23 @@ class Executor:
                 while j < len(actions) and actions[j].kind is ActionKind.REMOVE_IMAGE:
                     j += 1
             tasks = [asyncio.ensure_future(self._apply_safely(a, images, window)) for a in actions[i:j]]
-            for action, task in zip(actions[i:j], tasks, strict=True):
-                outcome, message = await task
-                self._report(result, ActionResult(action, outcome, message))
+            stop: BaseException | None = None
+            try:
+                for action, task in zip(actions[i:j], tasks, strict=True):
+                    done = await task
+                    if done is None:
+                        continue  # stopped before it was sent: it did not happen
+                    outcome, message = done
+                    try:
+                        self._report(result, ActionResult(action, outcome, message), notify=stop is None)
+                    except Exception as exc:  # on_result asks the run to stop: finish what is in flight only
+                        stop, self._stopping = exc, True
+            except asyncio.CancelledError:
+                self._stopping = True  # the run is cancelled: nothing new starts, what is in flight ends
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            if stop is not None:
+                raise stop
             i = j
         if plan.actions:
             try:
@@ -168,9 +184,12 @@ class Executor:
 
     async def _apply_safely(
         self, action: Action, images: dict[str, ImageEntry], window: asyncio.Semaphore
-    ) -> tuple[Outcome, str]:
-        """One action's outcome; an error is its FAILED outcome, never the run's end."""
+    ) -> tuple[Outcome, str] | None:
+        """One action's outcome; an error is its FAILED outcome, never the run's end. None: not started, because
+        the run was asked to stop while it waited for its turn."""
         async with window:
+            if self._stopping:
+                return None
             try:
                 return await self._apply_one(action, images)
             except RuntimeClientError as exc:
@@ -178,7 +197,7 @@ class Executor:
             except OSError as exc:  # e.g. ENOSPC on something we write: report, go on
                 return Outcome.FAILED, f"{exc.__class__.__name__}: {exc}"
 
-    def _report(self, result: ExecutionResult, item: ActionResult) -> None:
+    def _report(self, result: ExecutionResult, item: ActionResult, *, notify: bool = True) -> None:
         action = item.action
         result.results.append(item)
         log.info(
@@ -192,7 +211,7 @@ class Executor:
         )
         if item.outcome is Outcome.FAILED:
             result.errors.append(f"{action.kind} {action.id}: {item.message}")
-        if self.on_result:
+        if self.on_result and notify:
             self.on_result(item)
 
     async def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:

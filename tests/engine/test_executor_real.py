@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from engine.enginebed import execute
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.executor import Outcome
+from node_janitor.executor import ActionResult, Outcome
 from node_janitor.node import open_runtime, take_inventory
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
 
@@ -204,3 +205,48 @@ async def test_image_concurrency_must_be_positive(containerd_bed: ContainerdBed)
         inventory = await take_inventory(cri, containerd, containerd_bed.namespace, containerd_bed.pod_log_dir)
         with pytest.raises(ValueError, match="at least 1"):
             await execute(cri, containerd, Plan(actions=(), target=Target()), inventory, image_concurrency=0)
+
+
+class _Stop(Exception):
+    pass
+
+
+async def test_a_run_asked_to_stop_finishes_what_is_in_flight_and_starts_nothing_more(
+    containerd_bed: ContainerdBed,
+) -> None:
+    """on_result raising (the agent's SIGTERM) stops the run: removals already sent finish and are reported in
+    the result, removals still waiting for their turn are never sent, and nothing after them starts."""
+    bed = containerd_bed
+    b = bed.builder
+    images = [b.build(f"example.com/stop{i}:v1", [Layer.random(256 * 1024, f"stop{i}")]) for i in range(12)]
+    bed.import_images(images)
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = Plan(
+            actions=tuple(Action(ActionKind.REMOVE_IMAGE, i.id, Reason.LEAST_RECENTLY_USED, 1) for i in images),
+            target=Target(bytes=1),
+        )
+        sent: list[str] = []
+        remove_image = cri.remove_image
+
+        async def recording(image_id: str, *, missing_ok: bool = False) -> None:
+            sent.append(image_id)
+            await remove_image(image_id, missing_ok=missing_ok)
+
+        cri.remove_image = recording  # type: ignore[method-assign]
+        notified: list[str] = []
+
+        def stop_after_first(result: ActionResult) -> None:
+            notified.append(result.action.id)
+            raise _Stop
+
+        with pytest.raises(_Stop):
+            await execute(cri, containerd, plan, inventory, on_result=stop_after_first, image_concurrency=3)
+        assert notified == [images[0].id]
+        at_stop = list(sent)
+        await asyncio.sleep(1)  # nothing goes on in the background after apply() has returned
+        assert sent == at_stop
+        assert 1 <= len(sent) < len(images)  # the first window and what took a slot before the stop, not the rest
+        ours = {i.id for i in images}
+        left = {i.id for i in await cri.list_images()} & ours
+        assert left == ours - set(sent)  # what was sent was done; nothing else was touched
