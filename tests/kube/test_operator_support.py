@@ -28,7 +28,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE
     while time.monotonic() < deadline:
         try:
             last = probe()
-        except (KubectlError, AssertionError) as exc:
+        except (KubectlError, AssertionError, LookupError) as exc:  # e.g. the object is not there yet
             last = exc
         else:
             if last:
