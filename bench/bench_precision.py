@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +21,7 @@ from bench_planner import NOW, build_inventory
 from kubelet_rule import kubelet_gc_pass, kubelet_view, remove_images
 
 from node_janitor.inventory import Inventory
-from node_janitor.planner import ActionKind, PlanSettings, plan_cleanup
+from node_janitor.planner import FEWEST_IMAGES, LEAST_RECENTLY_USED, ActionKind, PlanSettings, plan_cleanup
 
 SHAPES: dict[str, dict[str, object]] = {
     # a few big shared bases (language runtimes), small app layers on top: the case dedup is for
@@ -80,8 +81,8 @@ def run_kubelet(inv: Inventory, last_used: dict[str, datetime], args: argparse.N
     return out
 
 
-def run_janitor(inv: Inventory, last_used: dict[str, datetime], args: argparse.Namespace) -> Outcome:
-    settings = PlanSettings(high_percent=args.high, low_percent=args.low, min_age=args.min_age)
+def run_janitor(inv: Inventory, last_used: dict[str, datetime], args: argparse.Namespace, selection: str) -> Outcome:
+    settings = PlanSettings(high_percent=args.high, low_percent=args.low, min_age=args.min_age, selection=selection)
     out = Outcome()
     while True:
         capacity, used_bytes, _ = used(inv)
@@ -138,34 +139,51 @@ def main() -> None:
         "  final (by itself)"
     )
     summary = []
+    rules = {"lru": LEAST_RECENTLY_USED, "fewest": FEWEST_IMAGES}
     for shape in args.shapes.split(","):
-        ratios, k_images, j_images, k_passes, j_one_pass, k_own = [], [], [], [], [], []
+        k_images, k_passes, k_own = [], [], []
+        ratios: dict[str, list[float]] = {r: [] for r in rules}
+        j_images: dict[str, list[int]] = {r: [] for r in rules}
+        j_one_pass: dict[str, list[bool]] = {r: [] for r in rules}
+        j_times: dict[str, list[float]] = {r: [] for r in rules}
         for seed in range(1, args.seeds + 1):
             inv = build_inventory(args.images, seed=seed, fill=args.fill / 100, **SHAPES[shape])  # type: ignore[arg-type]
             capacity, used_bytes, _ = used(inv)
             need = used_bytes - capacity * args.low // 100
             last_used = remembered_use(inv, seed)
-            results = {"kubelet": run_kubelet(inv, last_used, args), "node-janitor": run_janitor(inv, last_used, args)}
+            results = {"kubelet": run_kubelet(inv, last_used, args)}
+            for rule, selection in rules.items():
+                started = time.perf_counter()
+                results[f"nj {rule}"] = run_janitor(inv, last_used, args, selection)
+                j_times[rule].append(time.perf_counter() - started)
             for name, r in results.items():
                 print(
                     f"{shape:10} {seed:4} {name:12} {r.passes:3}({r.own_passes:2})  {r.images:6}  {mib(r.counted):>11}"
                     f"  {mib(r.freed):>11}  {mib(need):>11}  {mib(r.freed - need):>11}"
                     f"  {r.final_percent:5.1f}% ({r.own_final_percent:4.1f}%)" + ("  stalled" if r.stalled else "")
                 )
-            k, j = results["kubelet"], results["node-janitor"]
-            ratios.append(j.images / k.images if k.images else float("nan"))
+            k = results["kubelet"]
             k_images.append(k.images)
-            j_images.append(j.images)
             k_passes.append(k.passes)
             k_own.append(k.own_final_percent)
-            j_one_pass.append(j.passes == 1)
+            for rule in rules:
+                j = results[f"nj {rule}"]
+                ratios[rule].append(j.images / k.images if k.images else float("nan"))
+                j_images[rule].append(j.images)
+                j_one_pass[rule].append(j.passes == 1)
         summary.append(
-            f"{shape:10} images removed, node-janitor / kubelet: median {statistics.median(ratios):.2f} "
-            f"({statistics.median(j_images):.0f} vs {statistics.median(k_images):.0f}; "
-            f"{1 - statistics.median(ratios):.0%} fewer); kubelet passes median {statistics.median(k_passes):.0f}, "
-            f"by itself it stops at {statistics.median(k_own):.1f}%; "
-            f"node-janitor in one pass: {sum(j_one_pass)}/{len(j_one_pass)}"
+            f"{shape:10} kubelet: median {statistics.median(k_images):.0f} images in {statistics.median(k_passes):.0f}"
+            f" passes to reach low (by itself it stops at {statistics.median(k_own):.1f}%)"
         )
+        for rule, selection in rules.items():
+            median = statistics.median(ratios[rule])
+            summary.append(
+                f"{'':10} node-janitor {selection:17}: images / kubelet's median {median:.2f} "
+                f"({statistics.median(j_images[rule]):.0f} vs {statistics.median(k_images):.0f};"
+                f" {1 - median:.0%} fewer);"
+                f" one pass: {sum(j_one_pass[rule])}/{len(j_one_pass[rule])};"
+                f" plan+passes median {1000 * statistics.median(j_times[rule]):.0f} ms"
+            )
     print()
     print("\n".join(summary))
 

@@ -434,6 +434,11 @@ class ReferenceCounts:
             for node in closure:
                 self.count[node] = self.count.get(node, 0) + 1
 
+    def copy(self) -> ReferenceCounts:
+        other = ReferenceCounts(self.graph, {})
+        other.roots, other.count = dict(self.roots), dict(self.count)
+        return other
+
     def would_free(self, root: str) -> frozenset[Node]:
         return frozenset(n for n in self.roots.get(root, ()) if self.count[n] == 1)
 

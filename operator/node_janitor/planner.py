@@ -7,6 +7,7 @@ lease or gc.root label still reaches.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +26,9 @@ from node_janitor.inventory import (
 from node_janitor.refs import matches_pattern, normalize_all
 
 UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
+LEAST_RECENTLY_USED = "LeastRecentlyUsed"
+FEWEST_IMAGES = "FewestImages"
+SELECTIONS = (LEAST_RECENTLY_USED, FEWEST_IMAGES)
 
 
 class ActionKind(StrEnum):
@@ -42,6 +46,7 @@ class Reason(StrEnum):
     EXITED_CONTAINER = "exited-container"
     DANGLING = "dangling-under-pressure"
     LEAST_RECENTLY_USED = "lru-under-pressure"
+    FEWEST_IMAGES = "fewest-images-under-pressure"
     MAX_UNUSED_AGE = "unused-too-long"
     UNPACKED_LAYER = "unpacked-layer"
 
@@ -60,6 +65,7 @@ class PlanSettings:
     keep: tuple[str, ...] = ()
     remove_dangling: bool = True
     max_deletions_per_run: int | None = None
+    selection: str = LEAST_RECENTLY_USED
     remove_orphan_snapshots: bool = True
     remove_orphan_content: bool = True
     discard_unpacked_layers: bool = False
@@ -82,6 +88,7 @@ class PlanSettings:
             keep=tuple(images.keep),
             remove_dangling=images.remove_dangling,
             max_deletions_per_run=images.max_deletions_per_run,
+            selection=images.selection,
             remove_orphan_snapshots=rules.snapshots.remove_orphans,
             remove_orphan_content=rules.content.remove_orphans,
             discard_unpacked_layers=rules.content.discard_unpacked_layers,
@@ -91,6 +98,8 @@ class PlanSettings:
         )
 
     def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection {self.selection!r} is not one of {', '.join(SELECTIONS)}")
         if not 0 <= self.low_percent < self.high_percent <= 100:
             raise ValueError(f"lowPercent ({self.low_percent}) must be below highPercent ({self.high_percent})")
         if not 0 <= self.inodes_low_percent < self.inodes_high_percent <= 100:
@@ -292,19 +301,23 @@ def plan_cleanup(
                 taken.add(image.id)
 
     if target.under_pressure:
-
-        def order(item: tuple[ImageEntry, datetime]) -> tuple[int, datetime, int, str]:
-            image, used = item
-            dangling_first = 0 if (settings.remove_dangling and image.dangling) else 1
-            return (dangling_first, used, -graph.bytes_of(counts.would_free(f"image:{image.id}")), image.id)
-
-        for image, _ in sorted((c for c in candidates if c[0].id not in taken), key=order):
+        pool = [c for c in candidates if c[0].id not in taken]
+        fewest = settings.selection == FEWEST_IMAGES
+        if fewest:
+            need = (target.bytes - freed_bytes, target.inodes - freed_inodes)
+            order = fewest_images(pool, counts, inodes_of, need, dangling_first=settings.remove_dangling)
+        else:
+            order = least_recently_used(pool, counts, dangling_first=settings.remove_dangling)
+        for image in order:
             if freed_bytes >= target.bytes and freed_inodes >= target.inodes:
                 break
             if cap is not None and deletions >= cap:
                 skipped[image.id] = f"maxDeletionsPerRun {cap} reached"
                 continue
-            take(image, Reason.DANGLING if settings.remove_dangling and image.dangling else Reason.LEAST_RECENTLY_USED)
+            if settings.remove_dangling and image.dangling:
+                take(image, Reason.DANGLING)
+            else:
+                take(image, Reason.FEWEST_IMAGES if fewest else Reason.LEAST_RECENTLY_USED)
 
     # 4. Compressed copies of layers that are already unpacked (opt-in).
     if settings.discard_unpacked_layers:
@@ -312,6 +325,140 @@ def plan_cleanup(
             add(ActionKind.DISCARD_LAYER, digest, Reason.UNPACKED_LAYER, [content_node(digest)])
 
     return Plan(tuple(actions), target, skipped)
+
+
+def least_recently_used(
+    pool: Sequence[tuple[ImageEntry, datetime]], counts: ReferenceCounts, *, dangling_first: bool
+) -> list[ImageEntry]:
+    """The kubelet's order: dangling first (if asked), then the longest unused, the larger unique size first."""
+    graph = counts.graph
+
+    def key(item: tuple[ImageEntry, datetime]) -> tuple[bool, datetime, int, str]:
+        image, used = item
+        return (
+            not (dangling_first and image.dangling),
+            used,
+            -graph.bytes_of(counts.would_free(f"image:{image.id}")),
+            image.id,
+        )
+
+    return [image for image, _ in sorted(pool, key=key)]
+
+
+def fewest_images(
+    pool: Sequence[tuple[ImageEntry, datetime]],
+    counts: ReferenceCounts,
+    inodes_of: Mapping[Node, int],
+    need: tuple[int, int],
+    *,
+    dangling_first: bool,
+) -> list[ImageEntry]:
+    """Few removals that free `need` (bytes, inodes), chosen on a copy of `counts` (left as it is).
+
+    Greedy, dangling images first (if asked): next the image that frees the most of what is still needed
+    (bytes, then inodes once the bytes are reached), the longest unused among equals; once one image suffices,
+    the smallest that does. What an image frees only grows as others go (it becomes the last holder of a shared
+    layer), so gains are kept per image and raised for the new last holders after each pick. Then every pick the
+    others can do without is dropped (the cheapest first; dangling ones stay): a shared base that several picks
+    free together can make an earlier large pick unnecessary. When `need` cannot be met, the whole pool is
+    returned.
+    """
+    size = counts.graph.size
+    scratch = counts.copy()
+    by_id = {image.id: (image, used) for image, used in pool}
+    holders: dict[Node, list[str]] = {}
+    for image_id in by_id:
+        for node in scratch.roots.get(f"image:{image_id}", ()):
+            holders.setdefault(node, []).append(image_id)
+
+    def weigh(nodes: Iterable[Node]) -> list[int]:
+        nodes = list(nodes)
+        return [sum(size.get(n, 0) for n in nodes), sum(inodes_of.get(n, 0) for n in nodes)]
+
+    gain = {i: weigh(scratch.would_free(f"image:{i}")) for i in by_id}
+    freed = [0, 0]
+    picks: list[str] = []
+    for phase in ([i for i in by_id if dangling_first and by_id[i][0].dangling], list(by_id)):
+        remaining = {i for i in phase if f"image:{i}" in scratch.roots}
+        heaps: tuple[list[tuple[int, datetime, str]], list[tuple[int, datetime, str]]] = ([], [])
+        for image_id in remaining:
+            _push(heaps, gain[image_id], by_id[image_id][1], image_id)
+        while remaining and (freed[0] < need[0] or freed[1] < need[1]):
+            metric = 0 if freed[0] < need[0] else 1
+            short = need[metric] - freed[metric]
+            heap = heaps[metric]
+            while heap[0][2] not in remaining or -heap[0][0] != gain[heap[0][2]][metric]:
+                heapq.heappop(heap)  # picked already, or superseded by a larger gain pushed since
+            image_id = heap[0][2]
+            if -heap[0][0] >= short:  # one image suffices: the smallest that does, the longest unused among equals
+                image_id = min((gain[i][metric], by_id[i][1], i) for i in remaining if gain[i][metric] >= short)[2]
+            remaining.discard(image_id)
+            picks.append(image_id)
+            closure = scratch.roots.get(f"image:{image_id}", frozenset())
+            for n, amount in enumerate(weigh(scratch.remove(f"image:{image_id}"))):
+                freed[n] += amount
+            for node in closure:
+                # One root still reaches it: if that is an image of the pool, removing it now frees the node too.
+                if scratch.count.get(node) == 1:
+                    holder = next((h for h in holders.get(node, ()) if f"image:{h}" in scratch.roots), None)
+                    if holder is not None:
+                        for n, amount in enumerate(weigh([node])):
+                            gain[holder][n] += amount
+                        if holder in remaining:
+                            _push(heaps, gain[holder], by_id[holder][1], holder)
+    if freed[0] < need[0] or freed[1] < need[1]:
+        return [by_id[i][0] for i in picks]
+    first = {i for i in picks if dangling_first and by_id[i][0].dangling}  # the policy's promise: these go first
+    return [by_id[i][0] for i in _without_needless(picks, counts, inodes_of, need, keep=first)]
+
+
+def _push(
+    heaps: tuple[list[tuple[int, datetime, str]], ...], gain: Sequence[int], used: datetime, image_id: str
+) -> None:
+    for metric, heap in enumerate(heaps):
+        heapq.heappush(heap, (-gain[metric], used, image_id))
+
+
+def _without_needless(
+    picks: list[str],
+    counts: ReferenceCounts,
+    inodes_of: Mapping[Node, int],
+    need: tuple[int, int],
+    *,
+    keep: set[str],
+) -> list[str]:
+    """`picks` (which together free `need`) without those the rest can do without, cheapest first, until each
+    remaining pick is needed; those in `keep` stay."""
+    size = counts.graph.size
+    closures = {i: counts.roots.get(f"image:{i}", frozenset()) for i in picks}
+    within: dict[Node, int] = {}  # node -> how many picks reach it
+    for closure in closures.values():
+        for node in closure:
+            within[node] = within.get(node, 0) + 1
+
+    def freed_only_by(image_id: str) -> list[Node]:  # freed with the picks, kept without this one
+        return [n for n in closures[image_id] if within[n] == counts.count[n]]
+
+    freed = [0, 0]
+    for node, k in within.items():
+        if k == counts.count[node]:
+            freed[0] += size.get(node, 0)
+            freed[1] += inodes_of.get(node, 0)
+    kept = set(picks)
+    dropped = True
+    while dropped:  # until no pick can go: a drop changes what the others free alone
+        dropped = False
+        for image_id in sorted(kept - keep, key=lambda i: (sum(size.get(n, 0) for n in freed_only_by(i)), i)):
+            lost = freed_only_by(image_id)
+            lost_bytes, lost_inodes = sum(size.get(n, 0) for n in lost), sum(inodes_of.get(n, 0) for n in lost)
+            if freed[0] - lost_bytes >= need[0] and freed[1] - lost_inodes >= need[1]:
+                kept.discard(image_id)
+                dropped = True
+                freed[0] -= lost_bytes
+                freed[1] -= lost_inodes
+                for node in closures[image_id]:
+                    within[node] -= 1
+    return [i for i in picks if i in kept]
 
 
 def plan_discardable_layers(inventory: Inventory, counts: ReferenceCounts, now: datetime) -> list[str]:

@@ -253,3 +253,52 @@ async def test_inode_pressure_is_reclaimed_to_the_inode_low_watermark(tmp_path: 
         assert after.inodes_used / after.inodes <= 0.50
         code, again = await _prune(bed, "--policy", str(policy))
         assert code == 0 and again["actions"] == []
+
+
+async def test_fewest_images_removes_one_large_image_where_lru_would_take_three(
+    small_disk_bed: ContainerdBed, tmp_path: Path
+) -> None:
+    """images.selection FewestImages on a real store: the same need met with one removal instead of three, the
+    running image and the base it shares with an unused one kept, the prediction what the file system gains."""
+    bed = small_disk_bed
+    b = bed.builder
+    old = _images(bed, 4, 3 * MiB, "old")  # ~6 MiB on disk each, the longest unused
+    big = b.build("example.com/big:v1", [b.busybox_layer(), Layer.random(10 * MiB, "big")])  # ~20 MiB, used yesterday
+    base = Layer.random(8 * MiB, "shared-base")
+    running = b.build("example.com/running:v1", [b.busybox_layer(), base, Layer.random(MiB, "running")])
+    sibling = b.build("example.com/sibling:v1", [b.busybox_layer(), base, Layer.random(MiB, "sibling")])
+    bed.import_images([*old, big, running, sibling])
+    state = tmp_path / "state.json"
+    now = datetime.now(UTC)
+    last_used = {img.id: now - timedelta(days=10 - i) for i, img in enumerate(old)}
+    last_used |= {big.id: now - timedelta(days=1), sibling.id: now - timedelta(days=5)}
+    state.write_text(json.dumps({"lastUsed": {k: v.isoformat() for k, v in last_used.items()}}))
+
+    usage = bed.usage()
+    capacity = usage.used + usage.available
+    bed.fill(leave_available=capacity - int(0.60 * capacity + 15 * MiB))  # 15 MiB over the low watermark
+    assert bed.usage().used_percent > 65
+    thresholds = {"highPercent": 65, "lowPercent": 60}
+    lru = _policy(tmp_path, {"thresholds": thresholds, "images": {"minAge": "0s"}}, "lru.yaml")
+    fewest = _policy(
+        tmp_path, {"thresholds": thresholds, "images": {"minAge": "0s", "selection": "FewestImages"}}, "fewest.yaml"
+    )
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "busy")
+        c = await start_container(cri, pod, "app", running.name, "sleep 3600")
+        await wait_for_state(cri, c.id, "RUNNING")
+
+        code, lru_plan = await _prune(bed, "--policy", str(lru), "--state-file", str(state), "--dry-run")
+        assert code == 0
+        assert [a["id"] for a in lru_plan["actions"] if a["kind"] == "remove-image"] == [i.id for i in old[:3]]
+
+        code, real = await _prune(bed, "--policy", str(fewest), "--state-file", str(state))
+        assert code == 0, real["errors"]
+        removed = [a for a in real["actions"] if a["kind"] == "remove-image"]
+        assert [a["id"] for a in removed] == [big.id]
+        assert removed[0]["reason"] == "fewest-images-under-pressure" and removed[0]["outcome"] == "done"
+        assert real["file_system"]["used_percent_after"] <= 60
+        assert abs(real["reclaimed_bytes"] - real["planned_bytes"]) <= 0.05 * real["planned_bytes"]
+        left = await _image_ids(bed)
+        assert {running.id, sibling.id, *(i.id for i in old)} <= left and big.id not in left
+        await remove_all_pods(cri)

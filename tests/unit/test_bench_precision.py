@@ -13,6 +13,8 @@ from bench_planner import NOW, build_inventory
 from bench_precision import remembered_use, run_janitor, run_kubelet
 from kubelet_rule import KubeletImage, kubelet_gc_pass, remove_images
 
+from node_janitor.planner import FEWEST_IMAGES, LEAST_RECENTLY_USED
+
 H = timedelta(hours=1)
 MIN_AGE = timedelta(minutes=2)
 
@@ -65,6 +67,9 @@ def test_passes_reach_the_low_watermark_and_the_plan_needs_one() -> None:
     args = argparse.Namespace(high=85, low=75, min_age=MIN_AGE, max_passes=50)
     inv = build_inventory(40, n_bases=2, n_os=1, base_mib=(30, 120), app_mib=(1, 15))
     used = remembered_use(inv, 1)
-    kubelet, janitor = run_kubelet(inv, used, args), run_janitor(inv, used, args)
-    assert janitor.passes == 1 and janitor.final_percent <= 75 and janitor.counted == janitor.freed
+    kubelet = run_kubelet(inv, used, args)
     assert kubelet.final_percent <= 75 and kubelet.passes > 1 and kubelet.counted > kubelet.freed
+    lru, fewest = (run_janitor(inv, used, args, selection) for selection in (LEAST_RECENTLY_USED, FEWEST_IMAGES))
+    for janitor in (lru, fewest):
+        assert janitor.passes == 1 and janitor.final_percent <= 75 and janitor.counted == janitor.freed
+    assert fewest.images < lru.images

@@ -20,7 +20,17 @@ from node_janitor.inventory import (
     LeaseEntry,
     SnapshotEntry,
 )
-from node_janitor.planner import ActionKind, PlanSettings, Target, image_protection, plan_cleanup
+from node_janitor.planner import (
+    FEWEST_IMAGES,
+    LEAST_RECENTLY_USED,
+    SELECTIONS,
+    ActionKind,
+    PlanSettings,
+    Reason,
+    Target,
+    image_protection,
+    plan_cleanup,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SNAP_LABEL = "containerd.io/gc.ref.snapshot.overlayfs"
@@ -116,6 +126,7 @@ def stores(draw: st.DrawFn) -> tuple[Inventory, PlanSettings]:
         remove_expired_leases=draw(st.booleans()),
         remove_orphan_snapshots=draw(st.booleans()),
         remove_orphan_content=draw(st.booleans()),
+        selection=draw(st.sampled_from(SELECTIONS)),
     )
     return inventory, plan_settings
 
@@ -216,6 +227,8 @@ def test_reaches_target_when_possible_with_least_overshoot(store: tuple[Inventor
 @given(stores())
 def test_order_is_dangling_then_least_recently_used(store: tuple[Inventory, PlanSettings]) -> None:
     inventory, plan_settings = store
+    if plan_settings.selection != LEAST_RECENTLY_USED:
+        return
     plan = plan_cleanup(inventory, plan_settings, NOW)
     by_id = inventory.image_by_id()
     keys = []
@@ -225,6 +238,33 @@ def test_order_is_dangling_then_least_recently_used(store: tuple[Inventory, Plan
             assert image.created_at is not None
             keys.append((0 if plan_settings.remove_dangling and image.dangling else 1, image.created_at))
     assert keys == sorted(keys)
+
+
+@PROPS
+@given(stores())
+def test_fewest_images_needs_every_image_it_removes(store: tuple[Inventory, PlanSettings]) -> None:
+    """Under FewestImages each removed image is needed: without any one of them (the others removed) the target
+    is not met. (Dangling images go first by the policy and are left out of it.) Bytes the others free are
+    measured from scratch on the graph, not with the planner's counts."""
+    inventory, plan_settings = store
+    if plan_settings.selection != FEWEST_IMAGES:
+        return
+    plan = plan_cleanup(inventory, plan_settings, NOW)
+    if not plan.reaches_target or plan.target.inodes:
+        return
+    by_id = inventory.image_by_id()
+    graph = inventory.graph
+    deleted_leases = frozenset(a.id for a in plan.actions if a.kind is ActionKind.DELETE_LEASE)
+    removed = {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+    reach_after = _still_reachable(inventory, removed, deleted_leases)
+    for action in plan.actions:
+        if action.reason not in (Reason.FEWEST_IMAGES, Reason.DANGLING):
+            continue
+        if plan_settings.remove_dangling and by_id[action.id].dangling:
+            continue
+        # What the plan would free without this one image: less what only its removal lets go.
+        lost = graph.bytes_of(_still_reachable(inventory, removed - {action.id}, deleted_leases) - reach_after)
+        assert lost > 0 and plan.planned_bytes - lost < plan.target.bytes, f"{action.id} was not needed"
 
 
 def test_no_pressure_and_no_age_rule_plans_nothing() -> None:

@@ -100,6 +100,12 @@ class ImagesPolicy(ApiModel):
     """Remove untagged (dangling) images first."""
     max_deletions_per_run: Annotated[int, Field(ge=1)] | None = None
     """Remove at most this many images in one run (unlimited if unset)."""
+    selection: Literal["LeastRecentlyUsed", "FewestImages"] = "LeastRecentlyUsed"
+    """Which removable images go first under pressure (after dangling ones, if removeDangling).
+    LeastRecentlyUsed (the kubelet's order): the longest unused first. FewestImages: the images whose removal
+    frees the most bytes that nothing else still uses (shared layers count only once their last remaining user
+    goes), so the fewest images are removed to reach the low watermark; the last one is the smallest that
+    suffices, and the longest unused goes first among equals."""
     keep_workload_images: bool = True
     """Never remove an image that a Pod or the pod template of a Deployment, ReplicaSet, StatefulSet,
     DaemonSet, Job or CronJob anywhere in the cluster references, even where no container runs it yet (the
