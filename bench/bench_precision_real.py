@@ -17,17 +17,20 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from bench_precision import Outcome, run_kubelet
 from kubernetes import client
 from realbed import REPO, MiB, bound_pod, shared_base_images, unique_content, wait_running, workdir
 
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
+from node_janitor.collector import collect_inventory
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node import open_runtime
-from node_janitor.planner import ActionKind
+from node_janitor.planner import SELECTIONS, ActionKind
 from node_janitor.prune import prune
 from testbed.kube import ControlPlane, find_binaries
 from testbed.node import KubeletSettings, KubeNode
@@ -131,13 +134,22 @@ def wait_for_kubelet_passes(
     return passes
 
 
+@dataclass
+class JanitorResult:
+    images: int
+    after_percent: float
+    replay: Outcome | None = None  # the kubelet's rule replayed to the low watermark on the same store
+
+
 async def janitor_side(
-    images: list[OciImage], in_use: list[OciImage], builder: ImageBuilder, args: argparse.Namespace
-) -> tuple[int, float]:
-    """One prune on a bed like the kubelet's; returns the images it removed and the used percent after it."""
+    images: list[OciImage], in_use: list[OciImage], builder: ImageBuilder, args: argparse.Namespace, selection: str
+) -> JanitorResult:
+    """One prune on a bed like the kubelet's, with `images.selection`; with the kubelet's rule replayed on the
+    store it started from (its CRI sizes, passes forced until the low watermark)."""
     policy = CleanupPolicy.from_yaml(
         "apiVersion: nodejanitor.io/v1alpha1\nkind: CleanupPolicy\nmetadata: {name: bench}\n"
-        f"spec:\n  thresholds: {{highPercent: {args.high}, lowPercent: {args.low}}}\n  images: {{minAge: 0s}}\n"
+        f"spec:\n  thresholds: {{highPercent: {args.high}, lowPercent: {args.low}}}\n"
+        f"  images: {{minAge: 0s, selection: {selection}}}\n"
     )
     with ContainerdBed(workdir("janitor"), disk_size=parse_quantity(args.disk), builder=builder) as bed:
         for start in range(0, len(images), 10):
@@ -150,6 +162,8 @@ async def janitor_side(
             fill_to(bed, args.fill)
             before = bed.usage()
             need = before.used - int(before.size * args.low / 100)
+            inventory = await collect_inventory(cri, containerd)
+            replay = run_kubelet(inventory, {}, replay_args(args))
             report = await prune(cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
             await asyncio.to_thread(wait_stable, bed, 5.0)
             after = bed.usage()
@@ -161,14 +175,24 @@ async def janitor_side(
                 cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir, dry_run=True
             )
             print(
-                f"node-janitor: {before.used_percent:.1f}% -> {after.used_percent:.1f}%, need {need / MiB:.1f} MiB;"
+                f"node-janitor {selection}: {before.used_percent:.1f}% -> {after.used_percent:.1f}%,"
+                f" need {need / MiB:.1f} MiB;"
                 f" one pass removed {len(removed)} images, counted {report.plan.planned_bytes / MiB:.1f} MiB, freed"
                 f" {freed / MiB:.1f} MiB (beyond need {(freed - need) / MiB:.1f}"
                 f" MiB); pause or in-use images removed: {in_use_removed}; second plan: {len(again.plan.actions)}"
                 f" actions; errors {report.errors}"
             )
+            print(
+                f"  the kubelet's rule replayed on this store until low: {replay.images} images in {replay.passes}"
+                f" passes ({replay.own_passes} by itself, stopping at {replay.own_final_percent:.1f}%), counted"
+                f" {replay.counted / MiB:.1f} MiB, freed {replay.freed / MiB:.1f} MiB, to {replay.final_percent:.1f}%"
+            )
             await remove_all_pods(cri)
-            return len(removed), after.used_percent
+            return JanitorResult(len(removed), after.used_percent, replay)
+
+
+def replay_args(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(high=args.high, low=args.low, min_age=timedelta(0), max_passes=50)
 
 
 def main() -> None:
@@ -182,6 +206,7 @@ def main() -> None:
     parser.add_argument("--low", type=int, default=70)
     parser.add_argument("--fill", type=float, default=90.0)
     parser.add_argument("--kubelet-periods", type=int, default=3)
+    parser.add_argument("--selections", default=",".join(SELECTIONS), help="node-janitor's images.selection values")
     args = parser.parse_args()
     lo, hi = (int(x) for x in args.app_mib.split(","))
     builder = ImageBuilder()
@@ -202,7 +227,9 @@ def main() -> None:
             need = before.used - int(before.size * args.low / 100)
             print(f"kubelet: filled to {before.used_percent:.1f}% (its usage {kubelet_usage_percent(node.bed)}%),"
                   f" need {need / MiB:.1f} MiB; waiting for its image GC (every 5 min)")  # fmt: skip
-            j_images, j_after = asyncio.run(janitor_side(images, in_use, builder, args))
+            janitor = {
+                sel: asyncio.run(janitor_side(images, in_use, builder, args, sel)) for sel in args.selections.split(",")
+            }
             passes = wait_for_kubelet_passes(node, started, offset, args)
             after = node.bed.usage()
             picks = sum(len(p.picks) for p in passes)
@@ -220,11 +247,14 @@ def main() -> None:
                 f" removed {picks} images, counted {counted / MiB:.1f} MiB, freed {freed / MiB:.1f} MiB"
                 f" (beyond need {(freed - need) / MiB:.1f} MiB), reached low: {after.used_percent <= args.low}"
             )
-            print(
-                f"ratios: images removed node-janitor/kubelet {j_images}/{picks}"
-                f" = {j_images / picks if picks else float('nan'):.2f}; passes 1 vs {len(passes)};"
-                f" node-janitor reached low in one pass: {j_after <= args.low}"
-            )
+            for sel, j in janitor.items():
+                replayed = j.replay.images if j.replay else 0
+                print(
+                    f"ratios, {sel}: images removed node-janitor/kubelet {j.images}/{picks}"
+                    f" = {j.images / picks if picks else float('nan'):.2f}; against the kubelet's rule replayed to low"
+                    f" {j.images}/{replayed} = {j.images / replayed if replayed else float('nan'):.2f};"
+                    f" passes 1 vs {len(passes)}; node-janitor reached low in one pass: {j.after_percent <= args.low}"
+                )
         finally:
             node.close()
             left = node.leftovers()
