@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node_janitor.inventory import BlobEntry, ContainerEntry, FileSystemEntry, ImageEntry, Inventory, SnapshotEntry
-from node_janitor.planner import Plan, PlanSettings, plan_cleanup
+from node_janitor.planner import LEAST_RECENTLY_USED, SELECTIONS, Plan, PlanSettings, plan_cleanup
 from node_janitor.usage import build_disk_report
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -117,8 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--selection", choices=SELECTIONS, default=LEAST_RECENTLY_USED, help="images.selection")
     args = parser.parse_args()
-    settings = PlanSettings(min_age=timedelta(minutes=2))
+    settings = PlanSettings(min_age=timedelta(minutes=2), selection=args.selection)
     plan, _, plan_times, report_times = time_planning(args.images, args.repeat, settings)
     inventory = build_inventory(args.images, seed=99)
     tracemalloc.start()
@@ -126,7 +127,10 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     median = statistics.median(plan_times)
-    print(f"images={args.images} blobs={len(inventory.blobs)} snapshots={len(inventory.snapshots)}")
+    print(
+        f"images={args.images} selection={args.selection}"
+        f" blobs={len(inventory.blobs)} snapshots={len(inventory.snapshots)}"
+    )
     print(f"plan: median {median * 1000:.0f} ms, max {max(plan_times) * 1000:.0f} ms over {args.repeat} runs")
     print(
         f"plan: {len(plan.actions)} actions, target {plan.target.bytes >> 20} MiB, "

@@ -51,24 +51,26 @@ def used(inventory: Inventory) -> tuple[int, int, int]:
     return fs.size, fs.used, fs.available
 
 
-def run_kubelet(inv: Inventory, last_used: dict[str, datetime], args: argparse.Namespace) -> Outcome:
+def run_kubelet(
+    inv: Inventory, last_used: dict[str, datetime], args: argparse.Namespace, now: datetime = NOW
+) -> Outcome:
     out = Outcome()
     on_its_own = True
     while True:
         capacity, used_bytes, available = used(inv)
         if used_bytes <= capacity * args.low // 100 or out.passes >= args.max_passes:
             break
-        view = kubelet_view(inv, last_used, NOW)
-        p = kubelet_gc_pass(view, capacity, available, args.high, args.low, args.min_age, NOW)
+        view = kubelet_view(inv, last_used, now)
+        p = kubelet_gc_pass(view, capacity, available, args.high, args.low, args.min_age, now)
         if not p.triggered:  # below high, above low: the kubelet waits; force the rule to go on
             if on_its_own:
                 out.own_final_percent = 100 * used_bytes / capacity
             on_its_own = False
-            p = kubelet_gc_pass(view, capacity, available, 0, args.low, args.min_age, NOW)
+            p = kubelet_gc_pass(view, capacity, available, 0, args.low, args.min_age, now)
         if not p.picks:
             out.stalled = True
             break
-        inv, freed = remove_images(inv, p.picks, NOW)
+        inv, freed = remove_images(inv, p.picks, now)
         out.passes += 1
         out.own_passes += on_its_own
         out.images += len(p.picks)

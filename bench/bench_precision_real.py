@@ -163,7 +163,7 @@ async def janitor_side(
             before = bed.usage()
             need = before.used - int(before.size * args.low / 100)
             inventory = await collect_inventory(cri, containerd)
-            replay = run_kubelet(inventory, {}, replay_args(args))
+            replay = run_kubelet(inventory, {}, replay_args(args), inventory.taken_at)
             report = await prune(cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
             await asyncio.to_thread(wait_stable, bed, 5.0)
             after = bed.usage()
