@@ -11,9 +11,9 @@ the server, how to trust it and how to authenticate, which this module reads as 
 - The context: `context` if given, else current-context. Relative file paths (certificate-authority,
   client-certificate, client-key, tokenFile, an exec command with a slash) resolve against the directory of the
   file that defined them. `*-data` (base64) wins over the file.
-- Bearer tokens: `token`, `tokenFile` (wins over token, as in client-go) and the in-cluster token are re-read
-  whenever the file changes (the kubelet rotates projected tokens hourly; the last good one is kept if a re-read
-  fails), and on `invalidate()` (the client calls it on a 401).
+- Bearer tokens: `token`, `tokenFile` (wins over token, as in client-go; either wins over exec) and the
+  in-cluster token; files are re-read whenever they change (the kubelet rotates projected tokens hourly; the
+  last good one is kept if a re-read fails), and on `invalidate()` (the client calls it on a 401).
 - Exec credential plugins (client.authentication.k8s.io/v1 and v1beta1): run on first use, not interactive
   ($KUBERNETES_EXEC_INFO says so), `status.token` or a client certificate cached until `expirationTimestamp` or
   `invalidate()`.
@@ -153,10 +153,13 @@ class ExecPlugin:
             raise _error(what, exc, hint) from None
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), EXEC_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise CredentialsError(f"{what}: no answer within {EXEC_TIMEOUT:.0f}s") from None
+        except BaseException as exc:  # too slow, or cancelled (the agent stops): the plugin must not outlive it
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            if isinstance(exc, TimeoutError):
+                raise CredentialsError(f"{what}: no answer within {EXEC_TIMEOUT:.0f}s") from None
+            raise
         if process.returncode != 0:
             last = (stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
             raise CredentialsError(f"{what} exited with {process.returncode}: {last}".rstrip(": "))

@@ -100,3 +100,24 @@ async def test_an_exec_plugin_token_refused_is_fetched_again(kube: ControlPlane,
         assert await _whoami(client) == _sa_user("creds-exec")  # cached: the plugin did not run a third time
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(("name", "verified"), [("kubernetes.default.svc", True), ("not-the-apiserver.example", False)])
+async def test_tls_server_name_is_the_name_verified(
+    kube: ControlPlane, tmp_path: Path, name: str, verified: bool
+) -> None:
+    """The apiserver's certificate names 127.0.0.1 and kubernetes.default.svc, not the other name."""
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["tls-server-name"] = name
+    path = tmp_path / "named.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    client = KubeClient.from_config(str(path))
+    try:
+        if verified:
+            assert await _whoami(client) == "kubernetes-admin"
+        else:
+            with pytest.raises(KubeError, match="certificate verify failed") as refused:
+                await _whoami(client)
+            assert refused.value.status == 0
+    finally:
+        await client.close()

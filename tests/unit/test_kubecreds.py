@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -363,6 +364,41 @@ def test_a_missing_exec_command_says_its_install_hint(tmp_path: Path) -> None:
     path = _exec_kubeconfig(tmp_path, {"command": "no-such-plugin-here", "installHint": "install it\nfrom there"})
     with pytest.raises(CredentialsError, match=r"exec plugin no-such-plugin-here: No such file .*\(install it\)$"):
         _auth(load_credentials(str(path), environ=NO_CLUSTER))
+
+
+def test_a_cancelled_exec_plugin_is_killed(tmp_path: Path) -> None:
+    """The agent stopping while a plugin runs: the plugin does not outlive it."""
+    _plugin(tmp_path, """
+        import os, pathlib, sys, time
+        (pathlib.Path(sys.argv[0]).parent / "pid").write_text(str(os.getpid()))
+        time.sleep(60)
+    """)  # fmt: skip
+    credentials = load_credentials(str(_exec_kubeconfig(tmp_path, {"command": "./bin/plugin"})), environ=NO_CLUSTER)
+    pid_file = tmp_path / "bin" / "pid"
+
+    async def cancel_while_running() -> None:
+        task = asyncio.create_task(credentials.auth())
+        deadline = time.monotonic() + 20
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline, "the plugin never started"
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_running())
+    proc = Path(f"/proc/{pid_file.read_text()}/stat")
+
+    def alive() -> bool:  # not gone, and not dead waiting to be reaped (Z)
+        try:
+            return proc.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while alive():
+        assert time.monotonic() < deadline, "the plugin outlived its cancelled run"
+        time.sleep(0.05)
 
 
 # --- the same answers as the kubernetes client's loader ---------------------------------------------------
