@@ -1,4 +1,9 @@
-"""Kubernetes credentials for the operator, the agent and `node-janitor run`: one loader for all three."""
+"""Kubernetes credentials for the operator and `node-janitor run`: the kubernetes client's own loaders.
+
+Not for the node agent: any import of the `kubernetes` package imports all of it (10-17 MiB on every node); the
+agent reads its credentials with `node_janitor.kubecreds`, the same files by the same rules (kubectl's; a test
+compares both). The operator and `run` import the client for their API calls anyway, and kopf re-logs-in from
+this Configuration."""
 
 from __future__ import annotations
 

@@ -196,3 +196,47 @@ def test_quantity_pattern_accepts_what_parse_quantity_accepts(text: str) -> None
     except ValueError as exc:
         parsed = "too large" in str(exc)
     assert (re.fullmatch(QUANTITY_PATTERN, text) is not None) == parsed
+
+
+# parse_quantity computes what kubernetes.utils.parse_quantity computes (without importing the kubernetes package,
+# which the node agent must not: see api/units.py): the same value for every quantity our pattern accepts.
+_QUANTITY_EDGES = [
+    "0", "1", "1023", "1024", "0.5", ".5", "5.", "1.0000000001", "123456789012345678901234567890",
+    "1.23456789012345678901234567890123Ei", "99999999999999999999999999999Ki", "0.000000000000000000001Mi",
+    "7Ki", "1.5Gi", "3Ti", "2.25Pi", "1Ei", "12k", "1.5M", "2G", "7T", "3P", "1E", "0.001k",
+    "1e3", "1E6", "1.5e3", "1e+3", "1e-3", "5e30", "1.7e-30", "12345.6789e-2",
+]  # fmt: skip
+
+
+def _upstream_bytes(text: str) -> int:
+    from decimal import ROUND_CEILING
+
+    from kubernetes.utils import parse_quantity as upstream
+
+    return int(upstream(text).to_integral_value(rounding=ROUND_CEILING))
+
+
+@pytest.mark.parametrize("text", _QUANTITY_EDGES)
+def test_parse_quantity_equals_the_kubernetes_clients(text: str) -> None:
+    assert parse_quantity(text) == _upstream_bytes(text)
+
+
+_DIGITS = st.text(alphabet="0123456789", min_size=1, max_size=34)
+
+
+@given(
+    whole=_DIGITS,
+    fraction=st.one_of(st.none(), st.text(alphabet="0123456789", max_size=34)),
+    suffix=st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "e<n>", "E<n>"]),
+    exponent=st.integers(min_value=-30, max_value=30),
+    sign=st.sampled_from(["", "+", "-"]),
+)
+def test_parse_quantity_equals_the_kubernetes_clients_for_generated_values(
+    whole: str, fraction: str | None, suffix: str, exponent: int, sign: str
+) -> None:
+    text = whole + ("" if fraction is None else "." + fraction)
+    if suffix.endswith("<n>"):  # the exponent form
+        text += f"{suffix[0]}{sign if exponent >= 0 else ''}{exponent}"
+    else:
+        text += suffix
+    assert parse_quantity(text) == _upstream_bytes(text)

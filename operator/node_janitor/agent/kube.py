@@ -1,5 +1,6 @@
-"""The agent's Kubernetes API access: aiohttp against the apiserver, credentials from the `kubernetes` package's
-config loaders (a kubeconfig, or the in-cluster ServiceAccount with its token refreshed as it rotates).
+"""The agent's Kubernetes API access: aiohttp against the apiserver, credentials from `node_janitor.kubecreds` (a
+kubeconfig, or the in-cluster ServiceAccount with its token re-read as it rotates, exec plugins), never the
+`kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/unit/test_kubecreds.py checks).
 
 Only what the agent needs: list and watch ONE object by name (field selector `metadata.name=NAME`, so other
 nodes' objects never reach it), merge-patch a status subresource, create an Event. aiohttp rather than the
@@ -12,14 +13,13 @@ import asyncio
 import json
 import logging
 import random
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from node_janitor.kubeconfig import load_configuration
+from node_janitor.kubecreds import ClientCert, CredentialsError, KubeCredentials, load_credentials
 
 log = logging.getLogger(__name__)
 
@@ -56,56 +56,46 @@ NODES = Resource("/api/v1/nodes", "Node")
 NODE_CLEANUPS = Resource("/apis/nodejanitor.io/v1alpha1/nodecleanups", "NodeCleanup")
 
 
-def _load_configuration(kubeconfig: str | None) -> Any:
-    """The shared loader (`node_janitor.kubeconfig`), its failures as one KubeConfigError line."""
-    from kubernetes import config
-
-    try:
-        return load_configuration(kubeconfig)
-    except (config.ConfigException, OSError, ValueError) as exc:
-        where = kubeconfig or "in-cluster config or $KUBECONFIG"
-        raise KubeConfigError(f"cannot load Kubernetes credentials from {where}: {exc}") from None
-
-
 class KubeClient:
     """An aiohttp session to one apiserver. Create with `from_config`, close with `close()`."""
 
-    def __init__(self, configuration: Any) -> None:
-        self._configuration = configuration
-        self.server = str(configuration.host).rstrip("/")
-        context: ssl.SSLContext | bool
-        if self.server.startswith("https://"):
-            if configuration.verify_ssl:
-                context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-            else:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if configuration.cert_file:
-                context.load_cert_chain(configuration.cert_file, configuration.key_file)
-        else:
-            context = False
-        self._ssl = context
+    def __init__(self, credentials: KubeCredentials) -> None:
+        self.credentials = credentials
+        self.server = credentials.server
         self._session: aiohttp.ClientSession | None = None
+        self._session_cert: ClientCert | None = None
+        self._extra: dict[str, Any] = (
+            {"server_hostname": credentials.tls_server_name} if credentials.tls_server_name else {}
+        )
 
     @classmethod
     def from_config(cls, kubeconfig: str | None) -> KubeClient:
-        return cls(_load_configuration(kubeconfig))
+        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.kubecreds`).
+        Raises KubeConfigError (one line)."""
+        try:
+            return cls(load_credentials(kubeconfig))
+        except CredentialsError as exc:
+            raise KubeConfigError(f"cannot load Kubernetes credentials: {exc}") from None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    async def _prepare(self, content_type: str | None = None) -> tuple[aiohttp.ClientSession, dict[str, str]]:
+        """The session (a new one when an exec plugin's client certificate changed) and the request headers with
+        the current token. Raises KubeError (status 0) when the credentials cannot be had now."""
+        try:
+            auth = await self.credentials.auth()
+            context = self.credentials.ssl_context(auth.cert)
+        except CredentialsError as exc:
+            raise KubeError(f"credentials: {exc}") from None
+        if self._session is None or self._session.closed or auth.cert != self._session_cert:
+            if self._session is not None:
+                await self._session.close()
+            connector = aiohttp.TCPConnector(ssl=context if context is not None else False)
+            self._session, self._session_cert = aiohttp.ClientSession(connector=connector), auth.cert
         headers = {"Accept": "application/json", "User-Agent": "node-janitor-agent"}
-        # refreshes a rotated token; the kubernetes package keeps it under "BearerToken" (older ones "authorization")
-        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-        if token:
-            headers["Authorization"] = token
+        if auth.token:
+            headers["Authorization"] = f"Bearer {auth.token}"
         if content_type:
             headers["Content-Type"] = content_type
-        return headers
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
-        return self._session
+        return self._session, headers
 
     async def close(self) -> None:
         if self._session is not None:
@@ -121,23 +111,28 @@ class KubeClient:
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
     ) -> Any:
-        """One request; the decoded JSON answer. Raises KubeError (status 0 when the apiserver is unreachable)."""
+        """One request; the decoded JSON answer. Raises KubeError (status 0 when the apiserver is unreachable).
+        A 401 makes the credentials re-read (a rotated token, an expired exec credential) and is tried once more."""
         data = json.dumps(body) if body is not None else None
-        try:
-            async with self._client().request(
-                method,
-                self.server + path,
-                params=params,
-                data=data,
-                timeout=REQUEST_TIMEOUT,
-                headers=self._headers(content_type if data is not None else None),
-            ) as response:
-                text = await response.text()
-                if response.status >= 400:
-                    raise _error(response.status, text, f"{method} {path}")
-                return json.loads(text) if text else None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise KubeError(f"{method} {path}: apiserver unreachable: {exc or type(exc).__name__}") from None
+        for attempt in (1, 2):
+            session, headers = await self._prepare(content_type if data is not None else None)
+            try:
+                async with session.request(
+                    method, self.server + path, params=params, data=data, timeout=REQUEST_TIMEOUT, headers=headers,
+                    **self._extra,
+                ) as response:  # fmt: skip
+                    text = await response.text()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise KubeError(f"{method} {path}: apiserver unreachable: {exc or type(exc).__name__}") from None
+            if status == 401:
+                self.credentials.invalidate()
+                if attempt == 1:
+                    continue
+            if status >= 400:
+                raise _error(status, text, f"{method} {path}")
+            return json.loads(text) if text else None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]:
         """The object named `name` (None if absent) and the list's resourceVersion to watch from."""
@@ -158,10 +153,13 @@ class KubeClient:
             "timeoutSeconds": str(WATCH_SECONDS),
         }
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=WATCH_SECONDS + 30)
+        session, headers = await self._prepare()
         try:
-            async with self._client().get(
-                self.server + resource.path, params=params, headers=self._headers(), timeout=timeout
+            async with session.get(
+                self.server + resource.path, params=params, headers=headers, timeout=timeout, **self._extra
             ) as response:
+                if response.status == 401:
+                    self.credentials.invalidate()  # the next attempt re-reads them
                 if response.status >= 400:
                     raise _error(response.status, await response.text(), f"watch {resource.path}")
                 buffer = b""

@@ -8,8 +8,11 @@
 The regular expressions are exported because the CRD carries them as `pattern`s: the apiserver and these
 parsers accept the same strings.
 
-Quantities are computed by the Kubernetes client's `parse_quantity`, behind our pattern (which refuses what a
-size must not be: negatives, milli, `NaN`, `1_000`, surrounding blanks, all of which it takes) and our errors.
+Quantities are computed as the Kubernetes client's `kubernetes.utils.parse_quantity` computes them (the same
+Decimal operations, so the same results: tests/unit/test_api_units.py compares both over many values), behind our
+pattern (which refuses what a size must not be: negatives, milli, `NaN`, `1_000`, surrounding blanks, all of which
+it takes) and our errors. Not the function itself: importing `kubernetes.utils` imports the whole `kubernetes`
+package (every generated API model, ~17 MiB), and the node agent parses quantities too.
 Durations stay ours: durationpy, which the Kubernetes client brings, is measurably worse for Go's durations. It
 takes "7d", "1y" and "3000000h", all refused by Go (and the first two by the CRD's pattern), and computes in
 floats: "1500ns" becomes 2us (Go truncates: 1us) and Go's largest duration rounds past Go's range; ours is exact
@@ -21,8 +24,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import ROUND_CEILING, Decimal
-
-from kubernetes.utils import parse_quantity as kubernetes_quantity
 
 __all__ = [
     "DURATION_PATTERN",
@@ -54,6 +55,11 @@ _MAX_DURATION_NS = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds
 
 _BINARY_SUFFIXES: dict[str, int] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL_SUFFIXES: dict[str, int] = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+_SUFFIX_POWERS: dict[str, tuple[int, int]] = {
+    **{suffix: (1024, power) for power, suffix in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), 1)},
+    **{suffix: (1000, power) for power, suffix in enumerate(("k", "M", "G", "T", "P", "E"), 1)},
+}
+"""suffix -> (base, power), as kubernetes.utils.quantity has them (base ** Decimal(power), in Decimal)."""
 QUANTITY_PATTERN = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[kMGTPE]|[eE][+-]?[0-9]+)?$"
 """A non-negative Kubernetes quantity without the milli suffix; RE2- and Python-compatible."""
 _QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE]|[eE][+-]?[0-9]+)?$")
@@ -133,10 +139,15 @@ def parse_quantity(text: str | int) -> int:
         raise ValueError(
             f"invalid size {text!r}{hint}: use a Kubernetes quantity such as '1024', '50Mi', '1.5Gi' or '10M'"
         )
-    suffix = match.group(2) or ""
-    if suffix[:1] in ("e", "E") and suffix[1:].lstrip("+-").isdigit() and int(suffix[1:]) > _MAX_EXPONENT:
-        raise ValueError(f"invalid size {text!r}: too large")
-    return int(kubernetes_quantity(text).to_integral_value(rounding=ROUND_CEILING))
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix in _SUFFIX_POWERS:
+        base, power = _SUFFIX_POWERS[suffix]
+        value = Decimal(number) * (base ** Decimal(power))  # kubernetes.utils.parse_quantity's very operations
+    else:  # no suffix, or the exponent form: the whole text is one Decimal literal, exact
+        if suffix and int(suffix[1:]) > _MAX_EXPONENT:
+            raise ValueError(f"invalid size {text!r}: too large")
+        value = Decimal(text)
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
 
 
 def format_quantity(n: int) -> str:
