@@ -321,10 +321,14 @@ class NodeEngine:
         on_plan: Callable[[Plan], None] | None = None,
         on_result: Callable[[ActionResult], None] | None = None,
         on_log_result: Callable[[LogActionResult], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> PruneReport:
-        """One run of every rule (see the module docstring); never two at once."""
+        """One run of every rule (see the module docstring); never two at once. `should_stop`: asked before each
+        image-store action is sent (see `Executor`)."""
         async with self.lock:
-            return await self._run(rules, now, dry_run, protected_images, on_plan, on_result, on_log_result)
+            return await self._run(
+                rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop
+            )
 
     async def _run(
         self,
@@ -335,6 +339,7 @@ class NodeEngine:
         on_plan: Callable[[Plan], None] | None,
         on_result: Callable[[ActionResult], None] | None,
         on_log_result: Callable[[LogActionResult], None] | None,
+        should_stop: Callable[[], bool] | None,
     ) -> PruneReport:
         now = now or self.clock()
         dry_run = dry_run or rules.dry_run
@@ -410,6 +415,7 @@ class NodeEngine:
                     protected_images=protected_images,
                     keep=settings.keep,
                     sandbox_image=inventory.sandbox_image,
+                    should_stop=should_stop,
                 )
                 report.execution = await executor.apply(plan, inventory)
 

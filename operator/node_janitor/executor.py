@@ -90,6 +90,7 @@ class ExecutionResult:
     after: FileSystemEntry | None = None
     duration_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    not_sent: int = 0  # actions the run was asked to stop before (should_stop, on_result raising, cancel)
 
     @property
     def planned_bytes(self) -> int:
@@ -107,6 +108,10 @@ class ExecutionResult:
         return max(0, self.before.used - self.after.used)
 
 
+class _NotSent(Exception):
+    """An action stopped before it was sent (see Executor.should_stop)."""
+
+
 class Executor:
     def __init__(
         self,
@@ -120,7 +125,10 @@ class Executor:
         keep: Sequence[str] = (),
         sandbox_image: str = "",
         image_concurrency: int = IMAGE_CONCURRENCY,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
+        """`should_stop`: asked right before each action is sent; once true, nothing more is sent and what is in
+        flight finishes (the agent's SIGTERM). `on_result` raising stops the run the same way."""
         if image_concurrency < 1:
             raise ValueError(f"image_concurrency must be at least 1, not {image_concurrency}")
         self.cri = cri
@@ -132,6 +140,7 @@ class Executor:
         self.keep = keep
         self.sandbox_image = sandbox_image
         self.image_concurrency = image_concurrency
+        self.should_stop = should_stop
         self._collected = False  # a garbage collection ran in this apply()
         self._stopping = False  # on_result raised (e.g. the agent's SIGTERM): start nothing more
 
@@ -160,7 +169,8 @@ class Executor:
                 for action, task in zip(actions[i:j], tasks, strict=True):
                     done = await task
                     if done is None:
-                        continue  # stopped before it was sent: it did not happen
+                        result.not_sent += 1  # stopped before it was sent: it did not happen
+                        continue
                     outcome, message = done
                     try:
                         self._report(result, ActionResult(action, outcome, message), notify=stop is None)
@@ -173,6 +183,8 @@ class Executor:
             if stop is not None:
                 raise stop
             i = j
+        if result.not_sent:
+            errors.append(f"stopped before {result.not_sent} of {len(actions)} actions were sent")
         if plan.actions:
             try:
                 await self.containerd.wait_for_gc()
@@ -188,14 +200,22 @@ class Executor:
         """One action's outcome; an error is its FAILED outcome, never the run's end. None: not started, because
         the run was asked to stop while it waited for its turn."""
         async with window:
-            if self._stopping:
+            if self._halted():
                 return None
             try:
                 return await self._apply_one(action, images)
+            except _NotSent:
+                return None
             except RuntimeClientError as exc:
                 return Outcome.FAILED, str(exc)
             except OSError as exc:  # e.g. ENOSPC on something we write: report, go on
                 return Outcome.FAILED, f"{exc.__class__.__name__}: {exc}"
+
+    def _halted(self) -> bool:
+        """Whether nothing more may be sent: on_result raised, the run was cancelled, or should_stop says so."""
+        if not self._stopping and self.should_stop is not None and self.should_stop():
+            self._stopping = True
+        return self._stopping
 
     def _report(self, result: ExecutionResult, item: ActionResult, *, notify: bool = True) -> None:
         action = item.action
@@ -234,6 +254,8 @@ class Executor:
                 user = await self._current_user(names)
                 if user:
                     return Outcome.SKIPPED, f"now in use by container {user}"
+                if self._halted():  # asked again after the re-checks, right before the send
+                    raise _NotSent
                 await self.cri.remove_image(image.id, missing_ok=True)
                 # Records CRI does not manage (another client's) go through containerd directly.
                 for name in dict.fromkeys((*image.names, *(r.name for r in records))):

@@ -250,3 +250,34 @@ async def test_a_run_asked_to_stop_finishes_what_is_in_flight_and_starts_nothing
         ours = {i.id for i in images}
         left = {i.id for i in await cri.list_images()} & ours
         assert left == ours - set(sent)  # what was sent was done; nothing else was touched
+
+
+async def test_should_stop_is_asked_before_each_send_and_stops_at_once(containerd_bed: ContainerdBed) -> None:
+    """`should_stop` (the agent's SIGTERM flag) is read right before each action is sent: once it is true nothing
+    more is sent, what was sent finishes, and the result says how many were not sent."""
+    bed = containerd_bed
+    b = bed.builder
+    images = [b.build(f"example.com/halt{i}:v1", [Layer.random(256 * 1024, f"halt{i}")]) for i in range(10)]
+    bed.import_images(images)
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = Plan(
+            actions=tuple(Action(ActionKind.REMOVE_IMAGE, i.id, Reason.LEAST_RECENTLY_USED, 1) for i in images),
+            target=Target(bytes=1),
+        )
+        sent: list[str] = []
+        remove_image = cri.remove_image
+
+        async def recording(image_id: str, *, missing_ok: bool = False) -> None:
+            sent.append(image_id)
+            await remove_image(image_id, missing_ok=missing_ok)
+
+        cri.remove_image = recording  # type: ignore[method-assign]
+        result = await execute(
+            cri, containerd, plan, inventory, image_concurrency=4, should_stop=lambda: len(sent) >= 3
+        )
+        assert len(sent) == 3 and sorted(r.action.id for r in result.results) == sorted(sent)  # plan order
+        assert all(r.outcome is Outcome.DONE for r in result.results)
+        assert result.not_sent == len(images) - 3 and "stopped before 7 of 10 actions were sent" in result.errors
+        ours = {i.id for i in images}
+        assert {i.id for i in await cri.list_images()} & ours == ours - set(sent)

@@ -70,10 +70,16 @@ async def run_cleanup(
     protected_images: Callable[[], Sequence[str]],
     on_result: Callable[[ActionResult], None],
     on_log_result: Callable[[LogActionResult], None],
+    should_stop: Callable[[], bool] | None = None,
 ) -> PruneReport:
     """One cleanup run with `rules` (the policy held at this moment)."""
     return await engine.run_once(
-        rules, dry_run=dry_run, protected_images=protected_images, on_result=on_result, on_log_result=on_log_result
+        rules,
+        dry_run=dry_run,
+        protected_images=protected_images,
+        on_result=on_result,
+        on_log_result=on_log_result,
+        should_stop=should_stop,
     )
 
 

@@ -478,6 +478,7 @@ class NodeAgent:
                 protected_images=lambda: self.held.protected_images,
                 on_result=self._on_result,
                 on_log_result=self._on_log_result,
+                should_stop=self._stopping.is_set,  # nothing more is sent once SIGTERM arrives
             )
         except RunInterrupted:
             errors.append("interrupted by SIGTERM after the removal in flight")

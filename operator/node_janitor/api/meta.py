@@ -88,9 +88,7 @@ def _manifest_loader() -> type[yaml.SafeLoader]:
                 except TypeError:
                     continue  # an unhashable key: the base class reports it
                 if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark
-                    )
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
