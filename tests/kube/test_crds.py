@@ -63,6 +63,7 @@ def test_minimal_policy_gets_every_default(kube: ControlPlane, crds: object) -> 
         "minAge": "2m",
         "keep": [],
         "removeDangling": True,
+        "selection": "LeastRecentlyUsed",
         "keepWorkloadImages": True,
     }
     assert spec["logs"]["maxSize"] == "10Mi" and spec["logs"]["maxFiles"] == 5
@@ -116,6 +117,11 @@ BAD_POLICIES: list[tuple[dict[str, Any], str, str]] = [
         "spec.images.maxDeletionsPerRun:",
     ),
     ({"images": {"maxAge": "1h"}}, 'unknown field "spec.images.maxAge"', "spec.images.maxAge: unknown field"),
+    (
+        {"images": {"selection": "Biggest"}},
+        'spec.images.selection: Unsupported value: "Biggest"',
+        "spec.images.selection:",
+    ),
     ({"imagez": {}}, 'unknown field "spec.imagez"', "spec.imagez: unknown field"),
     ({"logs": {"maxSize": "-10Mi"}}, 'spec.logs.maxSize: Invalid value: "-10Mi"', "spec.logs.maxSize:"),
     ({"logs": {"maxSize": -1}}, "spec.logs.maxSize: Invalid value: -1", "spec.logs.maxSize:"),
