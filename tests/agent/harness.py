@@ -4,7 +4,6 @@ DiskPressure is set through the Node's status subresource, as the kubelet would.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,22 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.node import open_runtime
-from testbed.kube import REPO, ControlPlane, KubectlError, free_ports
+from testbed.kube import REPO, ControlPlane, free_ports
+from testbed.poll import wait_for
 
 MiB = 1 << 20
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(KubectlError, OSError, ValueError, KeyError):
-            last = check()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.containerd import PAUSE_IMAGE
 from testbed.kube import ControlPlane
 from testbed.node import DEFAULT_EVICTION_HARD, KubeNode, NodeFactory, apiserver_env
+from testbed.poll import wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -183,7 +184,7 @@ def test_disk_pressure_comes_and_goes_with_the_beds_disk(kube_node: NodeFactory)
     assert pressure.reason == "KubeletHasDiskPressure"
     assert "ephemeral-storage" in node.wait_for_event("EvictionThresholdMet").message
     assert node.events("NodeHasDiskPressure")
-    _wait(lambda: "node.kubernetes.io/disk-pressure" in node.taints(), "the disk-pressure taint")
+    wait_for("the disk-pressure taint", lambda: "node.kubernetes.io/disk-pressure" in node.taints())
     node.bed.drain()
     drained = time.monotonic()
     node.wait_for_condition("DiskPressure", "False")
@@ -191,7 +192,7 @@ def test_disk_pressure_comes_and_goes_with_the_beds_disk(kube_node: NodeFactory)
     # (every 10 s plus a pass's own time) did at most ~11 s before the drain
     assert time.monotonic() - drained >= transition - 11
     assert max(e.count for e in node.events("NodeHasNoDiskPressure")) >= 2  # at registration, and now
-    _wait(lambda: "node.kubernetes.io/disk-pressure" not in node.taints(), "the disk-pressure taint lifted")
+    wait_for("the disk-pressure taint lifted", lambda: "node.kubernetes.io/disk-pressure" not in node.taints())
 
 
 def test_the_kubelets_image_gc_under_disk_pressure(kube_node: NodeFactory, image_builder: ImageBuilder) -> None:
@@ -208,9 +209,9 @@ def test_the_kubelets_image_gc_under_disk_pressure(kube_node: NodeFactory, image
     assert images() == {big.name, PAUSE_IMAGE}
     node.bed.fill(leave_available=node.bed.usage().size // 20)
     node.wait_for_condition("DiskPressure", "True")
-    _wait(lambda: not images(), "the kubelet's image GC", timeout=90)
+    wait_for("the kubelet's image GC", lambda: not images(), timeout=90)
     # then containerd's garbage collection frees the big image's blob and snapshot (40 MiB each)
-    _wait(lambda: node.bed.usage().available > 80 << 20, "the images' space freed")
+    wait_for("the images' space freed", lambda: node.bed.usage().available > 80 << 20)
 
 
 def test_two_nodes_each_on_its_own_bed(kube: ControlPlane, kube_node: NodeFactory, busybox: Any) -> None:
@@ -250,13 +251,6 @@ def test_the_kubelet_stops_and_restarts_under_its_pods(
         (again,) = _wait_for_pods(kube, "app=ds-restart", "Running")
         assert again["metadata"]["uid"] == pod["metadata"]["uid"]
         assert again["status"]["containerStatuses"][0]["restartCount"] == 0
-
-
-def _wait(probe: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f}s"
-        time.sleep(0.5)
 
 
 def test_close_leaves_nothing_behind(kube: ControlPlane, kube_node: NodeFactory, busybox: Any) -> None:

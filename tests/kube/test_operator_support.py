@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import ControlPlane, KubectlError, free_ports, spawn, terminate
+from testbed.kube import ControlPlane, free_ports, spawn, terminate
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
 POOL = "test.nodejanitor.io/pool"
 API = "nodejanitor.io/v1alpha1"
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (KubectlError, AssertionError, LookupError) as exc:  # e.g. the object is not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, whatever the proxy env

@@ -1,0 +1,42 @@
+"""One way for every test to wait for a condition: poll it with a generous deadline, never sleep a fixed time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from testbed.kube import KubectlError
+
+T = TypeVar("T")
+
+# What a probe may raise while the thing it looks at is not there yet: kubectl or the apiserver refusing (the
+# object is not written yet), a file not written or half written, a key or item not present, a check not true yet.
+NOT_YET: tuple[type[BaseException], ...] = (KubectlError, OSError, ValueError, LookupError, AssertionError)
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 60.0,
+    *,
+    interval: float = 0.2,
+    retry_on: tuple[type[BaseException], ...] = NOT_YET,
+) -> T:
+    """Poll `probe` until it returns something truthy and return that; an exception in `retry_on` counts as not
+    yet. After `timeout` seconds fail naming `what` and the last value or exception seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = probe()
+        except retry_on as exc:
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            error = AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+            raise error from last if isinstance(last, BaseException) else None
+        time.sleep(interval)
