@@ -28,10 +28,10 @@ from kube.test_operator_support import (
     patch_status,
     policy,
     sources,
-    wait_for,
 )
 from node_janitor.api.nodecleanup import is_dry_run_request
 from testbed.kube import ControlPlane
+from testbed.poll import wait_for
 
 pytestmark = pytest.mark.kube
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kube.test_operator_support import Operator, cleanups, node, policy, wait_for
+from kube.test_operator_support import Operator, cleanups, node, policy
 from testbed.kube import ControlPlane
+from testbed.poll import wait_for
 
 pytestmark = pytest.mark.kube
 
