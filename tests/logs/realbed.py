@@ -8,13 +8,12 @@ import gzip
 import os
 import statistics
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.devbed import ContainerdBed, OciImage
+from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import RunningPod, remove_all_pods, run_pod, start_container
 from node_janitor.logs import LogActionResult, LogFileKind, LogRotator, parse_log_name
 from node_janitor.node import open_runtime
@@ -144,23 +143,10 @@ def rotated_sizes(container_dirs: list[Path]) -> list[int]:
     return sizes
 
 
-def import_settled(bed: ContainerdBed, images: list[OciImage]) -> None:
-    """Import `images`, then let containerd's garbage collection run to its end, so that a test's runs see no blob
-    the import left behind: `ctr images import` writes the archive's OCI index as a blob of its own (~400 bytes,
-    `gc.ref.content.m.*` labels to the manifests) that only its lease holds, and deletes that lease without
-    waiting for the collection; until containerd's GC scheduler gets to it (soon, later under load) it is a real
-    orphan, and prune rightly plans it as one. (Deleting a scratch lease with --sync runs one collection and
-    waits for it, as `ContainerdClient.wait_for_gc`.)"""
-    bed.import_images(images)
-    lease = f"settle-{uuid.uuid4()}"
-    bed.ctr("leases", "create", "--id", lease, "--expires", "5m")
-    bed.ctr("leases", "delete", "--sync", lease)
-
-
 def writer_image(bed: ContainerdBed) -> str:
     b = bed.builder
     image = b.build("example.com/logs/writer:v1", [b.busybox_layer()])
-    import_settled(bed, [image])
+    bed.import_images([image])
     return image.name
 
 

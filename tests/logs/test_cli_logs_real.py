@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from logs.realbed import check_numbered, import_settled, ordered_log_files, stdout_messages, writer_image
+from logs.realbed import check_numbered, ordered_log_files, stdout_messages, writer_image
 from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
@@ -141,7 +141,7 @@ async def test_under_pressure_old_logs_go_before_images(small_disk_bed: Containe
     bed = small_disk_bed
     b = bed.builder
     images = [b.build(f"example.com/p{i}:v1", [b.busybox_layer(), Layer.random(8 * MiB, f"p{i}")]) for i in range(3)]
-    import_settled(bed, images)
+    bed.import_images(images)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
         pod = await run_pod(cri, bed.pod_log_dir, "quiet")
         c = await start_container(cri, pod, "app", images[0].name, "echo started; sleep 3600")

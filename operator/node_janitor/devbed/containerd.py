@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -161,7 +162,12 @@ class ContainerdBed:
 
     # -- images ---------------------------------------------------------------------------------------
     def import_images(self, images: list[OciImage], *, unpack: bool = True) -> None:
-        """Import images as `ctr images import` does (content + image records, unpacked to overlayfs)."""
+        """Import images as `ctr images import` does (content + image records, unpacked to overlayfs), then let
+        containerd's garbage collection run to its end, so that what follows sees no blob the import left behind:
+        `ctr images import` writes the archive's OCI index as a blob of its own (~400 bytes, `gc.ref.content.m.*`
+        labels to the manifests) that only its lease holds, and deletes that lease without waiting for the
+        collection; until containerd's GC scheduler gets to it (soon, later under load) it is a real orphan that a
+        prune rightly plans. Deleting a scratch lease with --sync runs one collection and waits for it."""
         archive = self.base / f"import-{os.getpid()}-{time.monotonic_ns()}.tar"
         write_oci_archive(archive, images)
         try:
@@ -171,6 +177,9 @@ class ContainerdBed:
             self.ctr(*args, str(archive), timeout=300)
         finally:
             archive.unlink(missing_ok=True)
+        lease = f"settle-{uuid.uuid4()}"
+        self.ctr("leases", "create", "--id", lease, "--expires", "5m")
+        self.ctr("leases", "delete", "--sync", lease)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run(
