@@ -178,6 +178,13 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
         remaining = await image_ids(bed)
         assert {i.id for i in junk} - remaining  # removed until the low watermark was met (LRU)
         assert {app.id, image["id"]} <= remaining  # in use: the chatty pod's and our own
+        # and its Event on the Node, posted with its pod-bound token through the node-bound admission policy
+        done = wait_for("the agent's CleanupDone Event on its Node", lambda: [
+            e for e in kube.kubectl_json("get", "events", "-n", "default",
+                                         f"--field-selector=involvedObject.name={node.name},reason=CleanupDone")["items"]
+            if e.get("reportingComponent") == "node-janitor-agent" and "watermark run removed" in e["message"]],
+            30)  # fmt: skip
+        assert done[0]["source"]["host"] == node.name
 
         # `node-janitor run NODE --dry-run --wait`: the request goes through the NodeCleanup to the agent pod, which
         # answers with its plan; nothing is removed.

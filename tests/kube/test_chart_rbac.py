@@ -128,6 +128,12 @@ def _wait_for_admission_policy(kube: ControlPlane, who: Path) -> None:
     while run(kube, who, "patch", "nodecleanup", NODE_B, *_status_patch(1.0)).returncode == 0:
         assert time.monotonic() < deadline, "the ValidatingAdmissionPolicy never took effect"
         time.sleep(0.2)
+    attempt = 0
+    while run(kube, who, "create", "-f", "-", input=_event(f"nj-rbac-probe-{attempt}", NODE_B)).returncode == 0:
+        kube.kubectl("delete", "event", "-n", "default", f"nj-rbac-probe-{attempt}")
+        assert time.monotonic() < deadline, "the Events ValidatingAdmissionPolicy never took effect"
+        attempt += 1
+        time.sleep(0.2)
 
 
 def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
@@ -216,6 +222,14 @@ def test_agent_writes_only_its_own_nodes_status(kube: ControlPlane, identities: 
     refused = forbidden(kube, identities.agent_unbound, "patch", "nodecleanup", NODE_A, *_status_patch(1.0))
     assert "must use a token bound to a pod on a node" in refused, refused
     assert kube.kubectl_json("get", "nodecleanup", NODE_A)["status"]["diskPercent"] == 42.5
+
+    # Events too: about its own Node only, and nothing without a node in its token.
+    allowed(kube, agent, "create", "-f", "-", input=_event("nj-rbac-own", NODE_A))
+    refused = forbidden(kube, agent, "create", "-f", "-", input=_event("nj-rbac-other", NODE_B))
+    assert f"may post Events only about Node or NodeCleanup {NODE_A}" in refused, refused
+    refused = forbidden(kube, identities.agent_unbound, "create", "-f", "-", input=_event("nj-rbac-unbound", NODE_A))
+    assert "must use a token bound to a pod on a node" in refused, refused
+    assert kube.kubectl("get", "event", "-n", "default", "nj-rbac-other", check=False).returncode != 0
 
     # The policy binds only the agent: the admin (and the operator, for specs) are not narrowed by it.
     kube.kubectl("patch", "nodecleanup", NODE_B, *_status_patch(7.0))
