@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -36,23 +35,6 @@ from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 MIN_AGE = {"images": {"minAge": "1s"}}
-
-
-def kill_containerd(bed: ContainerdBed) -> None:
-    """SIGKILL the bed's containerd (its shims, and so the containers, keep running)."""
-    process = bed._proc  # the bed has no restart of its own; this test needs one
-    assert process is not None
-    process.kill()
-    process.wait()
-
-
-def restart_containerd(bed: ContainerdBed) -> None:
-    with bed.log_path.open("ab") as log:
-        bed._proc = subprocess.Popen(
-            ["containerd", "--config", str(bed.base / "config.toml"), "--log-level", "info"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    wait_for("containerd back", lambda: bed.ctr("version", check=False).returncode == 0, 30)
 
 
 def _parse(stamp: str) -> datetime:
@@ -100,7 +82,7 @@ async def test_apiserver_then_containerd_outage(
     wait_for("its Event", lambda: [e for e in node_events(kube, node_name) if e["reason"] == "CleanupDone"], 30)
 
     # containerd killed: Degraded, not ready, and the agent keeps running.
-    kill_containerd(bed)
+    bed.kill()
     down = wait_for("Degraded RuntimeUnavailable", lambda: (c := condition(status(kube, node_name), "Degraded"))
                     .get("reason") == "RuntimeUnavailable" and c, 30)  # fmt: skip
     assert down["status"] == "True"
@@ -108,7 +90,7 @@ async def test_apiserver_then_containerd_outage(
     assert second.http("/readyz")[0] == 503
     assert second.process.poll() is None
 
-    restart_containerd(bed)
+    bed.restart()
     back = time.monotonic()
     wait_for("Ready again", lambda: condition(status(kube, node_name), "Ready").get("status") == "True", 30)
     assert condition(status(kube, node_name), "Degraded")["status"] == "False"

@@ -38,8 +38,8 @@ async def test_sigterm_finishes_the_removal_in_flight_and_exits_0(
     # for the agent's first log line instead let all 20 finish first: overlapped removals take milliseconds.)
     seen = Counter(d for image in images for d in image.blobs)
     ours = {d.removeprefix("sha256:") for d, n in seen.items() if n == 1}  # not the shared busybox layer
-    assert bed._proc is not None
-    pid = bed._proc.pid
+    pid = bed.pid
+    assert pid is not None
     blobs = bed.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
     with OnDelete(blobs, ours, lambda: os.kill(pid, signal.SIGSTOP)) as frozen:
         apply_nodecleanup(kube, node_name, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}}, runRequest="stop-me")

@@ -119,16 +119,36 @@ class ContainerdBed:
         self.state.mkdir(exist_ok=True)
         if self.cni_bin_dir:
             self._write_cni_config(self.cni_bin_dir)
-        config = self.base / "config.toml"
-        config.write_text(self._config())
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            ["containerd", "--config", str(config), "--log-level", "info"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        (self.base / "config.toml").write_text(self._config())
+        self._spawn()
+        self.import_images([self.builder.pause_image(self.sandbox_image)])
+
+    @property
+    def pid(self) -> int | None:
+        """containerd's process ID while it runs (e.g. to SIGSTOP it)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def kill(self) -> None:
+        """SIGKILL containerd, as a crash would: its shims, and so the containers, keep running."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def restart(self) -> None:
+        """Start containerd again on the same root, state and config (after `kill`, or to restart it)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                ["containerd", "--config", str(self.base / "config.toml"), "--log-level", "info"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -138,7 +158,6 @@ class ContainerdBed:
             time.sleep(0.05)
         else:
             raise DevbedError(f"containerd did not answer on {self.address} within 30s: {self._log_tail()}")
-        self.import_images([self.builder.pause_image(self.sandbox_image)])
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
