@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import ipaddress
 import json
 import os
 import sys
@@ -33,6 +34,14 @@ class CliError(Exception):
 def _directory(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("must name a directory (an empty path would be the working directory)")
+    return value
+
+
+def _bind_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an IP address to listen on, e.g. 0.0.0.0, 127.0.0.1 or ::") from None
     return value
 
 
@@ -145,6 +154,13 @@ def _add_agent_parser(sub: Any) -> None:
         "--metrics-port", type=int, default=9743, metavar="N", help="serves /metrics, /healthz, /readyz (default 9743)"
     )
     agent.add_argument(
+        "--metrics-bind-address",
+        default="0.0.0.0",
+        type=_bind_address,
+        metavar="ADDR",
+        help="address the metrics port listens on (default 0.0.0.0)",
+    )
+    agent.add_argument(
         "--monitor-interval",
         default="2s",
         metavar="DURATION",
@@ -188,6 +204,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_bind_address,
         monitor_interval=intervals["monitor_interval"],
         heartbeat_interval=intervals["heartbeat_interval"],
     )
@@ -357,7 +374,7 @@ def _add_operator_commands(sub: Any) -> None:
     operator.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
     operator.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="N",
                           help=f"port of /metrics, /healthz and /readyz (default {DEFAULT_METRICS_PORT})")  # fmt: skip
-    operator.add_argument("--metrics-bind-address", default="0.0.0.0", metavar="ADDR",
+    operator.add_argument("--metrics-bind-address", default="0.0.0.0", type=_bind_address, metavar="ADDR",
                           help="address the metrics port listens on (default 0.0.0.0)")  # fmt: skip
     operator.add_argument("--dry-run", action="store_true", help="compute and log every write, make none")
     operator.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",

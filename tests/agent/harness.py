@@ -93,7 +93,7 @@ class AgentFactory:
             sys.executable, "-m", "node_janitor", "agent", "--node-name", node,
             "--kubeconfig", str(self.kube.kubeconfig), "--containerd-socket", bed.address,
             "--namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir), "--state-dir", str(state_dir),
-            "--metrics-port", str(port), "--heartbeat-interval", heartbeat,
+            "--metrics-port", str(port), "--metrics-bind-address", "127.0.0.1", "--heartbeat-interval", heartbeat,
         ]  # fmt: skip
         for flag, value in flags.items():
             args += [f"--{flag.replace('_', '-')}", value]

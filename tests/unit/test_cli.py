@@ -49,3 +49,13 @@ def test_demo_refuses_sizes_that_are_not_a_loop_disk(capsys):
         assert main(["demo", f"--disk-size={size}"]) == 2, size
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "size" in err[0], err
+
+
+def test_metrics_bind_address_must_be_an_ip_address(capsys):
+    for command in (["agent", "--node-name", "n"], ["operator"]):
+        try:
+            code = main([*command, "--metrics-bind-address", "localhost:80"])
+        except SystemExit as exc:  # argparse refuses bad values with exit status 2
+            code = exc.code
+        assert code == 2
+        assert "--metrics-bind-address: must be an IP address" in capsys.readouterr().err
