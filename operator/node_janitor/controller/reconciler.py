@@ -337,21 +337,22 @@ class Reconciler:
     def _member_in_sync(self, node: NodeView, cleanup: CleanupView | None) -> bool:
         """Whether the node's NodeCleanup holds what the operator compiles for it, remembered while nothing it
         depends on changes: the node's and the NodeCleanup's views (new objects on every change), its effective
-        policy (recomputed on every policy change), the workloads' images, what was written for it. Every status
-        pass asks it for every member: building and comparing the spec each time made the passes of a first
-        fill cost O(nodes) each, and there are O(nodes) of them."""
+        policy (recomputed on every policy change), the workloads' images; not while a write of ours waits for
+        its event (brief, and the memo would keep the written spec alive). Every status pass asks it for every
+        member: building and comparing the spec each time made the passes of a first fill cost O(nodes) each,
+        and there are O(nodes) of them."""
         assert self.state is not None
-        effective = self._effective_for(self.state, node)
-        version, written = self._workloads_version, self._written_cleanups.get(node.name)
-        memo = self._in_sync_memo.get(node.name)
-        if memo is not None:
-            (was_node, was_cleanup, was_effective, was_version, was_written), in_sync = memo
-            same = was_node is node and was_cleanup is cleanup and was_effective is effective and was_written is written
-            if same and was_version == version:
+        effective, version = self._effective_for(self.state, node), self._workloads_version
+        memo = self._in_sync_memo.pop(node.name, None)
+        if node.name not in self._written_cleanups and memo is not None:
+            (was_node, was_cleanup, was_effective, was_version), in_sync = memo
+            if was_node is node and was_cleanup is cleanup and was_effective is effective and was_version == version:
+                self._in_sync_memo[node.name] = memo
                 return in_sync
         desired = self._desired(self.state, node, cleanup)
         in_sync = desired is not None and self._is_in_sync(node, cleanup, desired)
-        self._in_sync_memo[node.name] = ((node, cleanup, effective, version, written), in_sync)
+        if node.name not in self._written_cleanups:
+            self._in_sync_memo[node.name] = ((node, cleanup, effective, version), in_sync)
         return in_sync
 
     async def _reconcile_policy(self, name: str) -> None:
