@@ -1,12 +1,14 @@
 """Operator scale on the real apiserver (issue 12, bench 5): N Node objects (no kubelets), 10 policies.
 
 Run (root not needed): .venv/bin/python bench/bench_operator_scale.py [--nodes 2000] [--tree /work/wt/operator]
-The control plane of the test bed (etcd, kube-apiserver, kube-controller-manager) with `<tree>/crds`; Nodes
-labelled pool=p0..p9 (one policy selects each pool); `node-janitor operator --standalone` from `<tree>/operator`
-as a subprocess. Reported: seconds until every node has its NodeCleanup; seconds from a policy change to every
-affected NodeCleanup updated; the apiserver's requests for each (`apiserver_request_total`, diffed, minus this
-benchmark's own polls); writes on a no-op policy edit; writes caused by one workload image change (a Deployment
-whose image nodes hold, as their agents report in status.imageRefs); the operator's RSS.
+The control plane of the test bed (etcd, kube-apiserver, kube-controller-manager without its node-lifecycle and
+ttl controllers unless --node-controllers: without kubelets they PATCH/PUT every Node for minutes) with
+`<tree>/crds`; Nodes labelled pool=p0..p9 (one policy selects each pool); `node-janitor operator --standalone`
+from `<tree>/operator` as a subprocess. Reported: seconds until every node has its NodeCleanup and the CPU each
+process used until then; seconds from a policy change to every affected NodeCleanup updated; the apiserver's
+requests for each (`apiserver_request_total`, diffed; this benchmark follows the NodeCleanups with one watch);
+writes on a no-op policy edit; writes caused by one workload image change (a Pod whose image nodes hold, as their
+agents report in status.imageRefs); a restart with nothing changed (seconds to sync, writes); the operator's RSS.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
+from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from realbed import REPO, MiB, workdir
 
@@ -45,9 +50,7 @@ def requests(kube: ControlPlane) -> Counter[tuple[str, str]]:
     return out
 
 
-def show_requests(diff: Counter[tuple[str, str]], own_lists: int) -> str:
-    diff = diff.copy()
-    diff[("LIST", "nodecleanups")] -= own_lists
+def show_requests(diff: Counter[tuple[str, str]]) -> str:
     kept = {k: v for k, v in diff.items() if v > 0 and k[1] in {"nodecleanups", "cleanuppolicies", "nodes", "events"}}
     writes = sum(v for (verb, res), v in kept.items() if verb not in READS and res == "nodecleanups")
     body = ", ".join(f"{verb} {res} {v}" for (verb, res), v in sorted(kept.items()))
@@ -66,6 +69,12 @@ def policy(name: str, pool: str, high: int) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -74,29 +83,55 @@ def rss(pid: int) -> int:
 
 
 class Cleanups:
-    """Lists NodeCleanups (counting its own LISTs, so they can be taken off the apiserver's counts)."""
+    """Every NodeCleanup, kept by one watch in a thread (a LIST of every NodeCleanup per poll would cost the
+    apiserver and this process O(nodes) per poll, O(nodes²) over a fill: the machine the operator shares)."""
 
     def __init__(self, kube: ControlPlane) -> None:
         self.api = client.CustomObjectsApi(kube.api_client)
-        self.lists = 0
+        self.items: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.watch = watch.Watch()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._follow, daemon=True, name="nodecleanups watch")
+        self.thread.start()
+
+    def _follow(self) -> None:
+        while True:
+            listing = self.api.list_cluster_custom_object(GROUP, VERSION, "nodecleanups")
+            with self.lock:
+                self.items = {i["metadata"]["name"]: i for i in listing["items"]}
+            try:
+                for event in self.watch.stream(self.api.list_cluster_custom_object, GROUP, VERSION, "nodecleanups",
+                                               resource_version=listing["metadata"]["resourceVersion"]):  # fmt: skip
+                    obj = event["object"]
+                    with self.lock:
+                        if event["type"] == "DELETED":
+                            self.items.pop(obj["metadata"]["name"], None)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            self.items[obj["metadata"]["name"]] = obj
+                return  # stopped
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise  # (410: too old a resourceVersion, list again)
+            except Exception:
+                if self.stopped:
+                    return  # (the apiserver going away under a stopped watch)
+                raise
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.watch.stop()
 
     def all(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cont = None
-        while True:
-            self.lists += 1
-            page = self.api.list_cluster_custom_object(GROUP, VERSION, "nodecleanups", limit=1000, _continue=cont)
-            items += page["items"]
-            cont = page["metadata"].get("continue")
-            if not cont:
-                return items
+        with self.lock:
+            return list(self.items.values())
 
     def wait(self, what: str, ok: Any, timeout: float) -> float:
         t0 = time.monotonic()
         while not ok(self.all()):
             if time.monotonic() - t0 > timeout:
                 raise RuntimeError(f"not {what} within {timeout:.0f} s")
-            time.sleep(0.5)
+            time.sleep(0.1)
         return time.monotonic() - t0
 
 
@@ -114,12 +149,51 @@ def quiet(kube: ControlPlane, seconds: float = 5.0, timeout: float = 120.0) -> C
     return last
 
 
+def synced(port: int) -> bool:
+    """Whether the operator's initial listing is in (its node_janitor_operator_synced gauge)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return "node_janitor_operator_synced 1.0" in response.read().decode()
+    except OSError:
+        return False
+
+
+class Operator:
+    """`node-janitor operator --standalone` of `tree` as a subprocess (its log appended to `log`)."""
+
+    def __init__(self, kube: ControlPlane, tree: Path, log: Path) -> None:
+        self.port = free_ports(1)[0]
+        self.log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}", "--standalone",
+             f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(tree / "operator")},
+            start_new_session=True,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=2000)
     parser.add_argument("--tree", type=Path, default=REPO, help="the source tree whose operator and crds/ run")
+    parser.add_argument("--node-controllers", action="store_true",
+                        help="keep kube-controller-manager's node-lifecycle and ttl controllers (off by default: "
+                             "they PATCH/PUT every kubelet-less Node for minutes, load on the apiserver and Node "
+                             "events for the operator that are the bed's, not the operator's)")  # fmt: skip
+    parser.add_argument("--operator-log", type=Path, help="keep the operator's log there")
     args = parser.parse_args()
-    with ControlPlane(workdir("kube"), find_binaries(), manifests=[args.tree / "crds"]) as kube:
+    kcm_args = [] if args.node_controllers else ["--controllers=*,-node-lifecycle-controller,-ttl-controller"]
+    with ControlPlane(workdir("kube"), find_binaries(), manifests=[args.tree / "crds"],
+                      extra_controller_manager_args=kcm_args) as kube:  # fmt: skip
         kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/nodecleanups.nodejanitor.io")
         core = client.CoreV1Api(kube.api_client)
         custom = client.CustomObjectsApi(kube.api_client)
@@ -131,29 +205,27 @@ def main() -> None:
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(make, range(args.nodes)))
-        print(f"{args.nodes} Nodes created in {time.monotonic() - t0:.0f} s")
+        print(f"{args.nodes} Nodes created in {time.monotonic() - t0:.0f} s; load average {load_average()}")
         for p in range(POOLS):
             custom.create_cluster_custom_object(GROUP, VERSION, "cleanuppolicies", policy(f"pol{p}", f"p{p}", 80))
-        port = free_ports(1)[0]
-        log = (workdir("operator") / "operator.log").open("wb")
-        env = {**os.environ, "PYTHONPATH": str(args.tree / "operator")}
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}", "--standalone",
-             f"--metrics-port={port}", "--metrics-bind-address=127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+        log = args.operator_log or workdir("operator") / "operator.log"
+        cleanups = Cleanups(kube)
+        components = {c.name: c.process.pid for c in kube.components}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in components.items()}
+        before = requests(kube)
+        operator = Operator(kube, args.tree, log)
         try:
-            cleanups = Cleanups(kube)
-            before = requests(kube)
-            took = cleanups.wait("every node's NodeCleanup", lambda items: len(items) >= args.nodes, 600)
+            took = cleanups.wait("every node's NodeCleanup", lambda items: len(items) >= args.nodes, 900)
+            cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in components.items()}
+            cpu["operator"] = cpu_seconds(operator.process.pid)
             after = quiet(kube)
             print(
-                f"start: every NodeCleanup in {took:.1f} s; {show_requests(after - before, cleanups.lists)};"
-                f" operator RSS {rss(operator.pid) / MiB:.0f} MiB"
+                f"start: every NodeCleanup in {took:.1f} s; {show_requests(after - before)};"
+                f" operator RSS {rss(operator.process.pid) / MiB:.0f} MiB; load average {load_average()}"
             )
+            print("  CPU seconds until then: " + ", ".join(f"{name} {s:.1f}" for name, s in cpu.items()))
 
             # one policy changes: its 1/10 of the nodes must follow
-            cleanups.lists = 0
             before = requests(kube)
             custom.patch_cluster_custom_object(
                 GROUP, VERSION, "cleanuppolicies", "pol0", {"spec": {"thresholds": {"highPercent": 81}}}
@@ -168,7 +240,7 @@ def main() -> None:
             after = quiet(kube)
             print(
                 f"policy change ({affected} nodes affected): all updated in {took:.1f} s;"
-                f" {show_requests(after - before, cleanups.lists)}; operator RSS {rss(operator.pid) / MiB:.0f} MiB"
+                f" {show_requests(after - before)}; operator RSS {rss(operator.process.pid) / MiB:.0f} MiB"
             )
 
             # a no-op: a label on the policy, nothing the NodeCleanups depend on
@@ -178,7 +250,7 @@ def main() -> None:
             )
             time.sleep(3)
             after = quiet(kube)
-            print(f"no-op policy edit: {show_requests(after - before, 0)}")
+            print(f"no-op policy edit: {show_requests(after - before)}")
 
             # one workload image change: a Pod uses image A, `holders` nodes hold A (their agents report it in
             # status.imageRefs), then the Pod moves to B: A is no workload's any more
@@ -199,7 +271,7 @@ def main() -> None:
             diff = after - before
             diff[("PATCH", "nodecleanups")] -= holders  # this benchmark's own status patches
             print(
-                f"{holders} nodes report holding A (a Pod's image): {show_requests(diff, 0)};"
+                f"{holders} nodes report holding A (a Pod's image): {show_requests(diff)};"
                 f" settled {time.monotonic() - t0 - 5:.1f} s after the first report"
             )
             before = requests(kube)
@@ -209,17 +281,32 @@ def main() -> None:
             after = quiet(kube)
             print(
                 f"workload image change (the Pod moves A -> B, A held by {holders} nodes):"
-                f" {show_requests(after - before, 0)}; settled {time.monotonic() - t0 - 5:.1f} s after the change"
+                f" {show_requests(after - before)}; settled {time.monotonic() - t0 - 5:.1f} s after the change"
             )
-            print(f"operator RSS at the end {rss(operator.pid) / MiB:.0f} MiB")
+            print(f"operator RSS at the end {rss(operator.process.pid) / MiB:.0f} MiB")
+
+            # a restart with nothing changed: every object listed again (Nodes and NodeCleanups), nothing written
+            operator.stop()
+            before = requests(kube)
+            operator = Operator(kube, args.tree, log)
+            t0 = time.monotonic()
+            while not synced(operator.port):
+                if time.monotonic() - t0 > 900 or operator.process.poll() is not None:
+                    raise RuntimeError("the restarted operator did not sync")
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+            after = quiet(kube, seconds=10)
+            print(
+                f"restart ({2 * args.nodes} Nodes and NodeCleanups listed): synced in {took:.1f} s;"
+                f" {show_requests(after - before)}; load average {load_average()}"
+            )
         finally:
-            operator.terminate()
-            try:
-                operator.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait()
-            log.close()
+            operator.stop()
+            cleanups.stop()
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

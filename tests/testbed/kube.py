@@ -319,6 +319,8 @@ class ControlPlane:
     exists), so tests never race it."""
     startup_timeout: float = 60.0
     extra_apiserver_args: Sequence[str] = ()
+    extra_controller_manager_args: Sequence[str] = ()
+    """E.g. `--controllers=*,-node-lifecycle-controller` (a benchmark with kubelet-less Nodes)."""
     manifests: Sequence[Path] = ()
     """Files or directories `kubectl apply`d once the apiserver is ready and before the controller manager
     starts, e.g. CRDs: its garbage collector then knows them at once instead of after its 30 s rediscovery."""
@@ -341,6 +343,11 @@ class ControlPlane:
         self.workdir = Path(self.workdir)
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self._pki = _Pki(self.workdir / "pki")
+
+    @property
+    def components(self) -> tuple[Process, ...]:
+        """The running processes: etcd, kube-apiserver, kube-controller-manager."""
+        return tuple(self._components)
 
     # lifecycle
 
@@ -419,7 +426,7 @@ class ControlPlane:
             "--leader-elect=false", "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki('sa.key')}", f"--root-ca-file={pki('ca.crt')}",
             f"--cluster-signing-cert-file={pki('ca.crt')}", f"--cluster-signing-key-file={pki('ca.key')}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", *self.extra_controller_manager_args,
         ])  # fmt: skip
         kcm_context = ssl.create_default_context(cafile=str(pki("ca.crt")))
         self._wait(kcm, lambda: http_ok(f"https://127.0.0.1:{kcm_port}/healthz", kcm_context), "healthy")

@@ -362,6 +362,66 @@ def test_a_change_marks_only_what_it_touches() -> None:
     assert reconciler.pending()["images"] == {"docker.io/library/x:1"}
 
 
+class CountingState(DictState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scans = 0
+
+    def nodes(self) -> Iterable[NodeView]:
+        self.scans += 1
+        return super().nodes()
+
+
+def test_a_status_pass_reads_only_the_policy_s_members_and_follows_every_change() -> None:
+    reconciler = Reconciler(writer=None, metrics=OperatorMetrics(), settings=ReconcilerSettings())  # type: ignore[arg-type]
+    state = CountingState()
+    reconciler.attach(state)
+
+    def put_node(name: str, view: NodeView | None) -> None:
+        if view is None:
+            state.nodes_.pop(name)
+        else:
+            state.nodes_[name] = view
+        reconciler.node_changed(name, view)
+
+    def put_policy(view: PolicyView) -> None:
+        state.policies_[view.name] = view
+        reconciler.policy_changed(view.name, view)
+
+    def members(name: str) -> dict[str, bool]:
+        policy = state.policy(name)
+        assert policy is not None
+        return {m.node.name: m.in_sync for m in reconciler.members(policy)}
+
+    for i in range(6):
+        put_node(f"n{i}", node_view(f"n{i}", pool="abc"[i // 2]))
+    put_policy(policy_view("pa", {"pool": "a"}))
+    put_policy(policy_view("pb", {"pool": "b"}))
+    assert members("pa") == {"n0": False, "n1": False} and members("pb") == {"n2": False, "n3": False}
+    assert state.scans == 1  # the first pass builds the selection from the index, later ones only read it
+
+    put_node("n2", node_view("n2", pool="a"))  # relabelled
+    put_node("n0", None)  # deleted
+    assert members("pa") == {"n1": False, "n2": False} and members("pb") == {"n3": False}
+    put_policy(policy_view("pb", {"pool": "c"}, generation=2))  # a new selector: one scan
+    assert members("pb") == {"n4": False, "n5": False}
+    assert state.scans == 2
+
+    # in sync once its NodeCleanup holds the compiled spec; not any more when the policy changes
+    node = state.nodes_["n1"]
+    spec = reconciler._desired(state, node, None)
+    assert spec is not None
+    body = build_node_cleanup(node, spec)
+    body["metadata"].update(uid="nc-n1", resourceVersion="8")
+    cleanup = build_cleanup_view(body)
+    state.cleanups_["n1"] = cleanup
+    reconciler.cleanup_changed("n1", cleanup)
+    assert members("pa") == {"n1": True, "n2": False}
+    assert members("pa") == {"n1": True, "n2": False}  # (remembered: the same answer)
+    put_policy(policy_view("pa", {"pool": "a"}, generation=2, thresholds={"highPercent": 90, "lowPercent": 70}))
+    assert members("pa") == {"n1": False, "n2": False}
+
+
 # --- kopf's credentials and peering priority ---------------------------------------------------------------
 
 

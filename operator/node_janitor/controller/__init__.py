@@ -8,6 +8,7 @@
 - `kube`: the Kubernetes I/O the reconciler uses (server-side apply, deletes, status, Events).
 - `handlers`: the kopf registrations (thin: indexes and on.event handlers only, nothing persisted).
 - `app`: `node-janitor operator` (kopf embedded, settings, /metrics, /healthz, /readyz).
+- `kopf_toggles`: a fix for kopf's index pre-population (quadratic in the indexed objects without it).
 - `runrequest`: `node-janitor run NODE`.
 """
 

@@ -12,6 +12,8 @@
   of its handlers (which on.event handlers skip anyway), under our component name.
 - Backoff: watch errors back off 1 s to 60 s, API errors 1 s to 30 s, a failed write of ours 1 s to 30 s.
 - Scanning is off: the resources are fixed, so no watch on CRDs or namespaces is needed (nor its RBAC).
+- kopf's index pre-population is made linear in the indexed objects first (`kopf_toggles`): with kopf's own,
+  the initial listing of 4,000 Nodes took 53 s of CPU before the first handler ran.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import kopf
 
-from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING
+from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING, kopf_toggles
 from node_janitor.controller.handlers import register
 from node_janitor.controller.kube import COMPONENT, KubeWriter
 from node_janitor.controller.metrics import OperatorMetrics, start_http_server
@@ -96,6 +98,7 @@ def peering_priority(now: float | None = None) -> int:
 
 
 async def run_operator(options: OperatorOptions, configuration: Any) -> int:
+    kopf_toggles.install()
     metrics = OperatorMetrics()
     writer = KubeWriter(configuration)
     reconciler = Reconciler(writer, metrics, options.reconciler)

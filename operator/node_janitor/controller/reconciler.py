@@ -114,6 +114,13 @@ class Reconciler:
         self._failures: dict[str, int] = {}
         self._effective: dict[frozenset[tuple[str, str]], Effective | None] = {}
         """Effective policy by label set (nodes share labels), emptied whenever a policy changes."""
+        self._workloads_version = 0
+        """Counts the changes of the workloads' images."""
+        self._in_sync_memo: dict[str, tuple[tuple[Any, ...], bool]] = {}
+        """node -> (what `_member_in_sync` depended on, its answer)."""
+        self._selected: dict[str, set[str]] | None = None
+        """policy -> the nodes its selector matches: built from the indexes by the first status pass (complete
+        then), kept by the handlers since, so a status pass costs O(its members), not O(nodes x policies)."""
 
     # --- marks (called by the kopf handlers; cheap, synchronous) -----------------------------------------
 
@@ -128,10 +135,13 @@ class Reconciler:
         old = self._seen_nodes.pop(name, None)
         if view is not None:
             self._seen_nodes[name] = view
+        else:
+            self._in_sync_memo.pop(name, None)
         self.metrics.objects.labels("nodes").set(len(self._seen_nodes))
         if old is None or view is None or old.labels != view.labels or old.uid != view.uid:
             self._nodes.add(name)
             self._mark_policies_selecting(old, view)
+            self._select_node(name, view)
         elif old.disk_pressure != view.disk_pressure:
             self._mark_policies_selecting(old, view)
 
@@ -146,6 +156,7 @@ class Reconciler:
             self._nodes.add(
                 *(n.name for n in self._seen_nodes.values() if any(p.selects(n.labels) for p in (old, view) if p))
             )
+            self._select_policy(name, view)
         if view is not None and (old is None or _spec_of(old) != _spec_of(view) or old.status != view.status):
             self._policies.add(name)
 
@@ -171,11 +182,41 @@ class Reconciler:
         if images:
             self._seen_workloads[key] = images
         if changed := old ^ (images or frozenset()):
+            self._workloads_version += 1
             self._refs.add(*changed)
 
     def pending(self) -> dict[str, set[str]]:
         """What is marked for the next passes: node names, policy names, image references."""
         return {"nodes": set(self._nodes.items), "policies": set(self._policies.items), "images": set(self._refs.items)}
+
+    def _selection(self) -> dict[str, set[str]]:
+        assert self.state is not None
+        if self._selected is None:
+            policies = list(self.state.policies())
+            self._selected = {p.name: set() for p in policies}
+            for node in self.state.nodes():
+                for policy in policies:
+                    if policy.selects(node.labels):
+                        self._selected[policy.name].add(node.name)
+        return self._selected
+
+    def _select_node(self, name: str, view: NodeView | None) -> None:
+        if self._selected is None or self.state is None:
+            return  # (built complete by the first status pass)
+        for policy in self.state.policies():
+            nodes = self._selected.setdefault(policy.name, set())
+            if view is not None and policy.selects(view.labels):
+                nodes.add(name)
+            else:
+                nodes.discard(name)
+
+    def _select_policy(self, name: str, view: PolicyView | None) -> None:
+        if self._selected is None or self.state is None:
+            return
+        if view is None:
+            self._selected.pop(name, None)
+        else:
+            self._selected[name] = {n.name for n in self.state.nodes() if view.selects(n.labels)}
 
     def _mark_policies_selecting(self, *nodes: NodeView | None) -> None:
         self._policies.add(
@@ -241,11 +282,14 @@ class Reconciler:
 
     # --- the work ----------------------------------------------------------------------------------------
 
-    def _desired(self, state: ClusterState, node: NodeView, cleanup: CleanupView | None) -> NodeCleanupSpec | None:
+    def _effective_for(self, state: ClusterState, node: NodeView) -> Effective | None:
         labels = frozenset(node.labels.items())
         if labels not in self._effective:
             self._effective[labels] = compute_effective_policy(state.policies(), node.labels)
-        effective = self._effective[labels]
+        return self._effective[labels]
+
+    def _desired(self, state: ClusterState, node: NodeView, cleanup: CleanupView | None) -> NodeCleanupSpec | None:
+        effective = self._effective_for(state, node)
         if effective is None:
             return None
         held = cleanup.image_refs if cleanup is not None else frozenset()
@@ -283,12 +327,33 @@ class Reconciler:
     def members(self, policy: PolicyView) -> list[Member]:
         assert self.state is not None
         members = []
-        for node in self.state.nodes():
-            if policy.selects(node.labels):
-                cleanup = self.state.cleanup(node.name)
-                desired = self._desired(self.state, node, cleanup)
-                members.append(Member(node, cleanup, desired is not None and self._is_in_sync(node, cleanup, desired)))
+        for name in self._selection().get(policy.name, ()):
+            node = self.state.node(name)
+            if node is not None and policy.selects(node.labels):
+                cleanup = self.state.cleanup(name)
+                members.append(Member(node, cleanup, self._member_in_sync(node, cleanup)))
         return members
+
+    def _member_in_sync(self, node: NodeView, cleanup: CleanupView | None) -> bool:
+        """Whether the node's NodeCleanup holds what the operator compiles for it, remembered while nothing it
+        depends on changes: the node's and the NodeCleanup's views (new objects on every change), its effective
+        policy (recomputed on every policy change), the workloads' images; not while a write of ours waits for
+        its event (brief, and the memo would keep the written spec alive). Every status pass asks it for every
+        member: building and comparing the spec each time made the passes of a first fill cost O(nodes) each,
+        and there are O(nodes) of them."""
+        assert self.state is not None
+        effective, version = self._effective_for(self.state, node), self._workloads_version
+        memo = self._in_sync_memo.pop(node.name, None)
+        if node.name not in self._written_cleanups and memo is not None:
+            (was_node, was_cleanup, was_effective, was_version), in_sync = memo
+            if was_node is node and was_cleanup is cleanup and was_effective is effective and was_version == version:
+                self._in_sync_memo[node.name] = memo
+                return in_sync
+        desired = self._desired(self.state, node, cleanup)
+        in_sync = desired is not None and self._is_in_sync(node, cleanup, desired)
+        if node.name not in self._written_cleanups:
+            self._in_sync_memo[node.name] = ((node, cleanup, effective, version), in_sync)
+        return in_sync
 
     async def _reconcile_policy(self, name: str) -> None:
         assert self.state is not None
