@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.enginebed import execute
-from node_janitor.devbed import ContainerdBed, Layer
+from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.executor import ActionResult, Outcome
 from node_janitor.node import open_runtime, take_inventory
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
+from node_janitor.runtime import CriClient
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20
@@ -211,29 +212,40 @@ class _Stop(Exception):
     pass
 
 
+def _small_images(bed: ContainerdBed, prefix: str, n: int) -> list[OciImage]:
+    b = bed.builder
+    images = [b.build(f"example.com/{prefix}{i}:v1", [Layer.random(256 * 1024, f"{prefix}{i}")]) for i in range(n)]
+    bed.import_images(images)
+    return images
+
+
+def _removals_recorded(cri: CriClient, images: list[OciImage]) -> tuple[Plan, list[str]]:
+    """A plan removing `images`, and the list of image IDs CRI RemoveImage is called with, in call order."""
+    plan = Plan(
+        actions=tuple(Action(ActionKind.REMOVE_IMAGE, i.id, Reason.LEAST_RECENTLY_USED, 1) for i in images),
+        target=Target(bytes=1),
+    )
+    sent: list[str] = []
+    remove_image = cri.remove_image
+
+    async def recording(image_id: str, *, missing_ok: bool = False) -> None:
+        sent.append(image_id)
+        await remove_image(image_id, missing_ok=missing_ok)
+
+    cri.remove_image = recording  # type: ignore[method-assign]
+    return plan, sent
+
+
 async def test_a_run_asked_to_stop_finishes_what_is_in_flight_and_starts_nothing_more(
     containerd_bed: ContainerdBed,
 ) -> None:
     """on_result raising (the agent's SIGTERM) stops the run: removals already sent finish and are reported in
     the result, removals still waiting for their turn are never sent, and nothing after them starts."""
     bed = containerd_bed
-    b = bed.builder
-    images = [b.build(f"example.com/stop{i}:v1", [Layer.random(256 * 1024, f"stop{i}")]) for i in range(12)]
-    bed.import_images(images)
+    images = _small_images(bed, "stop", 12)
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
-        plan = Plan(
-            actions=tuple(Action(ActionKind.REMOVE_IMAGE, i.id, Reason.LEAST_RECENTLY_USED, 1) for i in images),
-            target=Target(bytes=1),
-        )
-        sent: list[str] = []
-        remove_image = cri.remove_image
-
-        async def recording(image_id: str, *, missing_ok: bool = False) -> None:
-            sent.append(image_id)
-            await remove_image(image_id, missing_ok=missing_ok)
-
-        cri.remove_image = recording  # type: ignore[method-assign]
+        plan, sent = _removals_recorded(cri, images)
         notified: list[str] = []
 
         def stop_after_first(result: ActionResult) -> None:
@@ -256,23 +268,10 @@ async def test_should_stop_is_asked_before_each_send_and_stops_at_once(container
     """`should_stop` (the agent's SIGTERM flag) is read right before each action is sent: once it is true nothing
     more is sent, what was sent finishes, and the result says how many were not sent."""
     bed = containerd_bed
-    b = bed.builder
-    images = [b.build(f"example.com/halt{i}:v1", [Layer.random(256 * 1024, f"halt{i}")]) for i in range(10)]
-    bed.import_images(images)
+    images = _small_images(bed, "halt", 10)
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
-        plan = Plan(
-            actions=tuple(Action(ActionKind.REMOVE_IMAGE, i.id, Reason.LEAST_RECENTLY_USED, 1) for i in images),
-            target=Target(bytes=1),
-        )
-        sent: list[str] = []
-        remove_image = cri.remove_image
-
-        async def recording(image_id: str, *, missing_ok: bool = False) -> None:
-            sent.append(image_id)
-            await remove_image(image_id, missing_ok=missing_ok)
-
-        cri.remove_image = recording  # type: ignore[method-assign]
+        plan, sent = _removals_recorded(cri, images)
         result = await execute(
             cri, containerd, plan, inventory, image_concurrency=4, should_stop=lambda: len(sent) >= 3
         )
