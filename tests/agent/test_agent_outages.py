@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from agent.harness import (
     AgentFactory,
@@ -22,6 +25,7 @@ from agent.harness import (
     image_ids,
     import_until_above,
     node_events,
+    nodecleanup,
     run_container,
     stage_images,
     status,
@@ -31,6 +35,7 @@ from agent.harness import (
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods
 from node_janitor.node import open_runtime
+from testbed.delay_proxy import DelayingProxy
 from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
@@ -102,3 +107,49 @@ async def test_apiserver_then_containerd_outage(
         assert (await cri.container_status(container_id)).state == "RUNNING"  # nothing in use was touched
         assert in_use.id in {i.id for i in await cri.list_images()}
         await remove_all_pods(cri)
+
+
+async def test_a_restarted_agent_acts_on_the_fresh_policy_when_the_apiserver_answers_late(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory, tmp_path: Path
+) -> None:
+    """The saved policy is only a stand-in: while the agent was away the admin protected every image (keep), and
+    the disk went over the saved high watermark. The restarted agent reaches the apiserver 2 s late (a proxy
+    holds its connections): its first run waits for the NodeCleanup and removes nothing. (Before, the first
+    monitor tick started a watermark run under the saved policy at once.)"""
+    bed = small_disk_bed
+    apply_nodecleanup(
+        kube, node_name, {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": MIN_AGE["images"]}
+    )
+    first = agents.start(node_name, bed)
+    before = wait_for("the startup report", lambda: status(kube, node_name).get("lastRun"))["startTime"]
+    assert first.terminate() == 0
+
+    _, old, _ = stage_images(bed, "fresh", 3)
+    fill_to_percent(bed, 82)
+    apply_nodecleanup(
+        kube,
+        node_name,
+        {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s", "keep": ["example.com/*"]}},
+    )
+    generation = nodecleanup(kube, node_name)["metadata"]["generation"]
+    url = urlsplit(kube.server)
+    with DelayingProxy(url.hostname or "127.0.0.1", url.port or 443, delay=2.0) as proxy:
+        config = yaml.safe_load(kube.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        late = tmp_path / "late.kubeconfig"
+        late.write_text(yaml.safe_dump(config))
+        agent = agents.start(node_name, bed, state_dir=first.state_dir, kubeconfig=str(late))
+        assert "policy source=saved" in agent.log()
+        report = wait_for(
+            "a run under the fresh policy",
+            lambda: (
+                (s := status(kube, node_name)).get("observedGeneration") == generation
+                and (s.get("lastRun") or {}).get("startTime", before) != before
+                and s
+            ),
+            30,
+        )
+        assert "kind=remove-image" not in agent.log()
+        assert {i.id for i in old} <= await image_ids(bed)
+        assert report["lastRun"]["reclaimedBytes"] == 0
+        assert agent.terminate() == 0

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0
 PROBE_TIMEOUT = 5.0
 INITIAL_LIST_WAIT = 5.0
-"""At startup, how long the first run waits for the NodeCleanup to be listed (else: the saved policy)."""
+"""At startup, how long any run waits for the NodeCleanup to be listed (else: the saved policy)."""
 STOP_GRACE = 3.0
 """On SIGTERM, how long the removal in flight may take before the run is cancelled."""
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
@@ -439,6 +439,11 @@ class NodeAgent:
             raise RunInterrupted
 
     async def _runner(self) -> None:
+        # No run acts on a saved policy while a fresh one may be one LIST away: the admin may have added a keep
+        # pattern or set dryRun while the agent was away. Triggers queue (and coalesce) meanwhile; after
+        # INITIAL_LIST_WAIT without an answer from the apiserver, the saved policy it is.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
         while True:
             pending = await self.queue.take()
             try:
