@@ -23,7 +23,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.devbed import ContainerdBed, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.node import open_runtime
 from testbed.kube import REPO, ControlPlane, free_ports
@@ -184,11 +184,7 @@ def fill_to_percent(bed: ContainerdBed, percent: float, name: str = "ballast") -
 
 
 def build_images(bed: ContainerdBed, prefix: str, count: int, size: int = 8 * MiB) -> list[OciImage]:
-    b = bed.builder
-    return [
-        b.build(f"example.com/{prefix}{i}:v1", [b.busybox_layer(), Layer.random(size, f"{prefix}{i}")])
-        for i in range(count)
-    ]
+    return bed.builder.random_images(prefix, count, size)
 
 
 async def image_ids(bed: ContainerdBed) -> set[str]:

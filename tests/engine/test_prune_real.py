@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from node_janitor.cli import main
-from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node import open_runtime
 from node_janitor.runtime import NotFoundError
@@ -60,14 +60,6 @@ async def _prune(bed: ContainerdBed, *args: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out.getvalue())
 
 
-def _images(bed: ContainerdBed, n: int, size: int, prefix: str) -> list[OciImage]:
-    b = bed.builder
-    return [
-        b.build(f"example.com/{prefix}{i}:v1", [b.busybox_layer(), Layer.random(size, f"{prefix}{i}")])
-        for i in range(n)
-    ]
-
-
 async def _image_ids(bed: ContainerdBed) -> set[str]:
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
         return {i.id for i in await cri.list_images()}
@@ -77,11 +69,11 @@ async def test_prune_reaches_low_watermark_oldest_unused_first_and_no_more(
     small_disk_bed: ContainerdBed, tmp_path: Path
 ) -> None:
     bed = small_disk_bed
-    old = _images(bed, 4, 8 * MiB, "old")  # each ~16 MiB on disk: its blob and its snapshot
-    running, kept = _images(bed, 2, 8 * MiB, "keepme")
+    old = bed.builder.random_images("old", 4, 8 * MiB)  # each ~16 MiB on disk: its blob and its snapshot
+    running, kept = bed.builder.random_images("keepme", 2, 8 * MiB)
     bed.import_images([*old, running, kept])
     await asyncio.sleep(2.2)
-    young = _images(bed, 1, 8 * MiB, "young")[0]
+    young = bed.builder.random_images("young", 1, 8 * MiB)[0]
     bed.import_images([young])
 
     # Last used: old0 longest ago ... old3 most recently (the state file the agent keeps across restarts).
@@ -207,7 +199,7 @@ async def test_discard_unpacked_layers_keeps_the_running_image(containerd_bed: C
 
 async def test_prune_on_a_full_disk_still_frees_space(small_disk_bed: ContainerdBed) -> None:
     bed = small_disk_bed
-    images = _images(bed, 3, 10 * MiB, "full")
+    images = bed.builder.random_images("full", 3, 10 * MiB)
     bed.import_images(images)
     state = bed.disk / "state" / "last-used.json"  # on the full disk: saving it must fail with ENOSPC
     bed.fill(leave_available=0)
@@ -262,7 +254,7 @@ async def test_fewest_images_removes_one_large_image_where_lru_would_take_three(
     running image and the base it shares with an unused one kept, the prediction what the file system gains."""
     bed = small_disk_bed
     b = bed.builder
-    old = _images(bed, 4, 3 * MiB, "old")  # ~6 MiB on disk each, the longest unused
+    old = bed.builder.random_images("old", 4, 3 * MiB)  # ~6 MiB on disk each, the longest unused
     big = b.build("example.com/big:v1", [b.busybox_layer(), Layer.random(10 * MiB, "big")])  # ~20 MiB, used yesterday
     base = Layer.random(8 * MiB, "shared-base")
     running = b.build("example.com/running:v1", [b.busybox_layer(), base, Layer.random(MiB, "running")])

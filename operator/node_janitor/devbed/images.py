@@ -163,6 +163,14 @@ class ImageBuilder:
             )
         return self._busybox_layer
 
+    def random_images(self, prefix: str, count: int, size: int) -> list[OciImage]:
+        """`count` images `example.com/<prefix><i>:v1`: busybox and a layer of `size` random (incompressible)
+        bytes of their own, so each takes about twice `size` on disk (its blob and its snapshot)."""
+        return [
+            self.build(f"example.com/{prefix}{i}:v1", [self.busybox_layer(), Layer.random(size, f"{prefix}{i}")])
+            for i in range(count)
+        ]
+
     def build(
         self,
         name: str,
