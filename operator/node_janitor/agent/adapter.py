@@ -1,5 +1,6 @@
-"""The one place the agent calls the engine: a run is the very code path of `node-janitor prune`
-(`engine.NodeEngine.run_once`), and the status's `df` numbers are `node-janitor df`'s (`build_disk_report`).
+"""How the agent builds and uses its engine: a run is the very code path of `node-janitor prune` (the agent calls
+`engine.NodeEngine.run_once` on the engine built here), and the status's `df` numbers are `node-janitor df`'s
+(`build_disk_report`).
 
 One NodeEngine per containerd connection: it keeps the snapshot-usage cache and the run lock across runs and
 reports, and the log janitor and the pod log tree's lock that the fast rotator shares (`build_rotator`): one
@@ -10,12 +11,11 @@ engine re-reads them right before each image removal, so a spec that changes in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
-from node_janitor.engine import NodeEngine, PruneReport
-from node_janitor.executor import ActionResult
+from node_janitor.engine import NodeEngine
 from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock
 from node_janitor.runtime import ContainerdClient, CriClient
 from node_janitor.state import LastUsedStore
@@ -59,27 +59,6 @@ async def build_rotator(engine: NodeEngine, pod_log_dir: Path, policy: LogsPolic
             log.warning("log rotator: %s", warning)
     return LogRotator(
         engine.cri, pod_log_dir, policy, janitor=engine.log_janitor, lock=engine.log_lock, protected=protected
-    )
-
-
-async def run_cleanup(
-    engine: NodeEngine,
-    rules: PolicyRules,
-    *,
-    dry_run: bool,
-    protected_images: Callable[[], Sequence[str]],
-    on_result: Callable[[ActionResult], None],
-    on_log_result: Callable[[LogActionResult], None],
-    should_stop: Callable[[], bool] | None = None,
-) -> PruneReport:
-    """One cleanup run with `rules` (the policy held at this moment)."""
-    return await engine.run_once(
-        rules,
-        dry_run=dry_run,
-        protected_images=protected_images,
-        on_result=on_result,
-        on_log_result=on_log_result,
-        should_stop=should_stop,
     )
 
 

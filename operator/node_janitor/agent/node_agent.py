@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk, run_cleanup
+from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.report import (
@@ -476,8 +476,7 @@ class NodeAgent:
         )
         report, errors = None, []
         try:
-            report = await run_cleanup(
-                self._engine(),
+            report = await self._engine().run_once(
                 rules,
                 dry_run=dry_run,
                 protected_images=lambda: self.held.protected_images,
