@@ -139,6 +139,33 @@ async def test_a_tag_pulled_again_since_planning_keeps_its_new_image(containerd_
         assert old.id not in left and list(left[new.id]) == ["example.com/moved:latest"]
 
 
+async def test_a_multi_platform_image_is_one_image_under_the_id_cri_reports(containerd_bed: ContainerdBed) -> None:
+    """Two platforms of one image present (the arm64 one first in the index): its records belong to the ID CRI
+    reports (linux/amd64 here), so a running container keeps the image and every name of it."""
+    bed = containerd_bed
+    b = bed.builder
+    arm = b.build("example.com/multi:v1", [b.busybox_layer(), Layer.random(1 * MiB, "multi-arm")], architecture="arm64")
+    amd = b.build("example.com/multi:v1", [b.busybox_layer(), Layer.random(1 * MiB, "multi-amd")])
+    multi = b.index("example.com/multi:v1", [arm, amd])
+    bed.import_images([multi], all_platforms=True)
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        assert {arm.manifest_digest, amd.manifest_digest} <= {c.digest for c in await containerd.list_content()}
+        assert multi.id == amd.id in {i.id for i in await cri.list_images()}
+        pod = await run_pod(cri, bed.pod_log_dir, "multi")
+        c = await start_container(cri, pod, "multi", multi.name, "sleep 3600")
+        await wait_for_state(cri, c.id, "RUNNING")
+
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
+        await execute(cri, containerd, plan, inventory)
+        assert (await containerd.get_image("example.com/multi:v1")).target.digest == multi.manifest_digest
+        assert (await cri.container_status(c.id)).state == "RUNNING"
+        assert not {a.id for a in plan.actions} & {amd.id, arm.id}
+        mine = [i for i in inventory.images if "example.com/multi:v1" in i.names]
+        assert [i.id for i in mine] == [amd.id] and arm.id not in inventory.image_by_id()
+        await remove_all_pods(cri)
+
+
 async def test_a_layer_a_pull_leased_since_planning_is_not_discarded(containerd_bed: ContainerdBed) -> None:
     from node_janitor.runtime import LeaseResource
 
