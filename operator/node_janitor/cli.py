@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--state-file",
         metavar="PATH",
-        help="where to remember when images were last used (LRU across runs); a dry run does not write it, and a "
+        help="where to remember when images were last used (LRU across runs; a dry run remembers too), and a "
         "file that is not node-janitor's state is never overwritten",
     )
     prune.set_defaults(handler=cmd_prune)

@@ -114,19 +114,36 @@ def statvfs_entry(name: str, path: str) -> FileSystemEntry:
     )
 
 
-def _config_of(record: ImageRecord, blobs: Mapping[str, BlobInfo]) -> str | None:
-    """The image ID (config digest) a record reaches: its manifest's config, or, for an index, the config of
-    its first manifest that is present."""
+def _configs_of(record: ImageRecord, blobs: Mapping[str, BlobInfo]) -> list[str]:
+    """The image IDs (config digests) a record reaches: its manifest's config, or, for an index, the config of
+    each of its manifests that is present (several when several platforms were pulled), in label order."""
     target = blobs.get(record.target.digest)
     if target is None:
-        return None
+        return []
     if config := target.labels.get(GC_REF_CONTENT + ".config"):
-        return config
+        return [config]
+    configs: list[str] = []
     for key, digest in sorted(target.labels.items()):
         child = blobs.get(digest) if key.startswith(GC_REF_CONTENT + ".m.") else None
-        if child is not None and (config := child.labels.get(GC_REF_CONTENT + ".config")):
-            return config
-    return None
+        if child is not None and (config := child.labels.get(GC_REF_CONTENT + ".config")) and config not in configs:
+            configs.append(config)
+    return configs
+
+
+def _image_of(
+    record: ImageRecord, blobs: Mapping[str, BlobInfo], id_by_name: Mapping[str, str], cri_ids: frozenset[str]
+) -> str:
+    """The image a record belongs to: the config it reaches; of an index with several platforms present, the one
+    CRI reports (for the record's name, else any CRI knows): the first in label order may be a platform this
+    node does not run, an ID CRI never shows. By name only when its blobs are missing: two spellings of one name
+    may point at different images, and a record must never join the wrong one."""
+    by_name = id_by_name.get(normalize_or_none(record.name) or record.name)
+    configs = _configs_of(record, blobs)
+    if len(configs) > 1:
+        if by_name in configs:
+            return by_name
+        return next((c for c in configs if c in cri_ids), configs[0])
+    return (configs[0] if configs else None) or by_name or record.target.digest
 
 
 def group_images(
@@ -134,7 +151,8 @@ def group_images(
 ) -> list[ImageEntry]:
     """One ImageEntry per image ID, holding all of its containerd records (tags, digest refs, the ID).
 
-    A record belongs to the image whose config it reaches (CRI's image ID), else to the image CRI names it by
+    A record belongs to the image whose config it reaches (CRI's image ID; see `_image_of` for an index with several
+    platforms present), else to the image CRI names it by
     (names compared normalised: containerd stores `pause:3.6` as given, CRI shows `docker.io/library/pause:3.6`):
     every protection is then judged over all of an image's names, as CRI `RemoveImage` removes them all.
     """
@@ -142,16 +160,10 @@ def group_images(
     for image in cri_images:
         for name in normalize_all((*image.repo_tags, *image.repo_digests, image.id)):
             id_by_name.setdefault(name, image.id)
+    cri_ids = frozenset(image.id for image in cri_images)
     grouped: dict[str, list[ImageRecord]] = {}
     for record in records:
-        # The config a record reaches is its image (CRI's ID); by name only when its blobs are missing: two
-        # spellings of one name may point at different images, and a record must never join the wrong one.
-        image_id = (
-            _config_of(record, blobs)
-            or id_by_name.get(normalize_or_none(record.name) or record.name)
-            or record.target.digest
-        )
-        grouped.setdefault(image_id, []).append(record)
+        grouped.setdefault(_image_of(record, blobs, id_by_name, cri_ids), []).append(record)
 
     def entry(image_id: str, mine: list[ImageRecord], cri: CriImage | None) -> ImageEntry:
         names = tuple(r.name for r in mine)

@@ -5,12 +5,15 @@ so a second inventory measures only what is new), the log janitor the rotator sh
 the last-use state and a run lock (two runs never interleave). `run_once(rules)` is one run:
 
 1. inventory (the log tree walk, statvfs and state file in threads: nothing blocks the event loop);
-2. last use remembered (not in a dry run: a dry run writes nothing);
+2. last use remembered and saved, in a dry run too (`build_disk_report`, the agent's heartbeat, does the same, so
+   a paused node remembers as well): the state file is the agent's own, and a dry run's promise is that nothing
+   is written to the runtime or the logs; images used while runs were dry must not look unused when they stop;
 3. the log rules, then the image plan (its target shrinks by what logs freed when both share a file system);
 4. unless a dry run, the plan applied (each image re-checked against the containers and the protected set
    right before its removal), the live-log reclaim and the extraPaths rules.
 
-`spec.paused: true` does nothing at all: no inventory, no write, no removal.
+`spec.paused: true` makes a run do nothing at all: no inventory, no write, no removal (the agent's heartbeat still
+measures, and remembers last use).
 """
 
 from __future__ import annotations
@@ -263,6 +266,7 @@ class NodeEngine:
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         self.lock = asyncio.Lock()  # one run at a time
+        self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -307,9 +311,23 @@ class NodeEngine:
         It only reads, so it does not wait for a run in progress (it then sees the node mid-run)."""
         now = now or self.clock()
         inventory = await self.take_inventory(now)
-        known, _ = await asyncio.to_thread(self.state.load)
-        last_used = observe_last_used(inventory, now, known)
+        last_used, _ = await self.remember_last_use(inventory, now)
         return build_disk_report(inventory, now, last_used=last_used, logs_policy=logs_policy, keep=keep)
+
+    async def remember_last_use(self, inventory: Inventory, now: datetime) -> tuple[dict[str, datetime], list[str]]:
+        """The last-use times with what `inventory` shows, saved (see `state`), and the warnings of the load and
+        the save. Loads, observes and saves under one lock: a report beside a run never writes back an older
+        file over the run's. On a full disk the save is the write that fails (ENOSPC): a warning, never a reason
+        to stop."""
+        warnings: list[str] = []
+        async with self._state_lock:
+            known, warning = await asyncio.to_thread(self.state.load)
+            if warning:
+                warnings.append(warning)
+            last_used = observe_last_used(inventory, now, known)
+            if (warning := await asyncio.to_thread(self.state.save, last_used)) is not None:
+                warnings.append(warning)
+        return last_used, warnings
 
     async def run_once(
         self,
@@ -350,15 +368,9 @@ class NodeEngine:
         warnings: list[str] = []
         inventory = await self.take_inventory(now)
         warnings.extend(inventory.warnings)
-        known, warning = await asyncio.to_thread(self.state.load)
-        if warning:
-            warnings.append(warning)
-        last_used = observe_last_used(inventory, now, known)
-        # Remember what was observed before removing anything: a run that dies still leaves it behind. On a full
-        # disk this write is the one that fails (ENOSPC): a warning, never a reason to stop. A dry run writes
-        # nothing.
-        if not dry_run and (warning := await asyncio.to_thread(self.state.save, last_used)) is not None:
-            warnings.append(warning)
+        # Remember what was observed before removing anything: a run that dies still leaves it behind.
+        last_used, state_warnings = await self.remember_last_use(inventory, now)
+        warnings.extend(state_warnings)
         settings = PlanSettings.from_rules(rules, protected_now(protected_images))
         image_target = plan_target(inventory, settings)
         logs_target = plan_target(inventory, settings, "logs")

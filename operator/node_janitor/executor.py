@@ -4,7 +4,9 @@ Safety rules, each checked right before its action (the node changes while a pla
 - an image: its names are read again (CRI RemoveImage removes every name it has then); it is skipped if one of
   them is protected (the operator's set, re-read through a callable; a keep pattern; the sandbox image) or if any
   container (CRI or not, any state) uses one of them, names compared normalised; it goes through CRI RemoveImage
-  so the kubelet's view stays right;
+  so the kubelet's view stays right; the records CRI does not manage are then deleted through containerd, each
+  only if it still points at the removed image (a tag pulled again since planning names a new image: it is left,
+  and the result says so);
 - a container: only if it is still exited (one the kubelet removed first is done);
 - a lease: only if it is still expired;
 - orphan snapshots and blobs are never deleted directly: containerd's own garbage collection decides (one
@@ -60,6 +62,7 @@ class CriRemover(Protocol):
 class ContainerdRemover(Protocol):
     async def list_containers(self) -> list[ContainerRecord]: ...
     async def list_images(self, filters: Iterable[str] = ...) -> list[ImageRecord]: ...
+    async def get_image(self, name: str) -> ImageRecord: ...
     async def delete_image(self, name: str, *, sync: bool = False, missing_ok: bool = False) -> None: ...
     async def list_leases(self, filters: Iterable[str] = ...) -> list[Lease]: ...
     async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
@@ -258,8 +261,9 @@ class Executor:
                     raise _NotSent
                 await self.cri.remove_image(image.id, missing_ok=True)
                 # Records CRI does not manage (another client's) go through containerd directly.
-                for name in dict.fromkeys((*image.names, *(r.name for r in records))):
-                    await self.containerd.delete_image(name, missing_ok=True)
+                names_then = dict.fromkeys((*image.names, *(r.name for r in records)))
+                if moved := await self._delete_names(names_then, {*image.targets, *(r.target.digest for r in records)}):
+                    return Outcome.DONE, "left " + "; ".join(moved)
                 return Outcome.DONE, ""
             case ActionKind.REMOVE_CONTAINER:
                 try:
@@ -289,6 +293,24 @@ class Executor:
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
+
+    async def _delete_names(self, names: Iterable[str], targets: set[str]) -> list[str]:
+        """Delete each image record of `names` that still points at one of `targets` (the removed image); one
+        that points elsewhere now (a `:latest` pulled again since planning) names another image and is left.
+        Returns what was left and why. (containerd 1.6 has no conditional delete: a pull between this read and
+        the delete can still lose its name; the window is one round trip, not the whole run.)"""
+        moved: list[str] = []
+        for name in names:
+            try:
+                record = await self.containerd.get_image(name)
+            except NotFoundError:
+                continue  # CRI RemoveImage took it, or it went meanwhile
+            if record.target.digest not in targets:
+                log.info("image name=%s left: it points at %s now, not the removed image", name, record.target.digest)
+                moved.append(f"{name}: it points at {record.target.digest} now")
+                continue
+            await self.containerd.delete_image(name, missing_ok=True)
+        return moved
 
     async def _collect(self, action: Action) -> tuple[Outcome, str]:
         """An orphan is never deleted directly: containerd's own garbage collection decides (it sees every label,

@@ -264,11 +264,12 @@ class Inventory:
         return None
 
     def last_used(self, image_id: str, remembered: Mapping[str, datetime]) -> datetime | None:
-        """When a container last used the image: its containers' creation or what was remembered, the latest."""
+        """When a container last used the image: its containers' creation or what was remembered, the latest;
+        never after the inventory was taken (a skewed clock's time in the future is clamped to it)."""
         seen = [c.created_at for c in self.image_users.get(image_id, ()) if c.created_at]
         if image_id in remembered:
             seen.append(remembered[image_id])
-        return max(seen) if seen else None
+        return min(max(seen), self.taken_at) if seen else None
 
     def file_system(self, name: str) -> FileSystemEntry | None:
         """The watched file system called `name` ("imagefs", "logs"), if it was measured."""

@@ -8,7 +8,10 @@ are one image; so are `nginx` and `docker.io/library/nginx:latest`.
   otherwise the registry is `docker.io`. Docker Hub's legacy names `index.docker.io` and `registry-1.docker.io`
   are `docker.io`.
 - On `docker.io`, a one-component path gets `library/`.
-- A reference with neither tag nor digest gets `:latest`. A digest is kept as it is (a tag beside it too).
+- A reference with neither tag nor digest gets `:latest`.
+- A digest wins: `repo:tag@sha256:…` is `repo@sha256:…`, as containerd and the kubelet resolve it (containerd's
+  `ParseDockerRef` drops the tag, so a pull of it is recorded under `repo@sha256:…` and the tag never reaches
+  the node's names). `forms` still offers the tagged spelling to patterns.
 - An image ID (`sha256:<64 hex>`) is not a name; it is returned unchanged.
 """
 
@@ -47,11 +50,9 @@ def _split_domain(name: str) -> tuple[str, str]:
     return DEFAULT_DOMAIN, name
 
 
-def normalize(ref: str) -> str:
-    """The fully qualified form of `ref` (see the module docstring); raises InvalidReference if it is not one."""
+def _parse(ref: str) -> tuple[str, str, str, str]:
+    """(domain, path, tag, digest) of `ref`, domain and path normalised; raises InvalidReference."""
     ref = ref.strip()
-    if is_image_id(ref):
-        return ref
     if not ref or any(c.isspace() for c in ref):
         raise InvalidReference(f"invalid image reference {ref!r}")
     name, digest = ref, ""
@@ -72,14 +73,17 @@ def normalize(ref: str) -> str:
         path = OFFICIAL_PREFIX + path
     if not path or not all(_PATH_COMPONENT.match(part) for part in path.split("/")):
         raise InvalidReference(f"invalid repository name in image reference {ref!r}")
-    if not tag and not digest:
-        tag = DEFAULT_TAG
-    out = f"{domain}/{path}"
-    if tag:
-        out += f":{tag}"
+    return domain, path, tag, digest
+
+
+def normalize(ref: str) -> str:
+    """The fully qualified form of `ref` (see the module docstring); raises InvalidReference if it is not one."""
+    if is_image_id(ref.strip()):
+        return ref.strip()
+    domain, path, tag, digest = _parse(ref)
     if digest:
-        out += f"@{digest}"
-    return out
+        return f"{domain}/{path}@{digest}"  # the digest wins (a tag beside it names nothing more)
+    return f"{domain}/{path}:{tag or DEFAULT_TAG}"
 
 
 def normalize_or_none(ref: str) -> str | None:
@@ -100,11 +104,19 @@ def familiar(ref: str) -> str:
 
 
 def forms(ref: str) -> frozenset[str]:
-    """Every spelling a pattern may be written against: the reference as given, its full and familiar forms."""
+    """Every spelling a pattern may be written against: the reference as given, its full and familiar forms (and,
+    for `repo:tag@digest`, both of those with the tag too)."""
     full = normalize_or_none(ref)
     if full is None:
         return frozenset({ref})
-    return frozenset({ref, full, familiar(full)})
+    out = {ref, full, familiar(full)}
+    if not is_image_id(full):
+        domain, path, tag, digest = _parse(ref)
+        if tag and digest:
+            out.add(f"{domain}/{path}:{tag}@{digest}")
+            if domain == DEFAULT_DOMAIN:
+                out.add(f"{path.removeprefix(OFFICIAL_PREFIX)}:{tag}@{digest}")
+    return frozenset(out)
 
 
 def same_image_name(a: str, b: str) -> bool:

@@ -5,6 +5,11 @@ small JSON (`{"kind": "node-janitor-state", "lastUsed": {image ID: RFC 3339 time
 file of a unique name (created with O_EXCL beside it), fsynced and renamed over the old one. A failed write (a
 full disk: ENOSPC) is reported and never stops a cleanup, which is exactly when it matters most.
 
+Every inventory is remembered (a run's, a dry run's, the agent's heartbeat `df`, on a paused node too): images used
+between real runs must not look unused when they come. A time ahead of the inventory's (a clock stepped back, a
+container's createdAt from a skewed runtime, a state file written on a clock in the future) is clamped to it:
+otherwise that image would look used "in the future" and outlive every other one in least-recently-used order.
+
 A file that is not our state (anything but a JSON object with our `kind`, or with only `lastUsed`, as files of
 earlier versions have) is never overwritten: the path was probably a mistake. Entries of the wrong type (a
 number, a time without a zone) are dropped with a warning.
@@ -28,13 +33,15 @@ MAX_STATE_BYTES = 16 * 2**20  # ~100,000 images' worth; a larger file is not our
 
 def observe_last_used(inventory: Inventory, now: datetime, known: dict[str, datetime]) -> dict[str, datetime]:
     """`known` updated with what the inventory shows: a running container uses its image now; an exited one
-    used it until it finished. Images that are gone are forgotten."""
-    updated = dict(known)
+    used it until it finished. Images that are gone are forgotten; a time after `now` is `now`."""
+    updated = {k: min(v, now) for k, v in known.items()}
     for image_id, containers in inventory.image_users.items():
         for c in containers:
             seen = now if c.running else (c.finished_at or c.created_at)
-            if seen and (image_id not in updated or updated[image_id] < seen):
-                updated[image_id] = seen
+            if seen:
+                seen = min(seen, now)
+                if image_id not in updated or updated[image_id] < seen:
+                    updated[image_id] = seen
     present = {i.id for i in inventory.images}
     return {k: v for k, v in updated.items() if k in present}
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from agent.harness import AgentFactory, MiB, apply_nodecleanup, condition, status, wait_for
+from agent.harness import AgentFactory, MiB, apply_nodecleanup, condition, run_container, status, wait_for
 from node_janitor.api import NodeCleanup
 from node_janitor.devbed import ContainerdBed, Layer
 from testbed.kube import ControlPlane
@@ -62,3 +64,20 @@ def test_status_is_reported_and_visible_with_kubectl(
     assert metrics['node_janitor_runs_total{dry_run="false",trigger="startup"}'] == 1
     assert metrics["node_janitor_ready"] == 1
     assert metrics[f'node_janitor_filesystem_used_percent{{filesystem="logs",path="{bed.pod_log_dir}"}}'] > 0
+
+
+async def test_a_paused_node_still_remembers_when_each_image_was_last_used(
+    kube: ControlPlane, containerd_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    """Paused runs do nothing, but the heartbeat's `df` saves last use: an image used while the node was paused
+    must not look unused for weeks once it is unpaused."""
+    bed = containerd_bed
+    b = bed.builder
+    used = b.build("example.com/paused-use:v1", [b.busybox_layer(), Layer.random(1 * MiB, "paused-use")])
+    bed.import_images([used])
+    apply_nodecleanup(kube, node_name, {"paused": True})
+    agent = agents.start(node_name, bed, heartbeat="1s")
+    wait_for("the paused status", lambda: condition(status(kube, node_name), "Ready")["reason"] == "Paused", 30)
+    await run_container(bed, used)
+    last_used = agent.state_dir / "last-used.json"
+    wait_for("the image's last use saved", lambda: used.id in json.loads(last_used.read_text())["lastUsed"], 30)

@@ -150,19 +150,48 @@ async def test_paused_does_nothing_at_all(containerd_bed: ContainerdBed, engine:
     assert not state.exists()
 
 
-async def test_a_dry_run_writes_no_state(containerd_bed: ContainerdBed, engine: NodeEngine, tmp_path: Path) -> None:
+async def test_a_dry_run_remembers_last_use_and_removes_nothing(
+    containerd_bed: ContainerdBed, engine: NodeEngine, tmp_path: Path
+) -> None:
+    """Images used while runs are dry must not look unused once real runs start: a dry run saves last use (the
+    agent's own file), and writes nothing to the runtime."""
     bed = containerd_bed
-    app = _image(bed, "example.com/app:v1", "app")
-    bed.import_images([app])
+    app, idle = _image(bed, "example.com/app:v1", "app"), _image(bed, "example.com/idle:v1", "idle")
+    bed.import_images([app, idle])
     pod = await run_pod(engine.cri, bed.pod_log_dir, "used")
     c = await start_container(engine.cri, pod, "app", app.name, "sleep 3600")
     await wait_for_state(engine.cri, c.id, "RUNNING")
     state = tmp_path / "state.json"
     engine.state = LastUsedStore(state)
-    await engine.run_once(rules({}), dry_run=True)
-    assert not state.exists()
-    await engine.run_once(rules({}))
-    assert app.id in json.loads(state.read_text())["lastUsed"]
+    result = await engine.run_once(rules(REMOVE_ALL_UNUSED), dry_run=True)
+    assert result.dry_run and result.execution is None and idle.id in {a.id for a in result.plan.actions}
+    assert {app.id, idle.id} <= await _ids(engine.cri)  # nothing removed
+    remembered = set(json.loads(state.read_text())["lastUsed"])
+    assert app.id in remembered and idle.id not in remembered
+
+
+async def test_a_disk_report_remembers_last_use(
+    containerd_bed: ContainerdBed, engine: NodeEngine, tmp_path: Path
+) -> None:
+    """The agent's heartbeat (`df`), which runs on a paused node too, saves last use: an image used only between
+    two runs is remembered even if its container is gone by the next run."""
+    bed = containerd_bed
+    job = _image(bed, "example.com/job:v1", "job")
+    bed.import_images([job])
+    pod = await run_pod(engine.cri, bed.pod_log_dir, "between")
+    c = await start_container(engine.cri, pod, "job", job.name, "true")
+    await wait_for_state(engine.cri, c.id, "EXITED")
+    state = tmp_path / "state.json"
+    engine.state = LastUsedStore(state)
+    await engine.build_disk_report()
+    remembered = LastUsedStore(state).load()[0]
+    assert job.id in remembered
+    await remove_all_pods(engine.cri)  # the kubelet removes the container
+    await engine.run_once(rules({"paused": True}))
+    again = await engine.build_disk_report()
+    assert LastUsedStore(state).load()[0][job.id] == remembered[job.id]
+    row = next(i for i in again.images if i.id == job.id)
+    assert row.last_used == remembered[job.id]
 
 
 async def test_an_image_protected_after_planning_is_skipped(containerd_bed: ContainerdBed, engine: NodeEngine) -> None:

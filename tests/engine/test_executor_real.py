@@ -14,6 +14,7 @@ from node_janitor.executor import ActionResult, Outcome
 from node_janitor.node import open_runtime, take_inventory
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
 from node_janitor.runtime import CriClient
+from testbed.poll import async_wait_for
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20
@@ -106,6 +107,63 @@ async def test_a_kept_name_given_since_planning_keeps_the_image(containerd_bed: 
         assert {"example.com/retag:v1", "example.com/platform/retag:v1"} <= {
             r.name for r in await containerd.list_images()
         }
+
+
+async def test_a_tag_pulled_again_since_planning_keeps_its_new_image(containerd_bed: ContainerdBed) -> None:
+    """The plan names the image by `:latest`; before it runs, `:latest` is pulled again (imagePullPolicy: Always)
+    and names a new image. Removing the old one leaves the tag with the new one."""
+    bed = containerd_bed
+    b = bed.builder
+    old = b.build("example.com/moved:latest", [b.busybox_layer(), Layer.random(1 * MiB, "moved-old")])
+    new = b.build("example.com/moved:latest", [b.busybox_layer(), Layer.random(1 * MiB, "moved-new")])
+    bed.import_images([old])
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        assert "example.com/moved:latest" in inventory.image_by_id()[old.id].names
+        plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
+        assert old.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
+
+        bed.import_images([new])  # the tag now names `new`; `old` keeps its ID record only
+
+        async def cri_sees_the_move() -> bool:
+            tags = {i.id: i.repo_tags for i in await cri.list_images()}
+            return "example.com/moved:latest" in tags.get(new.id, []) and not tags.get(old.id)
+
+        await async_wait_for("CRI to see the tag on the new image", cri_sees_the_move)
+        result = await execute(cri, containerd, plan, inventory)
+        outcome = next(r for r in result.results if r.action.id == old.id)
+        assert outcome.outcome is Outcome.DONE
+        assert (await containerd.get_image("example.com/moved:latest")).target.digest == new.manifest_digest
+        assert "example.com/moved:latest" in outcome.message and new.manifest_digest in outcome.message
+        left = {i.id: i.repo_tags for i in await cri.list_images()}
+        assert old.id not in left and list(left[new.id]) == ["example.com/moved:latest"]
+
+
+async def test_a_multi_platform_image_is_one_image_under_the_id_cri_reports(containerd_bed: ContainerdBed) -> None:
+    """Two platforms of one image present (the arm64 one first in the index): its records belong to the ID CRI
+    reports (linux/amd64 here), so a running container keeps the image and every name of it."""
+    bed = containerd_bed
+    b = bed.builder
+    arm = b.build("example.com/multi:v1", [b.busybox_layer(), Layer.random(1 * MiB, "multi-arm")], architecture="arm64")
+    amd = b.build("example.com/multi:v1", [b.busybox_layer(), Layer.random(1 * MiB, "multi-amd")])
+    multi = b.index("example.com/multi:v1", [arm, amd])
+    bed.import_images([multi], all_platforms=True)
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        assert {arm.manifest_digest, amd.manifest_digest} <= {c.digest for c in await containerd.list_content()}
+        assert multi.id == amd.id in {i.id for i in await cri.list_images()}
+        pod = await run_pod(cri, bed.pod_log_dir, "multi")
+        c = await start_container(cri, pod, "multi", multi.name, "sleep 3600")
+        await wait_for_state(cri, c.id, "RUNNING")
+
+        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
+        await execute(cri, containerd, plan, inventory)
+        assert (await containerd.get_image("example.com/multi:v1")).target.digest == multi.manifest_digest
+        assert (await cri.container_status(c.id)).state == "RUNNING"
+        assert not {a.id for a in plan.actions} & {amd.id, arm.id}
+        mine = [i for i in inventory.images if "example.com/multi:v1" in i.names]
+        assert [i.id for i in mine] == [amd.id] and arm.id not in inventory.image_by_id()
+        await remove_all_pods(cri)
 
 
 async def test_a_layer_a_pull_leased_since_planning_is_not_discarded(containerd_bed: ContainerdBed) -> None:

@@ -172,6 +172,31 @@ def test_workload_images_are_protected_where_they_are_held(operator: Operator, k
     assert cleanups(kube, "img-")["img-2"]["metadata"]["resourceVersion"] == img2["metadata"]["resourceVersion"]
 
 
+def test_a_workload_pinned_by_tag_and_digest_protects_the_digest_ref_its_node_holds(
+    operator: Operator, kube: ControlPlane
+) -> None:
+    """containerd records a pull of `repo:tag@digest` under `repo@digest` (the tag dropped), so that is what the
+    agent reports: the operator must meet it with the workload's reference."""
+    digest = "sha256:" + "5e" * 32
+    node(kube, "pin-1", **{POOL: "pin"})
+    policy(kube, "pin", {POOL: "pin"})
+    wait_for("NodeCleanup of pin-1", lambda: "pin-1" in cleanups(kube, "pin-"))
+    patch_status(kube, "pin-1", {"imageRefs": [f"registry.example/pinned/app@{digest}", "registry.example/other:v1"]})
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pin-deploy", "namespace": "default"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "pin"}}, "template": {
+            "metadata": {"labels": {"app": "pin"}},
+            "spec": {"containers": [{"name": "c", "image": f"registry.example/pinned/app:v1@{digest}"}]}}},
+    }  # fmt: skip
+    apply(kube, deployment)
+    try:
+        wait_for("the pinned image protected on pin-1",
+                 lambda: cleanups(kube, "pin-")["pin-1"]["spec"]["protectedImages"]
+                 == [f"registry.example/pinned/app@{digest}"])  # fmt: skip
+    finally:
+        kube.kubectl("delete", "deployment", "pin-deploy", "-n", "default")
+
+
 def test_policy_status_aggregates_the_node_reports(operator: Operator, kube: ControlPlane) -> None:
     for name in ("agg-1", "agg-2", "agg-3"):
         node(kube, name, **{POOL: "agg"})

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -31,8 +32,10 @@ class Operator:
         (self.port,) = free_ports(1)
         command = [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
                    *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
+        # this tree's code (as the agent harness does: the venv's editable install may point at another checkout);
         # its own session, killed with this interpreter even if the tests are killed
-        self._bed = spawn("node-janitor operator", command, workdir / "operator.log", workdir)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "operator")}
+        self._bed = spawn("node-janitor operator", command, workdir / "operator.log", workdir, env)
         self.process = self._bed.process
 
     def get(self, path: str) -> tuple[int, str]:

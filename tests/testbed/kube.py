@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -273,14 +273,17 @@ class Process:
 _PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
-def spawn(name: str, command: Sequence[str], log_path: Path, cwd: Path) -> Process:
+def spawn(
+    name: str, command: Sequence[str], log_path: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> Process:
     """Starts `command` in its own session, killed when this interpreter dies (setpriv --pdeathsig KILL), its
-    output appended to `log_path`."""
+    output appended to `log_path`; `env`: its environment (this process's by default)."""
     log_file = log_path.open("ab")
     try:
         process = subprocess.Popen(
             [*_PDEATHSIG, *command],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
+            env=None if env is None else dict(env),
         )  # fmt: skip
     except BaseException:
         log_file.close()

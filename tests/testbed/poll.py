@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from testbed.kube import KubectlError
@@ -40,3 +41,30 @@ def wait_for(
             error = AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
             raise error from last if isinstance(last, BaseException) else None
         time.sleep(interval)
+
+
+async def async_wait_for(
+    what: str,
+    probe: Callable[[], Awaitable[T | None]],
+    within: float = 60.0,
+    *,
+    interval: float = 0.2,
+    retry_on: tuple[type[BaseException], ...] = NOT_YET,
+) -> T:
+    """`wait_for` for an async probe (a runtime client's call), polled on the running event loop; `within`: its
+    timeout in seconds."""
+    deadline = time.monotonic() + within
+    last: object = None
+    while True:
+        try:
+            value = await probe()
+        except retry_on as exc:
+            last = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            error = AssertionError(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
+            raise error from last if isinstance(last, BaseException) else None
+        await asyncio.sleep(interval)

@@ -16,6 +16,7 @@ from node_janitor.api.nodecleanup import NodeCleanupStatus
 from node_janitor.api.policy import PolicyRules, Thresholds
 from node_janitor.inventory import FileSystemEntry, Inventory
 from node_janitor.planner import PlanSettings, plan_target
+from testbed.poll import async_wait_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -129,6 +130,40 @@ async def test_the_schedule_fires_at_its_minute_in_utc(tmp_path: Path) -> None:
     try:
         pending = await asyncio.wait_for(agent.queue.take(), 5)  # 0.1 s to 04:00 UTC
         assert pending.triggers == {"schedule"}
+    finally:
+        scheduler.cancel()
+        await asyncio.gather(scheduler, return_exceptions=True)
+
+
+async def test_a_wall_clock_stepped_back_never_fires_a_minute_twice(tmp_path: Path) -> None:
+    """NTP steps the clock back while the agent waits for 04:00, and again right after it fired: 04:00 fires
+    once, when the wall clock reaches it (a wait measured once, then trusted, fired it early and then again)."""
+    readings = [
+        datetime(2026, 12, 1, 3, 59, 59, 900000, tzinfo=UTC),
+        datetime(2026, 12, 1, 3, 59, 59, 950000, tzinfo=UTC),  # stepped back during the 0.1 s wait
+        datetime(2026, 12, 1, 4, 0, 0, 10000, tzinfo=UTC),
+        datetime(2026, 12, 1, 3, 59, 59, 990000, tzinfo=UTC),  # stepped back again after 04:00 fired
+    ]
+    reads = 0
+
+    def clock() -> datetime:
+        nonlocal reads
+        reads += 1
+        return readings[min(reads, len(readings)) - 1]
+
+    agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=clock)
+    agent._set_policy(HeldPolicy(PolicyRules(schedule="0 4 * * *"), generation=1, source="nodecleanup"))
+    scheduler = asyncio.create_task(agent._scheduler())
+    try:
+        first = await asyncio.wait_for(agent.queue.take(), 5)
+        assert first.triggers == {"schedule"} and reads >= 3  # fired at the reading of 04:00:00.01, not before
+        agent.queue.done()
+
+        async def settled() -> bool:  # it read the stepped-back clock and waits for tomorrow, or fired again
+            return reads >= 4 or agent.queue.pending
+
+        await async_wait_for("the scheduler to read the clock again", settled, 5)
+        assert not agent.queue.pending
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)

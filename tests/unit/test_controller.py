@@ -129,6 +129,15 @@ def test_protected_images_are_the_workload_images_the_node_holds_compared_normal
     assert compute_protected_images(held.image_refs, workload.__contains__, False) == []
 
 
+def test_a_workload_image_with_tag_and_digest_protects_the_digest_ref_the_node_records() -> None:
+    """containerd records a pull of `repo:tag@digest` under `repo@digest`: that is what the agent reports."""
+    digest = "sha256:" + "cd" * 32
+    held = build_cleanup_view(cleanup_body("n", {"nodeName": "n"}, {"imageRefs": [f"registry.example/app@{digest}"]}))
+    pod = {"spec": {"containers": [{"image": f"registry.example/app:v1@{digest}"}]}}
+    workload = compute_workload_images(WORKLOAD_KINDS[0], pod)
+    assert compute_protected_images(held.image_refs, workload.__contains__, True) == [f"registry.example/app@{digest}"]
+
+
 @pytest.mark.parametrize("kind", WORKLOAD_KINDS, ids=[k.kind for k in WORKLOAD_KINDS])
 def test_workload_images_come_from_every_container_list_of_the_pod_spec(kind: Any) -> None:
     pod_spec = {"initContainers": [{"name": "i", "image": "init:1"}], "containers": [{"name": "c", "image": "app"}],

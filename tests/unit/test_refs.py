@@ -23,7 +23,8 @@ DIGEST = "sha256:" + "cd" * 32
         ("localhost/app", "localhost/app:latest"),
         ("localhost:5000/team/app:v1", "localhost:5000/team/app:v1"),
         (f"nginx@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
-        (f"nginx:1.25@{DIGEST}", f"docker.io/library/nginx:1.25@{DIGEST}"),
+        (f"nginx:1.25@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),  # the digest wins, as in containerd
+        (f"quay.io/x/y:1@{DIGEST}", f"quay.io/x/y@{DIGEST}"),
         (ID, ID),
     ],
 )
@@ -66,3 +67,21 @@ def test_two_spellings_are_one_name() -> None:
         "docker.io/library/pause:3.6",
         "not a ref",
     }
+
+
+def test_a_reference_with_tag_and_digest_is_the_digest_form_containerd_records() -> None:
+    """containerd records a pull of `repo:tag@digest` under `repo@digest` (the tag dropped): both sides meet."""
+    workload = f"registry.example/team/app:v1@{DIGEST}"
+    recorded = f"registry.example/team/app@{DIGEST}"
+    assert refs.same_image_name(workload, recorded)
+    assert refs.normalize_all([workload]) == refs.normalize_all([recorded])
+    # a node that records the tagged spelling itself (`ctr images tag`) still meets it
+    assert refs.same_image_name(workload, f"registry.example/team/app:v1@{DIGEST}")
+    assert not refs.same_image_name(workload, "registry.example/team/app:v1")  # the tag alone is not pinned
+
+
+def test_patterns_still_see_the_tag_beside_a_digest() -> None:
+    assert refs.matches_pattern(f"nginx:1.25@{DIGEST}", "nginx:1.25*")
+    assert refs.matches_pattern(f"nginx:1.25@{DIGEST}", "docker.io/library/nginx:1.25@*")
+    assert refs.matches_pattern(f"nginx:1.25@{DIGEST}", "nginx@*")
+    assert not refs.matches_pattern(f"nginx:1.25@{DIGEST}", "nginx:1.26*")

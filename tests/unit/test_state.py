@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from node_janitor.state import STATE_KIND, LastUsedStore
+from node_janitor.inventory import ContainerEntry, ImageEntry, Inventory
+from node_janitor.state import STATE_KIND, LastUsedStore, observe_last_used
 
 ID = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -103,3 +104,24 @@ def test_a_symlink_or_directory_is_not_written_through(tmp_path: Path) -> None:
     _, warning = store.load()
     assert warning is not None
     assert store.save({ID: WHEN}) is not None and directory.is_dir()
+
+
+def _node(*containers: ContainerEntry) -> Inventory:
+    images = (
+        ImageEntry(id=ID, names=("example.com/a:v1",), targets=("sha256:" + "01" * 32,)),
+        ImageEntry(id=OTHER, names=("example.com/b:v1",), targets=("sha256:" + "02" * 32,)),
+    )
+    return Inventory(taken_at=WHEN, images=images, containers=containers)
+
+
+def test_last_use_in_the_future_is_clamped_to_now() -> None:
+    """A state file written on a clock ahead, or a container whose createdAt a skewed runtime put in the future:
+    that image would look used "later than now" and outlive every other one in LRU order."""
+    later = WHEN + timedelta(days=400)
+    job = ContainerEntry(id="c1", image="example.com/b:v1", state="EXITED", created_at=later, finished_at=later)
+    inventory = _node(job)
+    assert observe_last_used(inventory, WHEN, {ID: later}) == {ID: WHEN, OTHER: WHEN}
+    assert inventory.last_used(OTHER, {}) == WHEN  # the planner's and df's view
+    assert inventory.last_used(ID, {ID: later}) == WHEN
+    earlier = WHEN - timedelta(days=1)
+    assert observe_last_used(_node(), WHEN, {ID: earlier}) == {ID: earlier}  # the past is kept as it is

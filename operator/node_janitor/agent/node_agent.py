@@ -84,6 +84,10 @@ class HeldPolicy:
     run_request: str | None = None
 
 
+SCHEDULE_RECHECK = 60.0
+"""Seconds: the longest the scheduler waits without reading the wall clock again (NTP may step it meanwhile)."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -366,19 +370,31 @@ class NodeAgent:
             self.queue.add("pressure")
 
     async def _scheduler(self) -> None:
+        """Fires once at each minute the cron schedule names, by the wall clock (UTC). The wait itself is monotonic
+        and reads the wall clock again at least every SCHEDULE_RECHECK seconds, so a clock that NTP steps neither
+        delays a slot by the step nor fires one twice (a slot fired is never aimed at again)."""
+        slot: datetime | None = None  # the minute aimed at, kept until it fires or the policy changes
+        fired: datetime | None = None
         while True:
             self._policy_changed.clear()
             schedule = self.held.rules.cron_schedule
             if schedule is None:
+                slot = None
                 await self._policy_changed.wait()
                 continue
             now = self.clock()
-            delay = (schedule.next_after(now) - now).total_seconds()
-            try:
-                await asyncio.wait_for(self._policy_changed.wait(), delay)
-            except TimeoutError:
-                log.info("schedule %r fired", self.held.rules.schedule)
-                self.queue.add("schedule")
+            if slot is None:
+                slot = schedule.next_after(max(now, fired) if fired is not None else now)
+            remaining = (slot - now).total_seconds()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._policy_changed.wait(), min(remaining, SCHEDULE_RECHECK))
+                if self._policy_changed.is_set():
+                    slot = None  # aim again with the new policy
+                continue
+            fired, slot = slot, None
+            log.info("schedule %r fired", self.held.rules.schedule)
+            self.queue.add("schedule")
 
     # ---- the log rotation loop ------------------------------------------------------------------------------
 

@@ -180,7 +180,7 @@ class ContainerdBed:
         shutil.rmtree(self.base, ignore_errors=True)
 
     # -- images ---------------------------------------------------------------------------------------
-    def import_images(self, images: list[OciImage], *, unpack: bool = True) -> None:
+    def import_images(self, images: list[OciImage], *, unpack: bool = True, all_platforms: bool = False) -> None:
         """Import images as `ctr images import` does (content + image records, unpacked to overlayfs), then let
         containerd's garbage collection run to its end, so that what follows sees no blob the import left behind:
         `ctr images import` writes the archive's OCI index as a blob of its own (~400 bytes, `gc.ref.content.m.*`
@@ -193,6 +193,8 @@ class ContainerdBed:
             args = ["images", "import", "--snapshotter", "overlayfs"]
             if not unpack:
                 args.append("--no-unpack")
+            if all_platforms:
+                args.append("--all-platforms")
             self.ctr(*args, str(archive), timeout=300)
         finally:
             archive.unlink(missing_ok=True)

@@ -96,10 +96,13 @@ class OciImage:
     config_digest: str
     layers: tuple[Layer, ...]
     blobs: Mapping[str, bytes] = field(repr=False)
+    media_type: str = MEDIA_MANIFEST  # MEDIA_INDEX: a multi-platform image (`ImageBuilder.index`)
+    architecture: str = "amd64"  # a manifest's platform (linux/<architecture>)
 
     @property
     def id(self) -> str:
-        """The image ID as CRI reports it: the config digest."""
+        """The image ID as CRI reports it: the config digest (of an index, its linux/amd64 manifest's, the
+        platform this machine's containerd chooses)."""
         return self.config_digest
 
     @property
@@ -118,18 +121,18 @@ def write_oci_archive(path: Path, images: Sequence[OciImage]) -> Path:
     manifests = []
     for image in images:
         blobs.update(image.blobs)
-        manifests.append(
-            {
-                "mediaType": MEDIA_MANIFEST,
-                "digest": image.manifest_digest,
-                "size": len(image.blobs[image.manifest_digest]),
-                "annotations": {
-                    "io.containerd.image.name": image.name,
-                    "org.opencontainers.image.ref.name": image.name,
-                },
-                "platform": {"architecture": "amd64", "os": "linux"},
-            }
-        )
+        entry: dict[str, object] = {
+            "mediaType": image.media_type,
+            "digest": image.manifest_digest,
+            "size": len(image.blobs[image.manifest_digest]),
+            "annotations": {
+                "io.containerd.image.name": image.name,
+                "org.opencontainers.image.ref.name": image.name,
+            },
+        }
+        if image.media_type == MEDIA_MANIFEST:
+            entry["platform"] = {"architecture": image.architecture, "os": "linux"}
+        manifests.append(entry)
     index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
     with tarfile.open(path, "w") as tar:
 
@@ -183,9 +186,10 @@ class ImageBuilder:
         env: Sequence[str] = ("PATH=/bin",),
         user: str = "",
         working_dir: str = "",
+        architecture: str = "amd64",
     ) -> OciImage:
         """An image of `layers` (lowest first) with the given process defaults (as a Containerfile's CMD,
-        ENTRYPOINT, ENV, USER and WORKDIR set them; empty ones are left out)."""
+        ENTRYPOINT, ENV, USER and WORKDIR set them; empty ones are left out), for linux/`architecture`."""
         layer_list = tuple(layers)
         process: dict[str, object] = {"Cmd": list(cmd), "Env": list(env), "Labels": dict(labels or {})}
         if entrypoint:
@@ -195,7 +199,7 @@ class ImageBuilder:
         if working_dir:
             process["WorkingDir"] = working_dir
         config = {
-            "architecture": "amd64",
+            "architecture": architecture,
             "os": "linux",
             "created": (created or _EPOCH).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": process,
@@ -219,6 +223,39 @@ class ImageBuilder:
             config_digest=sha256_digest(config_blob),
             layers=layer_list,
             blobs=blobs,
+            architecture=architecture,
+        )
+
+    def index(self, name: str, images: Sequence[OciImage]) -> OciImage:
+        """A multi-platform image `name`: an OCI index of `images` (built for their platforms), in that order.
+        Its ID is its linux/amd64 image's (what containerd on this machine reports); import it with
+        `all_platforms=True` to have every platform's blobs present."""
+        native = next((i for i in images if i.architecture == "amd64"), None)
+        if native is None:
+            raise ValueError("an index needs a linux/amd64 image (the platform this machine runs)")
+        index = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_INDEX,
+            "manifests": [
+                {
+                    "mediaType": MEDIA_MANIFEST,
+                    "digest": i.manifest_digest,
+                    "size": len(i.blobs[i.manifest_digest]),
+                    "platform": {"architecture": i.architecture, "os": "linux"},
+                }
+                for i in images
+            ],
+        }
+        index_blob = _canonical_json(index)
+        blobs = {k: v for i in images for k, v in i.blobs.items()}
+        blobs[sha256_digest(index_blob)] = index_blob
+        return OciImage(
+            name=name,
+            manifest_digest=sha256_digest(index_blob),
+            config_digest=native.config_digest,
+            layers=native.layers,
+            blobs=blobs,
+            media_type=MEDIA_INDEX,
         )
 
     def pause_image(self, name: str = "registry.k8s.io/pause:3.6") -> OciImage:
