@@ -63,8 +63,8 @@ async def test_without_its_nodecleanup_the_agent_removes_nothing(
 async def test_a_spec_the_agent_cannot_read_counts_as_paused(
     kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
 ) -> None:
-    """Here a glob the apiserver cannot check (a wildcard that reaches containerd's tree) stands for any spec the
-    agent cannot read, such as a field of a newer operator: the agent used to go on with the rules it held."""
+    """Here a glob the apiserver does not check (a bracket expression on the way to containerd's tree) stands for
+    any spec the agent cannot read, such as a field of a newer operator: the agent went on with the rules it held."""
     bed = small_disk_bed
     images = build_images(bed, "unread", 3)
     bed.import_images(images)
@@ -72,7 +72,7 @@ async def test_a_spec_the_agent_cannot_read_counts_as_paused(
     agent = agents.start(node_name, bed)
     wait_for("the startup run", lambda: status(kube, node_name).get("lastRun", {}).get("trigger") == "startup")
 
-    bad = {**REMOVING, "logs": {"extraPaths": [{"glob": "/var/*/containerd/x.log", "maxAge": "1h"}]}}
+    bad = {**REMOVING, "logs": {"extraPaths": [{"glob": "/var/l[i]b/containerd/x.log", "maxAge": "1h"}]}}
     apply_nodecleanup(kube, node_name, bad)
     ready = wait_for("Ready=False InvalidSpec", lambda: (c := condition(status(kube, node_name), "Ready"))
                      .get("reason") == "InvalidSpec" and c)  # fmt: skip
