@@ -8,8 +8,11 @@ import asyncio
 import os
 import signal
 from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from agent.harness import (
     AgentFactory,
@@ -19,11 +22,15 @@ from agent.harness import (
     condition,
     fill_to_percent,
     image_ids,
+    nodecleanup,
     status,
     wait_for,
 )
 from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.executor import IMAGE_CONCURRENCY
+from node_janitor.node import open_runtime
+from testbed.delay_proxy import DelayingProxy
 from testbed.inotify import OnDelete
 from testbed.kube import ControlPlane
 
@@ -89,9 +96,10 @@ async def test_a_spec_the_agent_cannot_read_counts_as_paused(
     ("change", "skipped"),
     [
         ({"paused": True}, "the policy is paused now"),
+        ({"dryRun": True}, "the policy is a dry run now"),
         ({"images": {"minAge": "1s", "keep": ["example.com/mid*"]}}, "kept by pattern 'example.com/mid*'"),
     ],
-    ids=["paused", "keep"],
+    ids=["paused", "dryRun", "keep"],
 )
 async def test_a_policy_changed_mid_run_applies_before_the_next_removal(
     kube: ControlPlane,
@@ -133,3 +141,41 @@ async def test_a_policy_changed_mid_run_applies_before_the_next_removal(
     # Only what was in flight when the change came was done; every other removal was skipped for it.
     assert 1 <= done <= IMAGE_CONCURRENCY < len(images), last
     assert done + held_back == len(images) and len(left) == len(images) - done, last
+
+
+async def test_the_log_rotator_waits_for_the_nodecleanup_as_runs_do(
+    kube: ControlPlane, containerd_bed: ContainerdBed, node_name: str, agents: AgentFactory, tmp_path: Path
+) -> None:
+    """A restarted agent reaches the apiserver 2 s late (a proxy holds its connections); its saved policy rotates
+    logs past 1Mi, the NodeCleanup now disables logs. The rotator used to start at the first monitor tick, under the
+    saved policy, and rotated the live log before the fresh policy was one LIST away."""
+    bed = containerd_bed
+    (image,) = build_images(bed, "rotwait", 1, size=1 << 16)
+    bed.import_images([image])
+    apply_nodecleanup(kube, node_name, {"logs": {"maxSize": "1Mi", "maxFiles": 3, "checkInterval": "1s"}})
+    first = agents.start(node_name, bed)
+    before = wait_for("the startup report", lambda: status(kube, node_name).get("lastRun"))["startTime"]
+    assert first.terminate() == 0
+    apply_nodecleanup(kube, node_name, {"logs": {"enabled": False}})
+    generation = nodecleanup(kube, node_name)["metadata"]["generation"]
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "rotwait")
+        container = await start_container(
+            cri, pod, "w", image.name, "yes 0123456789abcdef | head -c 3000000; sleep 3600"
+        )
+        await wait_for_state(cri, container.id, "RUNNING")
+        wait_for("the live log past maxSize", lambda: container.log_path.stat().st_size > 1 << 20, 20)
+        url = urlsplit(kube.server)
+        with DelayingProxy(url.hostname or "127.0.0.1", url.port or 443, delay=2.0) as proxy:
+            config = yaml.safe_load(kube.kubeconfig.read_text())
+            config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+            late = tmp_path / "late.kubeconfig"
+            late.write_text(yaml.safe_dump(config))
+            agent = agents.start(node_name, bed, state_dir=first.state_dir, kubeconfig=str(late))
+            assert "policy source=saved" in agent.log()
+            wait_for("a run under the fresh policy", lambda: (s := status(kube, node_name)).get("observedGeneration")
+                     == generation and (s.get("lastRun") or {}).get("startTime", before) != before, 30)  # fmt: skip
+            assert "kind=rotate-log" not in agent.log()
+            assert [p.name for p in container.log_path.parent.iterdir()] == [container.log_path.name]
+            assert agent.terminate() == 0
+        await remove_all_pods(cri)
