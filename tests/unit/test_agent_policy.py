@@ -9,6 +9,8 @@ from typing import Any
 
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.store import AgentStore
+from node_janitor.api.policy import LogsPolicy, PolicyRules
+from node_janitor.engine import policy_halt
 
 NODE = "node-a"
 
@@ -107,3 +109,12 @@ def test_paused_and_dry_run_in_the_policy_are_what_applies(tmp_path: Path) -> No
     assert not holder.acts and holder.held.valid
     holder.observe(_nodecleanup({"paused": False, "logs": {"enabled": False}}, 2))
     assert holder.acts and not holder.applied.logs.enabled
+
+
+def test_what_stops_the_next_action_of_a_run_in_progress() -> None:
+    assert policy_halt(PolicyRules()) is None
+    assert policy_halt(PolicyRules(paused=True)) == "the policy is paused now"
+    assert policy_halt(PolicyRules(dry_run=True), logs=True) == "the policy is a dry run now"
+    no_logs = PolicyRules(logs=LogsPolicy(enabled=False))
+    assert policy_halt(no_logs) is None  # image actions go on
+    assert policy_halt(no_logs, logs=True) == "logs are disabled by the policy now"
