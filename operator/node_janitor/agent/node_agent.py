@@ -541,13 +541,15 @@ class NodeAgent:
 
     def _update_conditions(self) -> None:
         now, generation = self.clock(), self.held.generation
-        book, rules = self.conditions, self.held.rules
+        book, rules = self.conditions, self.policy.applied
         if self.spec_error:
             book.set("Ready", False, "InvalidSpec", f"paused: {self.spec_error}", generation, now)
         elif self.link.error is not None:
             book.set(
                 "Ready", False, "RuntimeUnavailable", f"containerd unreachable: {self.link.error}", generation, now
             )
+        elif rules.paused and not (self.policy.settled and self.held.valid):
+            book.set("Ready", True, "Paused", self.policy.describe(), generation, now)
         elif rules.paused:
             book.set(
                 "Ready", True, "Paused", f"spec generation {generation} is paused: nothing is removed", generation, now
