@@ -61,6 +61,18 @@ def protected_now(protected: ProtectedImages) -> tuple[str, ...]:
     return tuple(protected() if callable(protected) else protected)
 
 
+def policy_halt(rules: PolicyRules, *, logs: bool = False) -> str | None:
+    """Why a run that removes things must not take its next action under `rules`, the policy as of now (it was
+    paused, or turned to a dry run, or its logs disabled since the run started), or None."""
+    if rules.paused:
+        return "the policy is paused now"
+    if rules.dry_run:
+        return "the policy is a dry run now"
+    if logs and not rules.logs.enabled:
+        return "logs are disabled by the policy now"
+    return None
+
+
 @dataclass
 class PruneReport:
     plan: Plan
@@ -340,12 +352,15 @@ class NodeEngine:
         on_result: Callable[[ActionResult], None] | None = None,
         on_log_result: Callable[[LogActionResult], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        current_rules: Callable[[], PolicyRules] | None = None,
     ) -> PruneReport:
         """One run of every rule (see the module docstring); never two at once. `should_stop`: asked before each
-        image-store action is sent (see `Executor`)."""
+        image-store action is sent (see `Executor`). `current_rules`: the policy as of now, read again right before
+        each action (image or log): paused, dryRun or logs disabled since the start skip it (`policy_halt`), and
+        its images.keep patterns protect too."""
         async with self.lock:
             return await self._run(
-                rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop
+                rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop, current_rules
             )
 
     async def _run(
@@ -358,6 +373,7 @@ class NodeEngine:
         on_result: Callable[[ActionResult], None] | None,
         on_log_result: Callable[[LogActionResult], None] | None,
         should_stop: Callable[[], bool] | None,
+        current_rules: Callable[[], PolicyRules] | None = None,
     ) -> PruneReport:
         now = now or self.clock()
         dry_run = dry_run or rules.dry_run
@@ -397,9 +413,16 @@ class NodeEngine:
             )
         # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
         # (and so also hears what the rotator does meanwhile).
-        previous_on_log_result = self.log_janitor.on_result
+        previous_on_log_result, previous_gate = self.log_janitor.on_result, self.log_janitor.gate
         if on_log_result is not None:
             self.log_janitor.on_result = _both(previous_on_log_result, on_log_result)
+        keep: Sequence[str] | Callable[[], Sequence[str]] = settings.keep
+        image_gate: Callable[[], str | None] | None = None
+        if current_rules is not None:
+            live = current_rules
+            keep = lambda: (*settings.keep, *live().images.keep)  # noqa: E731
+            image_gate = lambda: policy_halt(live())  # noqa: E731
+            self.log_janitor.gate = lambda: policy_halt(live(), logs=True)
         try:
             if log_pass is not None:
                 try:
@@ -425,9 +448,10 @@ class NodeEngine:
                     snapshotter=inventory.snapshotter,
                     on_result=on_result,
                     protected_images=protected_images,
-                    keep=settings.keep,
+                    keep=keep,
                     sandbox_image=inventory.sandbox_image,
                     should_stop=should_stop,
+                    gate=image_gate,
                 )
                 report.execution = await executor.apply(plan, inventory)
 
@@ -450,5 +474,5 @@ class NodeEngine:
                     except OSError as exc:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
         finally:
-            self.log_janitor.on_result = previous_on_log_result
+            self.log_janitor.on_result, self.log_janitor.gate = previous_on_log_result, previous_gate
         return report

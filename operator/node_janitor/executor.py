@@ -125,13 +125,16 @@ class Executor:
         snapshotter: str = "overlayfs",
         on_result: Callable[[ActionResult], None] | None = None,
         protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
-        keep: Sequence[str] = (),
+        keep: Sequence[str] | Callable[[], Sequence[str]] = (),
         sandbox_image: str = "",
         image_concurrency: int = IMAGE_CONCURRENCY,
         should_stop: Callable[[], bool] | None = None,
+        gate: Callable[[], str | None] | None = None,
     ) -> None:
         """`should_stop`: asked right before each action is sent; once true, nothing more is sent and what is in
-        flight finishes (the agent's SIGTERM). `on_result` raising stops the run the same way."""
+        flight finishes (the agent's SIGTERM). `on_result` raising stops the run the same way. `gate`: asked
+        right before each action is sent too; a reason it returns skips that action (the agent's policy paused
+        or turned to a dry run mid-run). `keep` (and `protected_images`) may be callables, re-read likewise."""
         if image_concurrency < 1:
             raise ValueError(f"image_concurrency must be at least 1, not {image_concurrency}")
         self.cri = cri
@@ -144,6 +147,7 @@ class Executor:
         self.sandbox_image = sandbox_image
         self.image_concurrency = image_concurrency
         self.should_stop = should_stop
+        self.gate = gate
         self._collected = False  # a garbage collection ran in this apply()
         self._stopping = False  # on_result raised (e.g. the agent's SIGTERM): start nothing more
 
@@ -205,6 +209,8 @@ class Executor:
         async with window:
             if self._halted():
                 return None
+            if self.gate is not None and (why := self.gate()) is not None:
+                return Outcome.SKIPPED, why
             try:
                 return await self._apply_one(action, images)
             except _NotSent:
@@ -259,6 +265,8 @@ class Executor:
                     return Outcome.SKIPPED, f"now in use by container {user}"
                 if self._halted():  # asked again after the re-checks, right before the send
                     raise _NotSent
+                if self.gate is not None and (why := self.gate()) is not None:
+                    return Outcome.SKIPPED, why
                 await self.cri.remove_image(image.id, missing_ok=True)
                 # Records CRI does not manage (another client's) go through containerd directly.
                 names_then = dict.fromkeys((*image.names, *(r.name for r in records)))
@@ -347,7 +355,7 @@ class Executor:
             return "protected in the cluster now"
         if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in names:
             return "sandbox (pause) image"
-        for pattern in self.keep:
+        for pattern in self.keep() if callable(self.keep) else self.keep:
             if any(matches_pattern(name, pattern) for name in current):
                 return f"kept by pattern {pattern!r} (a name it has now)"
         return None

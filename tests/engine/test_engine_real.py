@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.engine import NodeEngine
 from node_janitor.executor import Outcome
+from node_janitor.logs import LogActionResult
 from node_janitor.node import open_runtime
 from node_janitor.planner import ActionKind
 from node_janitor.runtime import ContainerdClient, CriClient
@@ -268,3 +271,26 @@ async def test_two_runs_never_interleave(engine: NodeEngine) -> None:
     results = await asyncio.gather(*runs)
     assert all(not r.errors for r in results)
     assert steps == ["inventory", "plan", "inventory", "plan"]
+
+
+async def test_logs_disabled_mid_run_stop_the_next_log_action(engine: NodeEngine, tmp_path: Path) -> None:
+    """The agent's policy as of now (`current_rules`) is read before each log action: logs disabled after the first
+    of three extraPaths removals leave the other two files where they are."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    files = [extra / f"{i}.log" for i in range(3)]
+    for f in files:
+        f.write_bytes(b"x" * 4096)
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
+    policy = rules({"images": {"enabled": False}, "logs": {"extraPaths": [{"glob": f"{extra}/*.log", "maxAge": "1h"}]}})
+    live = [policy]
+    seen: list[LogActionResult] = []
+
+    def on_log_result(result: LogActionResult) -> None:
+        seen.append(result)
+        live[0] = rules({"logs": {"enabled": False}})  # the admin disables logs after the first removal
+
+    report = await engine.run_once(policy, on_log_result=on_log_result, current_rules=lambda: live[0])
+    assert [r.outcome for r in seen] == [Outcome.DONE, Outcome.SKIPPED, Outcome.SKIPPED], report.to_json()
+    assert seen[1].message == "logs are disabled by the policy now"
+    assert sum(f.exists() for f in files) == 2

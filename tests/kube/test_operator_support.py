@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import ControlPlane, free_ports, spawn, terminate
+from testbed.kube import REPO, ControlPlane, free_ports, spawn, terminate
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
@@ -30,7 +30,9 @@ class Operator:
     def __init__(self, kube: ControlPlane, workdir: Path, *args: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (self.port,) = free_ports(1)
-        command = [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
+        # This checkout's code (as the agent harness does), not whatever the interpreter has installed.
+        command = ["env", f"PYTHONPATH={REPO / 'operator'}",
+                   sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
                    *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
         # this tree's code (as the agent harness does: the venv's editable install may point at another checkout);
         # its own session, killed with this interpreter even if the tests are killed

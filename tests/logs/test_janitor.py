@@ -152,6 +152,20 @@ async def test_removals_count_already_gone_as_done(cri: FakeCri, tmp_path: Path)
     assert link.is_symlink()
 
 
+async def test_the_gate_is_asked_right_before_each_action(cri: FakeCri, tmp_path: Path) -> None:
+    """The agent's policy as of now (paused, a dry run or logs disabled since the pass was planned): a reason from
+    the gate skips the action, the file stays."""
+    files = [tmp_path / f"{i}.log" for i in range(3)]
+    for f in files:
+        f.write_bytes(b"1" * 5000)
+    janitor = LogJanitor(cri)
+    janitor.gate = lambda: None if files[0].exists() else "the policy is paused now"  # paused after the first
+    results = await janitor.apply([LogAction(LogActionKind.REMOVE, str(f), LogReason.MAX_FILES, 5000) for f in files])
+    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.SKIPPED, Outcome.SKIPPED]
+    assert results[1].message == "the policy is paused now" and results[1].freed == 0
+    assert [f.exists() for f in files] == [False, True, True]
+
+
 async def test_a_pod_directory_is_not_removed_if_its_pod_is_back(cri: FakeCri) -> None:
     pod = cri.add_pod("web", "u1")
     log = cri.add_container("c1", pod, "app")

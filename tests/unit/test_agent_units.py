@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from node_janitor.agent.node_agent import AgentConfig, HeldPolicy, NodeAgent
+from node_janitor.agent.node_agent import AgentConfig, NodeAgent
 from node_janitor.agent.report import ConditionBook, RunOutcome, build_last_run, run_event
 from node_janitor.agent.store import AgentStore, write_atomically
 from node_janitor.agent.triggers import RunQueue, above, pressure_rules
@@ -58,6 +58,27 @@ async def test_a_dry_run_request_never_rides_along_a_real_run() -> None:
     queue.done()
     dry = await queue.take()
     assert dry.triggers == {"request"} and dry.dry_run_request and dry.run_request == "dry-run:abc"
+
+
+async def test_a_real_request_is_never_lost_behind_a_dry_run_request() -> None:
+    queue = RunQueue()
+    queue.add("request", run_request="real-1")
+    queue.add("request", run_request="dry-run:2")  # before the real one was taken
+    real = await queue.take()
+    assert real.run_request == "real-1" and not real.dry_run_request
+    queue.done()
+    dry = await queue.take()
+    assert dry.run_request == "dry-run:2" and dry.triggers == {"request"}
+    queue.done()
+    assert not queue.busy
+    queue.add("request", run_request="dry-run:3")  # a dry-run request first, then a real one and a watermark
+    queue.add("request", run_request="real-4")
+    queue.add("watermark")
+    first = await queue.take()
+    assert first.run_request == "real-4" and first.triggers == {"request", "watermark"}
+    queue.done()
+    second = await queue.take()
+    assert second.run_request == "dry-run:3" and second.triggers == {"request"}
 
 
 def test_pressure_rules_reclaim_to_the_low_watermark_below_the_high_one() -> None:
@@ -125,7 +146,8 @@ def test_a_refused_write_is_a_warning_and_leaves_nothing(tmp_path: Path) -> None
 async def test_the_schedule_fires_at_its_minute_in_utc(tmp_path: Path) -> None:
     moments = iter([datetime(2026, 12, 1, 3, 59, 59, 900000, tzinfo=UTC), datetime(2026, 12, 1, 4, 0, 1, tzinfo=UTC)])
     agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=lambda: next(moments))
-    agent._set_policy(HeldPolicy(PolicyRules(schedule="0 4 * * *"), generation=1, source="nodecleanup"))
+    agent._on_nodecleanup("LIST", {"metadata": {"name": "n", "generation": 1},
+                                   "spec": {"nodeName": "n", "policy": {"schedule": "0 4 * * *"}}})  # fmt: skip
     scheduler = asyncio.create_task(agent._scheduler())
     try:
         pending = await asyncio.wait_for(agent.queue.take(), 5)  # 0.1 s to 04:00 UTC
@@ -152,7 +174,10 @@ async def test_a_wall_clock_stepped_back_never_fires_a_minute_twice(tmp_path: Pa
         return readings[min(reads, len(readings)) - 1]
 
     agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=clock)
-    agent._set_policy(HeldPolicy(PolicyRules(schedule="0 4 * * *"), generation=1, source="nodecleanup"))
+    agent._on_nodecleanup(
+        "LIST",
+        {"metadata": {"name": "n", "generation": 1}, "spec": {"nodeName": "n", "policy": {"schedule": "0 4 * * *"}}},
+    )
     scheduler = asyncio.create_task(agent._scheduler())
     try:
         first = await asyncio.wait_for(agent.queue.take(), 5)

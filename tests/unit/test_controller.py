@@ -431,6 +431,66 @@ def test_a_status_pass_reads_only_the_policy_s_members_and_follows_every_change(
     assert members("pa") == {"n1": False, "n2": False}
 
 
+class RecordingWriter:
+    """The ClusterWriter's NodeCleanup writes, recorded."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str]] = []
+
+    async def apply_node_cleanup(self, body: Mapping[str, Any]) -> None:
+        self.writes.append(("apply", body["metadata"]["name"]))
+
+    async def delete_node_cleanup(self, name: str, uid: str) -> None:
+        self.writes.append(("delete", name))
+
+
+async def test_an_invalid_policy_leaves_its_nodes_their_last_valid_spec() -> None:
+    """A policy that passed the apiserver but fails the models used to select nothing at once: its nodes'
+    NodeCleanups were deleted (or rewritten without its keep and paused) and the agents fell back to defaults."""
+    writer = RecordingWriter()
+    reconciler = Reconciler(writer=writer, metrics=OperatorMetrics(), settings=ReconcilerSettings())  # type: ignore[arg-type]
+    state = DictState()
+    reconciler.attach(state)
+    state.nodes_["n1"] = node_view("n1", pool="a")
+    reconciler.node_changed("n1", state.nodes_["n1"])
+
+    def put_policy(view: PolicyView) -> None:
+        state.policies_[view.name] = view
+        reconciler.policy_changed(view.name, view)
+
+    async def reconcile() -> None:
+        for name in sorted(reconciler.pending()["nodes"]):
+            await reconciler._reconcile_node(name)
+        reconciler._nodes.items.clear()
+
+    put_policy(policy_view("kept", {"pool": "a"}, paused=True, images={"keep": ["localhost/aged-*"]}))
+    put_policy(policy_view("other", {"pool": "a"}, priority=5))
+    await reconcile()
+    assert writer.writes == [("apply", "n1")]
+    spec = reconciler._desired(state, state.nodes_["n1"], None)
+    assert spec is not None and spec.policy.paused and spec.policy.images.keep == ["localhost/aged-*"]
+    body = build_node_cleanup(state.nodes_["n1"], spec)
+    body["metadata"].update(uid="nc-n1", resourceVersion="8")
+    state.cleanups_["n1"] = build_cleanup_view(body)
+    reconciler.cleanup_changed("n1", state.cleanups_["n1"])
+
+    bad = build_policy_view(policy_body("kept", {"pool": "a"}, 2, thresholds={"highPercent": 50, "lowPercent": 70}))
+    put_policy(bad)
+    put_policy(policy_view("other", {"pool": "a"}, priority=6))  # the other policy changes meanwhile too
+    assert "n1" in reconciler.pending()["nodes"]
+    await reconcile()
+    assert writer.writes == [("apply", "n1")]  # neither deleted nor rewritten: keep and paused stay
+    ready = {c.type: c for c in compute_policy_status(bad, [], NOW, timedelta(minutes=5)).conditions}["Ready"]
+    assert (ready.status, ready.reason) == ("False", "InvalidSpec") and "keep their last valid spec" in ready.message
+
+    put_policy(policy_view("kept", {"pool": "elsewhere"}, generation=3))  # valid again, selecting other nodes
+    assert "n1" in reconciler.pending()["nodes"]  # (it selected nothing while invalid: its NodeCleanups tell)
+    await reconcile()
+    assert writer.writes == [("apply", "n1"), ("apply", "n1")]
+    again = reconciler._desired(state, state.nodes_["n1"], state.cleanups_["n1"])
+    assert again is not None and [s.name for s in again.sources] == ["other"] and not again.policy.paused
+
+
 # --- kopf's credentials and peering priority ---------------------------------------------------------------
 
 

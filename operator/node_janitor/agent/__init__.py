@@ -2,6 +2,16 @@
 NodeCleanup. See `node_agent` for what triggers a run."""
 
 from node_janitor.agent.kube import KubeClient, KubeConfigError
-from node_janitor.agent.node_agent import AgentConfig, AgentStartError, HeldPolicy, NodeAgent, run_agent
+from node_janitor.agent.node_agent import AgentConfig, AgentStartError, NodeAgent, run_agent
+from node_janitor.agent.policy import HeldPolicy, PolicyHolder
 
-__all__ = ["AgentConfig", "AgentStartError", "HeldPolicy", "KubeClient", "KubeConfigError", "NodeAgent", "run_agent"]
+__all__ = [
+    "AgentConfig",
+    "AgentStartError",
+    "HeldPolicy",
+    "KubeClient",
+    "KubeConfigError",
+    "NodeAgent",
+    "PolicyHolder",
+    "run_agent",
+]

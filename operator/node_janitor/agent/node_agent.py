@@ -19,7 +19,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
+from node_janitor.agent.policy import HeldPolicy, PolicyHolder
 from node_janitor.agent.report import (
     ConditionBook,
     RunOutcome,
@@ -37,11 +38,9 @@ from node_janitor.agent.report import (
 )
 from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
-from node_janitor.api.meta import ManifestError
-from node_janitor.api.nodecleanup import NodeCleanup, RunTrigger, is_dry_run_request
-from node_janitor.api.policy import PolicyRules
+from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.collector import statvfs_entry
-from node_janitor.engine import NodeEngine
+from node_janitor.engine import NodeEngine, policy_halt
 from node_janitor.executor import ActionResult
 from node_janitor.inventory import FileSystemEntry
 from node_janitor.logs import LogActionResult, LogRotator
@@ -71,17 +70,6 @@ class AgentConfig:
     metrics_host: str = "0.0.0.0"
     monitor_interval: float = 2.0
     heartbeat_interval: float = 60.0
-
-
-@dataclass(frozen=True)
-class HeldPolicy:
-    """The effective policy the agent applies and where it came from."""
-
-    rules: PolicyRules = field(default_factory=PolicyRules)
-    generation: int | None = None
-    source: str = "defaults"  # "nodecleanup", "saved" (state dir, the apiserver not reached yet), "defaults"
-    protected_images: tuple[str, ...] = ()
-    run_request: str | None = None
 
 
 SCHEDULE_RECHECK = 60.0
@@ -159,8 +147,7 @@ class NodeAgent:
         self.metrics = AgentMetrics()
         self.link = RuntimeLink(config.containerd_socket, config.namespace)
         self.queue = RunQueue()
-        self.held = HeldPolicy()
-        self.spec_error: str | None = None
+        self.policy = PolicyHolder(config.node_name, self.store)
         self.conditions = ConditionBook()
         self._usage: dict[str, Any] = {}
         self._last_run: dict[str, Any] | None = None
@@ -172,6 +159,7 @@ class NodeAgent:
         self._policy_changed = asyncio.Event()
         self._listed = asyncio.Event()
         self._nodecleanup_exists = False
+        self._unguarded_above = False  # above the watermark with no policy to act on (logged once per crossing)
         self._answered_request: str | None = None
         self._node_uid: str | None = None
         self._disk_pressure: bool | None = None
@@ -185,23 +173,15 @@ class NodeAgent:
 
     # ---- state ----------------------------------------------------------------------------------------------
 
+    @property
+    def held(self) -> HeldPolicy:
+        return self.policy.held
+
+    @property
+    def spec_error(self) -> str | None:
+        return self.policy.held.spec_error
+
     def _load_state(self) -> None:
-        saved = self.store.load_policy()
-        if saved is not None:
-            try:
-                spec = NodeCleanup.from_manifest(
-                    {"metadata": {"name": self.config.node_name}, "spec": saved.get("spec")}
-                ).spec
-                generation = saved.get("generation")
-                self.held = HeldPolicy(
-                    spec.policy,
-                    generation if isinstance(generation, int) else None,
-                    "saved",
-                    tuple(spec.protected_images),
-                    spec.run_request,
-                )
-            except ManifestError as exc:
-                log.warning("ignoring saved policy %s: %s", self.store.policy_path, exc)
         status = self.store.load_status()
         if status:
             self._last_run = status.get("lastRun")
@@ -213,7 +193,7 @@ class NodeAgent:
     def ready(self) -> tuple[bool, str]:
         if self.link.error is not None:
             return False, f"containerd unreachable: {self.link.error}"
-        return True, f"ready: containerd answers, policy from {self.held.source} (generation {self.held.generation})"
+        return True, f"ready: containerd answers, {self.policy.describe()}"
 
     # ---- the Kubernetes side ---------------------------------------------------------------------------------
 
@@ -236,72 +216,39 @@ class NodeAgent:
             self.config.node_name,
             kind,
         )
+        update = self.policy.observe(obj)
         self._listed.set()
-        if obj is None:
-            self._nodecleanup_exists = False
-            if self.held.source != "defaults":
-                log.info("no NodeCleanup for this node: applying the defaults")
-                self.store.forget_policy()
-                self._set_policy(HeldPolicy())
-            return
-        if not self._nodecleanup_exists:
+        self._nodecleanup_exists = obj is not None
+        if update.appeared:
             self._dirty.set()  # (again) something to report into
-        self._nodecleanup_exists = True
-        metadata, status = obj.get("metadata") or {}, obj.get("status") or {}
+        if update.changed:
+            self._set_policy(update.generation_changed or update.error_changed)
+        if obj is None:
+            return
+        status = obj.get("status") or {}
         if not self.conditions.to_status() and status.get("conditions"):
             self.conditions = ConditionBook(status["conditions"])
         answered = (status.get("lastRun") or {}).get("runRequest")
         if answered and self._answered_request is None:
             self._answered_request = answered
-        generation = metadata.get("generation")
-        try:
-            spec = NodeCleanup.from_manifest(
-                {"metadata": {"name": self.config.node_name}, "spec": obj.get("spec")}
-            ).spec
-        except ManifestError as exc:
-            error = str(exc).replace("\n", " ")
-            if error != self.spec_error:
-                log.warning("invalid NodeCleanup spec generation=%s, keeping the policy held: %s", generation, exc)
-                self.spec_error = error
-                self._dirty.set()
-            return
-        if self.spec_error is not None:
-            self._dirty.set()
-        self.spec_error = None
-        held = HeldPolicy(
-            spec.policy,
-            generation if isinstance(generation, int) else None,
-            "nodecleanup",
-            tuple(spec.protected_images),
-            spec.run_request,
-        )
-        if held != self.held:
-            if (held.rules, held.generation, held.protected_images) != (
-                self.held.rules,
-                self.held.generation,
-                self.held.protected_images,
-            ):
-                self.store.save_policy(dict(obj.get("spec") or {}), held.generation)
-            self._set_policy(held)
-        if spec.run_request and spec.run_request != self._answered_request:
-            token = spec.run_request
+        token = self.held.run_request  # (None while the spec cannot be read)
+        if token and token != self._answered_request:
             self._answered_request = token  # answered by the run it queues (in status.lastRun.runRequest)
             log.info("run requested token=%s dryRun=%s", token, is_dry_run_request(token))
             self.queue.add("request", run_request=token)
 
-    def _set_policy(self, held: HeldPolicy) -> None:
-        changed_generation = held.generation != self.held.generation
-        self.held = held
+    def _set_policy(self, report: bool) -> None:
+        held, applied = self.held, self.policy.applied
         log.info(
             "policy source=%s generation=%s dryRun=%s paused=%s",
             held.source,
             held.generation,
-            held.rules.dry_run,
-            held.rules.paused,
+            applied.dry_run,
+            applied.paused,
         )
         self._policy_changed.set()
         self._watermark_blocked_until = 0.0
-        if changed_generation:
+        if report:
             self._dirty.set()
 
     def _on_node(self, kind: str, obj: dict[str, Any] | None) -> None:
@@ -356,7 +303,15 @@ class NodeAgent:
                 return
 
     def _check_triggers(self, file_systems: list[FileSystemEntry]) -> None:
-        rules = self.held.rules
+        rules = self.policy.applied
+        if self.policy.settled and rules.paused:  # measured and reported (/metrics, this log), not acted on
+            unguarded = above(file_systems, rules.thresholds)
+            if unguarded and not self._unguarded_above:
+                log.warning("file system above highPercent=%s, not acting: %s", rules.thresholds.high_percent,
+                            self.policy.describe())  # fmt: skip
+            self._unguarded_above = unguarded
+        else:
+            self._unguarded_above = False
         if rules.paused or self.link.error is not None:
             return
         now = time.monotonic()
@@ -377,7 +332,7 @@ class NodeAgent:
         fired: datetime | None = None
         while True:
             self._policy_changed.clear()
-            schedule = self.held.rules.cron_schedule
+            schedule = self.policy.applied.cron_schedule
             if schedule is None:
                 slot = None
                 await self._policy_changed.wait()
@@ -407,7 +362,7 @@ class NodeAgent:
         rotator's (a pressure run's), its interrupt callback (SIGTERM) is installed on the shared janitor for
         the run and must not stop a rotation, and a stopped rotator has finished its background compressions,
         so the run's snapshot sees every file where it stays."""
-        rules = self.held.rules
+        rules = self.policy.applied
         enabled = (
             not hold
             and not self.queue.running
@@ -458,8 +413,7 @@ class NodeAgent:
         # No run acts on a saved policy while a fresh one may be one LIST away: the admin may have added a keep
         # pattern or set dryRun while the agent was away. Triggers queue (and coalesce) meanwhile; after
         # INITIAL_LIST_WAIT without an answer from the apiserver, the saved policy it is.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
+        await self._settled()
         while True:
             pending = await self.queue.take()
             try:
@@ -471,16 +425,24 @@ class NodeAgent:
                 self.queue.done()
             await self._sync_rotator()
 
+    async def _settled(self) -> None:
+        """Until the NodeCleanup is listed, at most INITIAL_LIST_WAIT (then the saved policy, if any, applies)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
+        if not self.policy.settled:
+            self.policy.settle()
+            self._set_policy(True)
+
     async def _run(self, pending: PendingRun) -> None:
-        held = self.held
+        held, applied = self.held, self.policy.applied
         trigger: RunTrigger = pending.trigger
-        if held.rules.paused and pending.run_request is None:
-            log.info("run skipped trigger=%s: the policy is paused", trigger)
+        if applied.paused and pending.run_request is None:
+            log.info("run skipped trigger=%s: %s", trigger, "paused" if held.valid else self.policy.describe())
             return
         # A request under a paused policy is still answered (`node-janitor run --wait` waits for it): the engine
         # does nothing at all under paused, so the answer is a run with no action.
-        rules = pressure_rules(held.rules) if pending.pressure else held.rules
-        dry_run = held.rules.dry_run or pending.dry_run_request
+        rules = pressure_rules(applied) if pending.pressure else applied
+        dry_run = applied.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)
         started, clock = self.clock(), time.monotonic()
         log.info(
@@ -499,6 +461,7 @@ class NodeAgent:
                 on_result=self._on_result,
                 on_log_result=self._on_log_result,
                 should_stop=self._stopping.is_set,  # nothing more is sent once SIGTERM arrives
+                current_rules=lambda: self.policy.applied,  # paused, dryRun, keep, logs.enabled: before each action
             )
         except RunInterrupted:
             errors.append("interrupted by SIGTERM after the removal in flight")
@@ -548,7 +511,7 @@ class NodeAgent:
             self._events.append(event)
         # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try.
         file_systems = self._file_systems()
-        rules = self.held.rules
+        rules = self.policy.applied
         now = time.monotonic()
         if above(file_systems, rules.thresholds) and not outcome.removed_something:
             self._watermark_blocked_until = now + RETRY_SECONDS
@@ -575,6 +538,8 @@ class NodeAgent:
                 kubelet_root=self.config.kubelet_root,
                 on_log_result=self._count_log,
             )
+            # The fast rotator shares this janitor: it obeys the policy as of now before each action too.
+            engine.log_janitor.gate = lambda: policy_halt(self.policy.applied, logs=True)
             self._engine_of = (self.link.generation, engine)
         return self._engine_of[1]
 
@@ -592,15 +557,15 @@ class NodeAgent:
 
     def _update_conditions(self) -> None:
         now, generation = self.clock(), self.held.generation
-        book, rules = self.conditions, self.held.rules
+        book, rules = self.conditions, self.policy.applied
         if self.spec_error:
-            book.set(
-                "Ready", False, "InvalidSpec", f"keeping generation {generation}: {self.spec_error}", generation, now
-            )
+            book.set("Ready", False, "InvalidSpec", f"paused: {self.spec_error}", generation, now)
         elif self.link.error is not None:
             book.set(
                 "Ready", False, "RuntimeUnavailable", f"containerd unreachable: {self.link.error}", generation, now
             )
+        elif rules.paused and not (self.policy.settled and self.held.valid):
+            book.set("Ready", True, "Paused", self.policy.describe(), generation, now)
         elif rules.paused:
             book.set(
                 "Ready", True, "Paused", f"spec generation {generation} is paused: nothing is removed", generation, now
@@ -721,8 +686,7 @@ class NodeAgent:
             asyncio.create_task(self._reporter()),
             asyncio.create_task(self._scheduler()),
         ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listed.wait(), INITIAL_LIST_WAIT)
+        await self._settled()
         if not self.queue.running and self._last_outcome is None:  # else a trigger already ran the first run
             self.queue.add("startup")
         watched: list[Awaitable[Any]] = [self._stopping.wait(), *tasks]

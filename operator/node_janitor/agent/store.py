@@ -1,7 +1,7 @@
 """What the agent keeps in its state directory across restarts and outages.
 
-- `policy.json`: the last effective policy it saw (its NodeCleanup's spec and generation), applied while the
-  operator or the apiserver is down; without it, the CRD's defaults (`PolicyRules()`).
+- `policy.json`: the last NodeCleanup spec it saw (and its generation), applied while the apiserver does not
+  answer; without it, or when that spec was unreadable, nothing is removed (`agent.policy`).
 - `status.json`: the last status it reported or meant to report (a run finished while the apiserver was away is
   sent when it is back, also by the next agent after a restart).
 - `last-used.json`: when each image was last used (`state.LastUsedStore`, the same file `prune --state-file` keeps).
@@ -72,11 +72,15 @@ class AgentStore:
             log.warning("%s", warning)
 
     def load_policy(self) -> dict[str, Any] | None:
-        """{"spec": <NodeCleanup spec>, "generation": N} as saved, or None."""
+        """{"spec": <NodeCleanup spec>, "generation": N} as saved (with "error" when the agent could not read
+        that spec), or None."""
         return self._load(self.policy_path)
 
-    def save_policy(self, spec: dict[str, Any], generation: int | None) -> None:
-        self._save(self.policy_path, {"spec": spec, "generation": generation})
+    def save_policy(self, spec: Any, generation: int | None, *, error: str | None = None) -> None:
+        document = {"spec": spec, "generation": generation}
+        if error is not None:
+            document["error"] = error
+        self._save(self.policy_path, document)
 
     def forget_policy(self) -> None:
         with contextlib.suppress(OSError):

@@ -37,18 +37,24 @@ class PendingRun:
 
 
 class RunQueue:
-    """Triggers that arrive while a run is going on (or pending) coalesce into one more run."""
+    """Triggers that arrive while a run is going on (or pending) coalesce into one more run. Real run requests
+    coalesce into the newest; a dry-run request waits beside them (never replacing a real one) for a run of its
+    own."""
 
     def __init__(self) -> None:
         self._triggers: set[RunTrigger] = set()
         self._run_request: str | None = None
+        self._dry_run_request: str | None = None
         self._wake = asyncio.Event()
         self.running = False
 
     def add(self, trigger: RunTrigger, run_request: str | None = None) -> None:
         self._triggers.add(trigger)
         if run_request is not None:
-            self._run_request = run_request
+            if is_dry_run_request(run_request):
+                self._dry_run_request = run_request
+            else:
+                self._run_request = run_request
         self._wake.set()
 
     @property
@@ -61,18 +67,22 @@ class RunQueue:
 
     async def take(self) -> PendingRun:
         """Wait for a trigger; returns everything pending (and marks a run as going on). A dry-run request
-        never rides along a real run: the other triggers run first, the request stays pending for the next."""
+        never rides along a real run: the other triggers (and a real request) run first, the dry-run request
+        stays pending for the next."""
         while not self._triggers:
             self._wake.clear()
             await self._wake.wait()
-        others = self._triggers - {"request"}
-        if is_dry_run_request(self._run_request) and others:
+        if self._run_request is not None or self._dry_run_request is None:
+            pending = PendingRun(frozenset(self._triggers), self._run_request)
+            self._run_request = None
+            self._triggers = {"request"} if self._dry_run_request is not None else set()
+        elif others := self._triggers - {"request"}:
             pending = PendingRun(frozenset(others))
             self._triggers -= others
         else:
-            pending = PendingRun(frozenset(self._triggers), self._run_request)
+            pending = PendingRun(frozenset(self._triggers), self._dry_run_request)
             self._triggers.clear()
-            self._run_request = None
+            self._dry_run_request = None
         self.running = True
         return pending
 

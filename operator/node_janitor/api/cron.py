@@ -23,11 +23,26 @@ from cronsim import CronSim, CronSimError
 
 __all__ = ["CRON_PATTERN", "CronSchedule"]
 
-CRON_PATTERN = (
-    r"^\s*(?:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly)"
-    r"|[0-9A-Za-z*/,-]+(?:\s+[0-9A-Za-z*/,-]+){4})\s*$"
+
+def _field_pattern(value: str) -> str:
+    """A cron field of `value`s: comma-separated `*` or a value or a range, each with an optional step >= 1."""
+    part = rf"(?:\*|(?:{value})(?:-(?:{value}))?)(?:/0*[1-9][0-9]*)?"
+    return rf"{part}(?:,{part})*"
+
+
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_FIELD_VALUES = (
+    r"0*(?:[0-9]|[1-5][0-9])",  # minute 0-59
+    r"0*(?:[0-9]|1[0-9]|2[0-3])",  # hour 0-23
+    r"0*(?:[1-9]|[12][0-9]|3[01])",  # day of month 1-31
+    rf"0*(?:[1-9]|1[0-2])|(?i:{'|'.join(_MONTH_NAMES)})",  # month 1-12
+    rf"0*[0-7]|(?i:{'|'.join(_WEEKDAY_NAMES)})",  # day of week 0-7
 )
-"""The shape of a schedule (5 fields or a macro), for the CRD; CronSchedule.parse checks the ranges."""
+_FIELDS_PATTERN = r"\s+".join(_field_pattern(v) for v in _FIELD_VALUES)
+CRON_PATTERN = rf"^\s*(?:(?i:@(?:yearly|annually|monthly|weekly|daily|midnight|hourly))|{_FIELDS_PATTERN})\s*$"
+"""A schedule (5 fields, each value in its field's range, steps at least 1; or a macro), for the CRD: what RE2 can
+check of CronSchedule.parse (not backwards ranges, nor days no month has)."""
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -38,9 +53,8 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTHS = {name: i + 1 for i, name in enumerate(_MONTH_NAMES)}
-_WEEKDAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+_WEEKDAYS = {name: i for i, name in enumerate(_WEEKDAY_NAMES)}
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (  # name, low, high, names
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),

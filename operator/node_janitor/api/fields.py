@@ -101,11 +101,24 @@ def _validate_cron(value: object) -> str:
     return value
 
 
-_DURATION_SCHEMA: dict[str, Any] = {"type": "string", "pattern": DURATION_PATTERN, "maxLength": MAX_UNIT_STRING}
+_IN_RANGE_DURATION = {
+    # CEL parses it as Go does: past about 2562047h (int64 nanoseconds) the conversion fails and so does the rule.
+    "rule": "duration(self) >= duration('0s')",
+    "message": "out of range (at most about 2562047h)",
+}
+_DURATION_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "maxLength": MAX_UNIT_STRING,
+    CEL_VALIDATIONS: [_IN_RANGE_DURATION],
+}
 _ZERO_DURATION = r"^(?:0|(?:[0.]+(?:ns|us|µs|μs|ms|s|m|h))+)$"
 _POSITIVE_DURATION_SCHEMA: dict[str, Any] = {
     **_DURATION_SCHEMA,
-    CEL_VALIDATIONS: [{"rule": f"!self.matches('{_ZERO_DURATION}')", "message": "must be greater than 0"}],
+    CEL_VALIDATIONS: [
+        _IN_RANGE_DURATION,
+        {"rule": f"!self.matches('{_ZERO_DURATION}')", "message": "must be greater than 0"},
+    ],
 }
 _SIZE_SCHEMA: dict[str, Any] = {
     "anyOf": [{"type": "integer"}, {"type": "string"}],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
+from typing import Any
 
 PROTECTED_TREES: tuple[str, ...] = (
     # the runtime's and the kubelet's own state
@@ -85,3 +86,52 @@ def glob_problem(glob: str, protected: Sequence[str] = PROTECTED_TREES) -> str |
         if reaches_below(parts, glob_parts(tree)):
             return f"reaches {tree}: extraPaths never touch the runtime's, the kubelet's or the system's files"
     return None
+
+
+# --- the same rules in CEL, for the CRD (so that the apiserver refuses what `glob_problem` refuses) ----------------
+def _chars(text: str) -> str:
+    """RE2 for glob text that matches exactly `text`: each character itself or `?`."""
+    return "".join(f"[{c}?]" for c in text)
+
+
+def _suffixes(text: str) -> str:
+    """RE2 for glob text that matches any suffix of `text` (the empty one included)."""
+    regex = ""
+    for c in text:
+        regex = f"(?:{regex})?[{c}?]" if regex else f"[{c}?]"
+    return f"(?:{regex})?" if regex else ""
+
+
+def _component_regex(name: str) -> str:
+    """RE2 for the glob components (no `[...]`, at most one `*`) that match the file name `name`."""
+    return (
+        "(?:"
+        + "|".join([_chars(name)] + [_chars(name[:i]) + r"\*" + _suffixes(name[i:]) for i in range(len(name) + 1)])
+        + ")"
+    )
+
+
+def reach_regex(tree: str) -> str:
+    """RE2 over a glob: it can match a file below `tree` (`reaches_below`), for globs whose components down to the
+    tree's depth have no `[...]` and at most one `*` each (`glob_problem` refuses the others too: the regex that
+    covers them would cost the apiserver too much). A whole `**` component on the way reaches everything below."""
+    regex = r"/+[^/]"
+    for name in reversed(glob_parts(tree)):
+        regex = rf"/+(?:\*\*(?:/|$)|{_component_regex(name)}{regex})"
+    return "^" + regex
+
+
+CEL_GLOB_RULES: tuple[dict[str, Any], ...] = (
+    {"rule": "self.glob.matches('[^/]')", "message": "must name files, not /"},
+    {"rule": "!self.glob.matches('(^|/)[.][.]?(/|$)')", "message": "no '.' or '..' components"},
+    {"rule": "!self.glob.matches('[^/][*][*]|[*][*][^/]')", "message": "'**' must be a whole component (/**/)"},
+    *(
+        {
+            "rule": f"!self.glob.matches({reach_regex(tree)!r})",
+            "message": f"reaches {tree}: extraPaths never touch the runtime's, the kubelet's or the system's files",
+        }
+        for tree in PROTECTED_TREES
+    ),
+)
+"""`glob_problem`'s rules as the CRD's CEL rules on an extraPaths rule (the length and the leading / are the glob's
+own schema: maxLength, pattern)."""

@@ -20,7 +20,13 @@ from node_janitor.api.fields import (
     Size,
 )
 from node_janitor.api.meta import API_VERSION, Conditions, LabelSelector, Resource, Timestamp
-from node_janitor.api.node_paths import MAX_EXTRA_PATHS, MAX_GLOB_LENGTH, PROTECTED_TREES, glob_problem
+from node_janitor.api.node_paths import (
+    CEL_GLOB_RULES,
+    MAX_EXTRA_PATHS,
+    MAX_GLOB_LENGTH,
+    PROTECTED_TREES,
+    glob_problem,
+)
 
 __all__ = [
     "CleanupPolicy",
@@ -152,11 +158,11 @@ class ExtraLogPath(ApiModel):
             CEL_VALIDATIONS: [
                 {"rule": "has(self.maxAge) || has(self.maxSize)", "message": "set maxAge, maxSize or both"},
                 {
-                    # What CEL can check; wildcards that reach a protected tree are refused when the policy is read.
                     "rule": f"!{list(PROTECTED_TREES)!r}.exists(t, self.glob == t || self.glob.startsWith(t + '/'))",
                     "message": "the glob is inside a tree extraPaths never touch (the runtime's, the kubelet's, "
                     "the system's)",
                 },
+                *CEL_GLOB_RULES,  # the rest of glob_problem, wildcards included
             ]
         }
     )

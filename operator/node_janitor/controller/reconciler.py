@@ -3,12 +3,17 @@ recomputes from the kopf indexes (complete before the first handler runs) and wr
 
 What a change touches:
 - a policy's spec (selector, priority, rules) or its creation/deletion: the nodes its old or new selector
-  matches, and its status;
+  matches (and, when it was invalid, the nodes whose NodeCleanup names it), and its status;
 - a Node's labels (or a new Node, a deleted one): that node; its labels or DiskPressure: the status of the
   policies selecting it before or after;
 - a NodeCleanup's spec, labels or owner (someone else's edit, a deletion) or its status.imageRefs: that node;
   its status: the status of the policies selecting the node;
 - a workload's images: the references that appear or disappear, then only the nodes reporting one of them.
+
+A policy that the models refuse (it passed the apiserver: version skew, a rule CEL cannot express) selects nothing,
+but it does not take its nodes' protections away: a NodeCleanup whose spec.sources name an invalid policy keeps its
+last valid spec (never rewritten, never deleted) until the policy is valid again or deleted; the policy's status says
+InvalidSpec. (Dropping them sent the agents to the CRD defaults, without the policy's keep and paused.)
 
 Three loops, each debounced: nodes (`node_debounce`), workload images (`images_debounce`: a rollout changes
 many objects at once) and policy statuses (`status_debounce`: N node reports make one write per policy;
@@ -156,6 +161,8 @@ class Reconciler:
             self._nodes.add(
                 *(n.name for n in self._seen_nodes.values() if any(p.selects(n.labels) for p in (old, view) if p))
             )
+            if old is not None and old.error is not None:  # the nodes it kept (it selected nothing meanwhile)
+                self._nodes.add(*(c.name for c in self._seen_cleanups.values() if name in _source_names(c)))
             self._select_policy(name, view)
         if view is not None and (old is None or _spec_of(old) != _spec_of(view) or old.status != view.status):
             self._policies.add(name)
@@ -307,6 +314,11 @@ class Reconciler:
         assert self.state is not None
         node, current = self.state.node(name), self.state.cleanup(name)
         desired = self._desired(self.state, node, current) if node is not None else None
+        if node is not None and current is not None and (invalid := self._invalid_sources(current)):
+            self.metrics.unchanged.labels("nodecleanup").inc()
+            log.info("event=kept nodecleanup=%s invalid-policies=%s: its last valid spec stays", name,
+                     ",".join(invalid))  # fmt: skip
+            return
         if desired is None or node is None:
             if current is not None and current.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]:
                 await self._write("nodecleanup", "delete", name, self.writer.delete_node_cleanup(name, current.uid))
@@ -319,6 +331,11 @@ class Reconciler:
             "nodecleanup", "apply", name, self.writer.apply_node_cleanup(build_node_cleanup(node, desired))
         )
         self._written_cleanups[name] = (desired, node.uid, before)
+
+    def _invalid_sources(self, cleanup: CleanupView) -> list[str]:
+        """The policies named in the NodeCleanup's spec.sources that exist but do not validate now."""
+        assert self.state is not None
+        return [n for n in _source_names(cleanup) if (p := self.state.policy(n)) is not None and p.error is not None]
 
     async def _distribute(self, ref: str) -> None:
         assert self.state is not None
@@ -394,6 +411,10 @@ class Reconciler:
 
 def _spec_of(policy: PolicyView) -> tuple[Any, ...]:
     return (policy.uid, policy.generation, policy.priority, policy.selector, policy.rules, policy.error)
+
+
+def _source_names(cleanup: CleanupView) -> list[str]:
+    return [s.name for s in cleanup.spec.sources] if cleanup.spec is not None else []
 
 
 def _short(exc: Exception) -> str:

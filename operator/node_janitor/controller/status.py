@@ -112,7 +112,8 @@ def compute_policy_status(
     last_run = max(ends).replace(microsecond=0) if ends else None
 
     if policy.error is not None:
-        ready = _condition("Ready", False, "InvalidSpec", policy.error, generation, previous, now)
+        message = f"the nodes it selected keep their last valid spec: {policy.error}"
+        ready = _condition("Ready", False, "InvalidSpec", message, generation, previous, now)
     elif not members:
         ready = _condition("Ready", True, "NoMatchingNodes", "the nodeSelector matches no node", generation,
                            previous, now)  # fmt: skip

@@ -52,6 +52,9 @@ class LogJanitor:
         self.host_root = host_root
         self.compress_level = compress_level
         self.on_result = on_result
+        self.gate: Callable[[], str | None] | None = None
+        """Asked right before each action: a reason not to act now (e.g. the agent's policy was paused since the
+        action was planned); the action is then skipped with that reason."""
         self.counts: Counter[str] = Counter()  # "<kind> <reason> <outcome>" -> actions
         self.freed: Counter[str] = Counter()  # reason -> bytes freed
         self._compressing = asyncio.Semaphore(compress_workers)
@@ -75,11 +78,13 @@ class LogJanitor:
 
     async def apply_one(self, action: LogAction) -> LogActionResult:
         try:
-            if action.kind is LogActionKind.COMPRESS:
+            if (gated := self._gated(action)) is not None:
+                result = gated
+            elif action.kind is LogActionKind.COMPRESS:
                 result = await self._compress(action)
             else:
-                async with self._lock(action.path):
-                    result = await self._apply(action)
+                async with self._lock(action.path):  # asked again: the lock may have taken a while
+                    result = self._gated(action) or await self._apply(action)
         except RuntimeClientError as exc:
             result = LogActionResult(action, Outcome.FAILED, str(exc))
         except OSError as exc:  # e.g. ENOSPC writing a compressed copy: report, go on
@@ -100,6 +105,10 @@ class LogJanitor:
         if self.on_result:
             self.on_result(result)
         return result
+
+    def _gated(self, action: LogAction) -> LogActionResult | None:
+        why = self.gate() if self.gate is not None else None
+        return LogActionResult(action, Outcome.SKIPPED, why) if why is not None else None
 
     @contextlib.asynccontextmanager
     async def _lock(self, path: str) -> AsyncIterator[None]:
