@@ -75,8 +75,8 @@ def test_defaults(kube: ControlPlane) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-        "Service", "Service", "Deployment", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding", "CleanupPolicy", "ClusterKopfPeering",
+        "Service", "Service", "Deployment", "DaemonSet", *["ValidatingAdmissionPolicy"] * 3,
+        *["ValidatingAdmissionPolicyBinding"] * 3, "CleanupPolicy", "ClusterKopfPeering",
     ])  # fmt: skip
     operator = find(docs, "Deployment")
     assert operator["spec"]["replicas"] == 1
