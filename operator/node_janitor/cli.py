@@ -425,7 +425,7 @@ def _kube_configuration(kubeconfig: str | None) -> Any:
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     import logging
 
-    from node_janitor.controller.app import OperatorOptions, run_operator
+    from node_janitor.controller.app import OperatorOptions, OperatorStartError, run_operator
     from node_janitor.controller.reconciler import ReconcilerSettings
 
     configuration = _kube_configuration(args.kubeconfig)
@@ -438,7 +438,14 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         standalone=args.standalone,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
-    return run_operator(options, configuration)
+
+    async def run() -> int:
+        try:
+            return await run_operator(options, configuration)
+        except OperatorStartError as exc:
+            raise CliError(f"the operator cannot start: {exc}") from None
+
+    return run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
