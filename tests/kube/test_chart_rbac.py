@@ -357,3 +357,15 @@ def test_the_chart_grants_what_the_operator_checks_at_start_up(kube: ControlPlan
     assert check_operator_dependencies(load_configuration(str(identities.operator)), RELEASE) == []
     missing = check_operator_dependencies(load_configuration(str(identities.agent_a)), RELEASE)
     assert len(missing) == 1 and missing[0].startswith("RBAC does not let the operator list cleanuppolicies"), missing
+
+
+async def test_the_chart_grants_what_the_agent_checks_at_start_up(kube: ControlPlane, identities: Identities) -> None:
+    from node_janitor.agent import KubeClient
+    from node_janitor.agent.preflight import check_agent_api
+
+    for who, node in ((identities.agent_a, NODE_A), (identities.agent_b, NODE_B)):
+        client = KubeClient.from_config(str(who))
+        try:
+            assert await check_agent_api(client, node) is None
+        finally:
+            await client.close()
