@@ -37,6 +37,13 @@ def _directory(value: str) -> str:
     return value
 
 
+def _absolute_directory(value: str) -> str:
+    """An absolute directory other than /; the empty string stays (`--extra-paths-within=`: none at all)."""
+    if value and (not value.startswith("/") or value.rstrip("/") == ""):
+        raise argparse.ArgumentTypeError("must be an absolute directory other than / (or empty: none)")
+    return value.rstrip("/")
+
+
 def _bind_address(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -148,7 +155,16 @@ def _add_agent_parser(sub: Any) -> None:
         "--state-dir",
         default="/var/lib/node-janitor",
         metavar="DIR",
-        help="last policy, pending status, images' last use (default /var/lib/node-janitor)",
+        help="last policy, pending status, images' last use (default /var/lib/node-janitor); never reached by "
+        "extraPaths",
+    )
+    agent.add_argument(
+        "--extra-paths-within",
+        action="append",
+        type=_absolute_directory,
+        metavar="DIR",
+        help="a node directory logs.extraPaths rules may reach (repeatable; the ones the agent's pod mounts): a rule "
+        "not below one of them is skipped with a warning in the report; an empty DIR: none (default: anywhere)",
     )
     agent.add_argument(
         "--metrics-port", type=int, default=9743, metavar="N", help="serves /metrics, /healthz, /readyz (default 9743)"
@@ -177,6 +193,7 @@ def _add_agent_parser(sub: Any) -> None:
 
 def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.agent import AgentConfig, AgentStartError, KubeClient, KubeConfigError, run_agent
+    from node_janitor.agent.preflight import check_agent_api, check_state_dir
     from node_janitor.api.units import parse_duration
 
     if not args.node_name:
@@ -207,10 +224,15 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         metrics_host=args.metrics_bind_address,
         monitor_interval=intervals["monitor_interval"],
         heartbeat_interval=intervals["heartbeat_interval"],
+        extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
     )
     _log_key_values()
 
     async def run() -> int:
+        problem = check_state_dir(config.state_dir) or await check_agent_api(kube, config.node_name)
+        if problem is not None:
+            await kube.close()
+            raise CliError(f"the agent cannot start: {problem}")
         try:
             return await run_agent(config, lambda: kube)
         except AgentStartError as exc:
@@ -408,7 +430,7 @@ def _kube_configuration(kubeconfig: str | None) -> Any:
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     import logging
 
-    from node_janitor.controller.app import OperatorOptions, run_operator
+    from node_janitor.controller.app import OperatorOptions, OperatorStartError, run_operator
     from node_janitor.controller.reconciler import ReconcilerSettings
 
     configuration = _kube_configuration(args.kubeconfig)
@@ -421,7 +443,14 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         standalone=args.standalone,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
-    return run_operator(options, configuration)
+
+    async def run() -> int:
+        try:
+            return await run_operator(options, configuration)
+        except OperatorStartError as exc:
+            raise CliError(f"the operator cannot start: {exc}") from None
+
+    return run()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -257,6 +257,8 @@ class NodeEngine:
         log_lock: LogTreeLock | None = None,
         usage_cache: SnapshotUsageCache | None = None,
         kubelet_root: Path = DEFAULT_KUBELET_ROOT,
+        own_trees: Sequence[Path] = (),
+        extra_paths_within: Sequence[str] | None = None,
     ) -> None:
         self.cri = cri
         self.containerd = containerd
@@ -275,6 +277,8 @@ class NodeEngine:
         if self.log_janitor.tree_lock is None:
             self.log_janitor.tree_lock = self.log_lock
         self.kubelet_root = kubelet_root
+        self.own_trees = tuple(own_trees)  # the caller's own files (the agent's state directory), as it sees them
+        self.extra_paths_within = extra_paths_within  # host directories extraPaths may reach (None: any)
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         self.lock = asyncio.Lock()  # one run at a time
@@ -286,13 +290,16 @@ class NodeEngine:
 
     async def protected_trees(self) -> tuple[tuple[Path, ...], list[str]]:
         """The trees no extraPaths rule may reach on this node beside the fixed ones (`PROTECTED_TREES`):
-        containerd's root and state as the runtime reports them, and the kubelet's root; as this process sees
-        them. Learned once per engine (a runtime's directories do not move while it runs), and the warnings of
+        containerd's root and state as the runtime reports them, the kubelet's root, and `own_trees` (the agent's
+        state directory: in its pod, the one host directory it may write that a glob could reach); as this process
+        sees them. Learned once per engine (a runtime's directories do not move while it runs), and the warnings of
         a failed try (asked again next time)."""
         if self._protected is not None:
             return self._protected, []
         trees, warnings = await runtime_trees(self.cri)
-        protected = tuple(dict.fromkeys([*(self.host_path(t) for t in trees), self.host_path(self.kubelet_root)]))
+        protected = tuple(
+            dict.fromkeys([*(self.host_path(t) for t in trees), self.host_path(self.kubelet_root), *self.own_trees])
+        )
         if not warnings:
             self._protected = protected
         return protected, warnings
@@ -410,6 +417,7 @@ class NodeEngine:
                 host_root=self.host_root,
                 lock=self.log_lock,
                 protected=protected,
+                extra_paths_within=self.extra_paths_within,
             )
         # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
         # (and so also hears what the rotator does meanwhile).

@@ -49,3 +49,35 @@ def test_a_metrics_port_in_use_is_a_one_line_error(
         assert main([*args, "--metrics-port", str(port)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith(f"node-janitor: error: cannot serve /metrics on 0.0.0.0:{port}"), err
+
+
+def test_an_unusable_state_directory_is_a_one_line_error(
+    kube: ControlPlane, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("")
+    state = tmp_path / "file" / "state"
+    args = ["agent", "--node-name", "n", "--kubeconfig", str(kube.kubeconfig), "--state-dir", str(state)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        f"node-janitor: error: the agent cannot start: the state directory {state} is not usable: Not a directory "
+        "(--state-dir)"
+    ), err
+
+
+def test_missing_rights_are_a_one_line_error_naming_them(
+    kube: ControlPlane, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    kube.kubectl("create", "serviceaccount", "nj-agent-nobody", "-n", "default")
+    try:
+        token = kube.kubectl("create", "token", "nj-agent-nobody", "-n", "default").stdout.strip()
+        nobody = kube.token_kubeconfig(token, "nj-agent-nobody")
+        assert main(["agent", "--node-name", "n", "--kubeconfig", str(nobody), "--state-dir", str(tmp_path)]) == 2
+    finally:
+        kube.kubectl("delete", "serviceaccount", "nj-agent-nobody", "-n", "default")
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "node-janitor: error: the agent cannot start: RBAC does not let the agent get nodes, list nodes, "
+        "watch nodes, list nodecleanups.nodejanitor.io, watch nodecleanups.nodejanitor.io, "
+        "patch nodecleanups/status.nodejanitor.io, create events: bind it the chart's agent ClusterRole"
+    ), err

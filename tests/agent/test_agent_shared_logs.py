@@ -6,6 +6,8 @@ both, one callback hearing every log action once, and a run's log pass waiting w
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,41 @@ async def test_engine_and_rotator_share_one_janitor_and_one_tree_lock(
         assert asked == []  # the rotator's log-path cache: the run asks the runtime for no log path again
         assert [id(r) for r in heard] == [id(r) for r in [*rotated, *report.logs.results]]  # each heard once
         await remove_all_pods(cri)
+
+
+async def test_extra_paths_never_reach_the_agents_own_state_directory(
+    containerd_bed: ContainerdBed, tmp_path: Path
+) -> None:
+    """In the shipped DaemonSet the agent's state directory is the one writable host directory outside the pod
+    log tree that a glob could reach: a rule over it is skipped with a warning (the run's and the rotator's
+    sweeps alike), while the same rule elsewhere removes what it matches."""
+    bed = containerd_bed
+    state, other = tmp_path / "state", tmp_path / "other"
+    old = time.time() - 3600
+    for path in (state / "policy.json", state / "last-used.json", other / "app.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (old, old))
+    spec = {"logs": {"extraPaths": [{"glob": f"{state}/*.json", "maxAge": "1s"},
+                                    {"glob": f"{other}/*.json", "maxAge": "1s"}]}}  # fmt: skip
+    async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
+        engine = build_engine(
+            cri,
+            containerd,
+            namespace=bed.namespace,
+            pod_log_dir=bed.pod_log_dir,
+            state=LastUsedStore(None),
+            kubelet_root=tmp_path / "kubelet",
+            state_dir=state,
+            on_log_result=lambda _: None,
+        )
+        report = await engine.run_once(rules(spec))
+        assert report.logs is not None
+        assert [a.path for a in report.logs.extra] == [str(other / "app.json")]
+        assert any(w.startswith(f"extraPaths[0] ({state}/*.json) skipped: reaches {state}") for w in
+                   report.logs.warnings), report.logs.warnings  # fmt: skip
+        assert sorted(p.name for p in state.iterdir()) == ["last-used.json", "policy.json"]
+        assert not (other / "app.json").exists()
+
+        rotator = await build_rotator(engine, bed.pod_log_dir, rules(spec).logs)
+        assert state in rotator.protected

@@ -75,8 +75,8 @@ def test_defaults(kube: ControlPlane) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-        "Service", "Service", "Deployment", "DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding", "CleanupPolicy", "ClusterKopfPeering",
+        "Service", "Service", "Deployment", "DaemonSet", *["ValidatingAdmissionPolicy"] * 3,
+        *["ValidatingAdmissionPolicyBinding"] * 3, "CleanupPolicy", "ClusterKopfPeering",
     ])  # fmt: skip
     operator = find(docs, "Deployment")
     assert operator["spec"]["replicas"] == 1
@@ -90,15 +90,15 @@ def test_defaults(kube: ControlPlane) -> None:
     assert container["args"] == [
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
         "--namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
-        "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
+        "--extra-paths-within=/var/log", "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
     assert agent["priorityClassName"] == "system-node-critical"
     assert "hostNetwork" not in agent
     assert host_paths(agent) == {
-        p: p for p in ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor")
-    }
+        p: p for p in ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor", "/var/log")
+    }  # /var/log: for logs.extraPaths, which the agent keeps within it (--extra-paths-within)
     readonly = {m["mountPath"] for m in container["volumeMounts"] if m.get("readOnly")}
     assert readonly == {"/var/lib/containerd"}
     state = next(v for v in agent["volumes"] if v["name"] == "state")
@@ -169,6 +169,8 @@ BAD_VALUES = {
     "negative heartbeat": (["--set", "agent.heartbeatInterval=-1m"], "agent.heartbeatInterval: Does not match pattern"),
     "interval without unit": (["--set", "agent.monitorInterval=5"], "agent.monitorInterval: Invalid type"),
     "relative path": (["--set", "agent.podLogDir=var/log/pods"], "agent.podLogDir: Does not match pattern"),
+    "extraPaths host root": (["--set", "agent.extraPathsHostPaths={/}"], "agent.extraPathsHostPaths.0: Does not match"),
+    "extraPaths wildcard": (["--set", "agent.extraPathsHostPaths={/var/*}"], "agent.extraPathsHostPaths.0: Does not"),
     "port out of range": (["--set", "agent.metricsPort=70000"], "agent.metricsPort: Must be less than or equal"),
     "bad pull policy": (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy: image.pullPolicy must be one of"),
     "monitor without service": (

@@ -1,7 +1,7 @@
-"""The chart's ServiceAccounts, ClusterRoles and node-bound admission policy against a real apiserver, used
-through the ServiceAccounts' own tokens: every request within a component's rights succeeds, requests
-beyond them are refused (403), and an agent's token bound to a pod on node A may write NodeCleanup A's
-status and no other node's.
+"""The chart's ServiceAccounts, ClusterRoles and admission policies against a real apiserver, used through the
+ServiceAccounts' own tokens: every request within a component's rights succeeds, requests beyond them are
+refused (403), an agent's token bound to a pod on node A may write NodeCleanup A's status and no other node's,
+and only the operator writes NodeCleanup specs (anyone else: spec.runRequest only).
 
 Nodes and Pods with spec.nodeName are created through the API: no kubelet runs here, none is needed for
 the apiserver to issue a pod-bound token carrying the node's name (authentication.kubernetes.io/node-name).
@@ -10,6 +10,7 @@ the apiserver to issue a pod-bound token carrying the node's name (authenticatio
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ CHART = REPO / "charts" / "node-janitor"
 RELEASE = NAMESPACE = "nj-rbac"
 OPERATOR_SA = f"{RELEASE}-node-janitor-operator"
 AGENT_SA = f"{RELEASE}-node-janitor-agent"
+RUNNER_SA = "nj-rbac-runner"  # someone allowed to `node-janitor run` (patch on nodecleanups), as a user would be
 NODE_A, NODE_B = "nj-rbac-node-a", "nj-rbac-node-b"
 # What the test applies of the chart: its identities and their rights (no workload runs here).
 KINDS = {
@@ -41,8 +43,12 @@ class Identities:
     operator: Path
     agent_a: Path
     """The agent's token bound to a pod on node A."""
+    agent_b: Path
+    """The agent's token bound to a pod on node B."""
     agent_unbound: Path
     """The agent's ServiceAccount with a token bound to no pod (so to no node)."""
+    runner: Path
+    """A ServiceAccount with the rights `node-janitor run` needs (get, patch nodecleanups)."""
 
 
 def _json(obj: dict[str, Any]) -> str:
@@ -71,17 +77,28 @@ def identities(kube: ControlPlane, crds: tuple[str, ...]) -> Iterator[Identities
     assert {d["kind"] for d in docs} == KINDS
     manifest = yaml.safe_dump_all(docs)
     nodes = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in (NODE_A, NODE_B)]
+    runner = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": RUNNER_SA, "namespace": NAMESPACE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": RUNNER_SA},
+         "rules": [{"apiGroups": ["nodejanitor.io"], "resources": ["nodecleanups"],
+                    "verbs": ["get", "create", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": RUNNER_SA},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RUNNER_SA},
+         "subjects": [{"kind": "ServiceAccount", "name": RUNNER_SA, "namespace": NAMESPACE}]},
+    ]  # fmt: skip
     kube.kubectl("create", "namespace", NAMESPACE)
     try:
-        kube.kubectl("apply", "-f", "-", input=manifest)
-        for obj in [*nodes, _node_cleanup(NODE_A), _node_cleanup(NODE_B)]:
+        # The NodeCleanups first: once the chart's admission policy is in force, only the operator creates them.
+        for obj in [*nodes, _node_cleanup(NODE_A), _node_cleanup(NODE_B), *runner]:
             kube.kubectl("apply", "-f", "-", input=_json(obj))
-        pod = {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent-a", "namespace": NAMESPACE},
-            "spec": {"nodeName": NODE_A, "serviceAccountName": AGENT_SA,
-                     "containers": [{"name": "agent", "image": "node-janitor:test"}]},
-        }  # fmt: skip
-        kube.kubectl("apply", "-f", "-", input=_json(pod))
+        kube.kubectl("apply", "-f", "-", input=manifest)
+        for pod_name, node in (("agent-a", NODE_A), ("agent-b", NODE_B)):
+            pod = {
+                "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": NAMESPACE},
+                "spec": {"nodeName": node, "serviceAccountName": AGENT_SA,
+                         "containers": [{"name": "agent", "image": "node-janitor:test"}]},
+            }  # fmt: skip
+            kube.kubectl("apply", "-f", "-", input=_json(pod))
 
         def token(sa: str, *bound: str) -> str:
             return kube.kubectl("create", "token", sa, "-n", NAMESPACE, "--duration=1h", *bound).stdout.strip()
@@ -91,12 +108,17 @@ def identities(kube: ControlPlane, crds: tuple[str, ...]) -> Iterator[Identities
             agent_a=kube.token_kubeconfig(
                 token(AGENT_SA, "--bound-object-kind=Pod", "--bound-object-name=agent-a"), "nj-agent-a"
             ),
+            agent_b=kube.token_kubeconfig(
+                token(AGENT_SA, "--bound-object-kind=Pod", "--bound-object-name=agent-b"), "nj-agent-b"
+            ),
             agent_unbound=kube.token_kubeconfig(token(AGENT_SA), "nj-agent-unbound"),
+            runner=kube.token_kubeconfig(token(RUNNER_SA), "nj-runner"),
         )
     finally:
         for node in (NODE_A, NODE_B):
             kube.kubectl("delete", "nodecleanup", node, "node", node, "--ignore-not-found", check=False)
         kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=manifest, check=False)
+        kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=yaml.safe_dump_all(runner), check=False)
         kube.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
 
 
@@ -233,3 +255,117 @@ def test_agent_writes_only_its_own_nodes_status(kube: ControlPlane, identities: 
 
     # The policy binds only the agent: the admin (and the operator, for specs) are not narrowed by it.
     kube.kubectl("patch", "nodecleanup", NODE_B, *_status_patch(7.0))
+
+
+INJECTION = {"spec": {"runRequest": "2026-01-01T00:00:01Z", "policy": {"logs": {"nodeBudget": "1"},
+             "images": {"maxUnusedAge": "1s"}, "containers": {"removeExitedAfter": "0s"}}}}  # fmt: skip
+
+
+def test_only_the_operator_writes_nodecleanup_specs(kube: ControlPlane, identities: Identities) -> None:
+    """Whoever may ask for a run (patch on nodecleanups) sets spec.runRequest and nothing else of a spec: the
+    issue's injection (a new policy with the run request, in one merge patch) is refused whole, as is creating
+    a NodeCleanup; the operator's ServiceAccount is the only writer the policy lets through."""
+    runner = identities.runner
+    deadline = time.monotonic() + 30
+    while run(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge", "-p", _json(INJECTION)).returncode == 0:
+        kube.kubectl("patch", "nodecleanup", NODE_A, "--type=json", "-p", _json([
+            {"op": "remove", "path": f"/spec/policy/{f}"}
+            for f in ("logs/nodeBudget", "images/maxUnusedAge", "containers/removeExitedAfter")
+        ]), check=False)  # fmt: skip  # (refused too once the policy is in force: the next try then fails)
+        assert time.monotonic() < deadline, "the NodeCleanup spec admission policy never took effect"
+        time.sleep(0.2)
+    before = kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"]
+
+    refused = forbidden(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge", "-p", _json(INJECTION))
+    assert "only the node-janitor operator changes a NodeCleanup's spec" in refused, refused
+    for who in (runner, identities.agent_a, None):  # None: the cluster admin is no exception
+        args = ("patch", "nodecleanup", NODE_A, "--type=merge", "-p", '{"spec": {"policy": {"paused": true}}}')
+        if who is None:
+            result = kube.kubectl(*args, check=False)
+            assert result.returncode != 0 and "only the node-janitor operator" in result.stderr, result.stderr
+        else:
+            forbidden(kube, who, *args)
+    refused = forbidden(kube, runner, "create", "-f", "-", input=_json(_node_cleanup("nj-rbac-node-e")))
+    assert "NodeCleanups are created by the node-janitor operator only" in refused, refused
+    assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == before
+
+    allowed(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge",
+            "-p", '{"spec": {"runRequest": "2026-01-01T00:00:02Z"}}')  # fmt: skip
+    assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == {**before, "runRequest": "2026-01-01T00:00:02Z"}
+    allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
+            "-p", '{"spec": {"policy": {"paused": true}}}')  # fmt: skip
+    allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
+            "-p", '{"spec": {"policy": {"paused": false}}}')  # fmt: skip
+
+
+def test_the_spec_policy_compares_every_spec_field_but_run_request(kube: ControlPlane) -> None:
+    from node_janitor.api import NodeCleanupSpec
+
+    out = kube.helm("template", RELEASE, str(CHART), "-n", NAMESPACE).stdout
+    [vap] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ValidatingAdmissionPolicy"
+             and d["metadata"]["name"].endswith("operator-owns-specs")]  # fmt: skip
+    compared = set(re.findall(r"object\.spec\.(\w+)", vap["spec"]["validations"][1]["expression"]))
+    fields = {f.alias or name for name, f in NodeCleanupSpec.model_fields.items()}
+    assert compared == fields - {"runRequest"}
+
+
+def test_agent_events_are_created_only_and_only_about_its_own_node(kube: ControlPlane, identities: Identities) -> None:
+    """Agents only create Events (RBAC), each about its own node; and should a wider role let an agent update
+    Events, the admission policy still refuses turning another node's Event into one about its own node."""
+    a, b = identities.agent_a, identities.agent_b
+    _wait_for_admission_policy(kube, a)
+    allowed(kube, a, "create", "-f", "-", input=_event("nj-rbac-ev-a", NODE_A))
+    allowed(kube, b, "create", "-f", "-", input=_event("nj-rbac-ev-b", NODE_B))
+    message = '{"message": "rewritten"}'
+    for verb in ("patch", "update"):  # (kubectl patch would GET first, which RBAC refuses anyway)
+        for group in ("events", "events.events.k8s.io"):
+            answer = run(kube, a, "auth", "can-i", verb, group, "-n", "default")
+            assert answer.stdout.strip() == "no", f"the agent may {verb} {group}"
+
+    rbac, role = "rbac.authorization.k8s.io/v1", {"name": "nj-rbac-wider"}
+    wider = [
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": role,
+         "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "patch", "update"]}]},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": role,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nj-rbac-wider"},
+         "subjects": [{"kind": "ServiceAccount", "name": AGENT_SA, "namespace": NAMESPACE}]},
+    ]  # fmt: skip
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(wider))
+    try:
+        deadline = time.monotonic() + 30
+        while run(kube, a, "patch", "event", "nj-rbac-ev-a", "-n", "default", "--type=merge", "-p", message).returncode:
+            assert time.monotonic() < deadline, "the wider role never took effect"
+            time.sleep(0.2)
+        hijack = _json({"involvedObject": {"name": NODE_A}, "message": "node A was here"})
+        refused = forbidden(kube, a, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", hijack)
+        assert "may change only Events that were about its own Node or NodeCleanup nj-rbac-node-a" in refused, refused
+        forbidden(kube, a, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", message)
+        event = kube.kubectl_json("get", "event", "nj-rbac-ev-b", "-n", "default")
+        assert (event["involvedObject"]["name"], event["message"]) == (NODE_B, "rbac test")
+        allowed(kube, b, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", message)
+    finally:
+        kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=yaml.safe_dump_all(wider), check=False)
+        kube.kubectl("delete", "event", "-n", "default", "nj-rbac-ev-a", "nj-rbac-ev-b", "--ignore-not-found")
+
+
+def test_the_chart_grants_what_the_operator_checks_at_start_up(kube: ControlPlane, identities: Identities) -> None:
+    """The operator's start-up check (its CRDs, its peering, every right it uses) passes with the chart's
+    ClusterRole, and each right it checks is one the chart grants (a missing one is named)."""
+    from node_janitor.controller.preflight import check_operator_dependencies
+    from node_janitor.kubeconfig import load_configuration
+
+    assert check_operator_dependencies(load_configuration(str(identities.operator)), RELEASE) == []
+    missing = check_operator_dependencies(load_configuration(str(identities.agent_a)), RELEASE)
+    assert len(missing) == 1 and missing[0].startswith("RBAC does not let the operator list cleanuppolicies"), missing
+
+
+async def test_the_chart_grants_what_the_agent_checks_at_start_up(kube: ControlPlane, identities: Identities) -> None:
+    from node_janitor.agent import KubeClient
+    from node_janitor.agent.preflight import check_agent_api
+
+    for who, node in ((identities.agent_a, NODE_A), (identities.agent_b, NODE_B)):
+        client = KubeClient.from_config(str(who))
+        try:
+            assert await check_agent_api(client, node) is None
+        finally:
+            await client.close()

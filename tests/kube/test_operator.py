@@ -6,6 +6,7 @@ the status subresource, as the agent does."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -151,6 +152,41 @@ def test_deleted_nodecleanup_is_recreated_and_foreign_edits_are_undone(operator:
     wait_for("heal-1 recreated", lambda: (c := cleanups(kube, "heal-").get("heal-1")) and c["metadata"]["uid"] != uid)
     kube.kubectl("patch", "nodecleanup", "heal-1", "--type=merge", "-p", '{"spec": {"policy": {"paused": true}}}')
     wait_for("heal-1 repaired", lambda: cleanups(kube, "heal-")["heal-1"]["spec"]["policy"]["paused"] is False)
+
+
+def test_fields_another_manager_injects_into_the_policy_are_gone_within_seconds(
+    operator: Operator, kube: ControlPlane
+) -> None:
+    """A merge patch (another field manager, as `node-janitor run`'s rights allow without the chart's admission
+    policy) sets optional fields the operator leaves unset along with a runRequest. Server-side apply alone never
+    removes them (they are not the operator's); the operator claims them and drops them, and the runRequest,
+    which is not the operator's, stays."""
+    node(kube, "inject-1", **{POOL: "inject"})
+    policy(kube, "inject", {POOL: "inject"})
+    wait_for("inject-1", lambda: cleanups(kube, "inject-").get("inject-1"))
+    injected = {"runRequest": "2026-01-01T00:00:00Z", "policy": {"logs": {"nodeBudget": "1"},
+                "images": {"maxUnusedAge": "1s"}, "containers": {"removeExitedAfter": "0s"}}}  # fmt: skip
+    kube.kubectl("patch", "nodecleanup", "inject-1", "--type=merge", "--field-manager=intruder",
+                 "-p", json.dumps({"spec": injected}))  # fmt: skip
+    started = time.monotonic()
+
+    def clean() -> dict[str, Any] | None:
+        spec = cleanups(kube, "inject-")["inject-1"]["spec"]
+        policy = spec["policy"]
+        leftovers = ("nodeBudget" in policy["logs"], "maxUnusedAge" in policy["images"], policy["containers"])
+        return spec if leftovers == (False, False, {}) else None
+
+    try:
+        spec = wait_for("the injected fields gone", clean, 15)
+    except AssertionError:
+        print(json.dumps(cleanups(kube, "inject-")["inject-1"], indent=1))
+        print(operator.log_tail())
+        raise
+    print(f"injected fields gone after {time.monotonic() - started:.1f} s")
+    assert spec["runRequest"] == "2026-01-01T00:00:00Z"
+    managers = {m["manager"] for m in cleanups(kube, "inject-")["inject-1"]["metadata"]["managedFields"]
+                if "f:policy" in json.dumps(m.get("fieldsV1", {}))}  # fmt: skip
+    assert managers == {"node-janitor-operator"}, managers
 
 
 def test_unchanged_effective_policy_writes_nothing(operator: Operator, kube: ControlPlane) -> None:

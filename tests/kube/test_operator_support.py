@@ -30,13 +30,11 @@ class Operator:
     def __init__(self, kube: ControlPlane, workdir: Path, *args: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (self.port,) = free_ports(1)
-        # This checkout's code (as the agent harness does), not whatever the interpreter has installed.
-        command = ["env", f"PYTHONPATH={REPO / 'operator'}",
-                   sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
+        command = [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
                    *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
         # this tree's code (as the agent harness does: the venv's editable install may point at another checkout);
         # its own session, killed with this interpreter even if the tests are killed
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "operator")}
+        env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
         self._bed = spawn("node-janitor operator", command, workdir / "operator.log", workdir, env)
         self.process = self._bed.process
 

@@ -55,6 +55,8 @@ def _rel(host: Path, files: list) -> list[str]:  # type: ignore[type-arg]
         ("/run/containerd/io.containerd.runtime.v2.task/*/*.log", "reaches /run/containerd: extraPaths never touch"),
         ("/var/lib/kubelet/pods/*/volumes/*.log", "reaches /var/lib/kubelet: extraPaths never touch"),
         ("/etc/*.log", "reaches /etc: extraPaths never touch"),
+        ("/var/lib/rancher/*/server/db/**", "reaches /var/lib/rancher/k3s/server/db: extraPaths never touch"),
+        ("/var/lib/rancher/rke2/server/db/etcd/*", "reaches /var/lib/rancher/rke2/server/db: extraPaths never touch"),
         ("/*/*.conf", "reaches /bin: extraPaths never touch"),
         ("/var/log/../../etc/x", "no '.' or '..' components"),
         ("/var/log/a**b/x", "'**' must be a whole component (/**/)"),
@@ -172,3 +174,20 @@ def test_names_that_are_not_utf8_are_left_alone(tmp_path: Path) -> None:
     scan = walk_extra_paths([_rule("/var/log/app/*.log")], host, [])
     assert [f.path for f in scan.files] == [str(ok)]
     assert scan.warnings == ["extraPaths: 1 names that are not UTF-8 were left alone"]
+
+
+def test_rules_outside_the_directories_the_agent_reaches_are_skipped(tmp_path: Path) -> None:
+    """In its pod the agent sees the node only where the DaemonSet mounts it (`--extra-paths-within`): a rule
+    elsewhere would walk the container's own files, so it is skipped with a warning naming what is served."""
+    host = tmp_path / "host"
+    [app] = _files(host, "var/log/app.log")
+    [other] = _files(host, "opt/app/logs/old.log")
+    rules = (_rule("/var/log/*.log"), _rule("/opt/app/logs/*.log"), _rule("/var/*.log"), _rule("/var/log"))
+    scan = walk_extra_paths(rules, host, [], within=["/var/log"])
+    assert _rel(host, scan.files) == ["var/log/app.log"]
+    assert scan.warnings == [
+        f"extraPaths[{i}] ({g}) skipped: outside the node directories this agent can reach (/var/log)"
+        for i, g in ((1, "/opt/app/logs/*.log"), (2, "/var/*.log"), (3, "/var/log"))
+    ]
+    assert app.exists() and other.exists()  # a walk removes nothing
+    assert _rel(host, walk_extra_paths(rules[:2], host, []).files) == ["var/log/app.log", "opt/app/logs/old.log"]

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from node_janitor.api import NodeCleanup
+from node_janitor.api import NodeCleanup, NodeCleanupSpec
 from node_janitor.api.nodecleanup import is_dry_run_request
 from node_janitor.controller.effective import (
     build_node_cleanup,
     build_node_cleanup_spec,
     compute_effective_policy,
+    compute_foreign_fields,
     compute_protected_images,
     is_in_sync,
 )
@@ -524,3 +525,18 @@ def test_a_missing_kubeconfig_is_a_one_line_error(tmp_path: Path, capsys: pytest
         assert capsys.readouterr().err.splitlines() == [
             f"node-janitor: error: no Kubernetes configuration ({missing}): Invalid kube-config file. No configuration found."
         ]
+
+
+def test_foreign_fields_are_the_stored_ones_the_operators_spec_leaves_unset() -> None:
+    ours = NodeCleanupSpec.model_validate({"nodeName": "n", "policy": {"logs": {"maxFiles": 3}}})
+    stored = NodeCleanupSpec.model_validate({
+        "nodeName": "n", "runRequest": "2026-01-01T00:00:00Z",
+        "policy": {"logs": {"maxFiles": 9, "nodeBudget": "1"}, "images": {"maxUnusedAge": "1s"},
+                   "containers": {"removeExitedAfter": "0s"}, "schedule": "* * * * *"},
+    })  # fmt: skip
+    # maxFiles differs but the apply overwrites it; runRequest is not the operator's
+    assert compute_foreign_fields(ours, stored) == [
+        "/spec/policy/schedule", "/spec/policy/images/maxUnusedAge", "/spec/policy/containers/removeExitedAfter",
+        "/spec/policy/logs/nodeBudget",
+    ]  # fmt: skip
+    assert compute_foreign_fields(ours, ours) == []

@@ -11,7 +11,7 @@ engine re-reads them right before each image removal, so a spec that changes in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
@@ -32,9 +32,12 @@ def build_engine(
     pod_log_dir: Path | None,
     state: LastUsedStore,
     kubelet_root: Path,
+    state_dir: Path | None = None,
+    extra_paths_within: Sequence[str] | None = None,
     on_log_result: Callable[[LogActionResult], None],
 ) -> NodeEngine:
-    """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's."""
+    """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's. No
+    extraPaths rule reaches `state_dir` (the agent's own state: its saved policy, status and images' last use)."""
     lock = LogTreeLock(pod_log_dir) if pod_log_dir is not None else None
     janitor = LogJanitor(cri, on_result=on_log_result, tree_lock=lock)
     return NodeEngine(
@@ -46,6 +49,8 @@ def build_engine(
         log_janitor=janitor,
         log_lock=lock,
         kubelet_root=kubelet_root,
+        own_trees=() if state_dir is None else (state_dir,),
+        extra_paths_within=extra_paths_within,
     )
 
 
@@ -58,7 +63,13 @@ async def build_rotator(engine: NodeEngine, pod_log_dir: Path, policy: LogsPolic
         for warning in warnings:
             log.warning("log rotator: %s", warning)
     return LogRotator(
-        engine.cri, pod_log_dir, policy, janitor=engine.log_janitor, lock=engine.log_lock, protected=protected
+        engine.cri,
+        pod_log_dir,
+        policy,
+        janitor=engine.log_janitor,
+        lock=engine.log_lock,
+        protected=protected,
+        extra_paths_within=engine.extra_paths_within,
     )
 
 

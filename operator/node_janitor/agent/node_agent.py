@@ -70,6 +70,8 @@ class AgentConfig:
     metrics_host: str = "0.0.0.0"
     monitor_interval: float = 2.0
     heartbeat_interval: float = 60.0
+    extra_paths_within: tuple[str, ...] | None = None
+    """The node directories extraPaths rules may reach (the ones the pod mounts); None: anywhere."""
 
 
 SCHEDULE_RECHECK = 60.0
@@ -536,6 +538,8 @@ class NodeAgent:
                 pod_log_dir=self.config.pod_log_dir,
                 state=self.last_used,
                 kubelet_root=self.config.kubelet_root,
+                state_dir=self.config.state_dir,
+                extra_paths_within=self.config.extra_paths_within,
                 on_log_result=self._count_log,
             )
             # The fast rotator shares this janitor: it obeys the policy as of now before each action too.

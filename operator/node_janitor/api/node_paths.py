@@ -17,6 +17,8 @@ PROTECTED_TREES: tuple[str, ...] = (
     "/run/containerd",
     "/var/lib/kubelet",
     "/var/lib/etcd",
+    "/var/lib/rancher/k3s/server/db",  # k3s's and RKE2's datastore (kine's SQLite, or their embedded etcd)
+    "/var/lib/rancher/rke2/server/db",
     "/var/log/pods",
     "/var/log/containers",  # kubelet's links to the pod logs
     # system trees
@@ -135,3 +137,16 @@ CEL_GLOB_RULES: tuple[dict[str, Any], ...] = (
 )
 """`glob_problem`'s rules as the CRD's CEL rules on an extraPaths rule (the length and the leading / are the glob's
 own schema: maxLength, pattern)."""
+
+
+def glob_within(glob: str, trees: Sequence[str]) -> bool:
+    """Can the glob match only files strictly below one of the directories `trees`? (Its leading components
+    name one of them literally: no wildcard before the tree ends.)"""
+    parts = glob_parts(glob)
+    for tree in trees:
+        tree_parts = glob_parts(tree)
+        if len(parts) > len(tree_parts) and all(
+            not is_magic(p) and p == t for p, t in zip(parts, tree_parts, strict=False)
+        ):
+            return True
+    return False

@@ -25,6 +25,7 @@ __all__ = [
     "build_node_cleanup",
     "build_node_cleanup_spec",
     "compute_effective_policy",
+    "compute_foreign_fields",
     "compute_matching_policies",
     "compute_protected_images",
     "is_in_sync",
@@ -97,6 +98,30 @@ def build_node_cleanup(node: NodeView, spec: NodeCleanupSpec) -> dict[str, Any]:
         },
         "spec": spec.model_dump(mode="json", exclude_none=True, exclude={"run_request"}),
     }
+
+
+def compute_foreign_fields(spec: NodeCleanupSpec, current: NodeCleanupSpec) -> list[str]:
+    """The fields of the stored spec that the operator's leaves unset (JSON pointers, e.g.
+    /spec/policy/logs/nodeBudget): someone else set them. Server-side apply never removes a field another manager
+    owns, and no applier can own an unset field (KEP-5051), so an injected `logs.nodeBudget`,
+    `images.maxUnusedAge` or `containers.removeExitedAfter` (optional, unset by default) would survive every apply
+    of ours: the operator removes them with a JSON patch before it applies. Fields the operator's spec sets need
+    nothing more: its forced apply overwrites them and takes them over (lists are atomic). runRequest is not
+    the operator's."""
+    desired = spec.model_dump(mode="json", exclude_none=True, exclude={"run_request"})
+    present = current.model_dump(mode="json", exclude_none=True, exclude={"run_request"})
+    return _extra_fields(desired, present, "/spec")
+
+
+def _extra_fields(desired: dict[str, Any], present: dict[str, Any], at: str) -> list[str]:
+    extra = []
+    for key, value in present.items():
+        pointer = f"{at}/{key.replace('~', '~0').replace('/', '~1')}"
+        if key not in desired:
+            extra.append(pointer)
+        elif isinstance(desired[key], dict) and isinstance(value, dict):
+            extra.extend(_extra_fields(desired[key], value, pointer))
+    return extra
 
 
 def is_in_sync(current: CleanupView | None, node: NodeView, spec: NodeCleanupSpec) -> bool:

@@ -34,6 +34,10 @@ class ClusterWriter(Protocol):
         """Server-side apply (creates or updates)."""
         ...
 
+    async def remove_node_cleanup_fields(self, name: str, uid: str, pointers: list[str]) -> None:
+        """Removes these fields (JSON pointers) from that very object (its uid)."""
+        ...
+
     async def delete_node_cleanup(self, name: str, uid: str) -> None: ...
 
     async def apply_policy_status(self, name: str, status: Mapping[str, Any]) -> None: ...
@@ -58,6 +62,14 @@ class KubeWriter:
         await asyncio.to_thread(
             self._custom.patch_cluster_custom_object, GROUP, VERSION, "nodecleanups", body["metadata"]["name"],
             dict(body), field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+        )  # fmt: skip
+
+    async def remove_node_cleanup_fields(self, name: str, uid: str, pointers: list[str]) -> None:
+        removals = [{"op": "remove", "path": pointer} for pointer in pointers]
+        patch = [{"op": "test", "path": "/metadata/uid", "value": uid}, *removals]
+        await asyncio.to_thread(
+            self._custom.patch_cluster_custom_object, GROUP, VERSION, "nodecleanups", name, patch,
+            field_manager=FIELD_MANAGER, _content_type="application/json-patch+json",
         )  # fmt: skip
 
     async def delete_node_cleanup(self, name: str, uid: str) -> None:

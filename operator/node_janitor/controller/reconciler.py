@@ -38,6 +38,7 @@ from node_janitor.controller.effective import (
     build_node_cleanup,
     build_node_cleanup_spec,
     compute_effective_policy,
+    compute_foreign_fields,
     compute_protected_images,
     is_in_sync,
 )
@@ -327,6 +328,12 @@ class Reconciler:
             self.metrics.unchanged.labels("nodecleanup").inc()
             return
         before = current.resource_version if current is not None else ""
+        foreign = compute_foreign_fields(desired, current.spec) if current is not None and current.spec else []
+        if current is not None and foreign:  # set by someone else where ours is unset: apply would leave them
+            log.warning("event=foreign-fields nodecleanup=%s fields=%s", name, ",".join(foreign))
+            await self._write(
+                "nodecleanup", "remove-fields", name, self.writer.remove_node_cleanup_fields(name, current.uid, foreign)
+            )
         await self._write(
             "nodecleanup", "apply", name, self.writer.apply_node_cleanup(build_node_cleanup(node, desired))
         )

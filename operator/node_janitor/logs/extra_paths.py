@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from node_janitor.api.node_paths import PROTECTED_TREES, glob_parts, glob_problem, is_magic, match_part
+from node_janitor.api.node_paths import PROTECTED_TREES, glob_parts, glob_problem, glob_within, is_magic, match_part
 from node_janitor.api.policy import ExtraLogPath
 from node_janitor.logs.actions import LogAction, LogActionKind, LogReason
 from node_janitor.logs.tree import _mtime
@@ -156,11 +156,14 @@ def walk_extra_paths(
     *,
     max_entries: int = MAX_WALK_ENTRIES,
     stop: threading.Event | None = None,
+    within: Sequence[str] | None = None,
 ) -> ExtraPathsScan:
     """Regular files the rules' globs match under `host_root`, walked without following any directory symlink
     (a link never leads out of the glob's tree) and never into a protected tree: `PROTECTED_TREES`, and
     `exclude` (the pod log tree, which has its own rules, and the node's containerd and kubelet roots). A rule
-    that reaches a protected tree is skipped whole (the policy should have been refused)."""
+    that reaches a protected tree is skipped whole (the policy should have been refused). With `within` (host
+    directories, e.g. the ones the agent's pod mounts), a rule that is not literally below one of them is skipped
+    with a warning too: this process could not reach the node's files there."""
     root = os.path.realpath(host_root)
     skip = list(PROTECTED_TREES)
     for tree in exclude:
@@ -173,6 +176,12 @@ def walk_extra_paths(
         problem = glob_problem(rule.glob, skip)
         if problem is not None:
             scan.warnings.append(f"extraPaths[{i}] ({rule.glob}) skipped: {problem}")
+            continue
+        if within is not None and not glob_within(rule.glob, within):
+            served = ", ".join(within) or "none"
+            scan.warnings.append(
+                f"extraPaths[{i}] ({rule.glob}) skipped: outside the node directories this agent can reach ({served})"
+            )
             continue
         for path in walk.files(glob_parts(rule.glob)):
             try:

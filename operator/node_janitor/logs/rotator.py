@@ -65,6 +65,7 @@ class LogRotator:
         janitor: LogJanitor | None = None,
         lock: LogTreeLock | None = None,
         protected: Sequence[Path] = (),
+        extra_paths_within: Sequence[str] | None = None,
     ) -> None:
         self.cri = cri
         self.pod_log_dir = pod_log_dir
@@ -85,6 +86,7 @@ class LogRotator:
         if self.janitor.tree_lock is None:
             self.janitor.tree_lock = self.lock
         self.protected = tuple(protected)
+        self.extra_paths_within = extra_paths_within
         self._root = os.path.join(os.path.abspath(pod_log_dir), "")
         self._parallel = asyncio.Semaphore(max_parallel)
         self._known: dict[str, _Known] = {}  # container id -> its log path and state at the last check
@@ -187,6 +189,7 @@ class LogRotator:
             host_root=self.host_root,
             lock=self.lock,
             protected=self.protected,
+            extra_paths_within=self.extra_paths_within,
         )
         if budget_only:
             await logs.reclaim(0)

@@ -98,6 +98,7 @@ class LogPass:
         host_root: Path = Path("/"),
         lock: LogTreeLock | None = None,
         protected: Sequence[Path] = (),
+        extra_paths_within: Sequence[str] | None = None,
     ) -> None:
         self.cri = cri
         self.root = root
@@ -110,6 +111,7 @@ class LogPass:
         self.dry_run = dry_run
         self.host_root = host_root
         self.protected = tuple(protected)  # trees extraPaths never reach, beside the defaults (runtime roots)
+        self.extra_paths_within = extra_paths_within  # host directories extraPaths may reach (None: all)
         self.report = LogPassReport()
         self._tree: LogTree | None = None
         self._pending: list[LogAction] = []  # planned, not in `_tree` yet (a dry run's predictions)
@@ -229,6 +231,7 @@ class LogPass:
                 self.host_root,
                 [self.root, *self.protected],
                 stop=stop,
+                within=self.extra_paths_within,
             )
         finally:
             stop.set()
