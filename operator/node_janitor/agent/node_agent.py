@@ -43,6 +43,7 @@ from node_janitor.api.policy import PolicyRules
 from node_janitor.collector import statvfs_entry
 from node_janitor.engine import NodeEngine
 from node_janitor.executor import ActionResult
+from node_janitor.http_endpoint import Endpoint
 from node_janitor.inventory import FileSystemEntry
 from node_janitor.logs import LogActionResult, LogRotator
 from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, ContainerdClient, CriClient, RuntimeClientError
@@ -717,7 +718,7 @@ class NodeAgent:
         await self._shutdown(tasks, server)
         return 0
 
-    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.Server) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: Endpoint) -> None:
         self._stopping.set()
         run = self._run_task
         if run is not None and not run.done():

@@ -148,7 +148,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker
-        await runner.cleanup()
+        runner.close()
+        await runner.wait_closed()
         writer.close()
         log.info("event=stopped")
     return 1 if not worker.cancelled() and worker.exception() is not None else 0
