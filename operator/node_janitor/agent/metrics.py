@@ -31,7 +31,10 @@ class AgentMetrics:
             registry=r,
         )
         self.errors = Counter(
-            "node_janitor_errors", "Errors by where they happened (run, runtime, apiserver).", ["source"], registry=r
+            "node_janitor_errors",
+            "Errors by where they happened (run, runtime, apiserver, logrotator).",
+            ["source"],
+            registry=r,
         )
         self.runs = Counter("node_janitor_runs", "Cleanup runs by trigger.", ["trigger", "dry_run"], registry=r)
         self.run_duration = Histogram(
