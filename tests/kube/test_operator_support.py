@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import ControlPlane, free_ports, spawn, terminate
+from testbed.kube import REPO, ControlPlane, free_ports, spawn, terminate
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
@@ -29,8 +29,9 @@ class Operator:
     def __init__(self, kube: ControlPlane, workdir: Path, *args: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         (self.port,) = free_ports(1)
-        command = [sys.executable, "-m", "node_janitor", "operator", f"--kubeconfig={kube.kubeconfig}",
-                   *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
+        # PYTHONPATH: this checkout's code (the venv may hold another checkout's, installed editable)
+        command = ["env", f"PYTHONPATH={REPO / 'operator'}", sys.executable, "-m", "node_janitor", "operator",
+                   f"--kubeconfig={kube.kubeconfig}", *(args or ["--standalone"]), f"--metrics-port={self.port}", "--metrics-bind-address=127.0.0.1"]  # fmt: skip
         # its own session, killed with this interpreter even if the tests are killed
         self._bed = spawn("node-janitor operator", command, workdir / "operator.log", workdir)
         self.process = self._bed.process
