@@ -16,6 +16,7 @@ the last-use state and a run lock (two runs never interleave). `run_once(rules)`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from node_janitor.logs import (
     LogPassReport,
     LogSettings,
     LogTreeLock,
+    RunLock,
 )
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
@@ -240,6 +242,7 @@ class NodeEngine:
         snapshotter: str = DEFAULT_SNAPSHOTTER,
         log_janitor: LogJanitor | None = None,
         log_lock: LogTreeLock | None = None,
+        run_lock: RunLock | None = None,
         usage_cache: SnapshotUsageCache | None = None,
         kubelet_root: Path = DEFAULT_KUBELET_ROOT,
     ) -> None:
@@ -263,6 +266,8 @@ class NodeEngine:
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         self.lock = asyncio.Lock()  # one run at a time
+        self.run_lock = run_lock
+        """One run at a time across processes too (the agents of one node), when given."""
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -325,7 +330,7 @@ class NodeEngine:
     ) -> PruneReport:
         """One run of every rule (see the module docstring); never two at once. `should_stop`: asked before each
         image-store action is sent (see `Executor`)."""
-        async with self.lock:
+        async with self.lock, self.run_lock.hold() if self.run_lock else contextlib.nullcontext():
             return await self._run(
                 rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop
             )

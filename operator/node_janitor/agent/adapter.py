@@ -16,7 +16,7 @@ from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.engine import NodeEngine
-from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock
+from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock, RunLock
 from node_janitor.runtime import ContainerdClient, CriClient
 from node_janitor.state import LastUsedStore
 from node_janitor.usage import DiskReport
@@ -33,6 +33,7 @@ def build_engine(
     state: LastUsedStore,
     kubelet_root: Path,
     on_log_result: Callable[[LogActionResult], None],
+    run_lock: RunLock | None = None,
 ) -> NodeEngine:
     """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's."""
     lock = LogTreeLock(pod_log_dir) if pod_log_dir is not None else None
@@ -45,6 +46,7 @@ def build_engine(
         state=state,
         log_janitor=janitor,
         log_lock=lock,
+        run_lock=run_lock,
         kubelet_root=kubelet_root,
     )
 

@@ -46,7 +46,7 @@ from node_janitor.engine import NodeEngine
 from node_janitor.executor import ActionResult
 from node_janitor.http_endpoint import Endpoint
 from node_janitor.inventory import FileSystemEntry
-from node_janitor.logs import LogActionResult, LogRotator
+from node_janitor.logs import LogActionResult, LogRotator, RunLock
 from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.state import LastUsedStore
 
@@ -206,6 +206,7 @@ class NodeAgent:
         self._watermark_blocked_until = 0.0
         self._pressure_retry_at: float | None = None
         self._rotator: _RunningRotator | None = None
+        self.run_lock = RunLock(self.store.run_lock_path)  # shared with the other agent of a surge rollout
         self.rotator_health = RotatorHealth()
         self._status_refused: str | None = None
         self._rotator_lock = asyncio.Lock()
@@ -614,6 +615,7 @@ class NodeAgent:
                 state=self.last_used,
                 kubelet_root=self.config.kubelet_root,
                 on_log_result=self._count_log,
+                run_lock=self.run_lock,
             )
             self._engine_of = (self.link.generation, engine)
         return self._engine_of[1]
