@@ -147,6 +147,10 @@ async def test_a_refused_status_holds_back_neither_the_events_nor_the_heartbeat(
     assert set(heartbeat) <= {"conditions", "observedGeneration", "heartbeatTime"} and heartbeat["heartbeatTime"]
     degraded = next(c for c in heartbeat["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "StatusRefused") and "422" in degraded["message"]
+    # An answer worth retrying (here: credentials being rotated) is retried, and the Events wait for it.
+    kube.refuse_status = KubeError("status: 401 Unauthorized", 401)
+    agent._events.append({"kind": "Event", "reason": "CleanupFailed"})
+    assert not await agent._send() and len(kube.events) == 1
     # Once the apiserver takes the full status again, Degraded clears.
     kube.refuse_status = None
     assert await agent._send() and "imageRefs" in kube.patches[-1]

@@ -842,8 +842,9 @@ class NodeAgent:
 
 
 def _transient(status: int) -> bool:
-    """An apiserver answer worth retrying the same request for (no answer, timeout, throttling, server errors)."""
-    return status in (0, 408, 429) or status >= 500
+    """An apiserver answer worth retrying the same request for (no answer, credentials being rotated, timeout,
+    throttling, server errors)."""
+    return status in (0, 401, 408, 429) or status >= 500
 
 
 def _task_error(task: asyncio.Task[Any]) -> str:
