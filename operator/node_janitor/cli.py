@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-file",
         metavar="PATH",
         help="where to remember when images were last used (LRU across runs; a dry run remembers too), and a "
-        "file that is not node-janitor's state is never overwritten",
+        "file that is not node-janitor's state is never overwritten; the run holds run.lock beside it (in the "
+        "agent's --state-dir: never at once with the agent's runs)",
     )
     prune.set_defaults(handler=cmd_prune)
 
@@ -270,9 +271,13 @@ def _load_policy(path: str | None) -> CleanupPolicy:
 def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient) -> NodeEngine:
     """The node's engine as the runtime flags describe it (`df`, `prune`)."""
     from node_janitor.engine import NodeEngine
+    from node_janitor.logs import RunLock
     from node_janitor.state import LastUsedStore
 
     state_file = getattr(args, "state_file", None)
+    run_lock = None
+    if state_file and not getattr(args, "dry_run", False):  # a dry run removes nothing and writes nothing
+        run_lock = RunLock(Path(state_file).parent / "run.lock")
     return NodeEngine(
         cri,
         containerd,
@@ -280,6 +285,7 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
         pod_log_dir=Path(args.pod_log_dir),
         kubelet_root=Path(args.kubelet_root),
         state=LastUsedStore(Path(state_file) if state_file else None),
+        run_lock=run_lock,
     )
 
 

@@ -19,6 +19,7 @@ measures, and remembers last use).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -39,6 +40,7 @@ from node_janitor.logs import (
     LogPassReport,
     LogSettings,
     LogTreeLock,
+    RunLock,
 )
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
@@ -255,6 +257,7 @@ class NodeEngine:
         snapshotter: str = DEFAULT_SNAPSHOTTER,
         log_janitor: LogJanitor | None = None,
         log_lock: LogTreeLock | None = None,
+        run_lock: RunLock | None = None,
         usage_cache: SnapshotUsageCache | None = None,
         kubelet_root: Path = DEFAULT_KUBELET_ROOT,
         own_trees: Sequence[Path] = (),
@@ -283,6 +286,8 @@ class NodeEngine:
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         self.lock = asyncio.Lock()  # one run at a time
         self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
+        self.run_lock = run_lock
+        """One run at a time across processes too (the agents of one node), when given."""
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -365,7 +370,7 @@ class NodeEngine:
         image-store action is sent (see `Executor`). `current_rules`: the policy as of now, read again right before
         each action (image or log): paused, dryRun or logs disabled since the start skip it (`policy_halt`), and
         its images.keep patterns protect too."""
-        async with self.lock:
+        async with self.lock, self.run_lock.hold() if self.run_lock else contextlib.nullcontext():
             return await self._run(
                 rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop, current_rules
             )

@@ -132,6 +132,15 @@ def test_host_network(kube: ControlPlane) -> None:
     assert "hostNetwork" not in pod_spec(render(kube, "--set", "agent.hostNetwork=true"), "Deployment")
 
 
+def test_metrics_on_the_pod_ip_only(kube: ControlPlane) -> None:
+    container = pod_spec(render(kube, "--set", "agent.metricsOnPodIP=true"), "DaemonSet")["containers"][0]
+    assert "--metrics-bind-address=$(POD_IP)" in container["args"]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    default = pod_spec(render(kube), "DaemonSet")["containers"][0]
+    assert not [a for a in default["args"] if a.startswith("--metrics-bind-address")]
+    assert "POD_IP" not in {e["name"] for e in default["env"]}
+
+
 def test_no_default_policy(kube: ControlPlane, kopf_crds: None) -> None:
     docs = render(kube, *VALUE_SETS["no-default-policy"])
     assert not [d for d in docs if d["kind"] == "CleanupPolicy"]

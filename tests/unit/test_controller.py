@@ -341,6 +341,9 @@ class DictState:
     def holders(self, ref: str) -> Iterable[str]:
         return [n for n, c in self.cleanups_.items() if ref in c.image_refs]
 
+    def workload_images(self) -> Iterable[str]:
+        return set(self.workload)
+
 
 def test_a_change_marks_only_what_it_touches() -> None:
     reconciler = Reconciler(writer=None, metrics=OperatorMetrics(), settings=ReconcilerSettings())  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.engine import NodeEngine
-from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock
+from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock, RunLock
 from node_janitor.runtime import ContainerdClient, CriClient
 from node_janitor.state import LastUsedStore
 from node_janitor.usage import DiskReport
@@ -35,6 +35,7 @@ def build_engine(
     state_dir: Path | None = None,
     extra_paths_within: Sequence[str] | None = None,
     on_log_result: Callable[[LogActionResult], None],
+    run_lock: RunLock | None = None,
 ) -> NodeEngine:
     """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's. No
     extraPaths rule reaches `state_dir` (the agent's own state: its saved policy, status and images' last use)."""
@@ -48,6 +49,7 @@ def build_engine(
         state=state,
         log_janitor=janitor,
         log_lock=lock,
+        run_lock=run_lock,
         kubelet_root=kubelet_root,
         own_trees=() if state_dir is None else (state_dir,),
         extra_paths_within=extra_paths_within,

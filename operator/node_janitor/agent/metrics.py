@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from node_janitor.http_endpoint import TEXT, Endpoint, Response, Route
 from node_janitor.inventory import FileSystemEntry
 
 log = logging.getLogger(__name__)
@@ -33,7 +31,10 @@ class AgentMetrics:
             registry=r,
         )
         self.errors = Counter(
-            "node_janitor_errors", "Errors by where they happened (run, runtime, apiserver).", ["source"], registry=r
+            "node_janitor_errors",
+            "Errors by where they happened (run, runtime, apiserver, logrotator).",
+            ["source"],
+            registry=r,
         )
         self.runs = Counter("node_janitor_runs", "Cleanup runs by trigger.", ["trigger", "dry_run"], registry=r)
         self.run_duration = Histogram(
@@ -90,44 +91,16 @@ class AgentMetrics:
 
 async def serve_http(
     port: int, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]], host: str = "0.0.0.0"
-) -> asyncio.Server:
-    """Start the endpoint (GET only, one request per connection)."""
+) -> Endpoint:
+    """Start the endpoint (`http_endpoint`: bounded connections, head size and time)."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 10)
-            while await asyncio.wait_for(reader.readline(), 10) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            status, body, content_type = _route(parts[0] if parts else "", path, metrics, ready)
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (OSError, TimeoutError, UnicodeError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    return await asyncio.start_server(handle, host, port, reuse_address=True)
-
-
-def _route(
-    method: str, path: str, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]]
-) -> tuple[str, bytes, str]:
-    text: Any = "text/plain; charset=utf-8"
-    if method not in ("GET", "HEAD"):
-        return "405 Method Not Allowed", b"GET only\n", text
-    if path == "/metrics":
-        return "200 OK", metrics.render(), CONTENT_TYPE_LATEST
-    if path == "/healthz":
-        return "200 OK", b"ok\n", text
-    if path == "/readyz":
+    def readyz() -> Response:
         is_ready, why = ready()
-        return ("200 OK" if is_ready else "503 Service Unavailable"), f"{why}\n".encode(), text
-    return "404 Not Found", b"not found\n", text
+        return (200 if is_ready else 503), f"{why}\n".encode(), TEXT
+
+    routes: dict[str, Route] = {
+        "/metrics": lambda: (200, metrics.render(), CONTENT_TYPE_LATEST),
+        "/healthz": lambda: (200, b"ok\n", TEXT),
+        "/readyz": readyz,
+    }
+    return await Endpoint.start(routes, host, port)

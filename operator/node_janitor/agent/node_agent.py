@@ -29,6 +29,7 @@ from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError,
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
 from node_janitor.agent.report import (
+    MAX_MESSAGE,
     ConditionBook,
     RunOutcome,
     build_file_systems,
@@ -42,8 +43,9 @@ from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.collector import statvfs_entry
 from node_janitor.engine import NodeEngine, policy_halt
 from node_janitor.executor import ActionResult
+from node_janitor.http_endpoint import Endpoint
 from node_janitor.inventory import FileSystemEntry
-from node_janitor.logs import LogActionResult, LogRotator
+from node_janitor.logs import LogActionResult, LogRotator, RunLock
 from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.state import LastUsedStore
 
@@ -56,6 +58,10 @@ INITIAL_LIST_WAIT = 5.0
 STOP_GRACE = 3.0
 """On SIGTERM, how long the removal in flight may take before the run is cancelled."""
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
+ROTATOR_BACKOFF = (1.0, 300.0)
+"""A dead log rotator is restarted after the first delay, doubled after each failure in a row up to the second."""
+ROTATOR_HEALTHY = 60.0
+"""A rotator that has run this long has recovered: its failures are forgotten (and the condition clears)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,32 @@ class RuntimeLink:
                     await client.close()
 
 
+@dataclass
+class _RunningRotator:
+    key: tuple[Any, ...]
+    rotator: LogRotator
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+    started: float
+
+
+@dataclass
+class RotatorHealth:
+    """The log rotator's failures in a row (it died, or could not be built) and when it may start again."""
+
+    failures: int = 0
+    error: str | None = None
+    restart_at: float = 0.0
+
+    def failed(self, error: str, now: float) -> float:
+        self.failures += 1
+        self.error = error[:MAX_MESSAGE]
+        first, cap = ROTATOR_BACKOFF
+        delay = min(cap, first * 2.0 ** min(self.failures - 1, 30))
+        self.restart_at = now + delay
+        return delay
+
+
 class NodeAgent:
     def __init__(self, config: AgentConfig, kube: KubeClient, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.config = config
@@ -167,7 +199,10 @@ class NodeAgent:
         self._disk_pressure: bool | None = None
         self._watermark_blocked_until = 0.0
         self._pressure_retry_at: float | None = None
-        self._rotator: tuple[tuple[Any, ...], LogRotator, asyncio.Event, asyncio.Task[None]] | None = None
+        self._rotator: _RunningRotator | None = None
+        self.run_lock = RunLock(self.store.run_lock_path)  # shared with the other agent of a surge rollout
+        self.rotator_health = RotatorHealth()
+        self._status_refused: str | None = None
         self._rotator_lock = asyncio.Lock()
         self._api_reachable = False
         self._run_task: asyncio.Task[None] | None = None
@@ -378,18 +413,40 @@ class NodeAgent:
         )
         key = (self.link.generation, rules.logs.model_dump_json()) if enabled else None
         async with self._rotator_lock:
-            if self._rotator is not None and self._rotator[0] == key:
+            now = time.monotonic()
+            running = self._rotator
+            if running is not None and running.task.done() and not running.stop.is_set():
+                self._rotator = None
+                self._rotator_failed(_task_error(running.task), now)
+            elif running is not None and running.key == key:
+                if self.rotator_health.failures and now - running.started >= ROTATOR_HEALTHY:
+                    log.info("log rotator recovered after %d failure(s)", self.rotator_health.failures)
+                    self.rotator_health = RotatorHealth()
+                    self._dirty.set()
                 return
             if self._rotator is not None:
-                _, _, stop, task = self._rotator
-                self._rotator = None
-                stop.set()
+                running, self._rotator = self._rotator, None
+                running.stop.set()
                 with contextlib.suppress(Exception):
-                    await task
-            if key is not None and self.link.cri is not None and self.link.containerd is not None:
-                rotator = await build_rotator(self._engine(), self.config.pod_log_dir, rules.logs)
+                    await running.task
+            if key is None or now < self.rotator_health.restart_at:
+                return
+            if self.link.cri is not None and self.link.containerd is not None:
+                try:
+                    rotator = await build_rotator(self._engine(), self.config.pod_log_dir, rules.logs)
+                except (RuntimeClientError, OSError) as exc:
+                    self._rotator_failed(f"cannot start: {type(exc).__name__}: {exc}", now)
+                    return
                 stop = asyncio.Event()
-                self._rotator = (key, rotator, stop, asyncio.create_task(rotator.run(stop)))
+                task = asyncio.create_task(rotator.run(stop))
+                self._rotator = _RunningRotator(key, rotator, stop, task, now)
+
+    def _rotator_failed(self, error: str, now: float) -> None:
+        """Counted, logged and reported (Degraded), then restarted by a later sync after a bounded backoff."""
+        delay = self.rotator_health.failed(error, now)
+        self.metrics.errors.labels("logrotator").inc()
+        log.error("log rotator failed failures=%d restart_in=%.0fs: %s", self.rotator_health.failures, delay, error)
+        self._dirty.set()
 
     # ---- runs ---------------------------------------------------------------------------------------------
 
@@ -541,6 +598,7 @@ class NodeAgent:
                 state_dir=self.config.state_dir,
                 extra_paths_within=self.config.extra_paths_within,
                 on_log_result=self._count_log,
+                run_lock=self.run_lock,
             )
             # The fast rotator shares this janitor: it obeys the policy as of now before each action too.
             engine.log_janitor.gate = lambda: policy_halt(self.policy.applied, logs=True)
@@ -591,6 +649,25 @@ class NodeAgent:
                 generation,
                 now,
             )
+        elif self.rotator_health.error is not None:
+            health = self.rotator_health
+            book.set(
+                "Degraded",
+                True,
+                "LogRotatorFailed",
+                f"the log rotator failed {health.failures} time(s) in a row, restarted with backoff: {health.error}",
+                generation,
+                now,
+            )
+        elif self._status_refused is not None:
+            book.set(
+                "Degraded",
+                True,
+                "StatusRefused",
+                f"the apiserver refused the full status (only conditions and heartbeat sent): {self._status_refused}",
+                generation,
+                now,
+            )
         else:
             book.set("Degraded", False, "AsExpected", "containerd answers; the last run had no errors", generation, now)
 
@@ -634,24 +711,46 @@ class NodeAgent:
         try:
             if self._nodecleanup_exists:
                 await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, self.status_document())
+                if self._status_refused is not None:
+                    self._status_refused = None
+                    self._dirty.set()  # Degraded clears in the next one
         except KubeError as exc:
             if exc.status == 404:
                 self._nodecleanup_exists = False  # deleted meanwhile: the watch says when there is one again
-            else:
+            elif _transient(exc.status):
                 self.metrics.errors.labels("apiserver").inc()
                 log.warning("status report failed: %s", exc)
                 return False
+            else:
+                self.metrics.errors.labels("apiserver").inc()
+                await self._send_heartbeat_only(exc)
         while self._events:
             try:
                 await self.kube.create_event(EVENT_NAMESPACE, self._events[0])
             except KubeError as exc:
                 self.metrics.errors.labels("apiserver").inc()
-                if exc.status in (0, 408, 429) or exc.status >= 500:
+                if _transient(exc.status):
                     log.warning("event not posted yet: %s", exc)
                     return False
                 log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
             self._events.popleft()
         return True
+
+    async def _send_heartbeat_only(self, refusal: KubeError) -> None:
+        """The full status was refused for good (400/422: invalid, e.g. a field over a limit of an older CRD): the
+        conditions, saying so, and the heartbeat still go, and the Events are not held back. The full status is
+        tried again with the next change or heartbeat."""
+        self._status_refused = str(refusal)[:MAX_MESSAGE]
+        log.error("status refused, sending conditions and heartbeat only: %s", refusal)
+        document = self.status_document()
+        minimal: dict[str, Any] = {
+            k: document[k] for k in ("conditions", "observedGeneration", "heartbeatTime") if k in document
+        }
+        try:
+            await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, minimal)
+        except KubeError as exc:
+            self.metrics.errors.labels("apiserver").inc()
+            log.error("heartbeat refused too: %s", exc)
 
     # ---- life cycle ------------------------------------------------------------------------------------
 
@@ -682,26 +781,29 @@ class NodeAgent:
         )
         tasks = [
             asyncio.create_task(
-                follow_object(self.kube, NODE_CLEANUPS, name, self._on_nodecleanup, self._on_api_connection)
+                follow_object(self.kube, NODE_CLEANUPS, name, self._on_nodecleanup, self._on_api_connection),
+                name="watch-nodecleanup",
             ),
-            asyncio.create_task(follow_object(self.kube, NODES, name, self._on_node)),
-            asyncio.create_task(self._monitor()),
-            asyncio.create_task(self._runner()),
-            asyncio.create_task(self._reporter()),
-            asyncio.create_task(self._scheduler()),
+            asyncio.create_task(follow_object(self.kube, NODES, name, self._on_node), name="watch-node"),
+            asyncio.create_task(self._monitor(), name="monitor"),
+            asyncio.create_task(self._runner(), name="runner"),
+            asyncio.create_task(self._reporter(), name="reporter"),
+            asyncio.create_task(self._scheduler(), name="scheduler"),
         ]
         await self._settled()
         if not self.queue.running and self._last_outcome is None:  # else a trigger already ran the first run
             self.queue.add("startup")
         watched: list[Awaitable[Any]] = [self._stopping.wait(), *tasks]
         done, _ = await asyncio.wait([asyncio.ensure_future(a) for a in watched], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task in tasks and not task.cancelled() and task.exception() is not None:
-                log.error("agent task failed: %r", task.exception())
+        # A task that ends while the agent is not stopping (they all loop for ever) is a crash: the agent exits
+        # non-zero, so the kubelet restarts it and the restart shows.
+        crashed = [t for t in tasks if t in done and (not self._stopping.is_set() or _task_error(t) != "returned")]
+        for task in crashed:
+            log.error("agent task crashed task=%s: %s", task.get_name(), _task_error(task))
         await self._shutdown(tasks, server)
-        return 0
+        return 1 if crashed else 0
 
-    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: asyncio.Server) -> None:
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], server: Endpoint) -> None:
         self._stopping.set()
         run = self._run_task
         if run is not None and not run.done():
@@ -721,6 +823,19 @@ class NodeAgent:
         await self.link.close()
         await self.kube.close()
         log.info("agent stopped")
+
+
+def _transient(status: int) -> bool:
+    """An apiserver answer worth retrying the same request for (no answer, credentials being rotated, timeout,
+    throttling, server errors)."""
+    return status in (0, 401, 408, 429) or status >= 500
+
+
+def _task_error(task: asyncio.Task[Any]) -> str:
+    if task.cancelled():
+        return "cancelled"
+    exc = task.exception()
+    return "returned" if exc is None else f"{type(exc).__name__}: {exc}"
 
 
 async def _bounded(work: Awaitable[Any], seconds: float) -> None:

@@ -9,11 +9,20 @@ from datetime import datetime
 from typing import Any, Literal
 
 from node_janitor.api.meta import Condition
-from node_janitor.api.nodecleanup import FileSystemStatus, LastRun, PlannedAction, RunTrigger, Usage, UsageEntry
+from node_janitor.api.nodecleanup import (
+    MAX_IMAGE_REF_LENGTH,
+    MAX_IMAGE_REFS,
+    FileSystemStatus,
+    LastRun,
+    PlannedAction,
+    RunTrigger,
+    Usage,
+    UsageEntry,
+)
 from node_janitor.api.units import format_bytes
 from node_janitor.inventory import FileSystemEntry
 from node_janitor.prune import PruneReport
-from node_janitor.usage import ROW_TYPES, DiskReport
+from node_janitor.usage import ROW_TYPES, DiskReport, ImageUsage
 
 MAX_PLAN = 50
 MAX_ERRORS = 20
@@ -43,10 +52,11 @@ def build_file_systems(file_systems: Iterable[FileSystemEntry]) -> list[dict[str
 
 def build_usage_status(report: DiskReport) -> dict[str, Any]:
     """The `df` part of the status: usage rows, file systems, disk percent, image count, reclaimable, imageRefs
-    (tags and digest refs: what the operator intersects with the workloads' images)."""
+    (tags and digest refs: what the operator intersects with the workloads' images; bounded, see
+    `build_image_refs`)."""
     usage = Usage(**{name: UsageEntry(**report.rows[name].to_dict()) for name in ROW_TYPES})
     reclaimable = sum(report.rows[name].reclaimable for name in ROW_TYPES)
-    refs = sorted({ref for image in report.images for ref in image.refs if ref != image.id})
+    refs, omitted = build_image_refs(report.images)
     status: dict[str, Any] = {
         "usage": _dump(usage),
         "fileSystems": build_file_systems(report.file_systems),
@@ -54,10 +64,25 @@ def build_usage_status(report: DiskReport) -> dict[str, Any]:
         "reclaimableBytes": reclaimable,
         "reclaimable": format_bytes(reclaimable),
         "imageRefs": refs,
+        "imageRefsOmitted": omitted,
     }
     if report.file_systems:
         status["diskPercent"] = round(min(100.0, max(fs.used_percent for fs in report.file_systems)), 2)
     return status
+
+
+def build_image_refs(images: Iterable[ImageUsage], limit: int = MAX_IMAGE_REFS) -> tuple[list[str], int]:
+    """status.imageRefs and how many it leaves out: at most `limit` refs, those of images no container uses and
+    not pinned first (the only ones a cleanup may remove, so the only ones the operator's protection is for),
+    each group sorted. A ref too long for the CRD is left out (and counted)."""
+    removable: set[str] = set()
+    others: set[str] = set()
+    for image in images:
+        group = removable if image.containers == 0 and not image.pinned else others
+        group.update(ref for ref in image.refs if ref != image.id)
+    others -= removable
+    ordered = [r for r in (*sorted(removable), *sorted(others)) if len(r) <= MAX_IMAGE_REF_LENGTH]
+    return ordered[:limit], len(removable) + len(others) - min(limit, len(ordered))
 
 
 def _short(messages: Sequence[str]) -> list[str]:

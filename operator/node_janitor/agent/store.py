@@ -5,6 +5,8 @@
 - `status.json`: the last status it reported or meant to report (a run finished while the apiserver was away is
   sent when it is back, also by the next agent after a restart).
 - `last-used.json`: when each image was last used (`state.LastUsedStore`, the same file `prune --state-file` keeps).
+- `run.lock`: flock(2)ed by each engine run (`logs.RunLock`): the agents of one node (a rollout with surge runs two,
+  both with this directory) never run at once.
 
 Every write goes to a unique temporary name created with O_EXCL beside the file, is fsynced and renamed over
 it: a crash leaves the old or the new file, never half of one, and two writers never share a temporary file.
@@ -60,6 +62,7 @@ class AgentStore:
         self.policy_path = directory / "policy.json"
         self.status_path = directory / "status.json"
         self.last_used_path = directory / "last-used.json"
+        self.run_lock_path = directory / "run.lock"
 
     def _load(self, path: Path) -> dict[str, Any] | None:
         document, warning = read_json(path)

@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 Count = Annotated[int, Field(ge=0)]
+MAX_IMAGE_REFS = 1000
+"""status.imageRefs holds at most this many (a node with thousands of images must not have its status refused)."""
+MAX_IMAGE_REF_LENGTH = 512
+ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_REF_LENGTH)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
 RunTrigger = Literal["schedule", "pressure", "request", "watermark", "startup"]
@@ -176,8 +180,12 @@ class NodeCleanupStatus(ApiModel):
     """reclaimableBytes for people (e.g. 1.5Gi)."""
     last_run: LastRun | None = None
     """The last cleanup run."""
-    image_refs: list[str] = []
-    """References (tags and digests) of the images on the node, for the operator's protected set."""
+    image_refs: Annotated[list[ImageRef], Field(max_length=MAX_IMAGE_REFS)] = []
+    """References (tags and digests) of the images on the node, for the operator's protected set: at most 1000,
+    those of images no container uses first (the only ones a cleanup may remove)."""
+    image_refs_omitted: Count | None = None
+    """How many references imageRefs leaves out (over its limit). While above 0, the operator protects every
+    workload image on this node, listed or not."""
     heartbeat_time: Timestamp | None = None
     """When the agent last reported, with or without a run."""
 

@@ -140,7 +140,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
         peering = None if options.standalone else options.peering
         await wait_for_dependencies(configuration, peering, partial(starting.__setitem__, 0), APISERVER_RETRY)
     except BaseException:
-        await runner.cleanup()
+        runner.close()
+        await runner.wait_closed()
         writer.close()
         raise
     starting[0] = "starting kopf"
@@ -171,7 +172,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker
-        await runner.cleanup()
+        runner.close()
+        await runner.wait_closed()
         writer.close()
         log.info("event=stopped")
     return 1 if not worker.cancelled() and worker.exception() is not None else 0

@@ -72,6 +72,9 @@ class IndexState:
     def holders(self, ref: str) -> Iterable[str]:
         return list(self._holders.get(ref) or ())
 
+    def workload_images(self) -> Iterable[str]:
+        return {ref for index in self._workloads for ref in index}
+
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     """Registers every handler of the operator on `registry`, feeding `reconciler`. (Plain calls instead of

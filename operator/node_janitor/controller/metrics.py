@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from node_janitor.http_endpoint import TEXT, Endpoint, Response, Route
 
 __all__ = ["OperatorMetrics", "start_http_server"]
 
@@ -42,24 +43,17 @@ class OperatorMetrics:
 
 async def start_http_server(
     metrics: OperatorMetrics, host: str, port: int, ready: Callable[[], tuple[bool, str]]
-) -> web.AppRunner:
-    """Serves /metrics, /healthz (the process serves) and /readyz (`ready()`: whether, and a word why)."""
+) -> Endpoint:
+    """Serves /metrics, /healthz (the process serves) and /readyz (`ready()`: whether, and a word why), on the
+    agent's bounded endpoint (`http_endpoint`)."""
 
-    async def metrics_view(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
+    def readyz() -> Response:
         ok, why = ready()
-        return web.Response(text=why + "\n", status=200 if ok else 503)
+        return (200 if ok else 503), f"{why}\n".encode(), TEXT
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    routes: dict[str, Route] = {
+        "/metrics": lambda: (200, metrics.render(), CONTENT_TYPE_LATEST),
+        "/healthz": lambda: (200, b"ok\n", TEXT),
+        "/readyz": readyz,
+    }
+    return await Endpoint.start(routes, host, port)

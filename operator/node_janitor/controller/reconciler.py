@@ -67,6 +67,10 @@ class ClusterState(Protocol):
         """Names of the nodes whose NodeCleanup status lists `ref` (normalised)."""
         ...
 
+    def workload_images(self) -> Iterable[str]:
+        """Every image reference a workload uses (normalised)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReconcilerSettings:
@@ -113,6 +117,8 @@ class Reconciler:
         self._seen_policies: dict[str, PolicyView] = {}
         self._seen_cleanups: dict[str, CleanupView] = {}
         self._seen_workloads: dict[str, frozenset[str]] = {}
+        self._partial_refs: set[str] = set()
+        """Nodes whose status.imageRefs leaves refs out: any workload image may be theirs."""
         self._written_cleanups: dict[str, tuple[NodeCleanupSpec, str, str]] = {}
         """node -> (spec, node uid, the NodeCleanup's resourceVersion before): written, its event not seen."""
         self._written_status: dict[str, Any] = {}
@@ -177,10 +183,14 @@ class Reconciler:
         if (
             old is None
             or view is None
-            or (old.spec, old.labels, old.owner_uids, old.image_refs)
-            != (view.spec, view.labels, view.owner_uids, view.image_refs)
+            or (old.spec, old.labels, old.owner_uids, old.image_refs, bool(old.image_refs_omitted))
+            != (view.spec, view.labels, view.owner_uids, view.image_refs, bool(view.image_refs_omitted))
         ):
             self._nodes.add(name)
+        if view is not None and view.image_refs_omitted:
+            self._partial_refs.add(name)
+        else:
+            self._partial_refs.discard(name)
         if old is None or view is None or old.status != view.status or old.spec != view.spec:
             node = self._seen_nodes.get(name)
             self._mark_policies_selecting(node, None)
@@ -301,6 +311,10 @@ class Reconciler:
         if effective is None:
             return None
         held = cleanup.image_refs if cleanup is not None else frozenset()
+        if cleanup is not None and cleanup.image_refs_omitted:
+            # Its list is cut short (a node with thousands of images): an unlisted ref may be held, and a
+            # protection must never be lost for that, so every workload image is protected on it.
+            held = held | frozenset(state.workload_images())
         protected = compute_protected_images(held, state.is_workload_image, effective.rules.images.keep_workload_images)
         return build_node_cleanup_spec(node.name, effective, protected)
 
@@ -346,7 +360,7 @@ class Reconciler:
 
     async def _distribute(self, ref: str) -> None:
         assert self.state is not None
-        self._nodes.add(*self.state.holders(ref))
+        self._nodes.add(*self.state.holders(ref), *self._partial_refs)
 
     def members(self, policy: PolicyView) -> list[Member]:
         assert self.state is not None

@@ -60,6 +60,8 @@ class CleanupView:
     status: NodeCleanupStatus | None
     image_refs: frozenset[str] = field(default=frozenset())
     """status.imageRefs, normalised."""
+    image_refs_omitted: int = 0
+    """status.imageRefsOmitted: how many refs the node holds beyond imageRefs (then it may hold any image)."""
 
 
 def _metadata(body: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -114,6 +116,7 @@ def build_cleanup_view(body: Mapping[str, Any]) -> CleanupView:
         except ValueError as exc:
             log.warning("nodecleanup=%s unreadable status (%s)", name, str(exc).splitlines()[0])
     raw_refs = (plain.get("status") or {}).get("imageRefs") or []
+    omitted = (plain.get("status") or {}).get("imageRefsOmitted")
     created = meta.get("creationTimestamp")
     return CleanupView(
         name=name,
@@ -125,4 +128,5 @@ def build_cleanup_view(body: Mapping[str, Any]) -> CleanupView:
         spec=spec,
         status=status,
         image_refs=normalize_all(r for r in raw_refs if isinstance(r, str)),
+        image_refs_omitted=omitted if isinstance(omitted, int) and omitted > 0 else 0,
     )

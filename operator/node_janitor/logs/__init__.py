@@ -49,7 +49,7 @@ from node_janitor.logs.extra_paths import (
     walk_extra_paths,
 )
 from node_janitor.logs.janitor import LogJanitor, log
-from node_janitor.logs.lock import LogTreeLock
+from node_janitor.logs.lock import LogTreeLock, RunLock
 from node_janitor.logs.names import (
     COMPRESS_SUFFIX,
     MAX_ATTEMPT,
@@ -106,6 +106,7 @@ __all__ = [
     "LogTree",
     "LogTreeLock",
     "PodLogDir",
+    "RunLock",
     "T",
     "budget_excess",
     "collect_log_tree",

@@ -1,0 +1,63 @@
+"""A NodeCleanup whose status.imageRefs was cut short (status.imageRefsOmitted > 0) against the real operator: every
+workload image is protected on that node, listed or not, also one that appears later; the intersection is back once
+the list is complete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kube.test_operator_support import POOL, Operator, apply, cleanups, node, patch_status, policy
+from testbed.kube import ControlPlane
+from testbed.poll import wait_for
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture(scope="module")
+def operator(kube: ControlPlane, crds: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    op = Operator(kube, tmp_path_factory.mktemp("operator-partial"))
+    try:
+        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+        yield op
+    except BaseException:
+        print(op.log_tail())
+        raise
+    finally:
+        op.stop()
+
+
+def _pod(name: str, image: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": "nowhere-partial", "containers": [{"name": "c", "image": image}]}}  # fmt: skip
+
+
+def test_a_cut_short_image_list_protects_every_workload_image(
+    operator: Operator, kube: ControlPlane, tmp_path: Path
+) -> None:
+    for name in ("part-1", "part-2"):
+        node(kube, name, **{POOL: "part"})
+    policy(kube, "part", {POOL: "part"}, images={"keepWorkloadImages": True})
+    wait_for("NodeCleanups of part", lambda: set(cleanups(kube, "part-")) == {"part-1", "part-2"})
+    apply(kube, _pod("part-listed", "registry.example/part/listed:v1"))
+    apply(kube, _pod("part-unlisted", "registry.example/part/unlisted:v1"))
+    patch_status(kube, "part-1", {"imageRefs": ["registry.example/part/listed:v1"], "imageRefsOmitted": 3000})
+    patch_status(kube, "part-2", {"imageRefs": ["registry.example/part/listed:v1"], "imageRefsOmitted": 0})
+
+    def protected(name: str) -> list[str]:
+        return list(cleanups(kube, "part-")[name]["spec"].get("protectedImages") or [])
+
+    both = ["registry.example/part/listed:v1", "registry.example/part/unlisted:v1"]
+    wait_for("both protected on part-1 (it may hold the unlisted one)", lambda: protected("part-1") == both)
+    assert protected("part-2") == ["registry.example/part/listed:v1"]  # a complete list: the intersection
+    apply(kube, _pod("part-new", "registry.example/part/new:v1"))
+    wait_for("a new workload image protected on part-1 too",
+             lambda: "registry.example/part/new:v1" in protected("part-1"))  # fmt: skip
+    assert protected("part-2") == ["registry.example/part/listed:v1"]
+    patch_status(kube, "part-1", {"imageRefsOmitted": 0})
+    wait_for("the intersection again once the list is complete",
+             lambda: protected("part-1") == ["registry.example/part/listed:v1"])  # fmt: skip
+    for pod in ("part-listed", "part-unlisted", "part-new"):
+        kube.kubectl("delete", "pod", pod, "-n", "default", "--wait=false")
