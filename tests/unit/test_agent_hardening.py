@@ -13,8 +13,7 @@ import pytest
 
 from node_janitor.agent import node_agent
 from node_janitor.agent.kube import KubeError, Resource
-from node_janitor.agent.node_agent import AgentConfig, HeldPolicy, NodeAgent, RotatorHealth
-from node_janitor.api.policy import PolicyRules
+from node_janitor.agent.node_agent import AgentConfig, NodeAgent, RotatorHealth
 
 
 class FakeKube:
@@ -101,7 +100,7 @@ async def test_a_dead_log_rotator_is_restarted_with_backoff_counted_and_reported
     monkeypatch.setattr(node_agent, "ROTATOR_BACKOFF", (0.1, 0.2), raising=False)
     monkeypatch.setattr(node_agent, "ROTATOR_HEALTHY", 0.5, raising=False)
     agent = _agent(tmp_path, FakeKube())
-    agent._set_policy(HeldPolicy(PolicyRules(), generation=1, source="nodecleanup"))
+    agent._on_nodecleanup("LIST", {"metadata": {"name": "n", "generation": 1}, "spec": {"nodeName": "n", "policy": {}}})
     agent.link.cri, agent.link.containerd, agent.link.error = cast(Any, object()), cast(Any, object()), None
     agent._engine_of = (agent.link.generation, cast(Any, object()))
 
