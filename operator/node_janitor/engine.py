@@ -6,9 +6,13 @@ the last-use state and a run lock (two runs never interleave). `run_once(rules)`
 
 1. inventory (the log tree walk, statvfs and state file in threads: nothing blocks the event loop);
 2. last use remembered (not in a dry run: a dry run writes nothing);
-3. the log rules, then the image plan (its target shrinks by what logs freed when both share a file system);
-4. unless a dry run, the plan applied (each image re-checked against the containers and the protected set
-   right before its removal), the live-log reclaim and the extraPaths rules.
+3. the order in which a node spends its data (fail safe): the logs' own rules (maxSize/maxFiles, orphans past
+   their grace, the node budget, fair per pod), then the image plan (its target shrinks by what those freed when
+   logs and images share a file system), each image re-checked against the containers and the protected set
+   right before its removal; only on a log file system that logs alone fill (neither the images' nor the root
+   disk) are logs reclaimed for its pressure, and then only files no container writes; then extraPaths;
+4. what is still above the low watermark measured (`PruneReport.short`) and said once in the warnings: a target
+   that cannot be met is reported, not chased with logs that still belong to containers.
 
 `spec.paused: true` does nothing at all: no inventory, no write, no removal.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
+from node_janitor.api.units import format_bytes
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
 from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.inventory import FileSystemEntry, Inventory
@@ -69,6 +74,13 @@ class PruneReport:
     logs_target: Target = field(default_factory=Target)
     logs_after: FileSystemEntry | None = None
     paused: bool = False
+    short: dict[str, int] = field(default_factory=dict)
+    """File system name -> bytes it still holds above its low watermark after a run that had a target on it."""
+
+    @property
+    def short_bytes(self) -> int:
+        """What this run's targets still miss (0: reached, or no target)."""
+        return sum(self.short.values())
 
     @property
     def image_fs(self) -> FileSystemEntry | None:
@@ -155,6 +167,7 @@ class PruneReport:
                 "target_bytes": self.logs_target.bytes,
                 "under_pressure": self.logs_target.under_pressure,
             },
+            "short_bytes": self.short_bytes,
             "skipped": self.skipped,
             "errors": self.errors,
             "warnings": self.warnings,
@@ -213,6 +226,14 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
     if not roots:
         warnings.append("containerd's root is unknown: only the default trees are kept out of extraPaths")
     return list(dict.fromkeys(trees)), warnings
+
+
+def _on_root(fs: FileSystemEntry, host_root: Path) -> bool:
+    """Whether `fs` is the root disk (the host's `/`, as this process sees it)."""
+    try:
+        return os.stat(fs.path).st_dev == os.stat(host_root).st_dev
+    except OSError:
+        return True  # cannot tell: treat it as shared (logs then pay only for their own rules)
 
 
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
@@ -365,6 +386,9 @@ class NodeEngine:
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
         shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
+        # The log file system is the logs' own when neither the images nor the root disk live on it: only then
+        # is its pressure theirs to relieve (see `LogPass.reclaim`).
+        own_fs = log_fs is not None and not shared and not await asyncio.to_thread(_on_root, log_fs, self.host_root)
 
         log_pass: LogPass | None = None
         if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
@@ -392,7 +416,7 @@ class NodeEngine:
             if log_pass is not None:
                 try:
                     await log_pass.rules()
-                    await log_pass.reclaim(logs_target.bytes - log_pass.freed)
+                    await log_pass.reclaim(0)  # the node budget: the logs' own rule, whatever the disk
                 except (RuntimeClientError, OSError) as exc:
                     log_pass.report.errors.append(f"logs: {exc}")
                 if shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
@@ -420,11 +444,9 @@ class NodeEngine:
                 report.execution = await executor.apply(plan, inventory)
 
             if log_pass is not None:
-                images_freed = 0
-                if shared:
-                    images_freed = report.execution.reclaimed_bytes if report.execution else plan.planned_bytes
                 try:
-                    await log_pass.reclaim_live(logs_target.bytes - log_pass.freed - images_freed)
+                    if own_fs:  # a file system only logs fill: its pressure is theirs to relieve
+                        await log_pass.reclaim(logs_target.bytes - log_pass.freed)
                     await log_pass.extra()
                 except (RuntimeClientError, OSError) as exc:
                     log_pass.report.errors.append(f"logs: {exc}")
@@ -437,6 +459,36 @@ class NodeEngine:
                         report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
                     except OSError as exc:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
+            if not dry_run:
+                targets = [("imagefs", image_fs, plan_target(inventory, settings).under_pressure)]
+                if not shared:
+                    targets.append(("logs", log_fs, logs_target.under_pressure))
+                await self._measure_short(report, settings, targets)
         finally:
             self.log_janitor.on_result = previous_on_log_result
         return report
+
+    async def _measure_short(
+        self,
+        report: PruneReport,
+        settings: PlanSettings,
+        targets: Sequence[tuple[str, FileSystemEntry | None, bool]],
+    ) -> None:
+        """`report.short`: for each file system this run had a target on, what it still holds above its low
+        watermark now; and one warning for those the run could not bring down (what is left is in use,
+        protected, or logs within their own rules: those are never spent for pressure other data caused)."""
+        for name, fs, had_target in targets:
+            if fs is None or not had_target:
+                continue
+            try:
+                after = await asyncio.to_thread(statvfs_entry, name, fs.path)
+            except OSError as exc:
+                report.warnings.append(f"cannot stat {fs.path}: {exc.strerror}")
+                continue
+            short = max(0, after.used - int((after.used + after.available) * settings.low_percent / 100))
+            report.short[name] = short
+            if short:
+                report.warnings.append(
+                    f"target not reached: {name} ({fs.path}) is {format_bytes(short)} above lowPercent "
+                    f"{settings.low_percent:g}; what is left is in use, protected, or logs within their own rules"
+                )

@@ -135,42 +135,60 @@ async def test_df_shows_logs_and_prune_applies_the_log_rules(containerd_bed: Con
         await remove_all_pods(cri)
 
 
-async def test_under_pressure_old_logs_go_before_images(small_disk_bed: ContainerdBed, tmp_path: Path) -> None:
-    """The pod logs share the disk with the images: when it is above the high watermark, rotated files go first
-    (oldest first), and images only for what is still missing."""
+async def test_under_pressure_on_a_shared_disk_images_go_and_logs_within_their_rules_stay(
+    small_disk_bed: ContainerdBed, tmp_path: Path
+) -> None:
+    """The pod logs share the disk with the images, which a file that is no log fills past the high watermark:
+    unused images go; old rotated files within maxFiles, an exited container's log (`kubectl logs --previous`)
+    and a running container's live log stay. When nothing else is left, the run says how far it is short and
+    removes nothing, run after run (issue 18: the old agent rotated the live log away on every run)."""
     bed = small_disk_bed
     b = bed.builder
     images = [b.build(f"example.com/p{i}:v1", [b.busybox_layer(), Layer.random(8 * MiB, f"p{i}")]) for i in range(3)]
     bed.import_images(images)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
-        pod = await run_pod(cri, bed.pod_log_dir, "quiet")
-        c = await start_container(cri, pod, "app", images[0].name, "echo started; sleep 3600")
+        pod = await run_pod(cri, bed.pod_log_dir, "app")
+        done = await start_container(cri, pod, "done", images[0].name, "echo bye")
+        c = await start_container(
+            cri, pod, "app", images[0].name, "i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done"
+        )
+        await wait_for_state(cri, done.id, "EXITED")
         await wait_for_state(cri, c.id, "RUNNING")
-        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)  # 12 MiB of old logs
+        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)  # 12 MiB of old logs, within maxFiles
         logs_bytes = sum(_blocks(p) for p in rotated)
         usage = bed.usage()
         capacity = usage.used + usage.available
-        # Reaching the low watermark (60%) takes all the old logs and a bit more: one ~16 MiB image.
-        bed.fill(leave_available=capacity - int(0.60 * capacity + logs_bytes + 4 * MiB))
-        assert bed.usage().used_percent > 70
+        # The low watermark (60%) is one unused image away; the old logs alone would also cover it.
+        bed.fill(leave_available=capacity - int(0.60 * capacity + min(logs_bytes, 10 * MiB)))
+        assert bed.usage().used_percent > 65
         policy = _policy(
             bed.base,
             {
-                "thresholds": {"highPercent": 70, "lowPercent": 60},
+                "thresholds": {"highPercent": 65, "lowPercent": 60},
                 "images": {"minAge": "0s"},
-                "logs": {"maxFiles": 10, "compress": False},
+                "logs": {"maxFiles": 10, "compress": False, "maxSize": "100Mi"},
             },
         )
-        code, dry = await _cli(bed, "prune", "--policy", str(policy), "--dry-run")
-        assert code == 0
         code, real = await _cli(bed, "prune", "--policy", str(policy))
         assert code == 0, real["errors"]
-        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
-        kinds = [(a["kind"], a["reason"]) for a in real["actions"]]
-        assert kinds[:4] == [("remove-log", "log-fs-pressure")] * 4
-        assert [a["id"] for a in real["actions"][:4]] == [str(p) for p in rotated]  # oldest first
-        assert [k for k, _ in kinds[4:]] == ["remove-image"]  # what logs could not free
-        assert real["log_file_system"]["under_pressure"] is True
-        assert real["file_system"]["used_percent_after"] <= 60
-        assert c.log_path.exists() and b"started" in c.log_path.read_bytes()  # the live log is untouched
+        assert {a["kind"] for a in real["actions"]} == {"remove-image"}, real["actions"]
+        assert real["file_system"]["used_percent_after"] <= 60 and real["short_bytes"] == 0
+        assert all(p.exists() for p in rotated)
+        assert done.log_path.exists() and b"bye" in done.log_path.read_bytes()
+
+        # The last unused image goes, then nothing is left but the logs: each run says how far it is short and
+        # removes nothing.
+        bed.fill(leave_available=capacity - int(0.80 * capacity), name="more-ballast")
+        for run in range(3):
+            lines = len(stdout_messages([c.log_path]))
+            code, again = await _cli(bed, "prune", "--policy", str(policy))
+            assert code == 0, again["errors"]
+            assert {a["kind"] for a in again["actions"]} == ({"remove-image"} if run == 0 else set())
+            assert again["short_bytes"] > 10 * MiB
+            assert any(w.startswith("target not reached: imagefs") for w in again["warnings"]), again["warnings"]
+            await asyncio.sleep(0.5)  # a few more lines, which must land in the same live file
+        assert sorted(os.listdir(c.log_path.parent)) == sorted([*(p.name for p in rotated), c.log_path.name])
+        assert len(stdout_messages([c.log_path])) > lines
+        assert check_numbered(stdout_messages([c.log_path]))[0] == 0  # every line since the start, in one file
+        assert done.log_path.exists() and b"bye" in done.log_path.read_bytes()
         await remove_all_pods(cri)

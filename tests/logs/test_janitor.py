@@ -214,8 +214,7 @@ async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri
     assert [(r.action.kind, r.outcome) for r in real.results] == [
         (LogActionKind.REMOVE_POD_DIR, Outcome.DONE),
         (LogActionKind.REMOVE, Outcome.DONE),
-        (LogActionKind.ROTATE, Outcome.DONE),  # the live file is rotated, kept...
-        (LogActionKind.REMOVE, Outcome.DONE),  # ...and goes as the oldest file left
+        (LogActionKind.ROTATE, Outcome.DONE),  # the live file is rotated away: its older file is gone already
     ]
     assert not gone.parent.parent.exists() and not old.exists()
     assert cri.reopened == ["ca"]
@@ -302,20 +301,20 @@ async def test_the_budget_takes_files_rotated_meanwhile_before_any_live_file(cri
     a.rename(rotated)
     _age(rotated, 60)
     a.write_bytes(os.urandom(100 * KiB))
-    actions = await logs.reclaim_live(0)
+    actions = await logs.reclaim(0)
     assert [(x.kind, x.path) for x in actions] == [(LogActionKind.REMOVE, str(rotated))]
     assert cri.reopened == [] and a.stat().st_size == b.stat().st_size == 100 * KiB
 
 
-async def test_live_files_over_the_budget_are_rotated_largest_first_then_removed(cri: FakeCri) -> None:
+async def test_live_files_over_the_budget_are_rotated_away_largest_first(cri: FakeCri) -> None:
     pod = cri.add_pod("web", "u1")
     a = cri.add_container("ca", pod, "a")
     b = cri.add_container("cb", pod, "b")
     a.write_bytes(os.urandom(300 * KiB))
     b.write_bytes(os.urandom(200 * KiB))
     logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=250 * KiB))
-    actions = await logs.reclaim_live(0)
-    assert [(x.kind, x.discard) for x in actions] == [(LogActionKind.ROTATE, False), (LogActionKind.REMOVE, False)]
+    actions = await logs.reclaim(0)
+    assert [(x.kind, x.discard) for x in actions] == [(LogActionKind.ROTATE, True)]
     assert cri.reopened == ["ca"]
     assert _names(a.parent) == ["0.log"] and a.stat().st_size == 0  # `a` writes on into a new file
     assert _names(b.parent) == ["0.log"] and b.stat().st_size == 200 * KiB
