@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from node_janitor.executor import Outcome
 from node_janitor.logs.names import COMPRESS_SUFFIX, TMP_SUFFIX
-from node_janitor.logs.rotation import _rename_noreplace
+from node_janitor.logs.rotation import rename_noreplace
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ def commit_gzip_draft(draft: GzipDraft) -> tuple[Outcome, str, int]:
         if (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino):
             return Outcome.SKIPPED, "still being written", 0
         try:
-            _rename_noreplace(tmp, dst)
+            rename_noreplace(tmp, dst)
         except FileExistsError:  # another compression finished first; it removes `path`
             return Outcome.SKIPPED, "already compressed", 0
     finally:

@@ -19,7 +19,7 @@ from node_janitor.logs.lock import LogTreeLock
 from node_janitor.logs.names import rotated_name
 from node_janitor.logs.orphans import remove_pod_log_dir
 from node_janitor.logs.removal import _remove_file, remove_file_beneath
-from node_janitor.logs.rotation import _rename_noreplace
+from node_janitor.logs.rotation import rename_noreplace
 from node_janitor.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
@@ -184,7 +184,7 @@ class LogJanitor:
         while True:
             rotated = rotated_name(path, at)
             try:
-                _rename_noreplace(path, rotated)
+                rename_noreplace(path, rotated)
                 break
             except FileExistsError:
                 at += timedelta(microseconds=1)
@@ -192,7 +192,7 @@ class LogJanitor:
             await self.cri.reopen_container_log(action.container_id)
         except RuntimeClientError as exc:
             try:
-                _rename_noreplace(rotated, path)
+                rename_noreplace(rotated, path)
                 note = "renamed back"
             except OSError as back:
                 note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"
