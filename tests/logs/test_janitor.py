@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import gzip
 import os
 import time
@@ -18,6 +19,7 @@ from node_janitor.executor import Outcome
 from node_janitor.logs import (
     LogAction,
     LogActionKind,
+    LogFileKind,
     LogJanitor,
     LogPass,
     LogReason,
@@ -28,7 +30,7 @@ from node_janitor.logs import (
     remove_pod_log_dir,
     scan_log_tree,
 )
-from node_janitor.logs.compression import _gzip_file
+from node_janitor.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
 
 KiB = 1 << 10
 
@@ -338,6 +340,34 @@ def test_compression_writes_a_temporary_file_of_its_own(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [rotated.name + ".tmp"]
 
 
+def _kubelet_cleanup_unused_logs(live_log: Path) -> None:
+    """What the kubelet does before each rotation of its own (`cleanupUnusedLogs` in kubelet's
+    pkg/kubelet/logs/container_log_manager.go): of the files matching `<live log>*`, each `*.tmp` and each plain
+    file whose `.gz` twin exists is removed."""
+    logs = glob.glob(glob.escape(str(live_log)) + "*")
+    for name in logs:
+        if name.endswith(".tmp") or (not name.endswith(".gz") and name + ".gz" in logs):
+            os.remove(name)
+
+
+def test_a_compression_draft_survives_the_kubelet_s_log_cleanup(tmp_path: Path) -> None:
+    """Issue 18: the draft was `<rotated>.<unique>.tmp`, which the kubelet deletes beside a container's logs when
+    it rotates too; the copy then failed to go in place. A draft's name is now out of the kubelet's glob."""
+    live = tmp_path / "0.log"
+    live.write_bytes(b"")
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = b"2026-03-01T10:00:00Z stdout F line\n" * 5000
+    rotated.write_bytes(data)
+    draft = write_gzip_draft(str(rotated), 6)
+    assert isinstance(draft, GzipDraft)
+    assert parse_log_name(os.path.basename(draft.tmp)).kind is LogFileKind.TMP  # a leftover, if we die here
+    _kubelet_cleanup_unused_logs(live)
+    outcome, message, freed = commit_gzip_draft(draft)
+    assert (outcome, message) == (Outcome.DONE, "") and freed > 0
+    assert gzip.decompress((tmp_path / (rotated.name + ".gz")).read_bytes()) == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.log", rotated.name + ".gz"]
+
+
 def test_two_compressions_of_one_file_at_once_leave_one_good_copy(tmp_path: Path) -> None:
     rotated = tmp_path / "0.log.20260301-100000.000000"
     data = os.urandom(4 << 20)  # incompressible: long enough for both to be writing at once
@@ -383,7 +413,7 @@ async def test_a_file_a_pass_removes_never_escapes_as_its_compressed_copy(cri: F
     async with lock.hold():  # a pass's step: its snapshot saw the plain file
         compressing = asyncio.create_task(janitor.apply_one(compress))
         for _ in range(3000):  # until the copy is being written (30 s at most)
-            if any(p.name.endswith(".tmp") for p in log.parent.iterdir()):
+            if any(parse_log_name(p.name).kind is LogFileKind.TMP for p in log.parent.iterdir()):
                 break
             await asyncio.sleep(0.01)
         removed = await janitor.apply_one(remove)

@@ -79,6 +79,13 @@ def _kinds(actions):
             3,
             NOW.replace(hour=11, minute=59, second=59, microsecond=42),
         ),
+        (
+            ".3.log.20260301-115959.000042.5f3a9c0e12ab34cd.draft",  # a compression's draft, out of kubelet's glob
+            LogFileKind.TMP,
+            3,
+            NOW.replace(hour=11, minute=59, second=59, microsecond=42),
+        ),
+        (".3.log.draft", LogFileKind.OTHER, -1, None),
         ("notes.tmp", LogFileKind.OTHER, -1, None),  # no compression of ours writes that
         ("4294967295.log", LogFileKind.LOG, 2**32 - 1, None),
         ("99999999999999999999999999.log", LogFileKind.OTHER, -1, None),  # beyond CRI's uint32 attempt
