@@ -31,6 +31,7 @@ from node_janitor.logs import (
     scan_log_tree,
 )
 from node_janitor.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
+from node_janitor.runtime import CriContainerStatus, RuntimeClientError
 
 KiB = 1 << 10
 
@@ -439,3 +440,55 @@ async def test_a_container_that_stops_during_its_rotation_is_no_failure(tmp_path
     assert result.outcome is Outcome.SKIPPED
     assert result.message == "the container stopped during the rotation; renamed back"
     assert _names(log.parent) == ["0.log"] and log.read_bytes() == b"x" * 100
+
+
+@pytest.mark.parametrize("fails", [1, 2], ids=["once", "twice"])
+async def test_a_live_log_whose_status_failed_is_checked_again_before_any_removal(tmp_path: Path, fails: int) -> None:
+    """Issue 18: a running container's ContainerStatus failed while the tree was walked, so its live file looked
+    like nobody's, and the node budget removed it. The runtime is asked again right before the removal: it names
+    the file (the status answers now), or it still cannot tell (a second failure); the file stays either way."""
+    cri = FakeCri(tmp_path / "pods")
+    pod = cri.add_pod("web", "u1")
+    live = cri.add_container("c1", pod, "app")
+    live.write_bytes(os.urandom(100 * KiB))
+    _age(live, 60)  # quiet for a minute: past the settle time of a fresh, unlisted log
+    old = live.parent / "0.log.20260301-100000.000000"
+    old.write_bytes(os.urandom(50 * KiB))
+    _age(old, 3600)
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=0))
+    original = cri.container_status
+    failed: list[str] = []
+
+    async def failing(container_id: str) -> CriContainerStatus:  # transient: a busy runtime, a deadline
+        if len(failed) < fails:
+            failed.append(container_id)
+            raise RuntimeClientError("DeadlineExceeded: context deadline exceeded")
+        return await original(container_id)
+
+    cri.container_status = failing  # type: ignore[method-assign]
+    actions = await logs.reclaim(0)
+    assert [a.path for a in actions] == [str(old), str(live)]  # the walk could not tell the live file
+    results = {r.action.path: r for r in logs.report.results}
+    assert results[str(old)].outcome is Outcome.DONE
+    kept = results[str(live)]
+    assert kept.outcome is Outcome.SKIPPED, kept
+    assert kept.message.startswith("cannot tell" if fails == 2 else "the runtime names it as the log of container c1")
+    assert live.stat().st_size == 100 * KiB
+
+
+async def test_the_budget_s_last_resort_removes_the_exited_container_s_log_it_names(cri: FakeCri) -> None:
+    """The runtime's own log of an exited container (`kubectl logs --previous`) goes for the budget only after
+    the pod's other files, and the plan names that container: the last check lets it go, and only it."""
+    pod = cri.add_pod("job", "u1")
+    previous = cri.add_container("c0", pod, "app", attempt=0, state="EXITED")
+    previous.write_bytes(os.urandom(100 * KiB))
+    _age(previous, 600)
+    rotated = previous.parent / "0.log.20260301-100000.000000"
+    rotated.write_bytes(os.urandom(50 * KiB))
+    _age(rotated, 3600)
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=0))
+    await logs.reclaim(0)
+    assert [(r.action.path, r.outcome) for r in logs.report.results] == [
+        (str(rotated), Outcome.DONE),
+        (str(previous), Outcome.DONE),
+    ]

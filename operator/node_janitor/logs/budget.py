@@ -115,7 +115,8 @@ def plan_log_reclaim(
         _, pod = heapq.heappop(heap)
         if removable.get(pod):
             f = removable[pod].pop(0)
-            actions.append(_action(LogActionKind.REMOVE, f, reason, f.size))
+            # An exited container's log names its container: the janitor's last check lets only that one go.
+            actions.append(_action(LogActionKind.REMOVE, f, reason, f.size, container_id=f.container_id))
         elif live.get(pod):
             f = live[pod].pop(0)
             actions.append(_action(LogActionKind.ROTATE, f, reason, f.size, container_id=f.container_id, discard=True))
