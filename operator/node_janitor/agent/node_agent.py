@@ -583,7 +583,8 @@ class NodeAgent:
                     target_unreachable_event(message, self.config.node_name, self._node_uid, self.clock())
                 )
                 log.warning("target unreachable: %s", message)
-            self._note_target(short, message or "the last run reached its target")
+            reached = "the last run reached its target" if report.short else "no file system was above its watermark"
+            self._note_target(short, message or reached)
         if above(file_systems, rules.thresholds) and not outcome.removed_something:
             self._watermark_blocked_until = now + RETRY_SECONDS
         if pending.pressure:
