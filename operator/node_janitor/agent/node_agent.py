@@ -531,6 +531,8 @@ class NodeAgent:
                 trigger, started, time.monotonic() - clock, dry_run, report, errors, pending.run_request
             )
             self._finish_run(outcome, pending)
+        if self.target.blocked and (runtime := await self._runtime_fingerprint()) is not None:
+            self.target.note_runtime(runtime)  # what a change is measured against: the runtime right after the run
         await self._refresh_usage()
 
     def _finish_run(self, outcome: RunOutcome, pending: PendingRun) -> None:
