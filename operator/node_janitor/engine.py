@@ -42,7 +42,16 @@ from node_janitor.logs import (
     LogSettings,
     LogTreeLock,
 )
-from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.planner import (
+    YOUNGER_THAN_MIN_AGE,
+    Action,
+    ActionKind,
+    Plan,
+    PlanSettings,
+    Target,
+    plan_cleanup,
+    plan_target,
+)
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.state import LastUsedStore, observe_last_used
@@ -76,6 +85,9 @@ class PruneReport:
     paused: bool = False
     short: dict[str, int] = field(default_factory=dict)
     """File system name -> bytes it still holds above its low watermark after a run that had a target on it."""
+    next_eligible: datetime | None = None
+    """When the first image this run kept only for being younger than minAge reaches it (time alone changes
+    that: the agent tries an unreachable target again then)."""
 
     @property
     def short_bytes(self) -> int:
@@ -226,6 +238,13 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
     if not roots:
         warnings.append("containerd's root is unknown: only the default trees are kept out of extraPaths")
     return list(dict.fromkeys(trees)), warnings
+
+
+def _next_eligible(inventory: Inventory, plan: Plan, settings: PlanSettings) -> datetime | None:
+    """When the first image the plan kept only for its minAge becomes old enough (None: no such image)."""
+    young = {i for i, why in plan.skipped.items() if why.startswith(YOUNGER_THAN_MIN_AGE)}
+    times = [i.created_at + settings.min_age for i in inventory.images if i.id in young and i.created_at]
+    return min(times, default=None)
 
 
 def _on_root(fs: FileSystemEntry, host_root: Path) -> bool:
@@ -459,6 +478,7 @@ class NodeEngine:
                         report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
                     except OSError as exc:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
+            report.next_eligible = _next_eligible(inventory, plan, settings)
             if not dry_run:
                 targets = [("imagefs", image_fs, plan_target(inventory, settings).under_pressure)]
                 if not shared:

@@ -5,6 +5,7 @@ and runs again only when something changes (here: the policy stops keeping an im
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -105,4 +106,31 @@ async def test_an_unreachable_target_is_reported_once_and_retried_only_when_some
         )
         assert agent.metrics()["node_janitor_target_short_bytes"] == 0
         assert done.log_path.exists() and _runs(agent.metrics()) == runs
+        await remove_all_pods(cri)
+
+
+async def test_an_image_reaching_min_age_is_the_change_that_ends_the_wait(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    """Time alone makes an image younger than minAge removable: the agent tries again when it reaches minAge,
+    not after the 5 min fallback (nor the old agent's 30 s)."""
+    bed = small_disk_bed
+    in_use, young = build_images(bed, "young", 2)
+    apply_nodecleanup(kube, node_name, {**POLICY, "images": {"minAge": "8s"}})
+    bed.import_images([in_use])
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "app")
+        c = await start_container(cri, pod, "app", in_use.name, "sleep 3600")
+        await wait_for_state(cri, c.id, "RUNNING")
+        fill_to_percent(bed, 80)
+        bed.import_images([young])
+        imported = time.monotonic()
+        agent = agents.start(node_name, bed, monitor_interval="200ms")
+        wait_for("the TargetUnreachable Event", lambda: _unreachable_events(kube, node_name), 30)
+        removed = 'node_janitor_actions_total{kind="remove-image",outcome="done"}'
+        wait_for("the image removed once it reached minAge", lambda: agent.metrics().get(removed) == 1, 30)
+        took = time.monotonic() - imported
+        assert 8 <= took <= 8 + 1 + 5, f"removed {took:.1f}s after its import (minAge 8s)"
+        assert young.id not in await image_ids(bed)
+        assert len(_unreachable_events(kube, node_name)) == 1
         await remove_all_pods(cri)

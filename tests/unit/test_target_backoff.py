@@ -62,7 +62,7 @@ def test_time_alone_releases_it_with_a_doubling_delay() -> None:
     """An image reaching minAge changes nothing the agent watches: the time fallback, 5 min doubling to 1 h."""
     backoff = _blocked()
     assert backoff.changed(POLICY, _fs(85 * GiB), RUNTIME, now=FIRST_DELAY - 1) is None
-    assert backoff.changed(POLICY, _fs(85 * GiB), RUNTIME, now=FIRST_DELAY) == f"{FIRST_DELAY:.0f} s passed"
+    assert backoff.changed(POLICY, _fs(85 * GiB), RUNTIME, now=FIRST_DELAY) is not None
     now = FIRST_DELAY
     delays = []
     for _ in range(6):
@@ -71,3 +71,13 @@ def test_time_alone_releases_it_with_a_doubling_delay() -> None:
         delays.append(backoff.episode.delay)
         now = backoff.episode.retry_at
     assert delays == [2 * FIRST_DELAY, 4 * FIRST_DELAY, 8 * FIRST_DELAY, MAX_DELAY, MAX_DELAY, MAX_DELAY]
+
+
+def test_an_image_reaching_min_age_brings_the_next_try_forward() -> None:
+    backoff = TargetBackoff()
+    backoff.record(5 * GiB, "short", POLICY, _fs(85 * GiB), now=0.0, eligible_in=3.0)
+    backoff.note_runtime(RUNTIME)
+    assert backoff.changed(POLICY, _fs(85 * GiB), RUNTIME, now=2.9) is None
+    assert backoff.changed(POLICY, _fs(85 * GiB), RUNTIME, now=3.0) is not None
+    backoff.record(5 * GiB, "short", POLICY, _fs(85 * GiB), now=3.0, eligible_in=FIRST_DELAY * 10)
+    assert backoff.episode is not None and backoff.episode.retry_at == 3.0 + 2 * FIRST_DELAY  # never later

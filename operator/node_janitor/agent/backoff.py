@@ -63,19 +63,21 @@ class TargetBackoff:
         policy: object,
         file_systems: Iterable[FileSystemEntry],
         now: float,
+        eligible_in: float | None = None,
     ) -> bool:
-        """The outcome of a real run: `short_bytes` above the low watermark are left (0: reached). Returns True
-        when this run starts an episode (the one time an Event is posted)."""
+        """The outcome of a real run: `short_bytes` above the low watermark are left (0: reached); `eligible_in`:
+        seconds until something the run kept only for its age may go (an image reaching minAge), which brings the
+        next try forward. Returns True when this run starts an episode (the one time an Event is posted)."""
         if short_bytes <= 0:
             self.episode = None
             return False
         used = {fs.name: (fs.used, fs.used + fs.available) for fs in file_systems}
-        if self.episode is None:
-            self.episode = Episode(short_bytes, message, policy, used, now + FIRST_DELAY, FIRST_DELAY)
-            return True
-        delay = min(MAX_DELAY, self.episode.delay * 2)
-        self.episode = Episode(short_bytes, message, policy, used, now + delay, delay, runs=self.episode.runs + 1)
-        return False
+        first = self.episode is None
+        delay = FIRST_DELAY if self.episode is None else min(MAX_DELAY, self.episode.delay * 2)
+        retry_at = now + delay if eligible_in is None else min(now + delay, now + max(0.0, eligible_in))
+        runs = 1 if self.episode is None else self.episode.runs + 1
+        self.episode = Episode(short_bytes, message, policy, used, retry_at, delay, runs=runs)
+        return first
 
     def note_runtime(self, fingerprint: RuntimeFingerprint) -> None:
         """The runtime as it is after the run (the baseline of `changed`), once per episode run."""
@@ -121,5 +123,5 @@ def _why(
     if fingerprint is not None and e.runtime is not None and fingerprint != e.runtime:
         return "the runtime's containers or images changed"
     if now >= e.retry_at:
-        return f"{e.delay:.0f} s passed"
+        return "time passed (an image reached minAge, or the retry delay)"
     return None

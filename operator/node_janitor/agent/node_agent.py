@@ -580,7 +580,9 @@ class NodeAgent:
                     "more may be removed (what is left is in use, protected, or logs within their own rules); next "
                     "try when the policy, the disk's usage or the runtime's containers or images change"
                 )
-            if self.target.record(short, message, self.held, file_systems, now):
+            eligible = report.next_eligible
+            eligible_in = (eligible - self.clock()).total_seconds() + 1.0 if eligible is not None else None
+            if self.target.record(short, message, self.held, file_systems, now, eligible_in):
                 self._events.append(
                     target_unreachable_event(message, self.config.node_name, self._node_uid, self.clock())
                 )
