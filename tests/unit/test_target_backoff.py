@@ -45,10 +45,13 @@ def test_an_episode_starts_once_and_blocks_until_something_changes() -> None:
 def test_the_runtime_s_containers_or_images_changing_release_it() -> None:
     backoff = _blocked()
     new_image = runtime_fingerprint([("c1", "RUNNING"), ("c2", "EXITED")], ["sha256:a", "sha256:b"])
-    assert backoff.changed(POLICY, _fs(85 * GiB), new_image, now=1.0) == "the runtime's containers or images changed"
+    assert backoff.changed(POLICY, _fs(85 * GiB), new_image, now=1.0) == "an image arrived"
+    backoff = _blocked()
+    image_gone = runtime_fingerprint([("c1", "RUNNING"), ("c2", "EXITED")], [])
+    assert backoff.changed(POLICY, _fs(85 * GiB), image_gone, now=1.0) is None  # frees nothing more
     backoff = _blocked()
     exited = runtime_fingerprint([("c1", "EXITED"), ("c2", "EXITED")], ["sha256:a"])
-    assert backoff.changed(POLICY, _fs(85 * GiB), exited, now=1.0) is not None
+    assert backoff.changed(POLICY, _fs(85 * GiB), exited, now=1.0) == "the runtime's containers changed"
 
 
 def test_the_disk_s_usage_moving_by_5_percent_releases_it() -> None:

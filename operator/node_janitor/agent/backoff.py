@@ -21,7 +21,8 @@ alone may make data removable (an image reaching minAge, an exited container its
 
 RuntimeFingerprint = frozenset[str]
 """What the runtime holds that a run could remove or that protects something: container ids with their states,
-image ids (`runtime_fingerprint`)."""
+image ids (`runtime_fingerprint`). A change is any change of the containers (one removed may leave its image
+unused), or an image that arrived."""
 
 
 def runtime_fingerprint(containers: Iterable[tuple[str, str]], images: Iterable[str]) -> RuntimeFingerprint:
@@ -120,8 +121,13 @@ def _why(
         fs = file_systems.get(name)
         if fs is not None and abs(fs.used - used) > USAGE_MOVE * capacity:
             return f"{name} usage moved by {fs.used - used:+d} bytes"
-    if fingerprint is not None and e.runtime is not None and fingerprint != e.runtime:
-        return "the runtime's containers or images changed"
+    if fingerprint is not None and e.runtime is not None:
+        if {x for x in fingerprint if x.startswith("c:")} != {x for x in e.runtime if x.startswith("c:")}:
+            return "the runtime's containers changed"
+        # An image that arrived may be removable; one that went frees nothing more (CRI's image list may still
+        # show an image the run removed for a moment after the run: not a change).
+        if fingerprint - e.runtime:
+            return "an image arrived"
     if now >= e.retry_at:
         return "time passed (an image reached minAge, or the retry delay)"
     return None
