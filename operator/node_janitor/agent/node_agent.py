@@ -9,8 +9,9 @@ removed nothing and left the disk above its watermark, that trigger waits RETRY_
 (never a loop of empty runs); a DiskPressure that stays True after a run reached the low watermark fires no more.
 A run that ends above the low watermark with nothing more it may remove (no error) is reported once (condition
 TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable Event per episode)
-and neither trigger fires again until something changes: the policy, the runtime's containers or images, the
-disk's usage by 5% of its size, or a delay doubling from 5 min to 1 h (`backoff.TargetBackoff`).
+and neither trigger fires again until something changes: the policy, the runtime's containers, a new image, the
+disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
+(`backoff.TargetBackoff`).
 """
 
 from __future__ import annotations
