@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -247,12 +248,34 @@ def _next_eligible(inventory: Inventory, plan: Plan, settings: PlanSettings) -> 
     return min(times, default=None)
 
 
-def _on_root(fs: FileSystemEntry, host_root: Path) -> bool:
-    """Whether `fs` is the root disk (the host's `/`, as this process sees it)."""
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def is_file_system_root(path: str, mountinfo: str) -> bool:
+    """Whether `path` is mounted as the top of a file system of its own (`mountinfo`: /proc/self/mountinfo's text),
+    not a directory inside a larger one, nor a bind mount of one (a DaemonSet's hostPath of /var/log/pods on the
+    node's root disk is mounted with root `/var/log/pods`). The last mount at `path` is the one seen."""
+    target = os.path.realpath(path)
+    root = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and _unescape(fields[4]) == target:
+            root = _unescape(fields[3])
+    return root == "/"
+
+
+def _unescape(field: str) -> str:
+    """mountinfo's octal escapes (`\040` for a space)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def _fills_alone(log_fs: FileSystemEntry) -> bool:
+    """Whether the pod log directory is a file system of its own (see `is_file_system_root`); False when that
+    cannot be read (logs then pay only for their own rules)."""
     try:
-        return os.stat(fs.path).st_dev == os.stat(host_root).st_dev
+        return is_file_system_root(log_fs.path, MOUNTINFO.read_text(errors="replace"))
     except OSError:
-        return True  # cannot tell: treat it as shared (logs then pay only for their own rules)
+        return False
 
 
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
@@ -405,9 +428,10 @@ class NodeEngine:
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
         shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
-        # The log file system is the logs' own when neither the images nor the root disk live on it: only then
-        # is its pressure theirs to relieve (see `LogPass.reclaim`).
-        own_fs = log_fs is not None and not shared and not await asyncio.to_thread(_on_root, log_fs, self.host_root)
+        # The log file system is the logs' own when the pod log directory is the top of a file system the images do
+        # not share (not a directory of the root disk, or of /var/log's): only then is its pressure theirs to
+        # relieve (see `LogPass.reclaim`).
+        own_fs = log_fs is not None and not shared and await asyncio.to_thread(_fills_alone, log_fs)
 
         log_pass: LogPass | None = None
         if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
