@@ -40,6 +40,7 @@ from node_janitor.logs import (
     LogJanitor,
     LogPass,
     LogPassReport,
+    LogReason,
     LogSettings,
     LogTreeLock,
 )
@@ -114,7 +115,7 @@ class PruneReport:
         return errors
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every action in the order it ran: logs' rules and reclaim, images, live logs rotated away, extraPaths."""
+        """Every action in the order it ran: logs' rules and node budget, images, log-fs pressure, extraPaths."""
         results: dict[int, ActionResult | LogActionResult] = {}
         results.update({id(r.action): r for r in self.execution.results} if self.execution else {})
         results.update({id(r.action): r for r in self.logs.results} if self.logs else {})
@@ -132,9 +133,11 @@ class PruneReport:
             }
 
         logs = self.logs
-        rows = [row(a, a.path) for a in (*logs.rules, *logs.reclaim)] if logs else []
+        budget = [a for a in (*logs.reclaim, *logs.live) if a.reason is LogReason.NODE_BUDGET] if logs else []
+        pressure = [a for a in (*logs.reclaim, *logs.live) if a.reason is not LogReason.NODE_BUDGET] if logs else []
+        rows = [row(a, a.path) for a in (*logs.rules, *budget)] if logs else []
         rows += [row(a, a.id) for a in self.plan.actions]
-        rows += [row(a, a.path) for a in (*logs.live, *logs.extra)] if logs else []
+        rows += [row(a, a.path) for a in (*pressure, *logs.extra)] if logs else []
         return rows
 
     @property
