@@ -8,9 +8,13 @@ the last-use state and a run lock (two runs never interleave). `run_once(rules)`
 2. last use remembered and saved, in a dry run too (`build_disk_report`, the agent's heartbeat, does the same, so
    a paused node remembers as well): the state file is the agent's own, and a dry run's promise is that nothing
    is written to the runtime or the logs; images used while runs were dry must not look unused when they stop;
-3. the log rules, then the image plan (its target shrinks by what logs freed when both share a file system);
-4. unless a dry run, the plan applied (each image re-checked against the containers and the protected set
-   right before its removal), the live-log reclaim and the extraPaths rules.
+3. the order in which a node spends its data (fail safe): the logs' own rules (maxSize/maxFiles, orphans past
+   their grace, the node budget, fair per pod), then the image plan (its target shrinks by what those freed when
+   logs and images share a file system), each image re-checked against the containers and the protected set
+   right before its removal; only on a log file system that logs alone fill (neither the images' nor the root
+   disk) are logs reclaimed for its pressure, and then only files no container writes; then extraPaths;
+4. what is still above the low watermark measured (`PruneReport.short`) and said once in the warnings: a target
+   that cannot be met is reported, not chased with logs that still belong to containers.
 
 `spec.paused: true` makes a run do nothing at all: no inventory, no write, no removal (the agent's heartbeat still
 measures, and remembers last use).
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
+from node_janitor.api.units import format_bytes
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
 from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.inventory import FileSystemEntry, Inventory
@@ -38,11 +44,21 @@ from node_janitor.logs import (
     LogJanitor,
     LogPass,
     LogPassReport,
+    LogReason,
     LogSettings,
     LogTreeLock,
     RunLock,
 )
-from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Target, plan_cleanup, plan_target
+from node_janitor.planner import (
+    YOUNGER_THAN_MIN_AGE,
+    Action,
+    ActionKind,
+    Plan,
+    PlanSettings,
+    Target,
+    plan_cleanup,
+    plan_target,
+)
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.state import LastUsedStore, observe_last_used
@@ -86,6 +102,16 @@ class PruneReport:
     logs_target: Target = field(default_factory=Target)
     logs_after: FileSystemEntry | None = None
     paused: bool = False
+    short: dict[str, int] = field(default_factory=dict)
+    """File system name -> bytes it still holds above its low watermark after a run that had a target on it."""
+    next_eligible: datetime | None = None
+    """When the first image this run kept only for being younger than minAge reaches it (time alone changes
+    that: the agent tries an unreachable target again then)."""
+
+    @property
+    def short_bytes(self) -> int:
+        """What this run's targets still miss (0: reached, or no target)."""
+        return sum(self.short.values())
 
     @property
     def image_fs(self) -> FileSystemEntry | None:
@@ -106,7 +132,7 @@ class PruneReport:
         return errors
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every action in the order it ran: logs' rules and reclaim, images, live logs rotated away, extraPaths."""
+        """Every action in the order it ran: logs' rules and node budget, images, log-fs pressure, extraPaths."""
         results: dict[int, ActionResult | LogActionResult] = {}
         results.update({id(r.action): r for r in self.execution.results} if self.execution else {})
         results.update({id(r.action): r for r in self.logs.results} if self.logs else {})
@@ -124,9 +150,11 @@ class PruneReport:
             }
 
         logs = self.logs
-        rows = [row(a, a.path) for a in (*logs.rules, *logs.reclaim)] if logs else []
+        budget = [a for a in (*logs.reclaim, *logs.live) if a.reason is LogReason.NODE_BUDGET] if logs else []
+        pressure = [a for a in (*logs.reclaim, *logs.live) if a.reason is not LogReason.NODE_BUDGET] if logs else []
+        rows = [row(a, a.path) for a in (*logs.rules, *budget)] if logs else []
         rows += [row(a, a.id) for a in self.plan.actions]
-        rows += [row(a, a.path) for a in (*logs.live, *logs.extra)] if logs else []
+        rows += [row(a, a.path) for a in (*pressure, *logs.extra)] if logs else []
         return rows
 
     @property
@@ -172,6 +200,7 @@ class PruneReport:
                 "target_bytes": self.logs_target.bytes,
                 "under_pressure": self.logs_target.under_pressure,
             },
+            "short_bytes": self.short_bytes,
             "skipped": self.skipped,
             "errors": self.errors,
             "warnings": self.warnings,
@@ -230,6 +259,43 @@ async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
     if not roots:
         warnings.append("containerd's root is unknown: only the default trees are kept out of extraPaths")
     return list(dict.fromkeys(trees)), warnings
+
+
+def _next_eligible(inventory: Inventory, plan: Plan, settings: PlanSettings) -> datetime | None:
+    """When the first image the plan kept only for its minAge becomes old enough (None: no such image)."""
+    young = {i for i, why in plan.skipped.items() if why.startswith(YOUNGER_THAN_MIN_AGE)}
+    times = [i.created_at + settings.min_age for i in inventory.images if i.id in young and i.created_at]
+    return min(times, default=None)
+
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def is_file_system_root(path: str, mountinfo: str) -> bool:
+    """Whether `path` is mounted as the top of a file system of its own (`mountinfo`: /proc/self/mountinfo's text),
+    not a directory inside a larger one, nor a bind mount of one (a DaemonSet's hostPath of /var/log/pods on the
+    node's root disk is mounted with root `/var/log/pods`). The last mount at `path` is the one seen."""
+    target = os.path.realpath(path)
+    root = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and _unescape(fields[4]) == target:
+            root = _unescape(fields[3])
+    return root == "/"
+
+
+def _unescape(field: str) -> str:
+    """mountinfo's octal escapes (`\040` for a space)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def _fills_alone(log_fs: FileSystemEntry) -> bool:
+    """Whether the pod log directory is a file system of its own (see `is_file_system_root`); False when that
+    cannot be read (logs then pay only for their own rules)."""
+    try:
+        return is_file_system_root(log_fs.path, MOUNTINFO.read_text(errors="replace"))
+    except OSError:
+        return False
 
 
 def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
@@ -405,6 +471,10 @@ class NodeEngine:
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
         shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
+        # The log file system is the logs' own when the pod log directory is the top of a file system the images do
+        # not share (not a directory of the root disk, or of /var/log's): only then is its pressure theirs to
+        # relieve (see `LogPass.reclaim`).
+        own_fs = log_fs is not None and not shared and await asyncio.to_thread(_fills_alone, log_fs)
 
         log_pass: LogPass | None = None
         if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
@@ -440,7 +510,7 @@ class NodeEngine:
             if log_pass is not None:
                 try:
                     await log_pass.rules()
-                    await log_pass.reclaim(logs_target.bytes - log_pass.freed)
+                    await log_pass.reclaim(0)  # the node budget: the logs' own rule, whatever the disk
                 except (RuntimeClientError, OSError) as exc:
                     log_pass.report.errors.append(f"logs: {exc}")
                 if shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
@@ -469,11 +539,9 @@ class NodeEngine:
                 report.execution = await executor.apply(plan, inventory)
 
             if log_pass is not None:
-                images_freed = 0
-                if shared:
-                    images_freed = report.execution.reclaimed_bytes if report.execution else plan.planned_bytes
                 try:
-                    await log_pass.reclaim_live(logs_target.bytes - log_pass.freed - images_freed)
+                    if own_fs:  # a file system only logs fill: its pressure is theirs to relieve
+                        await log_pass.reclaim(logs_target.bytes - log_pass.freed)
                     await log_pass.extra()
                 except (RuntimeClientError, OSError) as exc:
                     log_pass.report.errors.append(f"logs: {exc}")
@@ -486,6 +554,37 @@ class NodeEngine:
                         report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
                     except OSError as exc:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
+            report.next_eligible = _next_eligible(inventory, plan, settings)
+            if not dry_run:
+                targets = [("imagefs", image_fs, plan_target(inventory, settings).under_pressure)]
+                if not shared:
+                    targets.append(("logs", log_fs, logs_target.under_pressure))
+                await self._measure_short(report, settings, targets)
         finally:
             self.log_janitor.on_result, self.log_janitor.gate = previous_on_log_result, previous_gate
         return report
+
+    async def _measure_short(
+        self,
+        report: PruneReport,
+        settings: PlanSettings,
+        targets: Sequence[tuple[str, FileSystemEntry | None, bool]],
+    ) -> None:
+        """`report.short`: for each file system this run had a target on, what it still holds above its low
+        watermark now; and one warning for those the run could not bring down (what is left is in use,
+        protected, or logs within their own rules: those are never spent for pressure other data caused)."""
+        for name, fs, had_target in targets:
+            if fs is None or not had_target:
+                continue
+            try:
+                after = await asyncio.to_thread(statvfs_entry, name, fs.path)
+            except OSError as exc:
+                report.warnings.append(f"cannot stat {fs.path}: {exc.strerror}")
+                continue
+            short = max(0, after.used - int((after.used + after.available) * settings.low_percent / 100))
+            report.short[name] = short
+            if short:
+                report.warnings.append(
+                    f"target not reached: {name} ({fs.path}) is {format_bytes(short)} above lowPercent "
+                    f"{settings.low_percent:g}; what is left is in use, protected, or logs within their own rules"
+                )

@@ -164,6 +164,9 @@ def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "im
     return Target(max(0, need_bytes), max(0, need_inodes), fs.used_percent, fs.inodes_used_percent)
 
 
+YOUNGER_THAN_MIN_AGE = "younger than minAge"
+
+
 def image_protection(
     inventory: Inventory, image: ImageEntry, settings: PlanSettings, now: datetime, in_use: bool
 ) -> str | None:
@@ -178,7 +181,7 @@ def image_protection(
     if protected_by(image, settings.protected_images):
         return "in use in the cluster"
     if image.created_at is None or now - image.created_at < settings.min_age:
-        return f"younger than minAge {settings.min_age}"
+        return f"{YOUNGER_THAN_MIN_AGE} {settings.min_age}"
     return None
 
 

@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import os
+import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from node_janitor.node import open_runtime
 pytestmark = pytest.mark.containerd
 KiB, MiB = 1 << 10, 1 << 20
 # 20,000 numbered lines (about 900 KB of CRI log), then quiet.
+WRITER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done"  # a line every 0.2 s
 LINES_THEN_SLEEP = "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; sleep 3600"
 
 
@@ -135,42 +138,114 @@ async def test_df_shows_logs_and_prune_applies_the_log_rules(containerd_bed: Con
         await remove_all_pods(cri)
 
 
-async def test_under_pressure_old_logs_go_before_images(small_disk_bed: ContainerdBed, tmp_path: Path) -> None:
-    """The pod logs share the disk with the images: when it is above the high watermark, rotated files go first
-    (oldest first), and images only for what is still missing."""
+async def test_under_pressure_on_a_shared_disk_images_go_and_logs_within_their_rules_stay(
+    small_disk_bed: ContainerdBed, tmp_path: Path
+) -> None:
+    """The pod logs share the disk with the images, which a file that is no log fills past the high watermark:
+    unused images go; old rotated files within maxFiles, an exited container's log (`kubectl logs --previous`)
+    and a running container's live log stay. When nothing else is left, the run says how far it is short and
+    removes nothing, run after run (issue 18: the old agent rotated the live log away on every run)."""
     bed = small_disk_bed
     b = bed.builder
     images = [b.build(f"example.com/p{i}:v1", [b.busybox_layer(), Layer.random(8 * MiB, f"p{i}")]) for i in range(3)]
     bed.import_images(images)
     async with open_runtime(bed.address, bed.namespace) as (cri, _):
-        pod = await run_pod(cri, bed.pod_log_dir, "quiet")
-        c = await start_container(cri, pod, "app", images[0].name, "echo started; sleep 3600")
+        pod = await run_pod(cri, bed.pod_log_dir, "app")
+        done = await start_container(cri, pod, "done", images[0].name, "echo bye")
+        c = await start_container(
+            cri, pod, "app", images[0].name, "i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done"
+        )
+        await wait_for_state(cri, done.id, "EXITED")
         await wait_for_state(cri, c.id, "RUNNING")
-        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)  # 12 MiB of old logs
+        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)  # 12 MiB of old logs, within maxFiles
         logs_bytes = sum(_blocks(p) for p in rotated)
         usage = bed.usage()
         capacity = usage.used + usage.available
-        # Reaching the low watermark (60%) takes all the old logs and a bit more: one ~16 MiB image.
-        bed.fill(leave_available=capacity - int(0.60 * capacity + logs_bytes + 4 * MiB))
-        assert bed.usage().used_percent > 70
+        # The low watermark (60%) is one unused image away; the old logs alone would also cover it.
+        bed.fill(leave_available=capacity - int(0.60 * capacity + min(logs_bytes, 10 * MiB)))
+        assert bed.usage().used_percent > 65
         policy = _policy(
             bed.base,
             {
-                "thresholds": {"highPercent": 70, "lowPercent": 60},
+                "thresholds": {"highPercent": 65, "lowPercent": 60},
                 "images": {"minAge": "0s"},
-                "logs": {"maxFiles": 10, "compress": False},
+                "logs": {"maxFiles": 10, "compress": False, "maxSize": "100Mi"},
             },
         )
-        code, dry = await _cli(bed, "prune", "--policy", str(policy), "--dry-run")
-        assert code == 0
         code, real = await _cli(bed, "prune", "--policy", str(policy))
         assert code == 0, real["errors"]
-        assert [(a["kind"], a["id"]) for a in real["actions"]] == [(a["kind"], a["id"]) for a in dry["actions"]]
-        kinds = [(a["kind"], a["reason"]) for a in real["actions"]]
-        assert kinds[:4] == [("remove-log", "log-fs-pressure")] * 4
-        assert [a["id"] for a in real["actions"][:4]] == [str(p) for p in rotated]  # oldest first
-        assert [k for k, _ in kinds[4:]] == ["remove-image"]  # what logs could not free
-        assert real["log_file_system"]["under_pressure"] is True
-        assert real["file_system"]["used_percent_after"] <= 60
-        assert c.log_path.exists() and b"started" in c.log_path.read_bytes()  # the live log is untouched
+        assert {a["kind"] for a in real["actions"]} == {"remove-image"}, real["actions"]
+        assert real["file_system"]["used_percent_after"] <= 60 and real["short_bytes"] == 0
+        assert all(p.exists() for p in rotated)
+        assert done.log_path.exists() and b"bye" in done.log_path.read_bytes()
+
+        # The last unused image goes, then nothing is left but the logs: each run says how far it is short and
+        # removes nothing.
+        bed.fill(leave_available=capacity - int(0.80 * capacity), name="more-ballast")
+        for run in range(3):
+            lines = len(stdout_messages([c.log_path]))
+            code, again = await _cli(bed, "prune", "--policy", str(policy))
+            assert code == 0, again["errors"]
+            assert {a["kind"] for a in again["actions"]} == ({"remove-image"} if run == 0 else set())
+            assert again["short_bytes"] > 10 * MiB
+            assert any(w.startswith("target not reached: imagefs") for w in again["warnings"]), again["warnings"]
+            await asyncio.sleep(0.5)  # a few more lines, which must land in the same live file
+        assert sorted(os.listdir(c.log_path.parent)) == sorted([*(p.name for p in rotated), c.log_path.name])
+        assert len(stdout_messages([c.log_path])) > lines
+        assert check_numbered(stdout_messages([c.log_path]))[0] == 0  # every line since the start, in one file
+        assert done.log_path.exists() and b"bye" in done.log_path.read_bytes()
+        await remove_all_pods(cri)
+
+
+@pytest.fixture
+def own_log_fs(containerd_bed: ContainerdBed) -> Iterator[ContainerdBed]:
+    """`containerd_bed` with its pod log directory on a 32 MiB tmpfs of its own."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(containerd_bed.pod_log_dir)], check=True)
+    try:
+        yield containerd_bed
+    finally:
+        if subprocess.run(["umount", str(containerd_bed.pod_log_dir)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(containerd_bed.pod_log_dir)], check=False)
+
+
+async def test_on_a_log_file_system_of_their_own_pressure_takes_only_files_no_container_writes(
+    own_log_fs: ContainerdBed, tmp_path: Path
+) -> None:
+    """The pod log tree on a file system of its own (here a 32 MiB tmpfs: neither the images' disk nor the root
+    disk): its pressure is the logs' to relieve, from files no container writes, oldest first, a running
+    container's newest rotated file last; never its live log, never an exited container's log."""
+    bed = own_log_fs
+    image = writer_image(bed)
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        pod = await run_pod(cri, bed.pod_log_dir, "app")
+        done = await start_container(cri, pod, "done", image, "echo bye")
+        c = await start_container(cri, pod, "app", image, WRITER)
+        await wait_for_state(cri, done.id, "EXITED")
+        await wait_for_state(cri, c.id, "RUNNING")
+        rotated = _write_rotated(c.log_path.parent, [10, 8, 6, 4], 3 * MiB)
+        policy = _policy(
+            tmp_path,
+            {
+                "thresholds": {"highPercent": 30, "lowPercent": 20},
+                "logs": {"maxFiles": 10, "compress": False, "maxSize": "100Mi"},
+            },
+        )
+        code, real = await _cli(bed, "prune", "--policy", str(policy))
+        assert code == 0, real["errors"]
+        assert [(a["kind"], a["reason"], a["id"]) for a in real["actions"]] == [
+            ("remove-log", "log-fs-pressure", str(p)) for p in rotated[:2]
+        ]
+        assert real["log_file_system"]["used_percent_after"] <= 20 and real["short_bytes"] == 0
+
+        # A file that is no log fills the rest: the other rotated files go, the newest last; the live log and
+        # the exited container's log stay, and the run says how far it is short.
+        (bed.pod_log_dir / "ballast").write_bytes(b"b" * 12 * MiB)
+        code, again = await _cli(bed, "prune", "--policy", str(policy))
+        assert code == 0, again["errors"]
+        assert [a["id"] for a in again["actions"]] == [str(p) for p in rotated[2:]]
+        assert again["short_bytes"] > 0
+        assert any(w.startswith("target not reached: logs") for w in again["warnings"]), again["warnings"]
+        assert sorted(os.listdir(c.log_path.parent)) == [c.log_path.name]
+        assert check_numbered(stdout_messages([c.log_path]))[0] == 0
+        assert done.log_path.exists() and b"bye" in done.log_path.read_bytes()
         await remove_all_pods(cri)

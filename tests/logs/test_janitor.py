@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import gzip
 import os
 import time
@@ -18,6 +19,7 @@ from node_janitor.executor import Outcome
 from node_janitor.logs import (
     LogAction,
     LogActionKind,
+    LogFileKind,
     LogJanitor,
     LogPass,
     LogReason,
@@ -28,7 +30,8 @@ from node_janitor.logs import (
     remove_pod_log_dir,
     scan_log_tree,
 )
-from node_janitor.logs.compression import _gzip_file
+from node_janitor.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
+from node_janitor.runtime import CriContainerStatus, RuntimeClientError
 
 KiB = 1 << 10
 
@@ -228,8 +231,7 @@ async def test_a_log_pass_applies_rules_then_budget_then_live_files(cri: FakeCri
     assert [(r.action.kind, r.outcome) for r in real.results] == [
         (LogActionKind.REMOVE_POD_DIR, Outcome.DONE),
         (LogActionKind.REMOVE, Outcome.DONE),
-        (LogActionKind.ROTATE, Outcome.DONE),  # the live file is rotated, kept...
-        (LogActionKind.REMOVE, Outcome.DONE),  # ...and goes as the oldest file left
+        (LogActionKind.ROTATE, Outcome.DONE),  # the live file is rotated away: its older file is gone already
     ]
     assert not gone.parent.parent.exists() and not old.exists()
     assert cri.reopened == ["ca"]
@@ -316,20 +318,20 @@ async def test_the_budget_takes_files_rotated_meanwhile_before_any_live_file(cri
     a.rename(rotated)
     _age(rotated, 60)
     a.write_bytes(os.urandom(100 * KiB))
-    actions = await logs.reclaim_live(0)
+    actions = await logs.reclaim(0)
     assert [(x.kind, x.path) for x in actions] == [(LogActionKind.REMOVE, str(rotated))]
     assert cri.reopened == [] and a.stat().st_size == b.stat().st_size == 100 * KiB
 
 
-async def test_live_files_over_the_budget_are_rotated_largest_first_then_removed(cri: FakeCri) -> None:
+async def test_live_files_over_the_budget_are_rotated_away_largest_first(cri: FakeCri) -> None:
     pod = cri.add_pod("web", "u1")
     a = cri.add_container("ca", pod, "a")
     b = cri.add_container("cb", pod, "b")
     a.write_bytes(os.urandom(300 * KiB))
     b.write_bytes(os.urandom(200 * KiB))
     logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=250 * KiB))
-    actions = await logs.reclaim_live(0)
-    assert [(x.kind, x.discard) for x in actions] == [(LogActionKind.ROTATE, False), (LogActionKind.REMOVE, False)]
+    actions = await logs.reclaim(0)
+    assert [(x.kind, x.discard) for x in actions] == [(LogActionKind.ROTATE, True)]
     assert cri.reopened == ["ca"]
     assert _names(a.parent) == ["0.log"] and a.stat().st_size == 0  # `a` writes on into a new file
     assert _names(b.parent) == ["0.log"] and b.stat().st_size == 200 * KiB
@@ -351,6 +353,34 @@ def test_compression_writes_a_temporary_file_of_its_own(tmp_path: Path) -> None:
     gz = tmp_path / (rotated.name + ".gz")
     assert not gz.is_symlink() and gzip.decompress(gz.read_bytes()) == data
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [rotated.name + ".tmp"]
+
+
+def _kubelet_cleanup_unused_logs(live_log: Path) -> None:
+    """What the kubelet does before each rotation of its own (`cleanupUnusedLogs` in kubelet's
+    pkg/kubelet/logs/container_log_manager.go): of the files matching `<live log>*`, each `*.tmp` and each plain
+    file whose `.gz` twin exists is removed."""
+    logs = glob.glob(glob.escape(str(live_log)) + "*")
+    for name in logs:
+        if name.endswith(".tmp") or (not name.endswith(".gz") and name + ".gz" in logs):
+            os.remove(name)
+
+
+def test_a_compression_draft_survives_the_kubelet_s_log_cleanup(tmp_path: Path) -> None:
+    """Issue 18: the draft was `<rotated>.<unique>.tmp`, which the kubelet deletes beside a container's logs when
+    it rotates too; the copy then failed to go in place. A draft's name is now out of the kubelet's glob."""
+    live = tmp_path / "0.log"
+    live.write_bytes(b"")
+    rotated = tmp_path / "0.log.20260301-100000.000000"
+    data = b"2026-03-01T10:00:00Z stdout F line\n" * 5000
+    rotated.write_bytes(data)
+    draft = write_gzip_draft(str(rotated), 6)
+    assert isinstance(draft, GzipDraft)
+    assert parse_log_name(os.path.basename(draft.tmp)).kind is LogFileKind.TMP  # a leftover, if we die here
+    _kubelet_cleanup_unused_logs(live)
+    outcome, message, freed = commit_gzip_draft(draft)
+    assert (outcome, message) == (Outcome.DONE, "") and freed > 0
+    assert gzip.decompress((tmp_path / (rotated.name + ".gz")).read_bytes()) == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.log", rotated.name + ".gz"]
 
 
 def test_two_compressions_of_one_file_at_once_leave_one_good_copy(tmp_path: Path) -> None:
@@ -398,7 +428,7 @@ async def test_a_file_a_pass_removes_never_escapes_as_its_compressed_copy(cri: F
     async with lock.hold():  # a pass's step: its snapshot saw the plain file
         compressing = asyncio.create_task(janitor.apply_one(compress))
         for _ in range(3000):  # until the copy is being written (30 s at most)
-            if any(p.name.endswith(".tmp") for p in log.parent.iterdir()):
+            if any(parse_log_name(p.name).kind is LogFileKind.TMP for p in log.parent.iterdir()):
                 break
             await asyncio.sleep(0.01)
         removed = await janitor.apply_one(remove)
@@ -424,3 +454,55 @@ async def test_a_container_that_stops_during_its_rotation_is_no_failure(tmp_path
     assert result.outcome is Outcome.SKIPPED
     assert result.message == "the container stopped during the rotation; renamed back"
     assert _names(log.parent) == ["0.log"] and log.read_bytes() == b"x" * 100
+
+
+@pytest.mark.parametrize("fails", [1, 2], ids=["once", "twice"])
+async def test_a_live_log_whose_status_failed_is_checked_again_before_any_removal(tmp_path: Path, fails: int) -> None:
+    """Issue 18: a running container's ContainerStatus failed while the tree was walked, so its live file looked
+    like nobody's, and the node budget removed it. The runtime is asked again right before the removal: it names
+    the file (the status answers now), or it still cannot tell (a second failure); the file stays either way."""
+    cri = FakeCri(tmp_path / "pods")
+    pod = cri.add_pod("web", "u1")
+    live = cri.add_container("c1", pod, "app")
+    live.write_bytes(os.urandom(100 * KiB))
+    _age(live, 60)  # quiet for a minute: past the settle time of a fresh, unlisted log
+    old = live.parent / "0.log.20260301-100000.000000"
+    old.write_bytes(os.urandom(50 * KiB))
+    _age(old, 3600)
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=0))
+    original = cri.container_status
+    failed: list[str] = []
+
+    async def failing(container_id: str) -> CriContainerStatus:  # transient: a busy runtime, a deadline
+        if len(failed) < fails:
+            failed.append(container_id)
+            raise RuntimeClientError("DeadlineExceeded: context deadline exceeded")
+        return await original(container_id)
+
+    cri.container_status = failing  # type: ignore[method-assign]
+    actions = await logs.reclaim(0)
+    assert [a.path for a in actions] == [str(old), str(live)]  # the walk could not tell the live file
+    results = {r.action.path: r for r in logs.report.results}
+    assert results[str(old)].outcome is Outcome.DONE
+    kept = results[str(live)]
+    assert kept.outcome is Outcome.SKIPPED, kept
+    assert kept.message.startswith("cannot tell" if fails == 2 else "the runtime names it as the log of container c1")
+    assert live.stat().st_size == 100 * KiB
+
+
+async def test_the_budget_s_last_resort_removes_the_exited_container_s_log_it_names(cri: FakeCri) -> None:
+    """The runtime's own log of an exited container (`kubectl logs --previous`) goes for the budget only after
+    the pod's other files, and the plan names that container: the last check lets it go, and only it."""
+    pod = cri.add_pod("job", "u1")
+    previous = cri.add_container("c0", pod, "app", attempt=0, state="EXITED")
+    previous.write_bytes(os.urandom(100 * KiB))
+    _age(previous, 600)
+    rotated = previous.parent / "0.log.20260301-100000.000000"
+    rotated.write_bytes(os.urandom(50 * KiB))
+    _age(rotated, 3600)
+    logs = LogPass(cri, cri.root, LogSettings(max_size=1 << 30, node_budget=0))
+    await logs.reclaim(0)
+    assert [(r.action.path, r.outcome) for r in logs.report.results] == [
+        (str(rotated), Outcome.DONE),
+        (str(previous), Outcome.DONE),
+    ]

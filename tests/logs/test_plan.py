@@ -20,7 +20,6 @@ from node_janitor.logs import (
     parse_log_name,
     plan_container_logs,
     plan_extra_paths,
-    plan_live_reclaim,
     plan_log_reclaim,
     plan_log_rules,
     rotated_name,
@@ -80,6 +79,13 @@ def _kinds(actions):
             3,
             NOW.replace(hour=11, minute=59, second=59, microsecond=42),
         ),
+        (
+            ".3.log.20260301-115959.000042.5f3a9c0e12ab34cd.draft",  # a compression's draft, out of kubelet's glob
+            LogFileKind.TMP,
+            3,
+            NOW.replace(hour=11, minute=59, second=59, microsecond=42),
+        ),
+        (".3.log.draft", LogFileKind.OTHER, -1, None),
         ("notes.tmp", LogFileKind.OTHER, -1, None),  # no compression of ours writes that
         ("4294967295.log", LogFileKind.LOG, 2**32 - 1, None),
         ("99999999999999999999999999.log", LogFileKind.OTHER, -1, None),  # beyond CRI's uint32 attempt
@@ -238,7 +244,7 @@ def test_tree_from_inventory_files_derives_pods():
     assert tree.total_bytes == 3000
 
 
-def test_budget_reclaims_oldest_rotated_files_across_containers_first():
+def test_budget_reclaims_oldest_rotated_files_first_and_an_exited_containers_log_after_them():
     a_live = _live("0.log", 5 * MiB, container="a", cid="ca")
     b_live = _live("0.log", 2 * MiB, container="b", cid="cb")
     a_old = _rot(0, 50, gz=True, container="a")
@@ -251,17 +257,52 @@ def test_budget_reclaims_oldest_rotated_files_across_containers_first():
     total = tree.total_bytes
     assert budget_excess(tree, [], total - 2 * MiB) == 2 * MiB
     actions = plan_log_reclaim(tree, 2 * MiB, LogReason.NODE_BUDGET, NOW)
-    assert [a.path for a in actions] == [a_old.path, prev.path]  # oldest first, whatever the container
+    # Oldest first, whatever the container; `kubectl logs --previous` (prev, older than b_old) after them all.
+    assert [a.path for a in actions] == [a_old.path, b_old.path]
     assert {a.reason for a in actions} == {LogReason.NODE_BUDGET}
-    everything = plan_log_reclaim(tree, 100 * MiB, LogReason.NODE_BUDGET, NOW)
-    assert {a.path for a in everything} == {a_old.path, prev.path, b_old.path, a_new.path}  # never a live file
-    # Then the largest live files are rotated away.
-    live = plan_live_reclaim(tree, 6 * MiB, LogReason.NODE_BUDGET, planned=everything)
+    everything = plan_log_reclaim(tree, 4 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in everything] == [a_old.path, b_old.path, a_new.path, prev.path]
+    # Then, for the budget alone, the largest live files are rotated away.
+    live = plan_log_reclaim(tree, 11 * MiB, LogReason.NODE_BUDGET, NOW)[4:]
     assert [(a.kind, a.container_id, a.discard, a.bytes) for a in live] == [
         (LogActionKind.ROTATE, "ca", True, 5 * MiB),
         (LogActionKind.ROTATE, "cb", True, 2 * MiB),
     ]
-    assert plan_live_reclaim(tree, 0, LogReason.NODE_BUDGET) == []
+    assert plan_log_reclaim(tree, 0, LogReason.NODE_BUDGET, NOW) == []
+
+
+def test_log_fs_pressure_never_takes_a_live_log_nor_an_existing_containers_log():
+    """Pressure takes files no container writes, and nothing else, however much is asked."""
+    a_live = _live("0.log", 5 * MiB, container="a", cid="ca")
+    a_old = _rot(0, 50, container="a")
+    prev = _f("0.log", MiB, age=45 * 60, container="c", container_id="cx", container_state="EXITED")
+    gone = _f("1.log", MiB, age=30 * 60, container="c")  # an attempt whose container the runtime no longer has
+    tree = LogTree("/logs", (a_live, a_old, prev, gone))
+    actions = plan_log_reclaim(tree, 100 * MiB, LogReason.LOG_FS_PRESSURE, NOW)
+    # a_old, though older, is the running container's tail: last.
+    assert [(a.kind, a.path) for a in actions] == [
+        (LogActionKind.REMOVE, gone.path),
+        (LogActionKind.REMOVE, a_old.path),
+    ]
+
+
+def test_budget_is_fair_per_pod_a_chatty_pod_gives_up_its_own_files_first():
+    """One chatty pod over the budget loses its own old files, then its own live file, before a quiet pod loses
+    its `--previous` log, however old that is."""
+    chatty, quiet = "/logs/default_chatty_uid-2", "/logs/default_quiet_uid-3"
+    c_live = _live("1.log", 4 * MiB, pod=chatty, cid="c1")
+    c_rotated = [_rot(1, m, pod=chatty) for m in (30, 20, 10)]
+    q_prev = _f("0.log", MiB, age=3 * 3600, pod=quiet, container_id="q0", container_state="EXITED")
+    q_live = _live("1.log", MiB, pod=quiet, cid="q1")
+    tree = LogTree("/logs", (c_live, *c_rotated, q_prev, q_live))
+    actions = plan_log_reclaim(tree, 7 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [(a.kind, a.path) for a in actions] == [
+        *((LogActionKind.REMOVE, f.path) for f in c_rotated),
+        (LogActionKind.ROTATE, c_live.path),
+    ]
+    # Once the chatty pod holds no more than the quiet one, they take turns (the larger first).
+    more = plan_log_reclaim(tree, 8 * MiB, LogReason.NODE_BUDGET, NOW)
+    assert [a.path for a in more][4:] == [q_prev.path]
 
 
 def test_budget_takes_a_running_containers_tail_last():

@@ -70,3 +70,46 @@ class OnDelete:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+EVENT_NAMES = {IN_MOVED_FROM: "moved_from", IN_MOVED_TO: "moved_to", IN_CREATE: "create", IN_DELETE: "delete"}
+
+
+class DirectoryEvents:
+    """What a log shipper tailing `directory` sees: the names created, deleted and moved in it, in order (read
+    with `read()` after the fact; no thread). A context manager: the watch ends on exit."""
+
+    def __init__(self, directory: Path) -> None:
+        self._fd = _libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+        if _libc.inotify_add_watch(self._fd, os.fsencode(directory), sum(EVENT_NAMES)) < 0:
+            errno = ctypes.get_errno()
+            os.close(self._fd)
+            raise OSError(errno, f"inotify_add_watch {directory}: {os.strerror(errno)}")
+
+    def read(self) -> list[tuple[str, str]]:
+        """(event, name) pairs queued so far."""
+        out: list[tuple[str, str]] = []
+        while True:
+            try:
+                data = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                return out
+            offset = 0
+            while offset < len(data):
+                _, mask, _, length = _EVENT.unpack_from(data, offset)
+                start = offset + _EVENT.size
+                name = data[start : start + length].rstrip(b"\0").decode(errors="replace")
+                offset = start + length
+                out += [(label, name) for bit, label in EVENT_NAMES.items() if mask & bit]
+
+    def __enter__(self) -> DirectoryEvents:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        os.close(self._fd)

@@ -52,6 +52,11 @@ class AgentMetrics:
         self.last_run_planned = Gauge(
             "node_janitor_last_run_planned_bytes", "Bytes the last run planned to free.", registry=r
         )
+        self.target_short = Gauge(
+            "node_janitor_target_short_bytes",
+            "Bytes the last run left above the low watermark with nothing more it may remove (0: reached).",
+            registry=r,
+        )
         self.fs_used_bytes = Gauge(
             "node_janitor_filesystem_used_bytes",
             "Used bytes of a watched file system.",

@@ -7,6 +7,11 @@ DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest
 UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
 removed nothing and left the disk above its watermark, that trigger waits RETRY_SECONDS before it fires again
 (never a loop of empty runs); a DiskPressure that stays True after a run reached the low watermark fires no more.
+A run that ends above the low watermark with nothing more it may remove (no error) is reported once (condition
+TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable Event per episode)
+and neither trigger fires again until something changes: the policy, the runtime's containers, a new image, the
+disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
+(`backoff.TargetBackoff`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk
+from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff, runtime_fingerprint
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
@@ -36,10 +42,12 @@ from node_janitor.agent.report import (
     build_last_run,
     build_usage_status,
     run_event,
+    target_unreachable_event,
 )
 from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
+from node_janitor.api.units import format_bytes
 from node_janitor.collector import statvfs_entry
 from node_janitor.engine import NodeEngine, policy_halt
 from node_janitor.executor import ActionResult
@@ -203,6 +211,7 @@ class NodeAgent:
         self.run_lock = RunLock(self.store.run_lock_path)  # shared with the other agent of a surge rollout
         self.rotator_health = RotatorHealth()
         self._status_refused: str | None = None
+        self.target = TargetBackoff()  # a target no run can reach: reported once, retried when something changes
         self._rotator_lock = asyncio.Lock()
         self._api_reachable = False
         self._run_task: asyncio.Task[None] | None = None
@@ -333,13 +342,24 @@ class NodeAgent:
             self.metrics.ready.set(1 if ready else 0)
             file_systems = self._file_systems()
             self.metrics.observe_file_systems(file_systems)
-            self._check_triggers(file_systems)
+            self._check_triggers(file_systems, await self._runtime_fingerprint() if self.target.blocked else None)
             await self._sync_rotator()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.monitor_interval)
                 return
 
-    def _check_triggers(self, file_systems: list[FileSystemEntry]) -> None:
+    async def _runtime_fingerprint(self) -> RuntimeFingerprint | None:
+        """The runtime's containers (with states) and images, or None if it does not answer."""
+        cri = self.link.cri
+        if cri is None:
+            return None
+        try:
+            containers, images = await asyncio.gather(cri.list_containers(), cri.list_images())
+        except RuntimeClientError:
+            return None
+        return runtime_fingerprint(((c.id, c.state) for c in containers), (i.id for i in images))
+
+    def _check_triggers(self, file_systems: list[FileSystemEntry], runtime: RuntimeFingerprint | None = None) -> None:
         rules = self.policy.applied
         if self.policy.settled and rules.paused:  # measured and reported (/metrics, this log), not acted on
             unguarded = above(file_systems, rules.thresholds)
@@ -352,6 +372,18 @@ class NodeAgent:
         if rules.paused or self.link.error is not None:
             return
         now = time.monotonic()
+        if self.target.episode is not None and not above(file_systems, rules.thresholds, low=True):
+            self.target.end()  # the disk is below its low watermark again, whatever freed it
+            self._note_target(0, "every file system is below its low watermark")
+        if self.target.blocked and runtime is not None:
+            self.target.note_runtime(runtime)
+        if (why := self.target.changed(self.held, file_systems, runtime, now)) is not None:
+            log.info("target was unreachable; %s: trying again", why)
+            self._watermark_blocked_until = 0.0
+            if self._disk_pressure:
+                self._pressure_retry_at = now
+        if self.target.blocked:
+            return  # reported, not chased: nothing changed since a run found nothing more it may remove
         if not above(file_systems, rules.thresholds):
             self._watermark_blocked_until = 0.0
         elif not self.queue.busy and now >= self._watermark_blocked_until:
@@ -538,6 +570,8 @@ class NodeAgent:
                 trigger, started, time.monotonic() - clock, dry_run, report, errors, pending.run_request
             )
             self._finish_run(outcome, pending)
+        if self.target.blocked and (runtime := await self._runtime_fingerprint()) is not None:
+            self.target.note_runtime(runtime)  # what a change is measured against: the runtime right after the run
         await self._refresh_usage()
 
     def _finish_run(self, outcome: RunOutcome, pending: PendingRun) -> None:
@@ -568,16 +602,45 @@ class NodeAgent:
         event = run_event(outcome, self.config.node_name, self._node_uid, self.clock())
         if event is not None:
             self._events.append(event)
-        # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try.
+        # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try; a
+        # run that could remove nothing more (no error, still above the low watermark) is reported once and not
+        # tried again until something changes (`TargetBackoff`).
         file_systems = self._file_systems()
         rules = self.policy.applied
         now = time.monotonic()
+        report = outcome.report
+        if report is not None and not outcome.dry_run and not outcome.all_errors and not report.paused:
+            short = report.short_bytes
+            message = ""
+            if short:
+                where = ", ".join(f"{name} {format_bytes(n)}" for name, n in sorted(report.short.items()) if n)
+                message = (
+                    f"{outcome.trigger} run left {format_bytes(short)} above the low watermark ({where}): nothing "
+                    "more may be removed (what is left is in use, protected, or logs within their own rules); next "
+                    "try when the policy, the disk's usage or the runtime's containers or images change"
+                )
+            eligible = report.next_eligible
+            eligible_in = (eligible - self.clock()).total_seconds() + 1.0 if eligible is not None else None
+            if self.target.record(short, message, self.held, file_systems, now, eligible_in):
+                self._events.append(
+                    target_unreachable_event(message, self.config.node_name, self._node_uid, self.clock())
+                )
+                log.warning("target unreachable: %s", message)
+            reached = "the last run reached its target" if report.short else "no file system was above its watermark"
+            self._note_target(short, message or reached)
         if above(file_systems, rules.thresholds) and not outcome.removed_something:
             self._watermark_blocked_until = now + RETRY_SECONDS
         if pending.pressure:
             unmet = above(file_systems, rules.thresholds, low=True) or bool(outcome.all_errors)
-            self._pressure_retry_at = now + RETRY_SECONDS if unmet else None
+            self._pressure_retry_at = now + RETRY_SECONDS if unmet and not self.target.blocked else None
         self._save_status()
+        self._dirty.set()
+
+    def _note_target(self, short: int, message: str) -> None:
+        """The TargetReached condition and the short-bytes gauge."""
+        self.metrics.target_short.set(short)
+        reason = "TargetUnreachable" if short else "Reached"
+        self.conditions.set("TargetReached", not short, reason, message, self.held.generation, self.clock())
         self._dirty.set()
 
     # ---- reports -----------------------------------------------------------------------------------------

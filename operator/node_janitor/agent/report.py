@@ -176,6 +176,18 @@ def run_event(outcome: RunOutcome, node_name: str, node_uid: str | None, now: da
             f"{outcome.trigger} run removed {len(outcome.done)} object(s), reclaimed "
             f"{format_bytes(outcome.reclaimed_bytes)} (planned {format_bytes(outcome.planned_bytes)})"
         )
+    return node_event(kind, reason, message, node_name, node_uid, now)
+
+
+def target_unreachable_event(message: str, node_name: str, node_uid: str | None, now: datetime) -> dict[str, Any]:
+    """The one Event of an episode in which runs cannot reach the low watermark (`backoff.TargetBackoff`)."""
+    return node_event("Warning", "TargetUnreachable", message, node_name, node_uid, now)
+
+
+def node_event(
+    kind: str, reason: str, message: str, node_name: str, node_uid: str | None, now: datetime
+) -> dict[str, Any]:
+    """An Event of this agent on its Node."""
     stamp = now.isoformat().replace("+00:00", "Z")
     involved = {"apiVersion": "v1", "kind": "Node", "name": node_name}
     if node_uid:

@@ -39,7 +39,7 @@ from node_janitor.logs.actions import (
     freed_by,
     utc_now,
 )
-from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
+from node_janitor.logs.budget import budget_excess, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
 from node_janitor.logs.extra_paths import (
     ExtraLogFile,
@@ -119,7 +119,6 @@ __all__ = [
     "parse_pod_dir_name",
     "plan_container_logs",
     "plan_extra_paths",
-    "plan_live_reclaim",
     "plan_log_reclaim",
     "plan_log_rules",
     "plan_orphaned_pods",

@@ -1,7 +1,19 @@
-"""The node budget and log-fs pressure: bytes freed from files no container writes, then from live files."""
+"""The node budget and log-fs pressure: what logs give up beyond their per-container rules, fairly per pod.
+
+Two needs, two sets of candidates (`plan_log_reclaim`):
+
+* **nodeBudget** (the logs' own rule: the tree holds more than the policy allows): files no container writes,
+  then the logs of exited containers that still exist (`kubectl logs --previous`), then, as a last resort, the
+  live file of a running container rotated away;
+* **log-fs pressure** (only ever asked for a log file system that logs alone fill, see `NodeEngine`): files no
+  container writes, and nothing else: never a file the runtime names as a container's log, live or exited.
+
+Either way, fair per pod: each next byte comes from the pod that holds the most, so one chatty pod gives up its
+own old files before any other pod loses its `--previous` log."""
 
 from __future__ import annotations
 
+import heapq
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +26,7 @@ from node_janitor.logs.tree import LogTree, pod_dir_of
 
 def _remaining_files(tree: LogTree, planned: Sequence[LogAction]) -> list[LogFileEntry]:
     removed = {a.path for a in planned if a.kind is LogActionKind.REMOVE}
+    removed |= {a.path for a in planned if a.kind is LogActionKind.ROTATE and a.discard}  # rotated away: empty
     dirs = {a.path for a in planned if a.kind is LogActionKind.REMOVE_POD_DIR}
     return [f for f in tree.files if f.path not in removed and pod_dir_of(f.path) not in dirs]
 
@@ -39,6 +52,10 @@ def budget_excess(tree: LogTree, planned: Sequence[LogAction], budget: int | Non
     return max(0, tree.total_bytes - freed_by(planned) - budget)
 
 
+def _running(f: LogFileEntry) -> bool:
+    return bool(f.container_id) and f.container_state == "RUNNING"
+
+
 def plan_log_reclaim(
     tree: LogTree,
     need: int,
@@ -48,16 +65,20 @@ def plan_log_reclaim(
     planned: Sequence[LogAction] = (),
     settings: LogSettings | None = None,
 ) -> list[LogAction]:
-    """Free `need` bytes from files no container writes: oldest first across all containers and pods (rotated,
-    compressed, old attempts', orphaned pods', leftovers; a `.tmp` is skipped while a compression may still be
-    writing it, and so is a fresh log of a container the snapshot did not list).
+    """Free `need` bytes, fairly per pod: each next file comes from the pod that holds the most bytes now (all
+    its files, live ones included), and within a pod oldest first (rotated, compressed, old attempts', orphaned
+    pods', leftovers; a `.tmp` is skipped while a compression may still be writing it, and so is a fresh log of a
+    container the snapshot did not list).
 
-    A running container's newest rotated file (its tail: what `kubectl logs` shows right after a rotation, while
-    the new live file is still nearly empty) goes only after every other candidate, so that no running
-    container is left with none of its lines while others' older files remain."""
+    Within a pod, a running container's newest rotated file (its tail: what `kubectl logs` shows right after a
+    rotation) goes after the pod's other files no container writes. For `NODE_BUDGET` only, the log of an exited
+    container that still exists (what `kubectl logs --previous` shows) goes after those, and last a running
+    container's live file is rotated away (`discard`: its older files are gone by then, so no hole is cut in its
+    lines). For any other reason (log-fs pressure) neither is ever planned."""
     settings = settings or LogSettings()
     if need <= 0:
         return []
+    budget = reason is LogReason.NODE_BUDGET
 
     def busy(f: LogFileEntry) -> bool:
         kind = parse_log_name(os.path.basename(f.path)).kind
@@ -67,43 +88,42 @@ def plan_log_reclaim(
         return kind is LogFileKind.LOG and not f.container_id and not _older_than(f.modified_at, now, settings.settle)
 
     remaining = _remaining_files(tree, planned)
-    candidates = [f for f in remaining if not f.live and f.size > 0 and not busy(f)]
     tails = _running_tails(remaining)
-    candidates.sort(key=lambda f: (f.path in tails, f.modified_at or _EPOCH, f.path))
+    held: dict[str, int] = {}
+    removable: dict[str, list[LogFileEntry]] = {}
+    live: dict[str, list[LogFileEntry]] = {}
+    for f in remaining:
+        pod = pod_dir_of(f.path)
+        held[pod] = held.get(pod, 0) + f.size
+        if f.size <= 0 or f.live or busy(f):
+            if budget and f.live and _running(f) and f.size > 0:
+                live.setdefault(pod, []).append(f)
+            continue
+        if f.container_id and not budget:  # an existing container's own log: never for pressure
+            continue
+        removable.setdefault(pod, []).append(f)
+    for files in removable.values():
+        files.sort(key=lambda f: (bool(f.container_id), f.path in tails, f.modified_at or _EPOCH, f.path))
+    for files in live.values():
+        files.sort(key=lambda f: (-f.size, f.path))
+
+    heap = [(-held[pod], pod) for pod in sorted(removable.keys() | live.keys())]
+    heapq.heapify(heap)
     actions: list[LogAction] = []
     freed = 0
-    for f in candidates:
-        if freed >= need:
-            break
-        actions.append(_action(LogActionKind.REMOVE, f, reason, f.size))
+    while heap and freed < need:
+        _, pod = heapq.heappop(heap)
+        if removable.get(pod):
+            f = removable[pod].pop(0)
+            # An exited container's log names its container: the janitor's last check lets only that one go.
+            actions.append(_action(LogActionKind.REMOVE, f, reason, f.size, container_id=f.container_id))
+        elif live.get(pod):
+            f = live[pod].pop(0)
+            actions.append(_action(LogActionKind.ROTATE, f, reason, f.size, container_id=f.container_id, discard=True))
+        else:
+            continue
         freed += f.size
-    return actions
-
-
-def plan_live_reclaim(
-    tree: LogTree, need: int, reason: LogReason, *, planned: Sequence[LogAction] = (), discard: bool = True
-) -> list[LogAction]:
-    """Rotate the largest live files until they hold `need` bytes. With `discard` (a prediction: what a dry run
-    reports), the rotated files count as removed; without, the rotation frees nothing by itself and what it
-    rotated goes with the other files no container writes, oldest first (`LogPass.reclaim_live`)."""
-    if need <= 0:
-        return []
-    rotating = {a.path for a in planned if a.kind is LogActionKind.ROTATE}
-    live = [
-        f
-        for f in _remaining_files(tree, planned)
-        if f.container_id and f.container_state == "RUNNING" and f.size > 0 and f.path not in rotating
-    ]
-    live.sort(key=lambda f: (-f.size, f.path))
-    actions: list[LogAction] = []
-    freed = 0
-    for f in live:
-        if freed >= need:
-            break
-        actions.append(
-            _action(
-                LogActionKind.ROTATE, f, reason, f.size if discard else 0, container_id=f.container_id, discard=discard
-            )
-        )
-        freed += f.size
+        held[pod] -= f.size
+        if removable.get(pod) or live.get(pod):
+            heapq.heappush(heap, (-held[pod], pod))
     return actions

@@ -12,8 +12,8 @@ import stat
 from dataclasses import dataclass
 
 from node_janitor.executor import Outcome
-from node_janitor.logs.names import COMPRESS_SUFFIX, TMP_SUFFIX
-from node_janitor.logs.rotation import _rename_noreplace
+from node_janitor.logs.names import COMPRESS_SUFFIX, draft_name
+from node_janitor.logs.rotation import rename_noreplace
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,10 @@ class GzipDraft:
 
 
 def write_gzip_draft(path: str, level: int) -> GzipDraft | tuple[Outcome, str, int]:
-    """gzip `path` into a temporary file of its own (unique name, O_EXCL: two compressions, in this process or
-    another, never write into one file) and fsync it; or the outcome, if there is nothing to compress. A
-    symlink in `path`'s place is not followed."""
-    tmp = f"{path}.{secrets.token_hex(8)}{TMP_SUFFIX}"
+    """gzip `path` into a draft of its own (`draft_name`: unique, O_EXCL: two compressions, in this process or
+    another, never write into one file; out of the kubelet's reach) and fsync it; or the outcome, if there is
+    nothing to compress. A symlink in `path`'s place is not followed."""
+    tmp = draft_name(path, secrets.token_hex(8))
     try:
         src_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -82,9 +82,11 @@ def commit_gzip_draft(draft: GzipDraft) -> tuple[Outcome, str, int]:
         if (after.st_size, after.st_mtime_ns, after.st_ino) != (before.st_size, before.st_mtime_ns, before.st_ino):
             return Outcome.SKIPPED, "still being written", 0
         try:
-            _rename_noreplace(tmp, dst)
+            rename_noreplace(tmp, dst)
         except FileExistsError:  # another compression finished first; it removes `path`
             return Outcome.SKIPPED, "already compressed", 0
+        except FileNotFoundError:  # the draft was removed meanwhile (by hand, by another cleaner): compress later
+            return Outcome.SKIPPED, "the draft was removed meanwhile", 0
     finally:
         discard_gzip_draft(draft)  # a no-op once renamed
     with contextlib.suppress(FileNotFoundError):

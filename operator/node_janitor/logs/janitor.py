@@ -16,10 +16,10 @@ from node_janitor.executor import Outcome
 from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
 from node_janitor.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
 from node_janitor.logs.lock import LogTreeLock
-from node_janitor.logs.names import rotated_name
+from node_janitor.logs.names import LogFileKind, parse_log_name, rotated_name
 from node_janitor.logs.orphans import remove_pod_log_dir
 from node_janitor.logs.removal import _remove_file, remove_file_beneath
-from node_janitor.logs.rotation import _rename_noreplace
+from node_janitor.logs.rotation import rename_noreplace
 from node_janitor.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
@@ -146,6 +146,8 @@ class LogJanitor:
             case LogActionKind.ROTATE:
                 return await self._rotate(action)
             case LogActionKind.REMOVE:  # <root>/<pod>/<container>/<file>: nothing followed below <root>
+                if (why := await self._runtime_keeps(action)) is not None:
+                    return LogActionResult(action, Outcome.SKIPPED, why)
                 top = os.path.dirname(os.path.dirname(os.path.dirname(action.path)))
                 outcome, message, freed = await asyncio.to_thread(remove_file_beneath, top, action.path)
                 return LogActionResult(action, outcome, message, freed)
@@ -164,6 +166,28 @@ class LogJanitor:
                 outcome, message, freed = await asyncio.to_thread(remove_pod_log_dir, action.path)
                 return LogActionResult(action, outcome, message, freed)
         return LogActionResult(action, Outcome.FAILED, f"unknown action kind {action.kind}")  # pragma: no cover
+
+    async def _runtime_keeps(self, action: LogAction) -> str | None:
+        """Why a file of the runtime's own name shape (`<attempt>.log`) must stay, asked of the runtime right before
+        it goes: the runtime names it as the log of a container the plan did not mean (a running one, whose
+        ContainerStatus had failed when the tree was walked, so that its live file looked like nobody's), or it
+        cannot tell (ContainerStatus fails again for a container of that name and attempt). A plan may remove an
+        exited container's log only naming that container (`container_id`: the node budget's last resort).
+        Rotated and compressed files are never written by the runtime: no check."""
+        name = parse_log_name(os.path.basename(action.path))
+        if name.kind is not LogFileKind.LOG:
+            return None
+        containers = await self.cri.list_containers()
+        paths = await self.log_paths.update(self.cri, containers)
+        state = {c.id: c.state for c in containers}
+        for cid, path in paths.items():
+            if path == action.path and not (cid == action.container_id and state.get(cid) == "EXITED"):
+                return f"the runtime names it as the log of container {cid} ({state.get(cid, '?').lower()})"
+        container = os.path.basename(os.path.dirname(action.path))
+        for c in containers:
+            if c.id in self.log_paths.unresolved and (c.name, c.attempt) == (container, name.attempt):
+                return f"cannot tell whether container {c.id} writes it (its ContainerStatus failed)"
+        return None
 
     async def _still_running(self, container_id: str) -> bool:
         try:
@@ -193,7 +217,7 @@ class LogJanitor:
         while True:
             rotated = rotated_name(path, at)
             try:
-                _rename_noreplace(path, rotated)
+                rename_noreplace(path, rotated)
                 break
             except FileExistsError:
                 at += timedelta(microseconds=1)
@@ -201,7 +225,7 @@ class LogJanitor:
             await self.cri.reopen_container_log(action.container_id)
         except RuntimeClientError as exc:
             try:
-                _rename_noreplace(rotated, path)
+                rename_noreplace(rotated, path)
                 note = "renamed back"
             except OSError as back:
                 note = f"left as {os.path.basename(rotated)} ({back.strerror or back})"

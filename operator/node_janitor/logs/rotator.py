@@ -193,7 +193,6 @@ class LogRotator:
         )
         if budget_only:
             await logs.reclaim(0)
-            await logs.reclaim_live(0)
             report = logs.report
         else:
             report = await logs.run()

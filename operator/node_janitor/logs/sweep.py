@@ -21,7 +21,7 @@ from node_janitor.logs.actions import (
     freed_by,
     utc_now,
 )
-from node_janitor.logs.budget import budget_excess, plan_live_reclaim, plan_log_reclaim
+from node_janitor.logs.budget import budget_excess, plan_log_reclaim
 from node_janitor.logs.container import plan_container_logs
 from node_janitor.logs.extra_paths import plan_extra_paths, walk_extra_paths
 from node_janitor.logs.janitor import LogJanitor, log
@@ -49,8 +49,8 @@ class LogPassReport:
     """What one pass planned (and, unless a dry run, did), step by step."""
 
     rules: list[LogAction] = field(default_factory=list)
-    reclaim: list[LogAction] = field(default_factory=list)  # budget / pressure: files no container writes
-    live: list[LogAction] = field(default_factory=list)  # budget / pressure: live files rotated away
+    reclaim: list[LogAction] = field(default_factory=list)  # budget / log-fs pressure: files removed
+    live: list[LogAction] = field(default_factory=list)  # budget only: live files rotated away
     extra: list[LogAction] = field(default_factory=list)
     results: list[LogActionResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -70,14 +70,14 @@ class LogPassReport:
 
 
 class LogPass:
-    """Every log rule once, in steps a caller may interleave with other work (prune runs the image plan between
-    `reclaim` and `reclaim_live` when logs and images share a file system):
+    """Every log rule once, in steps a caller may interleave with other work (a run plans images between
+    `reclaim` and `extra`):
 
     1. `rules()`: orphaned pod directories, then each container's rules (rotation, maxFiles, compression,
        leftovers);
-    2. `reclaim(need)`: files no container writes, oldest first, for the node budget or log-fs pressure;
-    3. `reclaim_live(need)`: the same, then the largest live files rotated (their lines go last);
-    4. `extra()`: the extraPaths rules.
+    2. `reclaim(need)`: the node budget's excess, then `need` bytes of log-fs pressure, fairly per pod
+       (`plan_log_reclaim`: never a live log for pressure, nor the log of a container that still exists);
+    3. `extra()`: the extraPaths rules.
 
     Each step plans on a fresh snapshot and applies its rotations and removals under the tree's lock
     (`LogTreeLock`, shared with the rotator: pass `lock=` the rotator's, or each instance locks the directory
@@ -164,54 +164,34 @@ class LogPass:
         """Bytes above nodeBudget now (0 without a budget)."""
         return self._excess(await self._snapshot())
 
-    def _reason(self, tree: LogTree, need: int) -> LogReason:
-        return LogReason.NODE_BUDGET if self._excess(tree) >= need else LogReason.LOG_FS_PRESSURE
-
-    async def reclaim(self, need: int) -> list[LogAction]:
-        """Free `need` bytes (and the budget's excess) from files no container writes, oldest first."""
-
-        def plan(tree: LogTree) -> list[LogAction]:
-            n = max(need, self._excess(tree))
-            if n <= 0:
-                return []
-            reason = self._reason(tree, n)
-            return plan_log_reclaim(tree, n, reason, self.clock(), planned=self._pending, settings=self.settings)
-
-        actions = await self._step(plan)
-        self.report.reclaim += actions
-        return actions
-
-    async def reclaim_live(self, need: int) -> list[LogAction]:
-        """Free `need` bytes (and the budget's excess) when files no container writes are not enough.
-
-        Like journald's vacuum (rotate the active file, then remove archived files oldest first): first the
-        files no container writes, on a fresh snapshot (the rotator may have rotated more since `reclaim`); only
-        for what those cannot cover are the largest live files rotated, and what they held goes with the
-        others, oldest first (`plan_log_reclaim`: running containers' tails last). So the
-        newest lines go last: a running container keeps its newest lines while any older file is left on the
-        node, and what is left of each container is one unbroken run of its lines (rotating a live file away
-        while its older rotated files stay would cut a hole in them). A dry run predicts the rotated files as
-        removed.
-        """
-        before = self.freed
+    async def reclaim(self, need: int = 0) -> list[LogAction]:
+        """What logs give up beyond their per-container rules: first the node budget's excess (the logs' own
+        rule: files no container writes, then exited containers' logs, then live files rotated away, fairly per
+        pod), then `need` more bytes for log-fs pressure from files no container writes alone (never a file the
+        runtime names as a container's log). See `plan_log_reclaim`. The caller asks `need` only for a log file
+        system that logs alone fill (`NodeEngine`): logs never pay for pressure other data caused."""
 
         def plan(tree: LogTree) -> list[LogAction]:
-            n = max(need, self._excess(tree))
-            if n <= 0:
-                return []
-            reason = self._reason(tree, n)
-            removals = plan_log_reclaim(tree, n, reason, self.clock(), planned=self._pending, settings=self.settings)
-            rest = n - freed_by(removals)
-            planned = [*self._pending, *removals]
-            return removals + plan_live_reclaim(tree, rest, reason, planned=planned, discard=self.dry_run)
+            now = self.clock()
+            excess = self._excess(tree)
+            actions = plan_log_reclaim(
+                tree, excess, LogReason.NODE_BUDGET, now, planned=self._pending, settings=self.settings
+            )
+            rest = need - freed_by(actions)
+            actions += plan_log_reclaim(
+                tree,
+                rest,
+                LogReason.LOG_FS_PRESSURE,
+                now,
+                planned=[*self._pending, *actions],
+                settings=self.settings,
+            )
+            return actions
 
         step = await self._step(plan)
-        live = [a for a in step if a.kind is LogActionKind.ROTATE]
         self.report.reclaim += [a for a in step if a.kind is not LogActionKind.ROTATE]
-        self.report.live += live
-        if not live or self.dry_run:
-            return step
-        return step + await self.reclaim(need - (self.freed - before))
+        self.report.live += [a for a in step if a.kind is LogActionKind.ROTATE]
+        return step
 
     async def total_bytes(self) -> int:
         """What the pod log tree takes now (predicted, in a dry run)."""
@@ -245,6 +225,5 @@ class LogPass:
         """All the steps; `pressure_need`: bytes the log file system has to lose (beyond what the rules free)."""
         await self.rules()
         await self.reclaim(pressure_need - self.freed)
-        await self.reclaim_live(pressure_need - self.freed)
         await self.extra()
         return self.report

@@ -275,6 +275,7 @@ class LogPaths:
     def __init__(self, host_root: Path = Path("/")) -> None:
         self.host_root = host_root
         self._paths: dict[str, str] = {}
+        self.unresolved: set[str] = set()  # containers whose ContainerStatus failed at the last update
 
     def host_path(self, runtime_path: str) -> str:
         """A path the runtime reports (on the host), as this process sees it."""
@@ -289,12 +290,15 @@ class LogPaths:
             del self._paths[cid]
         new = sorted(listed - self._paths.keys())
         statuses = await asyncio.gather(*(cri.container_status(cid) for cid in new), return_exceptions=True)
+        self.unresolved = set()
         for cid, status in zip(new, statuses, strict=True):
             if isinstance(status, CriContainerStatus):
                 self._paths[cid] = self.host_path(status.log_path) if status.log_path else ""
             elif not isinstance(status, NotFoundError | RuntimeClientError):
                 raise status  # a bug, not the runtime's answer
-            # NotFound: gone meanwhile; other runtime errors: asked again next time
+            elif not isinstance(status, NotFoundError):
+                self.unresolved.add(cid)  # asked again next time; meanwhile its log file is not known as live
+            # NotFound: gone meanwhile
         return {cid: path for cid, path in self._paths.items() if path}
 
 
