@@ -17,7 +17,7 @@ import time
 from node_janitor.collector import SnapshotUsageCache
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.engine import NodeEngine
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 
 MiB = 1 << 20
 

@@ -29,9 +29,9 @@ from node_janitor.collector import collect_inventory
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime
 from node_janitor.planner import SELECTIONS, ActionKind
 from node_janitor.prune import prune
+from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane, find_binaries
 from testbed.node import KubeletSettings, KubeNode
 

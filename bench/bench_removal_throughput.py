@@ -24,8 +24,8 @@ from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
-from node_janitor.node import open_runtime
 from node_janitor.prune import prune
+from node_janitor.runtime import open_runtime
 
 POLICY = CleanupPolicy.from_yaml(
     "apiVersion: nodejanitor.io/v1alpha1\nkind: CleanupPolicy\nmetadata: {name: bench}\n"

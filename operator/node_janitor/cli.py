@@ -290,8 +290,8 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.node import open_runtime
     from node_janitor.render import render_disk_report
+    from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
 
@@ -310,8 +310,8 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.node import open_runtime
     from node_janitor.prune import render_prune
+    from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
 

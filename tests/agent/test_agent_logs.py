@@ -8,7 +8,7 @@ import pytest
 from agent.harness import AgentFactory, apply_nodecleanup, build_images, status, wait_for
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]

@@ -34,7 +34,7 @@ from agent.harness import (
 )
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 from testbed.delay_proxy import DelayingProxy
 from testbed.kube import ControlPlane
 

@@ -29,7 +29,7 @@ from agent.harness import (
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.containerd import PAUSE_IMAGE
 from node_janitor.devbed.pods import remove_all_pods
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]

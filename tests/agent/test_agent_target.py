@@ -24,7 +24,7 @@ from agent.harness import (
 from logs.realbed import check_numbered, stdout_messages
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from node_janitor.cli import main
+from node_janitor.collector import CollectOptions, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime, take_inventory
+from node_janitor.runtime import open_runtime
 from node_janitor.usage import build_disk_report
 
 pytestmark = pytest.mark.containerd
@@ -52,7 +53,9 @@ async def test_df_is_exact_against_the_file_system(containerd_bed: ContainerdBed
         # A plain containerd container (as ctr or nerdctl makes): CRI does not list it, it still uses its image.
         await containerd.create_container("plain-cli", "example.com/cli:v1")
 
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         report = build_disk_report(inventory, datetime.now(UTC))
         details = {d.id: d for d in report.images}
         rows = report.rows
@@ -87,7 +90,10 @@ async def test_df_is_exact_against_the_file_system(containerd_bed: ContainerdBed
         _close(used_before - bed.usage().used, predicted, "images reclaimable")
         # What active images share with removed ones is still there: web and job still have their base.
         after = build_disk_report(
-            await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir), datetime.now(UTC)
+            await collect_inventory(
+                cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            ),
+            datetime.now(UTC),
         )
         assert after.rows["images"].reclaimable == 0
         assert {d.id for d in after.images} >= {web.id, job.id, cli.id}

@@ -15,8 +15,8 @@ from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, wait_for_state
 from node_janitor.engine import NodeEngine, runtime_trees
-from node_janitor.node import open_runtime
 from node_janitor.prune import render_prune
+from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd
 DAY = 86400

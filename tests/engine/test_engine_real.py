@@ -20,9 +20,8 @@ from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, 
 from node_janitor.engine import NodeEngine
 from node_janitor.executor import Outcome
 from node_janitor.logs import LogActionResult
-from node_janitor.node import open_runtime
 from node_janitor.planner import ActionKind
-from node_janitor.runtime import ContainerdClient, CriClient
+from node_janitor.runtime import ContainerdClient, CriClient, open_runtime
 from node_janitor.state import LastUsedStore
 
 pytestmark = pytest.mark.containerd

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.enginebed import execute
+from node_janitor.collector import CollectOptions, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.executor import ActionResult, Outcome
-from node_janitor.node import open_runtime, take_inventory
 from node_janitor.planner import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
-from node_janitor.runtime import CriClient
+from node_janitor.runtime import CriClient, open_runtime
 from testbed.poll import async_wait_for
 
 pytestmark = pytest.mark.containerd
@@ -27,7 +27,9 @@ async def test_an_image_that_became_used_after_planning_is_skipped(containerd_be
     idle = b.build("example.com/idle:v1", [b.busybox_layer(), Layer.random(2 * MiB, "idle")])
     bed.import_images([late, idle])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         settings = PlanSettings(min_age=timedelta(0))
         plan = plan_cleanup(inventory, settings, datetime.now(UTC), target=Target(bytes=1 << 40))
         assert {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE} == {late.id, idle.id}
@@ -53,7 +55,9 @@ async def test_one_failed_action_does_not_stop_the_run(containerd_bed: Container
     idle = b.build("example.com/idle2:v1", [b.busybox_layer(), Layer.random(3 * MiB, "idle2")])
     bed.import_images([idle])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan = Plan(
             actions=(
                 Action(ActionKind.DELETE_CONTENT, "not-a-digest", Reason.ORPHAN, 10),  # containerd refuses it
@@ -77,7 +81,9 @@ async def test_the_last_recheck_compares_normalised_names(containerd_bed: Contai
     app = b.build("docker.io/library/app:v2", [b.busybox_layer(), Layer.random(1 * MiB, "short")])
     bed.import_images([app])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
         assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
         await containerd.create_container("short-name-user", "app:v2")
@@ -95,7 +101,9 @@ async def test_a_kept_name_given_since_planning_keeps_the_image(containerd_bed: 
     app = b.build("example.com/retag:v1", [b.busybox_layer(), Layer.random(1 * MiB, "retag")])
     bed.import_images([app])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         settings = PlanSettings(min_age=timedelta(0), keep=("example.com/platform/*",))
         plan = plan_cleanup(inventory, settings, datetime.now(UTC), target=Target(1 << 40))
         assert app.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
@@ -118,7 +126,9 @@ async def test_a_tag_pulled_again_since_planning_keeps_its_new_image(containerd_
     new = b.build("example.com/moved:latest", [b.busybox_layer(), Layer.random(1 * MiB, "moved-new")])
     bed.import_images([old])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         assert "example.com/moved:latest" in inventory.image_by_id()[old.id].names
         plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
         assert old.id in {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
@@ -155,7 +165,9 @@ async def test_a_multi_platform_image_is_one_image_under_the_id_cri_reports(cont
         c = await start_container(cri, pod, "multi", multi.name, "sleep 3600")
         await wait_for_state(cri, c.id, "RUNNING")
 
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan = plan_cleanup(inventory, PlanSettings(min_age=timedelta(0)), datetime.now(UTC), target=Target(1 << 40))
         await execute(cri, containerd, plan, inventory)
         assert (await containerd.get_image("example.com/multi:v1")).target.digest == multi.manifest_digest
@@ -175,7 +187,9 @@ async def test_a_layer_a_pull_leased_since_planning_is_not_discarded(containerd_
     app = b.build("example.com/discard-late:v1", [b.busybox_layer(), own])
     bed.import_images([app])
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan = plan_cleanup(inventory, PlanSettings(discard_unpacked_layers=True), datetime.now(UTC))
         assert own.digest in {a.id for a in plan.actions if a.kind is ActionKind.DISCARD_LAYER}
         pull = await containerd.create_lease("late-pull", expire=timedelta(hours=1))
@@ -190,7 +204,9 @@ async def test_a_lease_that_is_not_expired_any_more_is_kept(containerd_bed: Cont
     """containerd has no lease update: a lease of the same ID made again since planning is someone's new one."""
     bed = containerd_bed
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         # Planned while "reused" was expired (containerd may collect an expired lease at any moment, so the plan
         # is written out rather than waited for); by execution, a new lease of that ID exists.
         plan = Plan(
@@ -221,7 +237,9 @@ async def test_image_removals_overlap_but_keep_the_plans_order(containerd_bed: C
         pod = await run_pod(cri, bed.pod_log_dir, "overlap")
         done = await start_container(cri, pod, "done", used.name, "true")
         await wait_for_state(cri, done.id, "EXITED")
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
 
         def remove(image_id: str) -> Action:
             return Action(ActionKind.REMOVE_IMAGE, image_id, Reason.LEAST_RECENTLY_USED, MiB)
@@ -261,7 +279,9 @@ async def test_image_removals_overlap_but_keep_the_plans_order(containerd_bed: C
 
 async def test_image_concurrency_must_be_positive(containerd_bed: ContainerdBed) -> None:
     async with open_runtime(containerd_bed.address, containerd_bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, containerd_bed.namespace, containerd_bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=containerd_bed.namespace, pod_log_dir=containerd_bed.pod_log_dir)
+        )
         with pytest.raises(ValueError, match="at least 1"):
             await execute(cri, containerd, Plan(actions=(), target=Target()), inventory, image_concurrency=0)
 
@@ -302,7 +322,9 @@ async def test_a_run_asked_to_stop_finishes_what_is_in_flight_and_starts_nothing
     bed = containerd_bed
     images = _small_images(bed, "stop", 12)
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan, sent = _removals_recorded(cri, images)
         notified: list[str] = []
 
@@ -328,7 +350,9 @@ async def test_should_stop_is_asked_before_each_send_and_stops_at_once(container
     bed = containerd_bed
     images = _small_images(bed, "halt", 10)
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         plan, sent = _removals_recorded(cri, images)
         result = await execute(
             cri, containerd, plan, inventory, image_concurrency=4, should_stop=lambda: len(sent) >= 3

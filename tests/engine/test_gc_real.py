@@ -17,9 +17,8 @@ from node_janitor.devbed.images import chain_ids
 from node_janitor.engine import NodeEngine
 from node_janitor.executor import Outcome
 from node_janitor.inventory import content_node, snapshot_node
-from node_janitor.node import open_runtime
 from node_janitor.planner import ActionKind, PlanSettings, plan_cleanup
-from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError
+from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError, open_runtime
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

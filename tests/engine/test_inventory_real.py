@@ -13,8 +13,7 @@ from node_janitor.api.policy import PolicyRules
 from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.engine import NodeEngine
-from node_janitor.node import open_runtime
-from node_janitor.runtime import ContainerdClient, RuntimeClientError, SnapshotUsage
+from node_janitor.runtime import ContainerdClient, RuntimeClientError, SnapshotUsage, open_runtime
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

@@ -7,9 +7,9 @@ import pytest
 from engine.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.engine import NodeEngine
-from node_janitor.node import open_runtime
 from node_janitor.planner import ActionKind
 from node_janitor.render import render_disk_report
+from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

@@ -15,8 +15,7 @@ import yaml
 from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime
-from node_janitor.runtime import NotFoundError
+from node_janitor.runtime import NotFoundError, open_runtime
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

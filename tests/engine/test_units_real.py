@@ -9,7 +9,7 @@ import pytest
 
 from node_janitor.devbed import ContainerdBed
 from node_janitor.engine import NodeEngine
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd
 

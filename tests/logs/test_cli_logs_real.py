@@ -22,7 +22,7 @@ from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.logs import LogFileKind, parse_log_name, rotated_name
-from node_janitor.node import open_runtime
+from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd
 KiB, MiB = 1 << 10, 1 << 20

@@ -14,12 +14,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from node_janitor.api import CleanupPolicy
+from node_janitor.collector import CollectOptions, collect_inventory
 from node_janitor.devbed.containerd import ContainerdBed, DevbedError
 from node_janitor.devbed.images import Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node import open_runtime, take_inventory
 from node_janitor.prune import prune, render_prune
 from node_janitor.render import render_disk_report
+from node_janitor.runtime import open_runtime
 from node_janitor.usage import build_disk_report
 
 MiB = 1 << 20
@@ -107,7 +108,9 @@ async def _demo(bed: ContainerdBed, echo: Callable[[str], None]) -> None:
         echo(f"Filled the disk to {bed.usage().used_percent:.0f}% (policy: high 70%, low 50%)\n")
 
         echo("$ node-janitor df -v")
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         now = datetime.now(UTC)
         echo(render_disk_report(build_disk_report(inventory, now), now, verbose=True))
 
@@ -120,7 +123,9 @@ async def _demo(bed: ContainerdBed, echo: Callable[[str], None]) -> None:
             echo(render_prune(report))
 
         echo("\n$ node-janitor df")
-        inventory = await take_inventory(cri, containerd, bed.namespace, bed.pod_log_dir)
+        inventory = await collect_inventory(
+            cri, containerd, CollectOptions(namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        )
         now = datetime.now(UTC)
         echo(render_disk_report(build_disk_report(inventory, now), now))
         await remove_all_pods(cri)

@@ -2,7 +2,8 @@
 
 Our own subset of the upstream `.proto` files lives in `protos/`, the stubs generated from them by
 `hack/gen-protos.py` in `gen/`; only this package sees generated types. Everything public is re-exported
-here: `CriClient`, `ContainerdClient`, the records they return and the errors they raise.
+here: `CriClient`, `ContainerdClient`, `open_runtime` (both clients on one socket), the records they return
+and the errors they raise.
 """
 
 from node_janitor.runtime.containerd import (
@@ -20,6 +21,7 @@ from node_janitor.runtime.errors import (
     RuntimeUnavailableError,
     RuntimeVersionError,
 )
+from node_janitor.runtime.open import open_runtime
 from node_janitor.runtime.records import (
     BlobInfo,
     ContainerdVersion,
@@ -90,4 +92,5 @@ __all__ = [
     "SnapshotInfo",
     "SnapshotKind",
     "SnapshotUsage",
+    "open_runtime",
 ]
