@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from node_janitor.api.refs import is_image_id, normalize_all, normalize_or_none
 from node_janitor.inventory import (
     GC_EXPIRE,
     GC_REF_CONTENT,
@@ -31,7 +32,6 @@ from node_janitor.inventory import (
     parse_rfc3339,
 )
 from node_janitor.logs import LogPaths, scan_log_tree
-from node_janitor.refs import is_image_id, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
     BlobInfo,

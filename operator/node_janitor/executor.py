@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from node_janitor.api.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
 from node_janitor.planner import Action, ActionKind, Plan, Reason
-from node_janitor.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
     BlobInfo,

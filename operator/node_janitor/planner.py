@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from node_janitor.api.policy import PolicyRules
+from node_janitor.api.refs import matches_pattern, normalize_all
 from node_janitor.inventory import (
     ImageEntry,
     Inventory,
@@ -23,7 +24,6 @@ from node_janitor.inventory import (
     content_node,
     snapshot_node,
 )
-from node_janitor.refs import matches_pattern, normalize_all
 
 UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
 LEAST_RECENTLY_USED = "LeastRecentlyUsed"

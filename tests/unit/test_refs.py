@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node_janitor import refs
+from node_janitor.api import refs
 
 ID = "sha256:" + "ab" * 32
 DIGEST = "sha256:" + "cd" * 32

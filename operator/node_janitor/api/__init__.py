@@ -1,5 +1,6 @@
 """The node-janitor API (nodejanitor.io/v1alpha1): pydantic models of CleanupPolicy and NodeCleanup, the
-single source of truth for the engine, the operator and the CRDs generated from them (`api.crd`)."""
+single source of truth for the engine, the operator and the CRDs generated from them (`api.crd`); image
+reference normalisation (`api.refs`), units, durations, cron."""
 
 from node_janitor.api.meta import (
     API_VERSION,

@@ -15,7 +15,7 @@ from typing import Any
 from node_janitor.api import CleanupPolicy, CleanupPolicyStatus, ManifestError, NodeCleanupSpec, NodeCleanupStatus
 from node_janitor.api.meta import LabelSelector, _plain
 from node_janitor.api.policy import PolicyRules
-from node_janitor.refs import normalize_all
+from node_janitor.api.refs import normalize_all
 
 __all__ = ["CleanupView", "NodeView", "PolicyView", "build_cleanup_view", "build_node_view", "build_policy_view"]
 

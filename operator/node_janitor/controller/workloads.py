@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from node_janitor.refs import normalize_all
+from node_janitor.api.refs import normalize_all
 
 __all__ = ["WORKLOAD_KINDS", "WorkloadKind", "compute_workload_images"]
 
