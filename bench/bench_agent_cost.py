@@ -29,10 +29,10 @@ from realbed import REPO, MiB, workdir
 
 from agent.harness import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
-from node_janitor.logs.actions import LogSettings
-from node_janitor.logs.sweep import plan_log_rules
-from node_janitor.logs.tree import scan_log_tree
-from node_janitor.planner import PlanSettings
+from node_janitor.node.logs.actions import LogSettings
+from node_janitor.node.logs.sweep import plan_log_rules
+from node_janitor.node.logs.tree import scan_log_tree
+from node_janitor.node.plan import PlanSettings
 from testbed.kube import ControlPlane, find_binaries
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -14,9 +14,9 @@ import asyncio
 import statistics
 import time
 
-from node_janitor.collector import SnapshotUsageCache
 from node_janitor.devbed import ContainerdBed, Layer
-from node_janitor.engine import NodeEngine
+from node_janitor.node.collect import SnapshotUsageCache
+from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import open_runtime
 
 MiB = 1 << 20

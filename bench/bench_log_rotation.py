@@ -33,7 +33,7 @@ from logs.realbed import (  # noqa: E402
 )
 from node_janitor.api.policy import LogsPolicy  # noqa: E402
 from node_janitor.devbed import ContainerdBed, ImageBuilder  # noqa: E402
-from node_janitor.logs import LogRotator  # noqa: E402
+from node_janitor.node.logs import LogRotator  # noqa: E402
 
 
 async def measure(args: argparse.Namespace) -> None:

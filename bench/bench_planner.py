@@ -14,9 +14,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from node_janitor.inventory import BlobEntry, ContainerEntry, FileSystemEntry, ImageEntry, Inventory, SnapshotEntry
-from node_janitor.planner import LEAST_RECENTLY_USED, SELECTIONS, Plan, PlanSettings, plan_cleanup
-from node_janitor.usage import build_disk_report
+from node_janitor.node.inventory import BlobEntry, ContainerEntry, FileSystemEntry, ImageEntry, Inventory, SnapshotEntry
+from node_janitor.node.plan import LEAST_RECENTLY_USED, SELECTIONS, Plan, PlanSettings, plan_cleanup
+from node_janitor.node.usage import build_disk_report
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SNAP = "containerd.io/gc.ref.snapshot.overlayfs"

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from bench_planner import NOW, build_inventory
 from kubelet_rule import kubelet_gc_pass, kubelet_view, remove_images
 
-from node_janitor.inventory import Inventory
-from node_janitor.planner import FEWEST_IMAGES, LEAST_RECENTLY_USED, ActionKind, PlanSettings, plan_cleanup
+from node_janitor.node.inventory import Inventory
+from node_janitor.node.plan import FEWEST_IMAGES, LEAST_RECENTLY_USED, ActionKind, PlanSettings, plan_cleanup
 
 SHAPES: dict[str, dict[str, object]] = {
     # a few big shared bases (language runtimes), small app layers on top: the case dedup is for

@@ -25,11 +25,11 @@ from realbed import REPO, MiB, bound_pod, shared_base_images, unique_content, wa
 
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
-from node_janitor.collector import collect_inventory
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.planner import SELECTIONS, ActionKind
+from node_janitor.node.collect import collect_inventory
+from node_janitor.node.plan import SELECTIONS, ActionKind
 from node_janitor.prune import prune
 from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane, find_binaries

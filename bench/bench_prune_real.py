@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
-from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.planner import PlanSettings, plan_cleanup, plan_target
+from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory
+from node_janitor.node.plan import PlanSettings, plan_cleanup, plan_target
 from node_janitor.prune import prune
 from node_janitor.runtime import open_runtime
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from node_janitor.inventory import Inventory, ReferenceCounts, all_roots, content_node, snapshot_node
+from node_janitor.node.inventory import Inventory, ReferenceCounts, all_roots, content_node, snapshot_node
 
 ZERO_TIME = datetime.min  # Go's zero time.Time: before every real time
 

@@ -19,7 +19,7 @@ from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, 
 
 if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
-    from node_janitor.engine import NodeEngine
+    from node_janitor.node.engine import NodeEngine
     from node_janitor.runtime import ContainerdClient, CriClient
 
 EXIT_OK = 0
@@ -270,9 +270,9 @@ def _load_policy(path: str | None) -> CleanupPolicy:
 
 def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient) -> NodeEngine:
     """The node's engine as the runtime flags describe it (`df`, `prune`)."""
-    from node_janitor.engine import NodeEngine
-    from node_janitor.logs import RunLock
-    from node_janitor.state import LastUsedStore
+    from node_janitor.node.engine import NodeEngine
+    from node_janitor.node.last_used import LastUsedStore
+    from node_janitor.node.logs import RunLock
 
     state_file = getattr(args, "state_file", None)
     run_lock = None

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from node_janitor.api.policy import PolicyRules
 from node_janitor.api.units import format_bytes
-from node_janitor.engine import NodeEngine, ProtectedImages, PruneReport
-from node_janitor.executor import ActionResult
-from node_janitor.logs import LogActionKind, LogActionResult
-from node_janitor.planner import Plan
+from node_janitor.node.engine import NodeEngine, ProtectedImages, PruneReport
+from node_janitor.node.execute import ActionResult
+from node_janitor.node.last_used import LastUsedStore
+from node_janitor.node.logs import LogActionKind, LogActionResult
+from node_janitor.node.plan import Plan
 from node_janitor.runtime import ContainerdClient, CriClient
-from node_janitor.state import LastUsedStore
 
 __all__ = ["PruneReport", "prune", "render_prune"]
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from node_janitor.api.units import format_bytes
-from node_janitor.usage import DiskReport
+from node_janitor.node.usage import DiskReport
 
 ROW_LABELS = {
     "images": "Images",

@@ -28,7 +28,7 @@ from agent.harness import (
 )
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.executor import IMAGE_CONCURRENCY
+from node_janitor.node.execute import IMAGE_CONCURRENCY
 from node_janitor.runtime import open_runtime
 from testbed.delay_proxy import DelayingProxy
 from testbed.inotify import OnDelete

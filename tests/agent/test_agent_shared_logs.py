@@ -20,10 +20,10 @@ from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.logs import LogActionKind, LogActionResult
+from node_janitor.node.last_used import LastUsedStore
+from node_janitor.node.logs import LogActionKind, LogActionResult
 from node_janitor.runtime import open_runtime
 from node_janitor.runtime.records import CriContainerStatus
-from node_janitor.state import LastUsedStore
 
 pytestmark = pytest.mark.containerd
 KiB = 1 << 10

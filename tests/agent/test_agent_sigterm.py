@@ -15,7 +15,7 @@ import pytest
 
 from agent.harness import AgentFactory, MiB, apply_nodecleanup, build_images, image_ids, status, wait_for
 from node_janitor.devbed import ContainerdBed
-from node_janitor.executor import IMAGE_CONCURRENCY
+from node_janitor.node.execute import IMAGE_CONCURRENCY
 from testbed.inotify import OnDelete
 from testbed.kube import ControlPlane
 

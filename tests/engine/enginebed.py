@@ -6,11 +6,11 @@ from typing import Any
 
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.policy import PolicyRules
-from node_janitor.collector import statvfs_entry
 from node_janitor.devbed import ContainerdBed, OciImage
-from node_janitor.executor import ExecutionResult, Executor
-from node_janitor.inventory import Inventory
-from node_janitor.planner import Plan
+from node_janitor.node.collect import statvfs_entry
+from node_janitor.node.execute import ExecutionResult, Executor
+from node_janitor.node.inventory import Inventory
+from node_janitor.node.plan import Plan
 from node_janitor.runtime import ContainerdClient, CriClient
 
 # Every unused image older than 0 s goes, whatever the disk: what protects an image is all that keeps it.

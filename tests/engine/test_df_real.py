@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 import pytest
 
 from node_janitor.cli import main
-from node_janitor.collector import CollectOptions, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.node.collect import CollectOptions, collect_inventory
+from node_janitor.node.usage import build_disk_report
 from node_janitor.runtime import open_runtime
-from node_janitor.usage import build_disk_report
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

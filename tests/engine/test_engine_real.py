@@ -17,12 +17,12 @@ import pytest
 from engine.enginebed import REMOVE_ALL_UNUSED, rules
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.engine import NodeEngine
-from node_janitor.executor import Outcome
-from node_janitor.logs import LogActionResult
-from node_janitor.planner import ActionKind
+from node_janitor.node.engine import NodeEngine
+from node_janitor.node.execute import Outcome
+from node_janitor.node.last_used import LastUsedStore
+from node_janitor.node.logs import LogActionResult
+from node_janitor.node.plan import ActionKind
 from node_janitor.runtime import ContainerdClient, CriClient, open_runtime
-from node_janitor.state import LastUsedStore
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

@@ -14,10 +14,10 @@ from engine.enginebed import execute
 from node_janitor.api.policy import PolicyRules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.images import chain_ids
-from node_janitor.engine import NodeEngine
-from node_janitor.executor import Outcome
-from node_janitor.inventory import content_node, snapshot_node
-from node_janitor.planner import ActionKind, PlanSettings, plan_cleanup
+from node_janitor.node.engine import NodeEngine
+from node_janitor.node.execute import Outcome
+from node_janitor.node.inventory import content_node, snapshot_node
+from node_janitor.node.plan import ActionKind, PlanSettings, plan_cleanup
 from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError, open_runtime
 
 pytestmark = pytest.mark.containerd

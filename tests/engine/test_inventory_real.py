@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from node_janitor.api.policy import PolicyRules
-from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory
 from node_janitor.devbed import ContainerdBed, Layer
-from node_janitor.engine import NodeEngine
+from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory
+from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import ContainerdClient, RuntimeClientError, SnapshotUsage, open_runtime
 
 pytestmark = pytest.mark.containerd

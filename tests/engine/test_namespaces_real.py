@@ -6,8 +6,8 @@ import pytest
 
 from engine.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 from node_janitor.devbed import ContainerdBed, Layer
-from node_janitor.engine import NodeEngine
-from node_janitor.planner import ActionKind
+from node_janitor.node.engine import NodeEngine
+from node_janitor.node.plan import ActionKind
 from node_janitor.render import render_disk_report
 from node_janitor.runtime import open_runtime
 
@@ -47,7 +47,7 @@ async def test_blobs_another_namespace_keeps_are_not_promised(containerd_bed: Co
 async def test_a_layer_another_namespace_keeps_is_not_discarded(containerd_bed: ContainerdBed) -> None:
     from datetime import UTC, datetime
 
-    from node_janitor.planner import PlanSettings, plan_cleanup
+    from node_janitor.node.plan import PlanSettings, plan_cleanup
 
     bed = containerd_bed
     b = bed.builder

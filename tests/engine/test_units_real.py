@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from node_janitor.devbed import ContainerdBed
-from node_janitor.engine import NodeEngine
+from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd

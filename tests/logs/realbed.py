@@ -15,7 +15,7 @@ from pathlib import Path
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import RunningPod, remove_all_pods, run_pod, start_container
-from node_janitor.logs import LogActionResult, LogFileKind, LogRotator, parse_log_name
+from node_janitor.node.logs import LogActionResult, LogFileKind, LogRotator, parse_log_name
 from node_janitor.runtime import ContainerSpec, CriClient, CriContainer, CriContainerStatus, CriSandbox, open_runtime
 
 # A busybox shell loop printing 0, 1, 2... as fast as it can (TESTBED.md: 6-13 MB/s of CRI log, unloaded).

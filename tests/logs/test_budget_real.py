@@ -15,7 +15,7 @@ from logs.realbed import NUMBERED_LINES, RecordingCri, check_numbered, ordered_l
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.logs import LogActionResult, LogPass, LogRotator, LogSettings
+from node_janitor.node.logs import LogActionResult, LogPass, LogRotator, LogSettings
 from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd

@@ -21,7 +21,7 @@ from logs.realbed import check_numbered, ordered_log_files, stdout_messages, wri
 from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.logs import LogFileKind, parse_log_name, rotated_name
+from node_janitor.node.logs import LogFileKind, parse_log_name, rotated_name
 from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd

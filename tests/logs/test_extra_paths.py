@@ -17,8 +17,8 @@ import pytest
 from logs.fakes import FakeCri
 from node_janitor.api import CleanupPolicy, ManifestError
 from node_janitor.api.policy import ExtraLogPath
-from node_janitor.executor import Outcome
-from node_janitor.logs import LogJanitor, LogPass, LogSettings, plan_extra_paths, walk_extra_paths
+from node_janitor.node.execute import Outcome
+from node_janitor.node.logs import LogJanitor, LogPass, LogSettings, plan_extra_paths, walk_extra_paths
 
 
 def _rule(glob: str, **limits: str) -> ExtraLogPath:

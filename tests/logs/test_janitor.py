@@ -15,8 +15,8 @@ import pytest
 
 from logs.fakes import T0, FakeClock, FakeCri, fake_uid
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.executor import Outcome
-from node_janitor.logs import (
+from node_janitor.node.execute import Outcome
+from node_janitor.node.logs import (
     LogAction,
     LogActionKind,
     LogFileKind,
@@ -30,7 +30,7 @@ from node_janitor.logs import (
     remove_pod_log_dir,
     scan_log_tree,
 )
-from node_janitor.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
+from node_janitor.node.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
 from node_janitor.runtime import CriContainerStatus, RuntimeClientError
 
 KiB = 1 << 10

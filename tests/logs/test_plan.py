@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from node_janitor.api.policy import ExtraLogPath, LogsPolicy
-from node_janitor.inventory import LogFileEntry
-from node_janitor.logs import (
+from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.logs import (
     ExtraLogFile,
     LogActionKind,
     LogFileKind,

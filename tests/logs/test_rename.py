@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node_janitor.logs import rotation
-from node_janitor.logs.rotation import rename_noreplace
+from node_janitor.node.logs import rotation
+from node_janitor.node.logs.rotation import rename_noreplace
 from testbed.inotify import DirectoryEvents
 
 

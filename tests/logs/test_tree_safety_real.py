@@ -19,7 +19,7 @@ from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy, _writ
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.logs import LogPass, LogRotator, LogSettings
+from node_janitor.node.logs import LogPass, LogRotator, LogSettings
 from node_janitor.runtime import open_runtime
 
 pytestmark = pytest.mark.containerd

@@ -10,7 +10,7 @@ from typing import Any
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.store import AgentStore
 from node_janitor.api.policy import LogsPolicy, PolicyRules
-from node_janitor.engine import policy_halt
+from node_janitor.node.engine import policy_halt
 
 NODE = "node-a"
 

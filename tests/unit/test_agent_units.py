@@ -14,8 +14,8 @@ from node_janitor.agent.store import AgentStore, write_atomically
 from node_janitor.agent.triggers import RunQueue, above, pressure_rules
 from node_janitor.api.nodecleanup import NodeCleanupStatus
 from node_janitor.api.policy import PolicyRules, Thresholds
-from node_janitor.inventory import FileSystemEntry, Inventory
-from node_janitor.planner import PlanSettings, plan_target
+from node_janitor.node.inventory import FileSystemEntry, Inventory
+from node_janitor.node.plan import PlanSettings, plan_target
 from testbed.poll import async_wait_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -13,7 +13,7 @@ from bench_planner import NOW, build_inventory
 from bench_precision import remembered_use, run_janitor, run_kubelet
 from kubelet_rule import KubeletImage, kubelet_gc_pass, remove_images
 
-from node_janitor.planner import FEWEST_IMAGES, LEAST_RECENTLY_USED
+from node_janitor.node.plan import FEWEST_IMAGES, LEAST_RECENTLY_USED
 
 H = timedelta(hours=1)
 MIN_AGE = timedelta(minutes=2)

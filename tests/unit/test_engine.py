@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.api.policy import PolicyRules
-from node_janitor.engine import NodeEngine, protected_now
+from node_janitor.node.engine import NodeEngine, protected_now
+from node_janitor.node.last_used import LastUsedStore
 from node_janitor.prune import render_prune
-from node_janitor.state import LastUsedStore
 
 
 class Untouchable:
@@ -42,7 +42,7 @@ def test_a_pod_log_directory_is_a_file_system_of_its_own_only_at_the_top_of_one(
     """Logs pay for a file system's pressure only when it is theirs: the pod log directory is where a file system
     is mounted from its top (a disk for the logs), not a directory of a larger one, nor the DaemonSet's bind mount
     of such a directory (mountinfo's root field is then the directory's path in the node's root disk)."""
-    from node_janitor.engine import is_file_system_root
+    from node_janitor.node.engine import is_file_system_root
 
     mountinfo = "\n".join(
         [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     BlobEntry,
     ContainerEntry,
     ImageEntry,

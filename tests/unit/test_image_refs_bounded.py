@@ -13,7 +13,7 @@ from node_janitor.api.nodecleanup import MAX_IMAGE_REFS, NodeCleanupStatus
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
 from node_janitor.controller.views import build_cleanup_view
-from node_janitor.usage import ImageUsage
+from node_janitor.node.usage import ImageUsage
 from unit.test_controller import DictState, cleanup_body, node_view, policy_view
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     BlobEntry,
     ContainerEntry,
     FileSystemEntry,
@@ -20,7 +20,7 @@ from node_janitor.inventory import (
     LeaseEntry,
     SnapshotEntry,
 )
-from node_janitor.planner import (
+from node_janitor.node.plan import (
     FEWEST_IMAGES,
     LEAST_RECENTLY_USED,
     SELECTIONS,

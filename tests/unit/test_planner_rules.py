@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from node_janitor.inventory import BlobEntry, ContainerEntry, ImageEntry, Inventory, LeaseEntry, SnapshotEntry
-from node_janitor.planner import ActionKind, PlanSettings, Reason, Target, plan_cleanup
+from node_janitor.node.inventory import BlobEntry, ContainerEntry, ImageEntry, Inventory, LeaseEntry, SnapshotEntry
+from node_janitor.node.plan import ActionKind, PlanSettings, Reason, Target, plan_cleanup
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SNAP = "containerd.io/gc.ref.snapshot.overlayfs"

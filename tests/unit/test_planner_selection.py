@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from node_janitor.api import CleanupPolicy
-from node_janitor.inventory import BlobEntry, ContainerEntry, ImageEntry, Inventory, SnapshotEntry
-from node_janitor.planner import FEWEST_IMAGES, ActionKind, PlanSettings, Reason, Target, plan_cleanup
+from node_janitor.node.inventory import BlobEntry, ContainerEntry, ImageEntry, Inventory, SnapshotEntry
+from node_janitor.node.plan import FEWEST_IMAGES, ActionKind, PlanSettings, Reason, Target, plan_cleanup
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SNAP = "containerd.io/gc.ref.snapshot.overlayfs"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node_janitor.inventory import ContainerEntry, ImageEntry, Inventory
-from node_janitor.state import STATE_KIND, LastUsedStore, observe_last_used
+from node_janitor.node.inventory import ContainerEntry, ImageEntry, Inventory
+from node_janitor.node.last_used import STATE_KIND, LastUsedStore, observe_last_used
 
 ID = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from node_janitor.agent.backoff import FIRST_DELAY, MAX_DELAY, TargetBackoff, runtime_fingerprint
-from node_janitor.inventory import FileSystemEntry
+from node_janitor.node.inventory import FileSystemEntry
 
 GiB = 1 << 30
 POLICY = ("rules", 1)

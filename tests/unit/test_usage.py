@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     BlobEntry,
     ContainerEntry,
     ImageEntry,
@@ -12,7 +12,7 @@ from node_janitor.inventory import (
     LeaseEntry,
     SnapshotEntry,
 )
-from node_janitor.usage import build_disk_report
+from node_janitor.node.usage import build_disk_report
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SNAP = "containerd.io/gc.ref.snapshot.overlayfs"

@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
-from node_janitor.engine import NodeEngine
-from node_janitor.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock, RunLock
+from node_janitor.node.engine import NodeEngine
+from node_janitor.node.last_used import LastUsedStore
+from node_janitor.node.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock, RunLock
+from node_janitor.node.usage import DiskReport
 from node_janitor.runtime import ContainerdClient, CriClient
-from node_janitor.state import LastUsedStore
-from node_janitor.usage import DiskReport
 
 log = logging.getLogger("node_janitor.agent")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from node_janitor.inventory import FileSystemEntry
+from node_janitor.node.inventory import FileSystemEntry
 
 USAGE_MOVE = 0.05
 """A file system's used bytes moving by this fraction of its capacity (either way) is a change worth a new run: a

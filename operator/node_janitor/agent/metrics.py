@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from node_janitor.http_endpoint import TEXT, Endpoint, Response, Route
-from node_janitor.inventory import FileSystemEntry
+from node_janitor.node.inventory import FileSystemEntry
 
 log = logging.getLogger(__name__)
 

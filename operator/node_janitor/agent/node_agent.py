@@ -48,14 +48,14 @@ from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.units import format_bytes
-from node_janitor.collector import statvfs_entry
-from node_janitor.engine import NodeEngine, policy_halt
-from node_janitor.executor import ActionResult
 from node_janitor.http_endpoint import Endpoint
-from node_janitor.inventory import FileSystemEntry
-from node_janitor.logs import LogActionResult, LogRotator, RunLock
+from node_janitor.node.collect import statvfs_entry
+from node_janitor.node.engine import NodeEngine, policy_halt
+from node_janitor.node.execute import ActionResult
+from node_janitor.node.inventory import FileSystemEntry
+from node_janitor.node.last_used import LastUsedStore
+from node_janitor.node.logs import LogActionResult, LogRotator, RunLock
 from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, ContainerdClient, CriClient, RuntimeClientError
-from node_janitor.state import LastUsedStore
 
 log = logging.getLogger(__name__)
 

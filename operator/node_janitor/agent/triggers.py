@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.policy import PolicyRules, Thresholds
-from node_janitor.inventory import FileSystemEntry
+from node_janitor.node.inventory import FileSystemEntry
 
 # What lastRun.trigger says when several triggers coalesced into one run: the most specific first.
 TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "schedule", "startup")

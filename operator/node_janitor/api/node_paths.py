@@ -1,6 +1,6 @@
 """Absolute globs over a node's files (`logs.extraPaths`): their syntax, and the trees no glob may reach.
 
-The walk that applies them (`node_janitor.logs.extra_paths`) follows the same rules: components are matched
+The walk that applies them (`node_janitor.node.logs.extra_paths`) follows the same rules: components are matched
 with `fnmatch` (`*`, `?`, `[...]`; a wildcard never matches a leading dot unless the pattern's component starts
 with one, as in `glob`), `**` matches any number of directories, and directory symlinks are never followed.
 """

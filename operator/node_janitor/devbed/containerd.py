@@ -21,9 +21,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from node_janitor.collector import statvfs_entry
 from node_janitor.devbed.images import ImageBuilder, OciImage, write_oci_archive
-from node_janitor.inventory import FileSystemEntry
+from node_janitor.node.collect import statvfs_entry
+from node_janitor.node.inventory import FileSystemEntry
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"
 

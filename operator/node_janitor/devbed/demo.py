@@ -14,14 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from node_janitor.api import CleanupPolicy
-from node_janitor.collector import CollectOptions, collect_inventory
 from node_janitor.devbed.containerd import ContainerdBed, DevbedError
 from node_janitor.devbed.images import Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.node.collect import CollectOptions, collect_inventory
+from node_janitor.node.usage import build_disk_report
 from node_janitor.prune import prune, render_prune
 from node_janitor.render import render_disk_report
 from node_janitor.runtime import open_runtime
-from node_janitor.usage import build_disk_report
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     FileSystemEntry,
     Inventory,
     NamespaceUsage,
@@ -35,8 +35,16 @@ from node_janitor.inventory import (
     content_node,
     snapshot_node,
 )
-from node_janitor.logs import LogReason, LogSettings, LogTree, budget_excess, freed_by, plan_log_reclaim, plan_log_rules
-from node_janitor.planner import kept_by
+from node_janitor.node.logs import (
+    LogReason,
+    LogSettings,
+    LogTree,
+    budget_excess,
+    freed_by,
+    plan_log_reclaim,
+    plan_log_rules,
+)
+from node_janitor.node.plan import kept_by
 
 ROW_TYPES = ("images", "containers", "snapshots", "content", "logs")
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.inventory import Inventory
+from node_janitor.node.inventory import Inventory
 
 STATE_KIND = "node-janitor-state"
 MAX_STATE_BYTES = 16 * 2**20  # ~100,000 images' worth; a larger file is not ours

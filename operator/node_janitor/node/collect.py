@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from node_janitor.api.refs import is_image_id, normalize_all, normalize_or_none
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     GC_EXPIRE,
     GC_REF_CONTENT,
     BlobEntry,
@@ -31,7 +31,7 @@ from node_janitor.inventory import (
     on_disk,
     parse_rfc3339,
 )
-from node_janitor.logs import LogPaths, scan_log_tree
+from node_janitor.node.logs import LogPaths, scan_log_tree
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
     BlobInfo,

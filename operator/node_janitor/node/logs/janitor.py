@@ -12,18 +12,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from node_janitor.executor import Outcome
-from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
-from node_janitor.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
-from node_janitor.logs.lock import LogTreeLock
-from node_janitor.logs.names import LogFileKind, parse_log_name, rotated_name
-from node_janitor.logs.orphans import remove_pod_log_dir
-from node_janitor.logs.removal import _remove_file, remove_file_beneath
-from node_janitor.logs.rotation import rename_noreplace
-from node_janitor.logs.tree import LogPaths, LogRuntime
+from node_janitor.node.execute import Outcome
+from node_janitor.node.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
+from node_janitor.node.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
+from node_janitor.node.logs.lock import LogTreeLock
+from node_janitor.node.logs.names import LogFileKind, parse_log_name, rotated_name
+from node_janitor.node.logs.orphans import remove_pod_log_dir
+from node_janitor.node.logs.removal import _remove_file, remove_file_beneath
+from node_janitor.node.logs.rotation import rename_noreplace
+from node_janitor.node.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
-log = logging.getLogger("node_janitor.logs")
+log = logging.getLogger("node_janitor.node.logs")
 
 
 class LogJanitor:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from node_janitor.api.node_paths import PROTECTED_TREES, glob_parts, glob_problem, glob_within, is_magic, match_part
 from node_janitor.api.policy import ExtraLogPath
-from node_janitor.logs.actions import LogAction, LogActionKind, LogReason
-from node_janitor.logs.tree import _mtime
+from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason
+from node_janitor.node.logs.tree import _mtime
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ container_log_manager.go; unlike kubelet's single worker checking every 10 s, th
 | `rotator` | `LogRotator`, the fast loop |
 """
 
-from node_janitor.logs.actions import (
+from node_janitor.node.logs.actions import (
     LEFTOVER_GRACE,
     SETTLE,
     Clock,
@@ -39,18 +39,18 @@ from node_janitor.logs.actions import (
     freed_by,
     utc_now,
 )
-from node_janitor.logs.budget import budget_excess, plan_log_reclaim
-from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import (
+from node_janitor.node.logs.budget import budget_excess, plan_log_reclaim
+from node_janitor.node.logs.container import plan_container_logs
+from node_janitor.node.logs.extra_paths import (
     ExtraLogFile,
     ExtraPathsScan,
     plan_extra_paths,
     scan_extra_paths,
     walk_extra_paths,
 )
-from node_janitor.logs.janitor import LogJanitor, log
-from node_janitor.logs.lock import LogTreeLock, RunLock
-from node_janitor.logs.names import (
+from node_janitor.node.logs.janitor import LogJanitor, log
+from node_janitor.node.logs.lock import LogTreeLock, RunLock
+from node_janitor.node.logs.names import (
     COMPRESS_SUFFIX,
     MAX_ATTEMPT,
     ROTATED_TIME_FORMAT,
@@ -62,10 +62,10 @@ from node_janitor.logs.names import (
     parse_pod_dir_name,
     rotated_name,
 )
-from node_janitor.logs.orphans import plan_orphaned_pods, remove_pod_log_dir
-from node_janitor.logs.rotator import LogRotator, T
-from node_janitor.logs.sweep import LogPass, LogPassReport, plan_log_rules
-from node_janitor.logs.tree import (
+from node_janitor.node.logs.orphans import plan_orphaned_pods, remove_pod_log_dir
+from node_janitor.node.logs.rotator import LogRotator, T
+from node_janitor.node.logs.sweep import LogPass, LogPassReport, plan_log_rules
+from node_janitor.node.logs.tree import (
     KnownLogs,
     LogPaths,
     LogRuntime,

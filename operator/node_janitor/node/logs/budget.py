@@ -18,10 +18,18 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 
-from node_janitor.inventory import LogFileEntry
-from node_janitor.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, _action, _older_than, freed_by
-from node_janitor.logs.names import _EPOCH, LogFileKind, parse_log_name
-from node_janitor.logs.tree import LogTree, pod_dir_of
+from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.logs.actions import (
+    LogAction,
+    LogActionKind,
+    LogReason,
+    LogSettings,
+    _action,
+    _older_than,
+    freed_by,
+)
+from node_janitor.node.logs.names import _EPOCH, LogFileKind, parse_log_name
+from node_janitor.node.logs.tree import LogTree, pod_dir_of
 
 
 def _remaining_files(tree: LogTree, planned: Sequence[LogAction]) -> list[LogFileEntry]:

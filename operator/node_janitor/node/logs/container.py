@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 
-from node_janitor.inventory import LogFileEntry
-from node_janitor.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, _action, _older_than
-from node_janitor.logs.names import _EPOCH, COMPRESS_SUFFIX, LogFileKind, LogName, parse_log_name
+from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, _action, _older_than
+from node_janitor.node.logs.names import _EPOCH, COMPRESS_SUFFIX, LogFileKind, LogName, parse_log_name
 
 
 def plan_container_logs(

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from node_janitor.inventory import LogFileEntry
-from node_janitor.logs.names import LogFileKind, is_container_dir_name, parse_log_name, parse_pod_dir_name
+from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.logs.names import LogFileKind, is_container_dir_name, parse_log_name, parse_pod_dir_name
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import CriContainer, CriContainerStatus, CriSandbox
 

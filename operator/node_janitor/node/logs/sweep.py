@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from node_janitor.inventory import LogFileEntry
-from node_janitor.logs.actions import (
+from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.logs.actions import (
     Clock,
     LogAction,
     LogActionKind,
@@ -21,13 +21,13 @@ from node_janitor.logs.actions import (
     freed_by,
     utc_now,
 )
-from node_janitor.logs.budget import budget_excess, plan_log_reclaim
-from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.extra_paths import plan_extra_paths, walk_extra_paths
-from node_janitor.logs.janitor import LogJanitor, log
-from node_janitor.logs.lock import LogTreeLock
-from node_janitor.logs.orphans import plan_orphaned_pods
-from node_janitor.logs.tree import LogRuntime, LogTree, collect_log_tree, pod_dir_of
+from node_janitor.node.logs.budget import budget_excess, plan_log_reclaim
+from node_janitor.node.logs.container import plan_container_logs
+from node_janitor.node.logs.extra_paths import plan_extra_paths, walk_extra_paths
+from node_janitor.node.logs.janitor import LogJanitor, log
+from node_janitor.node.logs.lock import LogTreeLock
+from node_janitor.node.logs.orphans import plan_orphaned_pods
+from node_janitor.node.logs.tree import LogRuntime, LogTree, collect_log_tree, pod_dir_of
 
 
 def plan_log_rules(tree: LogTree, settings: LogSettings, now: datetime, *, rotate: bool = True) -> list[LogAction]:

@@ -35,10 +35,11 @@ from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.api.units import format_bytes
-from node_janitor.collector import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
-from node_janitor.executor import ActionResult, ExecutionResult, Executor, Outcome
-from node_janitor.inventory import FileSystemEntry, Inventory
-from node_janitor.logs import (
+from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
+from node_janitor.node.execute import ActionResult, ExecutionResult, Executor, Outcome
+from node_janitor.node.inventory import FileSystemEntry, Inventory
+from node_janitor.node.last_used import LastUsedStore, observe_last_used
+from node_janitor.node.logs import (
     LogAction,
     LogActionResult,
     LogJanitor,
@@ -49,7 +50,7 @@ from node_janitor.logs import (
     LogTreeLock,
     RunLock,
 )
-from node_janitor.planner import (
+from node_janitor.node.plan import (
     YOUNGER_THAN_MIN_AGE,
     Action,
     ActionKind,
@@ -59,10 +60,9 @@ from node_janitor.planner import (
     plan_cleanup,
     plan_target,
 )
+from node_janitor.node.usage import DiskReport, build_disk_report
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
-from node_janitor.state import LastUsedStore, observe_last_used
-from node_janitor.usage import DiskReport, build_disk_report
 
 Clock = Callable[[], datetime]
 ProtectedImages = Iterable[str] | Callable[[], Iterable[str]]

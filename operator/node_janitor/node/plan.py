@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from node_janitor.api.policy import PolicyRules
 from node_janitor.api.refs import matches_pattern, normalize_all
-from node_janitor.inventory import (
+from node_janitor.node.inventory import (
     ImageEntry,
     Inventory,
     Node,

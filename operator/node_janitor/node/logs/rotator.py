@@ -13,17 +13,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.executor import Outcome
-from node_janitor.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, LogReason, LogSettings, utc_now
-from node_janitor.logs.container import plan_container_logs
-from node_janitor.logs.janitor import LogJanitor
-from node_janitor.logs.lock import LogTreeLock
-from node_janitor.logs.names import parse_pod_dir_name
-from node_janitor.logs.sweep import LogPass, LogPassReport
-from node_janitor.logs.tree import LogRuntime, scan_container_dir
+from node_janitor.node.execute import Outcome
+from node_janitor.node.logs.actions import (
+    Clock,
+    LogAction,
+    LogActionKind,
+    LogActionResult,
+    LogReason,
+    LogSettings,
+    utc_now,
+)
+from node_janitor.node.logs.container import plan_container_logs
+from node_janitor.node.logs.janitor import LogJanitor
+from node_janitor.node.logs.lock import LogTreeLock
+from node_janitor.node.logs.names import parse_pod_dir_name
+from node_janitor.node.logs.sweep import LogPass, LogPassReport
+from node_janitor.node.logs.tree import LogRuntime, scan_container_dir
 from node_janitor.runtime.errors import RuntimeClientError
 
-log = logging.getLogger("node_janitor.logs")
+log = logging.getLogger("node_janitor.node.logs")
 
 
 T = TypeVar("T")

@@ -30,8 +30,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.api.refs import matches_pattern, normalize_all, normalize_or_none
-from node_janitor.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
-from node_janitor.planner import Action, ActionKind, Plan, Reason
+from node_janitor.node.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
+from node_janitor.node.plan import Action, ActionKind, Plan, Reason
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
     BlobInfo,
@@ -44,7 +44,7 @@ from node_janitor.runtime.records import (
     SnapshotInfo,
 )
 
-log = logging.getLogger("node_janitor.executor")
+log = logging.getLogger("node_janitor.node.execute")
 
 # Image removals in flight at once. CRI RemoveImage (containerd 1.6) returns only after a synchronous garbage
 # collection; concurrent ones share a collection, so a few in flight free bytes at close to `ctr images rm --sync`'s
