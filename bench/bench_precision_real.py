@@ -29,8 +29,8 @@ from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import collect_inventory
+from node_janitor.node.engine import NodeEngine
 from node_janitor.node.plan import SELECTIONS, ActionKind
-from node_janitor.prune import prune
 from node_janitor.runtime import open_runtime
 from testbed.kube import ControlPlane, find_binaries
 from testbed.node import KubeletSettings, KubeNode
@@ -164,16 +164,16 @@ async def janitor_side(
             need = before.used - int(before.size * args.low / 100)
             inventory = await collect_inventory(cri, containerd)
             replay = run_kubelet(inventory, {}, replay_args(args), inventory.taken_at)
-            report = await prune(cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            report = await engine.run_once(policy.spec)
             await asyncio.to_thread(wait_stable, bed, 5.0)
             after = bed.usage()
             freed = before.used - after.used
             removed = [a for a in report.plan.actions if a.kind is ActionKind.REMOVE_IMAGE]
             pause = builder.pause_image(bed.sandbox_image).id
             in_use_removed = sum(a.id in {pause, *(i.id for i in in_use)} for a in removed)
-            again = await prune(
-                cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir, dry_run=True
-            )
+            engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            again = await engine.run_once(policy.spec, dry_run=True)
             print(
                 f"node-janitor {selection}: {before.used_percent:.1f}% -> {after.used_percent:.1f}%,"
                 f" need {need / MiB:.1f} MiB;"

@@ -18,8 +18,8 @@ from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory
+from node_janitor.node.engine import NodeEngine
 from node_janitor.node.plan import PlanSettings, plan_cleanup, plan_target
-from node_janitor.prune import prune
 from node_janitor.runtime import open_runtime
 
 MiB = 1 << 20
@@ -68,7 +68,8 @@ async def run(bed: ContainerdBed, n_images: int) -> None:
         print(f"disk {capacity // MiB} MiB filled to {bed.usage().used_percent:.1f}%")
         policy = CleanupPolicy.from_yaml(POLICY)
         t0 = time.perf_counter()
-        report = await prune(cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        report = await engine.run_once(policy.spec)
         took = time.perf_counter() - t0
         ex = report.execution
         assert ex is not None and ex.before and ex.after

@@ -24,7 +24,7 @@ from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
-from node_janitor.prune import prune
+from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import open_runtime
 
 POLICY = CleanupPolicy.from_yaml(
@@ -50,7 +50,8 @@ def remove_with_ctr(bed: ContainerdBed, images: list[OciImage]) -> tuple[float, 
 async def remove_with_janitor(bed: ContainerdBed) -> tuple[float, float]:
     async with open_runtime(bed.address, bed.namespace) as (cri, containerd):
         t0 = time.perf_counter()
-        report = await prune(cri, containerd, POLICY.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+        report = await engine.run_once(POLICY.spec)
         wall = time.perf_counter() - t0
     assert report.execution is not None and not report.errors, report.errors
     return report.execution.duration_seconds, wall

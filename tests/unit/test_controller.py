@@ -15,6 +15,7 @@ import pytest
 
 from node_janitor.api import NodeCleanup, NodeCleanupSpec
 from node_janitor.api.nodecleanup import is_dry_run_request
+from node_janitor.cli.run import make_run_request, render_run_report
 from node_janitor.controller.effective import (
     build_node_cleanup,
     build_node_cleanup_spec,
@@ -25,7 +26,6 @@ from node_janitor.controller.effective import (
 )
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
-from node_janitor.controller.runrequest import make_run_request, render_run_report
 from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status
 from node_janitor.controller.views import (
     CleanupView,

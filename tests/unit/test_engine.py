@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.api.policy import PolicyRules
+from node_janitor.cli.prune import render_prune
 from node_janitor.node.engine import NodeEngine, protected_now
 from node_janitor.node.last_used import LastUsedStore
-from node_janitor.prune import render_prune
 
 
 class Untouchable:

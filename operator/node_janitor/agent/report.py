@@ -20,9 +20,9 @@ from node_janitor.api.nodecleanup import (
     UsageEntry,
 )
 from node_janitor.api.units import format_bytes
+from node_janitor.node.engine import PruneReport
 from node_janitor.node.inventory import FileSystemEntry
 from node_janitor.node.usage import ROW_TYPES, DiskReport, ImageUsage
-from node_janitor.prune import PruneReport
 
 MAX_PLAN = 50
 MAX_ERRORS = 20

@@ -1,4 +1,5 @@
-"""The operator: CleanupPolicies and Nodes in, one NodeCleanup per selected Node out.
+"""The operator: CleanupPolicies and Nodes in, one NodeCleanup per selected Node out. May import `api/` only
+(and kopf, the `kubernetes` package); `node-janitor run NODE` is the CLI's (`cli.run`).
 
 - `views`: what the operator keeps of each watched object (pure, built from raw bodies).
 - `effective`: a node's effective policy, its protected images, the NodeCleanup to apply (pure).
@@ -9,7 +10,6 @@
 - `handlers`: the kopf registrations (thin: indexes and on.event handlers only, nothing persisted).
 - `app`: `node-janitor operator` (kopf embedded, settings, /metrics, /healthz, /readyz).
 - `kopf_toggles`: a fix for kopf's index pre-population (quadratic in the indexed objects without it).
-- `runrequest`: `node-janitor run NODE`.
 """
 
 DEFAULT_METRICS_PORT = 8080

@@ -290,7 +290,7 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.render import render_disk_report
+    from node_janitor.cli.render import render_disk_report
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
@@ -310,7 +310,7 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.prune import render_prune
+    from node_janitor.cli.prune import render_prune
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
@@ -379,8 +379,8 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from node_janitor.api.units import parse_quantity
+    from node_janitor.cli.demo import run_demo
     from node_janitor.devbed.containerd import DevbedError
-    from node_janitor.devbed.demo import run_demo
 
     try:
         return run_demo(parse_quantity(args.disk_size))
@@ -463,7 +463,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from node_janitor.api.units import parse_duration
-    from node_janitor.controller.runrequest import (
+    from node_janitor.cli.run import (
         RunRequestError,
         make_run_request,
         render_run_report,

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from node_janitor.api import CleanupPolicy
+from node_janitor.cli.prune import render_prune
+from node_janitor.cli.render import render_disk_report
 from node_janitor.devbed.containerd import ContainerdBed, DevbedError
 from node_janitor.devbed.images import Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import CollectOptions, collect_inventory
+from node_janitor.node.engine import NodeEngine
 from node_janitor.node.usage import build_disk_report
-from node_janitor.prune import prune, render_prune
-from node_janitor.render import render_disk_report
 from node_janitor.runtime import open_runtime
 
 MiB = 1 << 20
@@ -117,9 +118,8 @@ async def _demo(bed: ContainerdBed, echo: Callable[[str], None]) -> None:
         policy = CleanupPolicy.from_yaml(DEMO_POLICY, "demo policy")
         for dry_run in (True, False):
             echo(f"\n$ node-janitor prune --policy demo.yaml{' --dry-run' if dry_run else ''}")
-            report = await prune(
-                cri, containerd, policy.spec, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir, dry_run=dry_run
-            )
+            engine = NodeEngine(cri, containerd, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir)
+            report = await engine.run_once(policy.spec, dry_run=dry_run)
             echo(render_prune(report))
 
         echo("\n$ node-janitor df")

@@ -17,7 +17,7 @@ from typing import Any, Final
 from node_janitor.api import GROUP, VERSION, NodeCleanup
 from node_janitor.api.nodecleanup import DRY_RUN_REQUEST_PREFIX, LastRun
 from node_janitor.api.units import format_bytes
-from node_janitor.render import table
+from node_janitor.cli.render import table
 
 __all__ = [
     "RUN_FIELD_MANAGER",

@@ -1,4 +1,5 @@
-"""`prune`: one run of `engine.NodeEngine` (inventory -> plan -> unless dry-run execute -> report), and its text.
+"""The text of `node-janitor prune`: one run of `NodeEngine.run_once` (inventory -> plan -> unless dry-run execute
+-> report) as people read it.
 
 With a pod log directory (and `logs.enabled`), the log rules run too (`logs.LogPass`): first orphans and each
 container's rules, then, for the node budget or when the log file system is above its high watermark, log files
@@ -8,45 +9,11 @@ file system; last, if still needed, the largest live logs are rotated away, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-from node_janitor.api.policy import PolicyRules
 from node_janitor.api.units import format_bytes
-from node_janitor.node.engine import NodeEngine, ProtectedImages, PruneReport
-from node_janitor.node.execute import ActionResult
-from node_janitor.node.last_used import LastUsedStore
-from node_janitor.node.logs import LogActionKind, LogActionResult
-from node_janitor.node.plan import Plan
-from node_janitor.runtime import ContainerdClient, CriClient
+from node_janitor.node.engine import PruneReport
+from node_janitor.node.logs import LogActionKind
 
-__all__ = ["PruneReport", "prune", "render_prune"]
-
-
-async def prune(
-    cri: CriClient,
-    containerd: ContainerdClient,
-    rules: PolicyRules,
-    *,
-    namespace: str,
-    pod_log_dir: Path | None,
-    dry_run: bool = False,
-    state: LastUsedStore | None = None,
-    protected_images: ProtectedImages = (),
-    on_plan: Callable[[Plan], None] | None = None,
-    on_result: Callable[[ActionResult], None] | None = None,
-    on_log_result: Callable[[LogActionResult], None] | None = None,
-) -> PruneReport:
-    """One run on a NodeEngine made for it (a loop keeps one `NodeEngine` and calls `run_once`)."""
-    engine = NodeEngine(cri, containerd, namespace=namespace, pod_log_dir=pod_log_dir, state=state)
-    return await engine.run_once(
-        rules,
-        dry_run=dry_run,
-        protected_images=protected_images,
-        on_plan=on_plan,
-        on_result=on_result,
-        on_log_result=on_log_result,
-    )
+__all__ = ["render_prune"]
 
 
 LOG_KINDS = frozenset(str(k) for k in LogActionKind)
