@@ -1,4 +1,4 @@
-"""The agent's API client with its own credentials loader (`node_janitor.kubecreds`) against the real apiserver:
+"""The agent's API client with its own credentials loader (`node_janitor.agent.credentials`) against the real apiserver:
 in-cluster (a ServiceAccount directory with real tokens and the cluster's CA, KUBERNETES_SERVICE_HOST/PORT
 pointing at the test apiserver) with the token rotated under it, and an exec plugin whose first token the
 apiserver refuses (401: the plugin runs again and the request is retried). Who the apiserver saw: a
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from node_janitor.agent.credentials import load_credentials
 from node_janitor.agent.kube import KubeClient, KubeError
-from node_janitor.kubecreds import load_credentials
 from testbed.kube import ControlPlane
 
 pytestmark = pytest.mark.kube

@@ -351,8 +351,8 @@ def test_agent_events_are_created_only_and_only_about_its_own_node(kube: Control
 def test_the_chart_grants_what_the_operator_checks_at_start_up(kube: ControlPlane, identities: Identities) -> None:
     """The operator's start-up check (its CRDs, its peering, every right it uses) passes with the chart's
     ClusterRole, and each right it checks is one the chart grants (a missing one is named)."""
+    from node_janitor.controller.kubeconfig import load_configuration
     from node_janitor.controller.preflight import check_operator_dependencies
-    from node_janitor.kubeconfig import load_configuration
 
     assert check_operator_dependencies(load_configuration(str(identities.operator)), RELEASE) == []
     missing = check_operator_dependencies(load_configuration(str(identities.agent_a)), RELEASE)

@@ -1,4 +1,4 @@
-"""The agent's own credentials loader (`node_janitor.kubecreds`) against real files: kubeconfigs in YAML and
+"""The agent's own credentials loader (`node_janitor.agent.credentials`) against real files: kubeconfigs in YAML and
 JSON, certificates made by `openssl`, token files rewritten as the kubelet rotates them, exec plugins as small
 scripts; the same answers as the kubernetes client's loader; and the agent's import path never importing the
 `kubernetes` package (a subprocess). Against the real apiserver: tests/agent/test_agent_credentials.py."""
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from node_janitor.kubecreds import Auth, ClientCert, CredentialsError, KubeCredentials, load_credentials
+from node_janitor.agent.credentials import Auth, ClientCert, CredentialsError, KubeCredentials, load_credentials
 
 EXEC_V1 = "client.authentication.k8s.io/v1"
 
@@ -482,7 +482,7 @@ def test_the_agent_never_imports_the_kubernetes_package(tmp_path: Path, pki: dic
         from node_janitor.agent import KubeClient, NodeAgent, AgentConfig
         from node_janitor.api.nodecleanup import NodeCleanup
         from node_janitor.api.units import parse_quantity
-        from node_janitor.kubecreds import load_credentials
+        from node_janitor.agent.credentials import load_credentials
         parse_quantity("1.5Gi")
         env = {{"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}}
         clients = [KubeClient(load_credentials(environ=env, service_account_dir=Path({str(sa)!r}))),

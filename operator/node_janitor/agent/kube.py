@@ -1,4 +1,4 @@
-"""The agent's Kubernetes API access: aiohttp against the apiserver, credentials from `node_janitor.kubecreds` (a
+"""The agent's Kubernetes API access: aiohttp against the apiserver, credentials from `agent.credentials` (a
 kubeconfig, or the in-cluster ServiceAccount with its token re-read as it rotates, exec plugins), never the
 `kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/unit/test_kubecreds.py checks).
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from node_janitor.kubecreds import ClientCert, CredentialsError, KubeCredentials, load_credentials
+from node_janitor.agent.credentials import ClientCert, CredentialsError, KubeCredentials, load_credentials
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class KubeClient:
 
     @classmethod
     def from_config(cls, kubeconfig: str | None) -> KubeClient:
-        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.kubecreds`).
+        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.agent.credentials`).
         Raises KubeConfigError (one line)."""
         try:
             return cls(load_credentials(kubeconfig))

@@ -15,9 +15,9 @@ from typing import Any, Final, Protocol
 
 from node_janitor.api import GROUP, VERSION
 from node_janitor.controller.effective import FIELD_MANAGER
+from node_janitor.controller.kubeconfig import load_configuration as load_configuration
 from node_janitor.controller.status import PolicyEvent
 from node_janitor.controller.views import PolicyView
-from node_janitor.kubeconfig import load_configuration as load_configuration
 
 __all__ = ["ClusterWriter", "KubeWriter", "load_configuration"]
 

@@ -1,7 +1,7 @@
 """Kubernetes credentials for the operator and `node-janitor run`: the kubernetes client's own loaders.
 
 Not for the node agent: any import of the `kubernetes` package imports all of it (10-17 MiB on every node); the
-agent reads its credentials with `node_janitor.kubecreds`, the same files by the same rules (kubectl's; a test
+agent reads its credentials with `node_janitor.agent.credentials`, the same files by the same rules (kubectl's; a test
 compares both). The operator and `run` import the client for their API calls anyway, and kopf re-logs-in from
 this Configuration."""
 
