@@ -1,6 +1,6 @@
 """How the agent builds and uses its engine: a run is the very code path of `node-janitor prune` (the agent calls
 `engine.NodeEngine.run_once` on the engine built here), and the status's `df` numbers are `node-janitor df`'s
-(`build_disk_report`).
+(`NodeEngine.build_disk_report`).
 
 One NodeEngine per containerd connection: it keeps the snapshot-usage cache and the run lock across runs and
 reports, and the log janitor and the pod log tree's lock that the fast rotator shares (`build_rotator`): one
@@ -14,11 +14,10 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from node_janitor.api.policy import LogsPolicy, PolicyRules
+from node_janitor.api.policy import LogsPolicy
 from node_janitor.node.engine import NodeEngine
 from node_janitor.node.last_used import LastUsedStore
 from node_janitor.node.logs import LogActionResult, LogJanitor, LogRotator, LogTreeLock, RunLock
-from node_janitor.node.usage import DiskReport
 from node_janitor.runtime import ContainerdClient, CriClient
 
 log = logging.getLogger("node_janitor.agent")
@@ -73,8 +72,3 @@ async def build_rotator(engine: NodeEngine, pod_log_dir: Path, policy: LogsPolic
         protected=protected,
         extra_paths_within=engine.extra_paths_within,
     )
-
-
-async def measure_disk(engine: NodeEngine, rules: PolicyRules) -> DiskReport:
-    """The node's `df` report now, with the policy's log rules and keep patterns (as `df --policy`)."""
-    return await engine.build_disk_report(logs_policy=rules.logs, keep=rules.images.keep)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from node_janitor.agent.adapter import build_engine, build_rotator, measure_disk
+from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff, runtime_fingerprint
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
 from node_janitor.agent.metrics import AgentMetrics, serve_http
@@ -671,7 +671,8 @@ class NodeAgent:
     async def _refresh_usage(self) -> None:
         """The df numbers, measured now (a run's own inventory predates its removals)."""
         try:
-            report = await measure_disk(self._engine(), self.held.rules)
+            engine, rules = self._engine(), self.held.rules
+            report = await engine.build_disk_report(logs_policy=rules.logs, keep=rules.images.keep)
         except RuntimeClientError as exc:
             if self.link.cri is not None:
                 await self.link.down(str(exc))
