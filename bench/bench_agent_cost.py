@@ -3,7 +3,7 @@ time at 2,000 images / 10,000 snapshots and log planning over 20,000 files.
 
 Run (root): sudo .venv/bin/python bench/bench_agent_cost.py [--idle-seconds 30] [--images 20] [--skip-agent]
 Agent part: the real apiserver (a Node object, no kubelet), a containerd bed on a 512 MiB disk with --images
-images and one running container, the agent subprocess as tests/agent/harness.py starts it (monitor every 2 s,
+images and one running container, the agent subprocess as tests/support/agentbed.py starts it (monitor every 2 s,
 heartbeat 60 s) with its NodeCleanup's policy; idle = after its startup run, policy held, monitor running;
 sweep = a ballast file takes the disk above the high watermark, until the agent reports the watermark run.
 CPU is utime + stime from /proc/<pid>/stat over wall time; RSS is VmRSS, sampled every 50 ms.
@@ -27,13 +27,13 @@ from pathlib import Path
 from bench_planner import time_planning
 from realbed import REPO, MiB, workdir
 
-from agent.harness import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.node.logs.actions import LogSettings
 from node_janitor.node.logs.sweep import plan_log_rules
 from node_janitor.node.logs.tree import scan_log_tree
 from node_janitor.node.plan import PlanSettings
-from testbed.kube import ControlPlane, find_binaries
+from support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
+from support.kube import ControlPlane, find_binaries
 
 TICK = os.sysconf("SC_CLK_TCK")
 POLICY = {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}

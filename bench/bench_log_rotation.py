@@ -20,7 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests")]  # the real-bed helpers live with the tests
 
-from logs.realbed import (  # noqa: E402
+from node_janitor.api.policy import LogsPolicy  # noqa: E402
+from node_janitor.devbed import ContainerdBed, ImageBuilder  # noqa: E402
+from node_janitor.node.logs import LogRotator  # noqa: E402
+from support.logbed import (  # noqa: E402
     FAST_NUMBERED_LINES,
     NUMBERED_LINES,
     Overshoot,
@@ -31,9 +34,6 @@ from logs.realbed import (  # noqa: E402
     run_writers,
     stdout_messages,
 )
-from node_janitor.api.policy import LogsPolicy  # noqa: E402
-from node_janitor.devbed import ContainerdBed, ImageBuilder  # noqa: E402
-from node_janitor.node.logs import LogRotator  # noqa: E402
 
 
 async def measure(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from realbed import REPO, MiB, workdir
 
-from testbed.kube import ControlPlane, find_binaries, free_ports
+from support.kube import ControlPlane, find_binaries, free_ports
 
 API = "nodejanitor.io/v1alpha1"
 GROUP, VERSION = "nodejanitor.io", "v1alpha1"

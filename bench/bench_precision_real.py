@@ -3,7 +3,7 @@ on two identical beds (same images over a few shared bases, same images in use, 
 
 Run (root): sudo .venv/bin/python bench/bench_precision_real.py [--images 40] [--bases 4] [--disk 1Gi]
     [--high 85 --low 70 --fill 90] [--kubelet-periods 3]
-Kubelet side: the test bed's node (tests/testbed/node.py) with imageGCHigh/LowThresholdPercent = --high/--low,
+Kubelet side: the test bed's node (tests/support/node.py) with imageGCHigh/LowThresholdPercent = --high/--low,
 imageMinimumGCAge 1s and eviction thresholds out of the way (1%), so only its periodic image GC acts; it runs
 every 5 minutes (ImageGCPeriod, not configurable), so each of its passes costs up to 5 minutes. The images are
 imported while the kubelet is stopped, so it detects them all at its start and they are old enough at its next
@@ -32,8 +32,8 @@ from node_janitor.node.collect import collect_inventory
 from node_janitor.node.engine import NodeEngine
 from node_janitor.node.plan import SELECTIONS, ActionKind
 from node_janitor.runtime import open_runtime
-from testbed.kube import ControlPlane, find_binaries
-from testbed.node import KubeletSettings, KubeNode
+from support.kube import ControlPlane, find_binaries
+from support.node import KubeletSettings, KubeNode
 
 OVER_HIGH = re.compile(r'"Disk usage on image filesystem is over the high threshold.*amountToFree=(\d+)')
 REMOVING = re.compile(r'"Removing image to free bytes" imageID="([^"]+)" size=(\d+)')

@@ -2,7 +2,7 @@
 nodes in one invocation.
 
 Run (root): sudo .venv/bin/python bench/bench_remediation.py [--wave 12] [--wave-mib 7] [--transition 30s]
-Each node: the test bed's kubelet (tests/testbed/node.py) with its defaults (evictionHard imagefs.available<15%,
+Each node: the test bed's kubelet (tests/support/node.py) with its defaults (evictionHard imagefs.available<15%,
 image GC 85/80%, imageMinimumGCAge 2m) except evictionPressureTransitionPeriod (--transition, default 5m in the
 kubelet), on its own 512 MiB containerd disk; two pods running; a ballast file to 60%; then --wave new unused
 images imported one a second, which take the disk past 85% (the kubelet's eviction threshold). The second node
@@ -24,11 +24,11 @@ from typing import Any
 from kubernetes import client
 from realbed import MiB, bound_pod, wait_running, workdir
 
-from agent.harness import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
-from testbed.kube import REPO, ControlPlane, find_binaries
-from testbed.node import KubeletSettings, KubeNode
+from support.agentbed import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
+from support.kube import REPO, ControlPlane, find_binaries
+from support.node import KubeletSettings, KubeNode
 
 THRESHOLD = 85.0  # imagefs.available<15%
 LOW = 60.5  # the policy's low watermark (60%), give or take the last import

@@ -16,7 +16,7 @@ from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the test bed (testbed.kube, testbed.node)
+sys.path.insert(0, str(REPO / "tests"))  # the test bed (support.kube, support.node)
 
 MiB = 1 << 20
 

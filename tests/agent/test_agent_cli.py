@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from node_janitor.cli import main
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
 
 
 @pytest.mark.parametrize(

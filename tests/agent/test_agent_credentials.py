@@ -18,7 +18,7 @@ import yaml
 
 from node_janitor.agent.credentials import load_credentials
 from node_janitor.agent.kube import KubeClient, KubeError
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
 
 pytestmark = pytest.mark.kube
 

@@ -14,7 +14,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.node.execute import IMAGE_CONCURRENCY
+from node_janitor.runtime import open_runtime
+from support.agentbed import (
     AgentFactory,
     MiB,
     apply_nodecleanup,
@@ -26,13 +30,9 @@ from agent.harness import (
     status,
     wait_for,
 )
-from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.node.execute import IMAGE_CONCURRENCY
-from node_janitor.runtime import open_runtime
-from testbed.delay_proxy import DelayingProxy
-from testbed.inotify import OnDelete
-from testbed.kube import ControlPlane
+from support.delay_proxy import DelayingProxy
+from support.inotify import OnDelete
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

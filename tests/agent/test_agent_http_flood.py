@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.harness import AgentFactory, apply_nodecleanup, status, wait_for
 from node_janitor.devbed import ContainerdBed
 from node_janitor.http_endpoint import EndpointLimits
-from testbed.kube import ControlPlane
+from support.agentbed import AgentFactory, apply_nodecleanup, status, wait_for
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

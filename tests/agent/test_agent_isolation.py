@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from agent.harness import Agent, AgentFactory, apply_nodecleanup, create_node, status, wait_for
 from node_janitor.devbed import ContainerdBed
-from testbed.kube import ControlPlane
+from support.agentbed import Agent, AgentFactory, apply_nodecleanup, create_node, status, wait_for
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 MODIFIED = 'node_janitor_watch_events_total{resource="nodecleanups",type="MODIFIED"}'

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.harness import AgentFactory, apply_nodecleanup, build_images, status, wait_for
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.runtime import open_runtime
-from testbed.kube import ControlPlane
+from support.agentbed import AgentFactory, apply_nodecleanup, build_images, status, wait_for
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.harness import AgentFactory, MiB, apply_nodecleanup, build_images, condition, status, wait_for
 from node_janitor.api.nodecleanup import MAX_IMAGE_REFS
 from node_janitor.devbed import ContainerdBed
-from testbed.kube import ControlPlane
+from support.agentbed import AgentFactory, MiB, apply_nodecleanup, build_images, condition, status, wait_for
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

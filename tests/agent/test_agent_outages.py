@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.pods import remove_all_pods
+from node_janitor.runtime import open_runtime
+from support.agentbed import (
     AgentFactory,
     apply_nodecleanup,
     condition,
@@ -32,11 +35,8 @@ from agent.harness import (
     wait_for,
     wait_for_disk,
 )
-from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.pods import remove_all_pods
-from node_janitor.runtime import open_runtime
-from testbed.delay_proxy import DelayingProxy
-from testbed.kube import ControlPlane
+from support.delay_proxy import DelayingProxy
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 MIN_AGE = {"images": {"minAge": "1s"}}

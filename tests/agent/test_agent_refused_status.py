@@ -10,7 +10,8 @@ import json
 import pytest
 import yaml
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from support.agentbed import (
     AgentFactory,
     apply_nodecleanup,
     build_images,
@@ -20,8 +21,7 @@ from agent.harness import (
     status,
     wait_for,
 )
-from node_janitor.devbed import ContainerdBed
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -10,7 +10,11 @@ import time
 
 import pytest
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.containerd import PAUSE_IMAGE
+from node_janitor.devbed.pods import remove_all_pods
+from node_janitor.runtime import open_runtime
+from support.agentbed import (
     AgentFactory,
     apply_nodecleanup,
     build_images,
@@ -26,11 +30,7 @@ from agent.harness import (
     wait_for,
     wait_for_disk,
 )
-from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.containerd import PAUSE_IMAGE
-from node_janitor.devbed.pods import remove_all_pods
-from node_janitor.runtime import open_runtime
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

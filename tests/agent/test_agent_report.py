@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from agent.harness import AgentFactory, MiB, apply_nodecleanup, condition, run_container, status, wait_for
 from node_janitor.api import NodeCleanup
 from node_janitor.devbed import ContainerdBed, Layer
-from testbed.kube import ControlPlane
+from support.agentbed import AgentFactory, MiB, apply_nodecleanup, condition, run_container, status, wait_for
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.enginebed import rules
-from logs.realbed import writer_image
-from logs.test_cli_logs_real import LINES_THEN_SLEEP
-from logs.test_tree_safety_real import _wait_for_lines
+from node.logs.test_cli_logs_real import LINES_THEN_SLEEP
+from node.logs.test_tree_safety_real import _wait_for_lines
 from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
@@ -24,6 +22,8 @@ from node_janitor.node.last_used import LastUsedStore
 from node_janitor.node.logs import LogActionKind, LogActionResult
 from node_janitor.runtime import open_runtime
 from node_janitor.runtime.records import CriContainerStatus
+from support.enginebed import rules
+from support.logbed import writer_image
 
 pytestmark = pytest.mark.containerd
 KiB = 1 << 10

@@ -13,11 +13,11 @@ from collections import Counter
 
 import pytest
 
-from agent.harness import AgentFactory, MiB, apply_nodecleanup, build_images, image_ids, status, wait_for
 from node_janitor.devbed import ContainerdBed
 from node_janitor.node.execute import IMAGE_CONCURRENCY
-from testbed.inotify import OnDelete
-from testbed.kube import ControlPlane
+from support.agentbed import AgentFactory, MiB, apply_nodecleanup, build_images, image_ids, status, wait_for
+from support.inotify import OnDelete
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

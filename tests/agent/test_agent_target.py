@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.runtime import open_runtime
+from support.agentbed import (
     AgentFactory,
     apply_nodecleanup,
     build_images,
@@ -21,11 +24,8 @@ from agent.harness import (
     status,
     wait_for,
 )
-from logs.realbed import check_numbered, stdout_messages
-from node_janitor.devbed import ContainerdBed
-from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
-from node_janitor.runtime import open_runtime
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
+from support.logbed import check_numbered, stdout_messages
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed
+from support.agentbed import (
     Agent,
     AgentFactory,
     apply_nodecleanup,
@@ -24,8 +25,7 @@ from agent.harness import (
     wait_for,
     wait_for_disk,
 )
-from node_janitor.devbed import ContainerdBed
-from testbed.kube import ControlPlane
+from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from agent.harness import apply_nodecleanup
 from node_janitor.agent.kube import NODE_CLEANUPS, Gone, KubeClient, Resource, follow_object
-from testbed.kube import ControlPlane
+from support.agentbed import apply_nodecleanup
+from support.kube import ControlPlane
 
 pytestmark = pytest.mark.kube
 

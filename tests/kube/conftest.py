@@ -1,15 +1,15 @@
 """Fixtures of the Kubernetes tests: one real control plane for the session (`kube`), with our CRDs applied
 (`crds`); kube-scheduler for the session (`kube_scheduler`) and real nodes, a kubelet each on its own
-containerd bed (`kube_node`, a factory: tests/testbed/node.py)."""
+containerd bed (`kube_node`, a factory: tests/support/node.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from testbed.kube import REPO, ControlPlane
-from testbed.kube import kube as kube
-from testbed.node import kube_node as kube_node
-from testbed.node import kube_scheduler as kube_scheduler
+from support.kube import REPO, ControlPlane
+from support.kube import kube as kube
+from support.node import kube_node as kube_node
+from support.node import kube_scheduler as kube_scheduler
 
 CRD_NAMES = ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io")
 

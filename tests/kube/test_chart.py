@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.kube import REPO, ControlPlane, KubectlError
+from support.kube import REPO, ControlPlane, KubectlError
 
 pytestmark = pytest.mark.kube
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.kube import REPO, ControlPlane
+from support.kube import REPO, ControlPlane
 
 pytestmark = pytest.mark.kube
 

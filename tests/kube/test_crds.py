@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from node_janitor.api import CleanupPolicy, ManifestError, NodeCleanup
-from testbed.kube import REPO, ControlPlane
+from support.kube import REPO, ControlPlane
 
 pytestmark = pytest.mark.kube
 

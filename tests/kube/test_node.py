@@ -1,4 +1,4 @@
-"""The real node of the test bed (tests/testbed/node.py): kubelet + kube-scheduler on a containerd bed.
+"""The real node of the test bed (tests/support/node.py): kubelet + kube-scheduler on a containerd bed.
 
 A DaemonSet pod runs on it, container logs land in the bed's pod log dir, the kubelet's own eviction manager
 sets DiskPressure on the Node when the bed's disk fills, and several nodes run at once, each on its own bed.
@@ -19,9 +19,9 @@ import yaml
 
 from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.containerd import PAUSE_IMAGE
-from testbed.kube import ControlPlane
-from testbed.node import DEFAULT_EVICTION_HARD, KubeNode, NodeFactory, apiserver_env
-from testbed.poll import wait_for
+from support.kube import ControlPlane
+from support.node import DEFAULT_EVICTION_HARD, KubeNode, NodeFactory, apiserver_env
+from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
 

@@ -31,8 +31,8 @@ from kube.test_operator_support import (
     sources,
 )
 from node_janitor.api.nodecleanup import is_dry_run_request
-from testbed.kube import ControlPlane
-from testbed.poll import wait_for
+from support.kube import ControlPlane
+from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
 

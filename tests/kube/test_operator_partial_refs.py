@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kube.test_operator_support import POOL, Operator, apply, cleanups, node, patch_status, policy
-from testbed.kube import ControlPlane
-from testbed.poll import wait_for
+from support.kube import ControlPlane
+from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
 

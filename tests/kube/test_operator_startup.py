@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kube.test_operator_support import Operator
-from testbed.kube import REPO, ControlPlane, free_ports
-from testbed.poll import wait_for
+from support.kube import REPO, ControlPlane, free_ports
+from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.kube import REPO, ControlPlane, free_ports, spawn, terminate
+from support.kube import REPO, ControlPlane, free_ports, spawn, terminate
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from testbed.kube import BUILD_SCRIPT, ControlPlane, ControlPlaneError, find_binaries
+from support.kube import BUILD_SCRIPT, ControlPlane, ControlPlaneError, find_binaries
 
 pytestmark = pytest.mark.kube
 

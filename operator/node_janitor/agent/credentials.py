@@ -24,7 +24,7 @@ the server, how to trust it and how to authenticate, which this module reads as 
 A kubeconfig is parsed as JSON when it is JSON, else as YAML (PyYAML imported only then: in-cluster, the
 production path, needs no YAML at all). Errors are CredentialsError, one line naming the file and the field.
 The operator and `node-janitor run` keep the kubernetes client's loader (`node_janitor.controller.kubeconfig`):
-they import the client for their API calls anyway; tests/unit/test_kubecreds.py checks both loaders agree.
+they import the client for their API calls anyway; tests/agent/test_credentials.py checks both loaders agree.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The agent's Kubernetes API access: aiohttp against the apiserver, credentials from `agent.credentials` (a
 kubeconfig, or the in-cluster ServiceAccount with its token re-read as it rotates, exec plugins), never the
-`kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/unit/test_kubecreds.py checks).
+`kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/agent/test_credentials.py checks).
 
 Only what the agent needs: list and watch ONE object by name (field selector `metadata.name=NAME`, so other
 nodes' objects never reach it), merge-patch a status subresource, create an Event. aiohttp rather than the

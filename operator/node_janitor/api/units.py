@@ -9,7 +9,7 @@ The regular expressions are exported because the CRD carries them as `pattern`s:
 parsers accept the same strings.
 
 Quantities are computed as the Kubernetes client's `kubernetes.utils.parse_quantity` computes them (the same
-Decimal operations, so the same results: tests/unit/test_api_units.py compares both over many values), behind our
+Decimal operations, so the same results: tests/api/test_api_units.py compares both over many values), behind our
 pattern (which refuses what a size must not be: negatives, milli, `NaN`, `1_000`, surrounding blanks, all of which
 it takes) and our errors. Not the function itself: importing `kubernetes.utils` imports the whole `kubernetes`
 package (every generated API model, ~17 MiB), and the node agent parses quantities too.

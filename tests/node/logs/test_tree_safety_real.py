@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from logs.realbed import RecordingCri, start_misplaced_logger, writer_image
-from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy, _write_rotated
+from node.logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy, _write_rotated
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.logs import LogPass, LogRotator, LogSettings
 from node_janitor.runtime import open_runtime
+from support.logbed import RecordingCri, start_misplaced_logger, writer_image
 
 pytestmark = pytest.mark.containerd
 KiB = 1 << 10

@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from logs.realbed import NUMBERED_LINES, RecordingCri, check_numbered, ordered_log_files, stdout_messages, writer_image
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.logs import LogActionResult, LogPass, LogRotator, LogSettings
 from node_janitor.runtime import open_runtime
+from support.logbed import (
+    NUMBERED_LINES,
+    RecordingCri,
+    check_numbered,
+    ordered_log_files,
+    stdout_messages,
+    writer_image,
+)
 
 pytestmark = pytest.mark.containerd
 KiB, MiB = 1 << 10, 1 << 20

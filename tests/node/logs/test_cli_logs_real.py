@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from logs.realbed import check_numbered, ordered_log_files, stdout_messages, writer_image
 from node_janitor.cli import main
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.logs import LogFileKind, parse_log_name, rotated_name
 from node_janitor.runtime import open_runtime
+from support.logbed import check_numbered, ordered_log_files, stdout_messages, writer_image
 
 pytestmark = pytest.mark.containerd
 KiB, MiB = 1 << 10, 1 << 20

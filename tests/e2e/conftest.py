@@ -1,5 +1,6 @@
-"""Fixtures of the install tests: the image (hack/build-image.py, built once and cached), the control plane and
-real nodes (kubelet + kube-scheduler)."""
+"""Fixtures of the end-to-end journeys (the install, the agent beside a real kubelet): the image
+(hack/build-image.py, built once and cached), the control plane, real nodes (kubelet + kube-scheduler) and agents
+as subprocesses (`support.agentbed`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import sys
 
 import pytest
 
-from testbed.kube import REPO
-from testbed.kube import kube as kube
-from testbed.node import kube_node as kube_node
-from testbed.node import kube_scheduler as kube_scheduler
+from support.agentbed import agents as agents
+from support.agentbed import crds_established as crds_established
+from support.agentbed import node_name as node_name
+from support.kube import REPO
+from support.kube import kube as kube
+from support.node import kube_node as kube_node
+from support.node import kube_scheduler as kube_scheduler
 
 BUILD_IMAGE = REPO / "hack" / "build-image.py"
 

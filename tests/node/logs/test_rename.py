@@ -11,7 +11,7 @@ import pytest
 
 from node_janitor.node.logs import rotation
 from node_janitor.node.logs.rotation import rename_noreplace
-from testbed.inotify import DirectoryEvents
+from support.inotify import DirectoryEvents
 
 
 def test_a_rotation_is_one_move_as_a_log_shipper_sees_it(tmp_path: Path) -> None:

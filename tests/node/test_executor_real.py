@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.enginebed import execute
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import CollectOptions, collect_inventory
 from node_janitor.node.execute import ActionResult, Outcome
 from node_janitor.node.plan import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
 from node_janitor.runtime import CriClient, open_runtime
-from testbed.poll import async_wait_for
+from support.enginebed import execute
+from support.poll import async_wait_for
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.enginebed import execute
 from node_janitor.api.policy import PolicyRules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.images import chain_ids
@@ -19,6 +18,7 @@ from node_janitor.node.execute import Outcome
 from node_janitor.node.inventory import content_node, snapshot_node
 from node_janitor.node.plan import ActionKind, PlanSettings, plan_cleanup
 from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError, open_runtime
+from support.enginebed import execute
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

@@ -11,11 +11,11 @@
   service-account signing key (so ServiceAccount tokens work). Authorization is RBAC; the admin kubeconfig
   verifies the apiserver's certificate.
 - Authorization is Node,RBAC with the NodeRestriction admission plugin, as kubeadm sets it up: a kubelet
-  (tests/testbed/node.py) authenticates as `system:node:<name>` with `node_kubeconfig(name)`.
+  (tests/support/node.py) authenticates as `system:node:<name>` with `node_kubeconfig(name)`.
 - Every process runs in its own session with a parent-death signal (setpriv --pdeathsig KILL), and `stop()`
   (also run when `start()` fails, and at interpreter exit) terminates them and waits: no process outlives
   the test session, even when it is killed.
-- `kube` is a session-scoped pytest fixture; a conftest re-exports it with `from testbed.kube import kube`.
+- `kube` is a session-scoped pytest fixture; a conftest re-exports it with `from support.kube import kube`.
 """
 
 from __future__ import annotations
@@ -495,7 +495,7 @@ class ControlPlane:
     def _wait(self, component: Process, ready: Callable[[], bool], what: str) -> None:
         wait_until(component, ready, what, self.startup_timeout)
 
-    # identities for further components (tests/testbed/node.py)
+    # identities for further components (tests/support/node.py)
 
     @property
     def ca_file(self) -> Path:

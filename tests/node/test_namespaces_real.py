@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 from node_janitor.cli.render import render_disk_report
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.node.engine import NodeEngine
 from node_janitor.node.plan import ActionKind
 from node_janitor.runtime import open_runtime
+from support.enginebed import REMOVE_ALL_UNUSED, import_into, rules
 
 pytestmark = pytest.mark.containerd
 MiB = 1 << 20

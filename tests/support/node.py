@@ -25,7 +25,7 @@ What runs (TESTBED.md, "A real node", has the measured facts):
   sandbox and container removed through CRI, the kubelet's mounts unmounted, the bed stopped; then
   `leftovers()` must be empty (no process, mount, shim or runc state left), else the fixture fails.
 
-A test package uses these with, in its conftest.py, `from testbed.kube import kube` and `from testbed.node
+A test package uses these with, in its conftest.py, `from support.kube import kube` and `from support.node
 import kube_node, kube_scheduler` (`image_builder` comes from tests/conftest.py); see tests/kube/test_node.py.
 
 Pods in tests: `hostNetwork: true`, images imported into the bed under their full names (`docker.io/...`:
@@ -63,7 +63,7 @@ from kubernetes.client.exceptions import ApiException
 
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.runtime.cri import CriClient
-from testbed.kube import (
+from support.kube import (
     Binaries,
     ControlPlane,
     ControlPlaneError,

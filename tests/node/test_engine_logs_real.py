@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.enginebed import rules
-from logs.realbed import start_misplaced_logger, writer_image
-from logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy
+from node.logs.test_cli_logs_real import LINES_THEN_SLEEP, _age, _cli, _policy
 from node_janitor.cli.prune import render_prune
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, wait_for_state
 from node_janitor.node.engine import NodeEngine, runtime_trees
 from node_janitor.runtime import open_runtime
+from support.enginebed import rules
+from support.logbed import start_misplaced_logger, writer_image
 
 pytestmark = pytest.mark.containerd
 DAY = 86400

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.harness import MiB, build_images, fill_to_percent, image_ids, wait_for, wait_for_disk
-from testbed.kube import REPO, ControlPlane, free_ports
-from testbed.node import NodeFactory, apiserver_env
+from support.agentbed import MiB, build_images, fill_to_percent, image_ids, wait_for, wait_for_disk
+from support.kube import REPO, ControlPlane, free_ports
+from support.node import NodeFactory, apiserver_env
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from logs.fakes import FakeCri
 from node_janitor.api import CleanupPolicy, ManifestError
 from node_janitor.api.policy import ExtraLogPath
 from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import LogJanitor, LogPass, LogSettings, plan_extra_paths, walk_extra_paths
+from support.logfakes import FakeCri
 
 
 def _rule(glob: str, **limits: str) -> ExtraLogPath:

@@ -16,7 +16,7 @@ from node_janitor.api.nodecleanup import NodeCleanupStatus
 from node_janitor.api.policy import PolicyRules, Thresholds
 from node_janitor.node.inventory import FileSystemEntry, Inventory
 from node_janitor.node.plan import PlanSettings, plan_target
-from testbed.poll import async_wait_for
+from support.poll import async_wait_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from logs.realbed import Overshoot, check_numbered, ordered_log_files, rotated_sizes, run_writers, stdout_messages
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
 from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import LogFileKind, parse_log_name
+from support.logbed import Overshoot, check_numbered, ordered_log_files, rotated_sizes, run_writers, stdout_messages
 
 pytestmark = pytest.mark.containerd
 KiB, MiB = 1 << 10, 1 << 20

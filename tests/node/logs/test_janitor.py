@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from logs.fakes import T0, FakeClock, FakeCri, fake_uid
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import (
@@ -32,6 +31,7 @@ from node_janitor.node.logs import (
 )
 from node_janitor.node.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
 from node_janitor.runtime import CriContainerStatus, RuntimeClientError
+from support.logfakes import T0, FakeClock, FakeCri, fake_uid
 
 KiB = 1 << 10
 

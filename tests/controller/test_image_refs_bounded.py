@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from controller.test_controller import DictState, cleanup_body, node_view, policy_view
 from node_janitor.agent.report import build_image_refs
 from node_janitor.api.nodecleanup import MAX_IMAGE_REFS, NodeCleanupStatus
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
 from node_janitor.controller.views import build_cleanup_view
 from node_janitor.node.usage import ImageUsage
-from unit.test_controller import DictState, cleanup_body, node_view, policy_view
 
 
 def _image(n: int, *, containers: int = 0, pinned: bool = False, refs: tuple[str, ...] = ()) -> ImageUsage:

@@ -1,4 +1,4 @@
-"""Against a real kubelet (tests/testbed/node.py): the agent fixes a filling image disk before the kubelet's
+"""Against a real kubelet (tests/support/node.py): the agent fixes a filling image disk before the kubelet's
 eviction threshold (`imagefs.available<15%`) is reached, where without the agent the kubelet reports
 DiskPressure; and the kubelet's own DiskPressure makes the agent reclaim to the low watermark."""
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from agent.harness import (
+from node_janitor.devbed import ContainerdBed, OciImage
+from support.agentbed import (
     AgentFactory,
     MiB,
     apply_nodecleanup,
@@ -24,9 +25,8 @@ from agent.harness import (
     wait_for,
     wait_for_disk,
 )
-from node_janitor.devbed import ContainerdBed, OciImage
-from testbed.kube import ControlPlane
-from testbed.node import KubeNode, NodeFactory
+from support.kube import ControlPlane
+from support.node import KubeNode, NodeFactory
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 APP_IMAGE = "docker.io/nj-test/app:1"  # the full name: CRI looks images up by it

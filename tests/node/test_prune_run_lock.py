@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from node_janitor.devbed import ContainerdBed
-from testbed.kube import REPO
+from support.kube import REPO
 
 pytestmark = pytest.mark.containerd
 
