@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (manifests and expected rows read best one per line)
 """The operator's pure parts: effective policy, protected images, workload images, the NodeCleanup it
 applies, policy status and Events, run requests; and what the Reconciler marks for a change (against a
-dict-backed stand-in for kopf's indexes: the real indexes run in tests/kube/test_operator.py)."""
+dict-backed stand-in for kopf's indexes: the real indexes run in tests/controller/test_operator.py)."""
 
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def test_run_report_renders_the_plan_errors_and_file_systems() -> None:
 
 
 class DictState:
-    """Stands in for kopf's indexes (tests/kube/test_operator.py runs the real ones)."""
+    """Stands in for kopf's indexes (tests/controller/test_operator.py runs the real ones)."""
 
     def __init__(self) -> None:
         self.nodes_: dict[str, NodeView] = {}

@@ -3,7 +3,7 @@ worker O(1) times instead of once per object, and every wait still ends when its
 
 The workers below do what kopf's do during the initial listing of an indexed resource (kopf/_core/reactor:
 queueing.watcher makes one toggle per object, processing.process_resource_event drops it once indexed and
-waits for the whole set), on kopf's real ToggleSet; the end-to-end run is tests/kube/test_operator.py."""
+waits for the whole set), on kopf's real ToggleSet; the end-to-end run is tests/controller/test_operator.py."""
 
 from __future__ import annotations
 

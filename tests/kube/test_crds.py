@@ -187,7 +187,7 @@ def test_bad_policies_are_refused_naming_the_field(
 
 
 # Values the models refuse that the apiserver accepted before CEL rules closed the gap: a policy with one of them
-# passed `kubectl apply`, then the operator could not compile it (tests/kube/test_operator.py: its nodes keep their
+# passed `kubectl apply`, then the operator could not compile it (tests/controller/test_operator.py: its nodes keep their
 # last valid spec). (spec, what the models say)
 MODELS_REFUSE: list[tuple[dict[str, Any], str]] = [
     ({"schedule": "99 * * * *"}, "spec.schedule: minute value 99 is out of range 0-59"),

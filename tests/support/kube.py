@@ -15,7 +15,8 @@
 - Every process runs in its own session with a parent-death signal (setpriv --pdeathsig KILL), and `stop()`
   (also run when `start()` fails, and at interpreter exit) terminates them and waits: no process outlives
   the test session, even when it is killed.
-- `kube` is a session-scoped pytest fixture; a conftest re-exports it with `from support.kube import kube`.
+- `kube` is a session-scoped pytest fixture; a conftest re-exports it with `from support.kube import kube`
+  (and `crds`, our CRDs applied again and Established).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import pytest
 import yaml
 
 __all__ = [
+    "CRD_NAMES",
     "REPO",
     "Binaries",
     "ControlPlane",
@@ -52,6 +54,7 @@ __all__ = [
     "KubectlError",
     "Process",
     "cache_dir",
+    "crds",
     "find_binaries",
     "free_ports",
     "http_ok",
@@ -626,3 +629,15 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     binaries = find_binaries()
     with ControlPlane(tmp_path_factory.mktemp("kube"), binaries, manifests=[REPO / "crds"]) as control_plane:
         yield control_plane
+
+
+CRD_NAMES = ("cleanuppolicies.nodejanitor.io", "nodecleanups.nodejanitor.io")
+
+
+@pytest.fixture(scope="session")
+def crds(kube: ControlPlane) -> tuple[str, ...]:
+    """`kubectl apply -f crds/` (again: the `kube` fixture applied them before starting the controller
+    manager), waited until Established; returns the CRD names."""
+    kube.kubectl("apply", "-f", str(REPO / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    return CRD_NAMES

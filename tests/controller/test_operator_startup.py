@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kube.test_operator_support import Operator
 from support.kube import REPO, ControlPlane, free_ports
+from support.operator import Operator
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube

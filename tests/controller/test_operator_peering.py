@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kube.test_operator_support import Operator, cleanups, node, policy
 from support.kube import ControlPlane
+from support.operator import Operator, cleanups, node, policy
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube

@@ -1,6 +1,6 @@
 # ruff: noqa: E501  (manifests and expected rows read best one per line)
 """The operator against the real apiserver: `node-janitor operator --standalone` as a subprocess (no peering
-CRD needed; tests/kube/test_operator_peering.py runs two replicas with peering), Node objects created
+CRD needed; tests/controller/test_operator_peering.py runs two replicas with peering), Node objects created
 through the API (the operator needs no kubelet), fake agent reports written to NodeCleanup status through
 the status subresource, as the agent does."""
 
@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kube.test_operator_support import (
+from node_janitor.api.nodecleanup import is_dry_run_request
+from support.kube import ControlPlane
+from support.operator import (
     DEADLINE,
     POOL,
     Operator,
@@ -30,8 +32,6 @@ from kube.test_operator_support import (
     policy,
     sources,
 )
-from node_janitor.api.nodecleanup import is_dry_run_request
-from support.kube import ControlPlane
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
