@@ -308,9 +308,13 @@ def test_policy_status_aggregates_the_node_reports(operator: Operator, kube: Con
              ["Degraded"] == "False")  # fmt: skip
 
 
-def test_metrics_health_and_readiness(operator: Operator) -> None:
+def test_metrics_health_and_readiness(operator: Operator, kube: ControlPlane) -> None:
+    # Its own node and policy: the apply it counts is not one an earlier test happened to cause (alone, none had).
+    node(kube, "met-1", **{POOL: "met"})
+    policy(kube, "met", {POOL: "met"})
+    wait_for("the NodeCleanup of met-1", lambda: "met-1" in cleanups(kube, "met-"))
     assert operator.get("/healthz")[0] == 200
-    assert operator.get("/readyz") == (200, "synced\n")
+    wait_for("/readyz synced", lambda: operator.get("/readyz") == (200, "synced\n"), 30)
     status, text = operator.get("/metrics")
     assert status == 200
     names = {f.name for f in text_string_to_metric_families(text)}
