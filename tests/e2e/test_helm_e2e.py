@@ -136,7 +136,10 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
     try:
         pods = _pods(kube)
         assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == ["agent", "operator"]
-        assert all(_ready(p) and p["spec"]["nodeName"] == node.name for p in pods)
+        # helm 3's --wait counts a DaemonSet ready with DesiredNumberScheduled - maxUnavailable ready pods: 1 - 1 = 0
+        # on this one-node cluster, so the agent may still be starting when helm returns.
+        pods = wait_for("both pods Ready", lambda: (ps := _pods(kube)) and all(_ready(p) for p in ps) and ps, 60)
+        assert all(p["spec"]["nodeName"] == node.name for p in pods)
 
         # Each process as the chart asks: the operator not root, the agent root; neither with any capability.
         operator = _process(f"--metrics-port={yaml.safe_load(values.read_text())['operator']['metricsPort']}")
