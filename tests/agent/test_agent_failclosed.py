@@ -5,14 +5,9 @@ added while a run is in progress takes effect before the run's next removal."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
@@ -25,13 +20,13 @@ from support.agentbed import (
     build_images,
     condition,
     fill_to_percent,
+    frozen_at_first_removal,
     image_ids,
+    late_kubeconfig,
     nodecleanup,
     status,
     wait_for,
 )
-from support.delay_proxy import DelayingProxy
-from support.inotify import OnDelete
 from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
@@ -119,19 +114,9 @@ async def test_a_policy_changed_mid_run_applies_before_the_next_removal(
     images = build_images(bed, "mid", 20, size=1 * MiB)
     bed.import_images(images)
     await asyncio.sleep(1.1)  # minAge
-    seen = Counter(d for image in images for d in image.blobs)
-    ours = {d.removeprefix("sha256:") for d, n in seen.items() if n == 1}  # not the shared busybox layer
-    pid = bed.pid
-    assert pid is not None
-    blobs = bed.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
-    with OnDelete(blobs, ours, lambda: os.kill(pid, signal.SIGSTOP)) as frozen:
-        apply_nodecleanup(kube, node_name, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}}, runRequest="mid")
-        wait_for("containerd frozen at the first deletion", frozen.fired.is_set, 30, interval=0.01)
-    try:
+    with frozen_at_first_removal(kube, bed, node_name, images, "mid"):
         apply_nodecleanup(kube, node_name, change, runRequest="mid")
         wait_for("the change seen", lambda: "generation=3" in agent.log(), 3, interval=0.02)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     last = wait_for("the run's report", lambda: (s := status(kube, node_name)).get("lastRun", {}).get("runRequest")
                     == "mid" and s["lastRun"])  # fmt: skip
     lines = [line for line in agent.log().splitlines() if "action kind=remove-image" in line]
@@ -165,12 +150,7 @@ async def test_the_log_rotator_waits_for_the_nodecleanup_as_runs_do(
         )
         await wait_for_state(cri, container.id, "RUNNING")
         wait_for("the live log past maxSize", lambda: container.log_path.stat().st_size > 1 << 20, 20)
-        url = urlsplit(kube.server)
-        with DelayingProxy(url.hostname or "127.0.0.1", url.port or 443, delay=2.0) as proxy:
-            config = yaml.safe_load(kube.kubeconfig.read_text())
-            config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-            late = tmp_path / "late.kubeconfig"
-            late.write_text(yaml.safe_dump(config))
+        with late_kubeconfig(kube, tmp_path) as late:
             agent = agents.start(node_name, bed, state_dir=first.state_dir, kubeconfig=str(late))
             assert "policy source=saved" in agent.log()
             wait_for("a run under the fresh policy", lambda: (s := status(kube, node_name)).get("observedGeneration")

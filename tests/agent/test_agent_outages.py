@@ -12,10 +12,8 @@ import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from node_janitor.devbed import ContainerdBed
 from node_janitor.devbed.pods import remove_all_pods
@@ -27,6 +25,7 @@ from support.agentbed import (
     fill_to_percent,
     image_ids,
     import_until_above,
+    late_kubeconfig,
     node_events,
     nodecleanup,
     run_container,
@@ -35,7 +34,6 @@ from support.agentbed import (
     wait_for,
     wait_for_disk,
 )
-from support.delay_proxy import DelayingProxy
 from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
@@ -132,12 +130,7 @@ async def test_a_restarted_agent_acts_on_the_fresh_policy_when_the_apiserver_ans
         {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s", "keep": ["example.com/*"]}},
     )
     generation = nodecleanup(kube, node_name)["metadata"]["generation"]
-    url = urlsplit(kube.server)
-    with DelayingProxy(url.hostname or "127.0.0.1", url.port or 443, delay=2.0) as proxy:
-        config = yaml.safe_load(kube.kubeconfig.read_text())
-        config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-        late = tmp_path / "late.kubeconfig"
-        late.write_text(yaml.safe_dump(config))
+    with late_kubeconfig(kube, tmp_path) as late:
         agent = agents.start(node_name, bed, state_dir=first.state_dir, kubeconfig=str(late))
         assert "policy source=saved" in agent.log()
         report = wait_for(

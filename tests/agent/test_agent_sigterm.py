@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
-from collections import Counter
 
 import pytest
 
 from node_janitor.devbed import ContainerdBed
 from node_janitor.node.execute import IMAGE_CONCURRENCY
-from support.agentbed import AgentFactory, MiB, apply_nodecleanup, build_images, image_ids, status, wait_for
-from support.inotify import OnDelete
+from support.agentbed import (
+    AgentFactory,
+    MiB,
+    apply_nodecleanup,
+    build_images,
+    frozen_at_first_removal,
+    image_ids,
+    status,
+    wait_for,
+)
 from support.kube import ControlPlane
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
@@ -32,23 +38,9 @@ async def test_sigterm_finishes_the_removal_in_flight_and_exits_0(
     images = build_images(bed, "term", 20, size=1 * MiB)
     bed.import_images(images)
     await asyncio.sleep(1.1)  # minAge
-    # containerd is frozen the instant its garbage collection deletes the first blob of these images: that
-    # collection runs inside a RemoveImage call (CRI removes with a synchronous GC), so at least one removal is
-    # in flight and, with at most IMAGE_CONCURRENCY in flight and none answered, most are not sent yet. (Waiting
-    # for the agent's first log line instead let all 20 finish first: overlapped removals take milliseconds.)
-    seen = Counter(d for image in images for d in image.blobs)
-    ours = {d.removeprefix("sha256:") for d, n in seen.items() if n == 1}  # not the shared busybox layer
-    pid = bed.pid
-    assert pid is not None
-    blobs = bed.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
-    with OnDelete(blobs, ours, lambda: os.kill(pid, signal.SIGSTOP)) as frozen:
-        apply_nodecleanup(kube, node_name, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}}, runRequest="stop-me")
-        wait_for("containerd frozen at the first deletion", frozen.fired.is_set, 30, interval=0.01)
-    try:
+    with frozen_at_first_removal(kube, bed, node_name, images, "stop-me"):
         agent.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     started = time.monotonic()
     agent.process.wait(timeout=10)
     assert agent.process.returncode == 0

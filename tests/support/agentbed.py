@@ -4,6 +4,7 @@ DiskPressure is set through the Node's status subresource, as the kubelet would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,10 +15,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -26,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from node_janitor.devbed import ContainerdBed, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.runtime import open_runtime
+from support.delay_proxy import DelayingProxy
+from support.inotify import OnDelete
 from support.kube import REPO, ControlPlane, free_ports
 from support.poll import wait_for
 
@@ -256,3 +261,38 @@ async def running_images_missing(bed: ContainerdBed) -> list[str]:
         present = {i.id for i in await cri.list_images()}
         containers = [c for c in await cri.list_containers() if c.state == "RUNNING"]
     return [f"{c.name}: {c.image_ref}" for c in containers if c.image_ref not in present]
+
+
+@contextlib.contextmanager
+def late_kubeconfig(kube: ControlPlane, workdir: Path, delay: float = 2.0) -> Iterator[Path]:
+    """A kubeconfig whose apiserver answers `delay` seconds late (a loopback `DelayingProxy` in front of it)."""
+    url = urlsplit(kube.server)
+    with DelayingProxy(url.hostname or "127.0.0.1", url.port or 443, delay=delay) as proxy:
+        config = yaml.safe_load(kube.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        late = workdir / "late.kubeconfig"
+        late.write_text(yaml.safe_dump(config))
+        yield late
+
+
+@contextlib.contextmanager
+def frozen_at_first_removal(
+    kube: ControlPlane, bed: ContainerdBed, node: str, images: list[OciImage], run_request: str
+) -> Iterator[int]:
+    """Asks for a run that removes `images` (`run_request`) and freezes containerd (SIGSTOP) the instant its garbage
+    collection deletes the first blob of theirs: that collection runs inside a RemoveImage call (CRI removes with
+    a synchronous GC), so at least one removal is in flight and, with at most IMAGE_CONCURRENCY in flight and none
+    answered, most are not sent yet. (Waiting for the agent's first log line instead let all of them finish first:
+    overlapped removals take milliseconds.) Yields containerd's pid; containerd goes on (SIGCONT) on exit."""
+    seen = Counter(d for image in images for d in image.blobs)
+    ours = {d.removeprefix("sha256:") for d, n in seen.items() if n == 1}  # not the shared busybox layer
+    pid = bed.pid
+    assert pid is not None
+    blobs = bed.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    with OnDelete(blobs, ours, lambda: os.kill(pid, signal.SIGSTOP)) as frozen:
+        apply_nodecleanup(kube, node, {"images": {"minAge": "1s", "maxUnusedAge": "1s"}}, runRequest=run_request)
+        wait_for("containerd frozen at the first deletion", frozen.fired.is_set, 30, interval=0.01)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
