@@ -16,6 +16,21 @@ T = TypeVar("T")
 NOT_YET: tuple[type[BaseException], ...] = (KubectlError, OSError, ValueError, LookupError, AssertionError)
 
 
+class _Deadline:
+    """What both pollers share: the deadline, the last value or exception seen, and the failure naming both."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what, self.timeout = what, timeout
+        self.at = time.monotonic() + timeout
+        self.last: object = None
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            last = self.last
+            error = AssertionError(f"timed out after {self.timeout:.0f}s waiting for {self.what} (last: {last!r})")
+            raise error from last if isinstance(last, BaseException) else None
+
+
 def wait_for(
     what: str,
     probe: Callable[[], T | None],
@@ -26,20 +41,17 @@ def wait_for(
 ) -> T:
     """Poll `probe` until it returns something truthy and return that; an exception in `retry_on` counts as not
     yet. After `timeout` seconds fail naming `what` and the last value or exception seen."""
-    deadline = time.monotonic() + timeout
-    last: object = None
+    deadline = _Deadline(what, timeout)
     while True:
         try:
             value = probe()
         except retry_on as exc:
-            last = exc
+            deadline.last = exc
         else:
             if value:
                 return value
-            last = value
-        if time.monotonic() >= deadline:
-            error = AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-            raise error from last if isinstance(last, BaseException) else None
+            deadline.last = value
+        deadline.check()
         time.sleep(interval)
 
 
@@ -53,18 +65,15 @@ async def async_wait_for(
 ) -> T:
     """`wait_for` for an async probe (a runtime client's call), polled on the running event loop; `within`: its
     timeout in seconds."""
-    deadline = time.monotonic() + within
-    last: object = None
+    deadline = _Deadline(what, within)
     while True:
         try:
             value = await probe()
         except retry_on as exc:
-            last = exc
+            deadline.last = exc
         else:
             if value:
                 return value
-            last = value
-        if time.monotonic() >= deadline:
-            error = AssertionError(f"timed out after {within:.0f}s waiting for {what} (last: {last!r})")
-            raise error from last if isinstance(last, BaseException) else None
+            deadline.last = value
+        deadline.check()
         await asyncio.sleep(interval)
