@@ -30,6 +30,7 @@ from support.operator import (
     node,
     patch_status,
     policy,
+    running_operator,
     sources,
 )
 from support.poll import wait_for
@@ -41,17 +42,8 @@ pytestmark = pytest.mark.kube
 def operator(kube: ControlPlane, crds: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     # Policies other tests left behind (an empty selector selects every node) would blur what these test.
     kube.kubectl("delete", "cleanuppolicies", "--all", "--wait=true")
-    op = Operator(kube, tmp_path_factory.mktemp("operator"))
-    try:
-        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+    with running_operator(kube, tmp_path_factory.mktemp("operator")) as op:
         yield op
-    except BaseException:
-        print(op.log_tail())
-        raise
-    finally:
-        op.stop()
-        if op.process.returncode not in (0, -15):
-            print(op.log_tail())
 
 
 def test_policy_makes_one_nodecleanup_per_matching_node_and_none_for_others(

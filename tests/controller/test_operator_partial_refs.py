@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.kube import ControlPlane
-from support.operator import POOL, Operator, apply, cleanups, node, patch_status, policy
+from support.operator import POOL, Operator, apply, cleanups, node, patch_status, policy, running_operator
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
@@ -18,15 +18,8 @@ pytestmark = pytest.mark.kube
 
 @pytest.fixture(scope="module")
 def operator(kube: ControlPlane, crds: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    op = Operator(kube, tmp_path_factory.mktemp("operator-partial"))
-    try:
-        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+    with running_operator(kube, tmp_path_factory.mktemp("operator-partial")) as op:
         yield op
-    except BaseException:
-        print(op.log_tail())
-        raise
-    finally:
-        op.stop()
 
 
 def _pod(name: str, image: str) -> dict[str, object]:

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.kube import REPO, ControlPlane, free_ports, spawn, terminate
+from support.poll import wait_for
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for
@@ -68,6 +71,22 @@ class Operator:
         """SIGTERM (SIGKILL after 10 s); stopping twice is fine."""
         terminate(self.process)
         self._bed.log_file.close()
+
+
+@contextlib.contextmanager
+def running_operator(kube: ControlPlane, workdir: Path) -> Iterator[Operator]:
+    """A standalone operator, ready (`/readyz` 200), stopped afterwards; its log's tail printed when it failed."""
+    op = Operator(kube, workdir)
+    try:
+        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+        yield op
+    except BaseException:
+        print(op.log_tail())
+        raise
+    finally:
+        op.stop()
+        if op.process.returncode not in (0, -15):
+            print(op.log_tail())
 
 
 def apply(kube: ControlPlane, manifest: dict[str, Any]) -> None:
