@@ -23,6 +23,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 log = logging.getLogger(__name__)
 
 Response = tuple[int, bytes, str]
@@ -191,3 +193,21 @@ def _head_end(head: bytearray) -> int:
     """Where the request head ends (its blank line), or -1."""
     ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
     return min(ends) if ends else -1
+
+
+async def serve_health(
+    render_metrics: Callable[[], bytes], ready: Callable[[], tuple[bool, str]], host: str, port: int
+) -> Endpoint:
+    """The agent's and the operator's endpoint: /metrics (`render_metrics()`), /healthz (the process serves) and
+    /readyz (`ready()`: whether, and a word why)."""
+
+    def readyz() -> Response:
+        is_ready, why = ready()
+        return (200 if is_ready else 503), f"{why}\n".encode(), TEXT
+
+    routes: dict[str, Route] = {
+        "/metrics": lambda: (200, render_metrics(), CONTENT_TYPE_LATEST),
+        "/healthz": lambda: (200, b"ok\n", TEXT),
+        "/readyz": readyz,
+    }
+    return await Endpoint.start(routes, host, port)

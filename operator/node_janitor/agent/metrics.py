@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from node_janitor.http_endpoint import TEXT, Endpoint, Response, Route
 from node_janitor.node.inventory import FileSystemEntry
 
 log = logging.getLogger(__name__)
@@ -92,20 +91,3 @@ class AgentMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def serve_http(
-    port: int, metrics: AgentMetrics, ready: Callable[[], tuple[bool, str]], host: str = "0.0.0.0"
-) -> Endpoint:
-    """Start the endpoint (`http_endpoint`: bounded connections, head size and time)."""
-
-    def readyz() -> Response:
-        is_ready, why = ready()
-        return (200 if is_ready else 503), f"{why}\n".encode(), TEXT
-
-    routes: dict[str, Route] = {
-        "/metrics": lambda: (200, metrics.render(), CONTENT_TYPE_LATEST),
-        "/healthz": lambda: (200, b"ok\n", TEXT),
-        "/readyz": readyz,
-    }
-    return await Endpoint.start(routes, host, port)

@@ -32,7 +32,7 @@ from typing import Any
 from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff, runtime_fingerprint
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, KubeClient, KubeError, follow_object
-from node_janitor.agent.metrics import AgentMetrics, serve_http
+from node_janitor.agent.metrics import AgentMetrics
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
 from node_janitor.agent.report import (
     MAX_MESSAGE,
@@ -48,7 +48,7 @@ from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.units import format_bytes
-from node_janitor.http_endpoint import Endpoint
+from node_janitor.http_endpoint import Endpoint, serve_health
 from node_janitor.node.collect import statvfs_entry
 from node_janitor.node.engine import NodeEngine, policy_halt
 from node_janitor.node.execute import ActionResult
@@ -829,7 +829,8 @@ class NodeAgent:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         try:
-            server = await serve_http(self.config.metrics_port, self.metrics, self.ready, self.config.metrics_host)
+            config = self.config
+            server = await serve_health(self.metrics.render, self.ready, config.metrics_host, config.metrics_port)
         except OSError as exc:
             await self.kube.close()
             raise AgentStartError(

@@ -36,9 +36,10 @@ import kopf
 from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING, kopf_toggles
 from node_janitor.controller.handlers import register
 from node_janitor.controller.kube import COMPONENT, KubeWriter
-from node_janitor.controller.metrics import OperatorMetrics, start_http_server
+from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.preflight import OperatorStartError, wait_for_dependencies
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
+from node_janitor.http_endpoint import serve_health
 
 __all__ = [
     "DEFAULT_METRICS_PORT",
@@ -135,7 +136,7 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
             return False, starting[0]
         return True, "synced" if reconciler.synced.is_set() else "waiting for the initial listing (or a peer)"
 
-    runner = await start_http_server(metrics, options.metrics_host, options.metrics_port, readiness)
+    runner = await serve_health(metrics.render, readiness, options.metrics_host, options.metrics_port)
     try:
         peering = None if options.standalone else options.peering
         await wait_for_dependencies(configuration, peering, partial(starting.__setitem__, 0), APISERVER_RETRY)

@@ -3,13 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from node_janitor.http_endpoint import TEXT, Endpoint, Response, Route
-
-__all__ = ["OperatorMetrics", "start_http_server"]
+__all__ = ["OperatorMetrics"]
 
 
 class OperatorMetrics:
@@ -39,21 +35,3 @@ class OperatorMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-async def start_http_server(
-    metrics: OperatorMetrics, host: str, port: int, ready: Callable[[], tuple[bool, str]]
-) -> Endpoint:
-    """Serves /metrics, /healthz (the process serves) and /readyz (`ready()`: whether, and a word why), on the
-    agent's bounded endpoint (`http_endpoint`)."""
-
-    def readyz() -> Response:
-        ok, why = ready()
-        return (200 if ok else 503), f"{why}\n".encode(), TEXT
-
-    routes: dict[str, Route] = {
-        "/metrics": lambda: (200, metrics.render(), CONTENT_TYPE_LATEST),
-        "/healthz": lambda: (200, b"ok\n", TEXT),
-        "/readyz": readyz,
-    }
-    return await Endpoint.start(routes, host, port)
