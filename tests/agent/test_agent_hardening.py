@@ -137,7 +137,7 @@ def test_the_rotator_backoff_doubles_up_to_its_cap() -> None:
 async def test_a_refused_status_holds_back_neither_the_events_nor_the_heartbeat(tmp_path: Path) -> None:
     kube = FakeKube(refuse_status=KubeError("status: 422 imageRefs: Too many: 5001: must have at most 5000", 422))
     agent = _agent(tmp_path, kube)
-    agent._nodecleanup_exists, agent.link.error = True, None
+    agent.policy.exists, agent.link.error = True, None
     agent._usage = {"imageRefs": ["a:1"], "imageCount": 1}
     agent._events.append({"kind": "Event", "reason": "CleanupDone"})
     assert await asyncio.wait_for(agent._send(), 5)  # no retry loop in front of the Events

@@ -200,7 +200,6 @@ class NodeAgent:
         self._dirty = asyncio.Event()
         self._policy_changed = asyncio.Event()
         self._listed = asyncio.Event()
-        self._nodecleanup_exists = False
         self._unguarded_above = False  # above the watermark with no policy to act on (logged once per crossing)
         self._answered_request: str | None = None
         self._node_uid: str | None = None
@@ -264,7 +263,6 @@ class NodeAgent:
         )
         update = self.policy.observe(obj)
         self._listed.set()
-        self._nodecleanup_exists = obj is not None
         if update.appeared:
             self._dirty.set()  # (again) something to report into
         if update.changed:
@@ -773,14 +771,14 @@ class NodeAgent:
     async def _send(self) -> bool:
         """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
         try:
-            if self._nodecleanup_exists:
+            if self.policy.exists:
                 await self.kube.patch_status(NODE_CLEANUPS, self.config.node_name, self.status_document())
                 if self._status_refused is not None:
                     self._status_refused = None
                     self._dirty.set()  # Degraded clears in the next one
         except KubeError as exc:
             if exc.status == 404:
-                self._nodecleanup_exists = False  # deleted meanwhile: the watch says when there is one again
+                self.policy.exists = False  # deleted meanwhile: the watch says when there is one again
             elif _transient(exc.status):
                 self.metrics.errors.labels("apiserver").inc()
                 log.warning("status report failed: %s", exc)

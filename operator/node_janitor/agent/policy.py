@@ -79,7 +79,7 @@ class PolicyHolder:
         self.settled = False
         """The NodeCleanup was listed, or the agent stopped waiting for the apiserver (`settle`)."""
         self.exists = False
-        """The NodeCleanup exists as far as the apiserver said."""
+        """The NodeCleanup exists as far as the apiserver said (a watch, or a status patch answered 404)."""
         self._load_saved()
 
     # ---- what applies --------------------------------------------------------------------------------------
