@@ -467,6 +467,7 @@ class NodeEngine:
         warnings.extend(state_warnings)
         settings = PlanSettings.from_rules(rules, protected_now(protected_images))
         image_target = plan_target(inventory, settings)
+        image_pressure = image_target.under_pressure  # before what logs free shrinks the target
         logs_target = plan_target(inventory, settings, "logs")
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
@@ -477,7 +478,7 @@ class NodeEngine:
         own_fs = log_fs is not None and not shared and await asyncio.to_thread(_fills_alone, log_fs)
 
         log_pass: LogPass | None = None
-        if self.pod_log_dir is not None and rules.logs.enabled and inventory.file_system("logs") is not None:
+        if self.pod_log_dir is not None and rules.logs.enabled and log_fs is not None:
             protected: tuple[Path, ...] = ()
             if rules.logs.extra_paths:
                 protected, protected_warnings = await self.protected_trees()
@@ -556,7 +557,7 @@ class NodeEngine:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
             report.next_eligible = _next_eligible(inventory, plan, settings)
             if not dry_run:
-                targets = [("imagefs", image_fs, plan_target(inventory, settings).under_pressure)]
+                targets = [("imagefs", image_fs, image_pressure)]
                 if not shared:
                     targets.append(("logs", log_fs, logs_target.under_pressure))
                 await self._measure_short(report, settings, targets)
