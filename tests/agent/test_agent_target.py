@@ -5,7 +5,10 @@ and runs again only when something changes (here: the policy stops keeping an im
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -15,15 +18,18 @@ from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, 
 from node_janitor.runtime import open_runtime
 from support.agentbed import (
     AgentFactory,
+    MiB,
     apply_nodecleanup,
     build_images,
     condition,
     fill_to_percent,
     image_ids,
+    import_one_by_one,
     node_events,
     status,
     wait_for,
 )
+from support.inotify import OnDelete
 from support.kube import ControlPlane
 from support.logbed import check_numbered, stdout_messages
 
@@ -134,3 +140,48 @@ async def test_an_image_reaching_min_age_is_the_change_that_ends_the_wait(
         assert young.id not in await image_ids(bed)
         assert len(_unreachable_events(kube, node_name)) == 1
         await remove_all_pods(cri)
+
+
+async def test_a_disk_that_fills_during_the_run_is_planned_again_not_called_unreachable(
+    kube: ControlPlane, small_disk_bed: ContainerdBed, node_name: str, agents: AgentFactory
+) -> None:
+    """The disk fills while a watermark run removes images (here 16 MiB written the instant the first blob is
+    deleted, with containerd stopped meanwhile so that it lands mid-run): the run's plan covered its way to the low
+    watermark on what it measured, and removable images remain. The old agent called that an unreachable target
+    (condition, Event) and waited for a change that never came, the disk left above its low watermark; it failed
+    that way in the helm e2e test (the ballast still being written when the watermark fired). Now another run
+    plans again on what is there and brings the disk under the low watermark."""
+    bed = small_disk_bed
+    images = build_images(bed, "spill", 5)  # each ~16 MiB on disk: its blob and its snapshot
+    import_one_by_one(bed, images)
+    policy = {"thresholds": {"highPercent": 75, "lowPercent": 50}, "images": {"minAge": "0s"}}
+    apply_nodecleanup(kube, node_name, {**policy, "logs": {"enabled": False}})
+    fill_to_percent(bed, 80)
+    pid = bed.pid
+    assert pid is not None
+
+    def spill() -> None:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with (bed.disk / "spill").open("wb") as f:
+                for _ in range(16):
+                    f.write(os.urandom(MiB))
+                os.fsync(f.fileno())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    seen = Counter(d for image in images for d in image.blobs)
+    ours = {d.removeprefix("sha256:") for d, n in seen.items() if n == 1}
+    blobs = bed.root / "io.containerd.content.v1.content" / "blobs" / "sha256"
+    with OnDelete(blobs, ours, spill) as spilled:
+        agent = agents.start(node_name, bed, monitor_interval="200ms")
+        wait_for("the first removal", spilled.fired.is_set, 30)
+    wait_for("the disk under its low watermark", lambda: bed.usage().used_percent <= 50, 30)
+    assert "planning again (1 of 3)" in agent.log()
+    assert 2 <= _runs(agent.metrics()) <= 4, agent.metrics()
+    remaining = await image_ids(bed)
+    assert {i.id for i in images} & remaining, "only as much as needed: the newest stay"
+    st = wait_for("a report after the last run", lambda: s if (s := status(kube, node_name)).get("lastRun") else None)
+    assert condition(st, "TargetReached").get("status") != "False", st
+    assert not _unreachable_events(kube, node_name)
+    assert agent.metrics().get("node_janitor_target_short_bytes", 0) == 0

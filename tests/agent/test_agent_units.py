@@ -49,6 +49,21 @@ async def test_triggers_during_a_run_coalesce_into_one_more_run() -> None:
     assert (await asyncio.wait_for(waiter, 1)).pressure
 
 
+async def test_a_follow_up_run_aims_at_the_low_watermark_once_and_never_in_a_dry_run() -> None:
+    queue = RunQueue()
+    queue.add("request", run_request="dry-run:1")
+    queue.add("watermark", follow_up=True)
+    follow = await queue.take()
+    assert follow.triggers == {"watermark"} and follow.follow_up and follow.to_low and not follow.pressure
+    queue.done()
+    dry = await queue.take()
+    assert dry.dry_run_request and not dry.follow_up and not dry.to_low
+    queue.done()
+    queue.add("watermark")
+    plain = await queue.take()
+    assert not plain.follow_up and not plain.to_low  # the flag went with the run it was added for
+
+
 async def test_a_dry_run_request_never_rides_along_a_real_run() -> None:
     queue = RunQueue()
     queue.add("watermark")

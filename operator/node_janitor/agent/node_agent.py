@@ -45,7 +45,7 @@ from node_janitor.agent.report import (
     target_unreachable_event,
 )
 from node_janitor.agent.store import AgentStore
-from node_janitor.agent.triggers import PendingRun, RunQueue, above, pressure_rules
+from node_janitor.agent.triggers import MAX_FOLLOW_UPS, PendingRun, RunQueue, above, pressure_rules
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.units import format_bytes
 from node_janitor.http_endpoint import Endpoint, serve_health
@@ -211,6 +211,7 @@ class NodeAgent:
         self.rotator_health = RotatorHealth()
         self._status_refused: str | None = None
         self.target = TargetBackoff()  # a target no run can reach: reported once, retried when something changes
+        self._follow_ups = 0  # runs in a row planned again after one that covered its target and fell short
         self._rotator_lock = asyncio.Lock()
         self._api_reachable = False
         self._run_task: asyncio.Task[None] | None = None
@@ -530,7 +531,7 @@ class NodeAgent:
             return
         # A request under a paused policy is still answered (`node-janitor run --wait` waits for it): the engine
         # does nothing at all under paused, so the answer is a run with no action.
-        rules = pressure_rules(applied) if pending.pressure else applied
+        rules = pressure_rules(applied) if pending.to_low else applied
         dry_run = applied.dry_run or pending.dry_run_request
         await self._sync_rotator(hold=True)
         started, clock = self.clock(), time.monotonic()
@@ -602,12 +603,15 @@ class NodeAgent:
             self._events.append(event)
         # Re-arming: a run that freed nothing and left the disk above its watermark waits before the next try; a
         # run that could remove nothing more (no error, still above the low watermark) is reported once and not
-        # tried again until something changes (`TargetBackoff`).
+        # tried again until something changes (`TargetBackoff`); a run whose plan covered its target and fell short
+        # anyway is followed by another (`_follow_up`).
         file_systems = self._file_systems()
         rules = self.policy.applied
         now = time.monotonic()
         report = outcome.report
-        if report is not None and not outcome.dry_run and not outcome.all_errors and not report.paused:
+        if self._follow_up(outcome):
+            pass  # not unreachable: another run plans again on what is there now
+        elif report is not None and not outcome.dry_run and not outcome.all_errors and not report.paused:
             short = report.short_bytes
             message = ""
             if short:
@@ -633,6 +637,35 @@ class NodeAgent:
             self._pressure_retry_at = now + RETRY_SECONDS if unmet and not self.target.blocked else None
         self._save_status()
         self._dirty.set()
+
+    def _follow_up(self, outcome: RunOutcome) -> bool:
+        """A run whose plan covered the image file system's way down to the low watermark, that removed something
+        and still left it above: the disk filled while it ran (a pod writing, an image pulled), or the removals
+        freed less than measured. Something more may well be removable: that is no unreachable target, so another
+        run plans again on what is there now, at most MAX_FOLLOW_UPS in a row (then the target rules apply)."""
+        report = outcome.report
+        if (
+            report is None
+            or outcome.dry_run
+            or outcome.all_errors
+            or not report.short.get("imagefs")
+            or not (report.plan.target.under_pressure and report.plan.reaches_target)
+            or not outcome.removed_something
+            or self._follow_ups >= MAX_FOLLOW_UPS
+        ):
+            self._follow_ups = 0
+            return False
+        self._follow_ups += 1
+        log.info(
+            "%s run covered its target but left %s above the low watermark (the disk filled meanwhile, or freed "
+            "less than measured): planning again (%d of %d)",
+            outcome.trigger,
+            format_bytes(report.short["imagefs"]),
+            self._follow_ups,
+            MAX_FOLLOW_UPS,
+        )
+        self.queue.add("watermark" if outcome.trigger == "request" else outcome.trigger, follow_up=True)
+        return True
 
     def _note_target(self, short: int, message: str) -> None:
         """The TargetReached condition and the short-bytes gauge."""

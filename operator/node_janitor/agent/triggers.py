@@ -16,12 +16,18 @@ TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "sc
 PRESSURE_MARGIN = 0.001
 """A pressure run's high watermark sits this far above the low one (percent): it reclaims to the low watermark
 whenever the disk is above it."""
+MAX_FOLLOW_UPS = 3
+"""Runs in a row that may follow a run whose plan covered its target yet left the disk above the low watermark (the
+disk filled while it ran, or removals freed less than measured): each plans again on what is there now."""
 
 
 @dataclass(frozen=True)
 class PendingRun:
     triggers: frozenset[RunTrigger]
     run_request: str | None = None
+    follow_up: bool = False
+    """Planned again after a run that fell short of the low watermark it had covered: it aims at the low
+    watermark though the disk may be below the high one now (as a pressure run does)."""
 
     @property
     def dry_run_request(self) -> bool:
@@ -35,6 +41,11 @@ class PendingRun:
     def pressure(self) -> bool:
         return "pressure" in self.triggers
 
+    @property
+    def to_low(self) -> bool:
+        """Reclaims down to the low watermark whenever the disk is above it (`pressure_rules`)."""
+        return self.pressure or self.follow_up
+
 
 class RunQueue:
     """Triggers that arrive while a run is going on (or pending) coalesce into one more run. Real run requests
@@ -45,11 +56,13 @@ class RunQueue:
         self._triggers: set[RunTrigger] = set()
         self._run_request: str | None = None
         self._dry_run_request: str | None = None
+        self._follow_up = False
         self._wake = asyncio.Event()
         self.running = False
 
-    def add(self, trigger: RunTrigger, run_request: str | None = None) -> None:
+    def add(self, trigger: RunTrigger, run_request: str | None = None, *, follow_up: bool = False) -> None:
         self._triggers.add(trigger)
+        self._follow_up = self._follow_up or follow_up
         if run_request is not None:
             if is_dry_run_request(run_request):
                 self._dry_run_request = run_request
@@ -73,12 +86,13 @@ class RunQueue:
             self._wake.clear()
             await self._wake.wait()
         if self._run_request is not None or self._dry_run_request is None:
-            pending = PendingRun(frozenset(self._triggers), self._run_request)
-            self._run_request = None
+            pending = PendingRun(frozenset(self._triggers), self._run_request, self._follow_up)
+            self._run_request, self._follow_up = None, False
             self._triggers = {"request"} if self._dry_run_request is not None else set()
         elif others := self._triggers - {"request"}:
-            pending = PendingRun(frozenset(others))
+            pending = PendingRun(frozenset(others), follow_up=self._follow_up)
             self._triggers -= others
+            self._follow_up = False
         else:
             pending = PendingRun(frozenset(self._triggers), self._dry_run_request)
             self._triggers.clear()
