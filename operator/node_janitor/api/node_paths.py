@@ -11,15 +11,17 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
+from node_janitor.defaults import CONTAINERD_ROOT, CONTAINERD_STATE, DEFAULT_KUBELET_ROOT, DEFAULT_POD_LOG_DIR
+
 PROTECTED_TREES: tuple[str, ...] = (
     # the runtime's and the kubelet's own state
-    "/var/lib/containerd",
-    "/run/containerd",
-    "/var/lib/kubelet",
+    str(CONTAINERD_ROOT),
+    str(CONTAINERD_STATE),
+    str(DEFAULT_KUBELET_ROOT),
     "/var/lib/etcd",
     "/var/lib/rancher/k3s/server/db",  # k3s's and RKE2's datastore (kine's SQLite, or their embedded etcd)
     "/var/lib/rancher/rke2/server/db",
-    "/var/log/pods",
+    str(DEFAULT_POD_LOG_DIR),
     "/var/log/containers",  # kubelet's links to the pod logs
     # system trees
     "/bin",

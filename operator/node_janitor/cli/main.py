@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node_janitor import __version__
-from node_janitor.runtime import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, RuntimeClientError
+from node_janitor.defaults import (
+    DEFAULT_CONTAINERD_ADDRESS,
+    DEFAULT_KUBELET_ROOT,
+    DEFAULT_NAMESPACE,
+    DEFAULT_POD_LOG_DIR,
+    DEFAULT_STATE_DIR,
+)
+from node_janitor.runtime import RuntimeClientError
 
 if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
@@ -64,17 +71,17 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pod-log-dir",
-        default="/var/log/pods",
+        default=str(DEFAULT_POD_LOG_DIR),
         type=_directory,
         metavar="DIR",
-        help="CRI pod log directory (default /var/log/pods)",
+        help=f"CRI pod log directory (default {DEFAULT_POD_LOG_DIR})",
     )
     parser.add_argument(
         "--kubelet-root",
-        default="/var/lib/kubelet",
+        default=str(DEFAULT_KUBELET_ROOT),
         type=_directory,
         metavar="DIR",
-        help="the kubelet's root directory, never reached by extraPaths (default /var/lib/kubelet)",
+        help=f"the kubelet's root directory, never reached by extraPaths (default {DEFAULT_KUBELET_ROOT})",
     )
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
@@ -144,19 +151,21 @@ def _add_agent_parser(sub: Any) -> None:
         help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
     agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
-    agent.add_argument("--pod-log-dir", default="/var/log/pods", metavar="DIR", help="default /var/log/pods")
+    agent.add_argument(
+        "--pod-log-dir", default=str(DEFAULT_POD_LOG_DIR), metavar="DIR", help=f"default {DEFAULT_POD_LOG_DIR}"
+    )
     agent.add_argument(
         "--kubelet-root",
-        default="/var/lib/kubelet",
+        default=str(DEFAULT_KUBELET_ROOT),
         type=_directory,
         metavar="DIR",
-        help="the kubelet's root, never reached by extraPaths (default /var/lib/kubelet)",
+        help=f"the kubelet's root, never reached by extraPaths (default {DEFAULT_KUBELET_ROOT})",
     )
     agent.add_argument(
         "--state-dir",
-        default="/var/lib/node-janitor",
+        default=str(DEFAULT_STATE_DIR),
         metavar="DIR",
-        help="last policy, pending status, images' last use (default /var/lib/node-janitor); never reached by "
+        help=f"last policy, pending status, images' last use (default {DEFAULT_STATE_DIR}); never reached by "
         "extraPaths",
     )
     agent.add_argument(

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.devbed.images import ImageBuilder, OciImage, write_oci_archive
 from node_janitor.node.collect import statvfs_entry
 from node_janitor.node.inventory import FileSystemEntry
@@ -57,7 +58,7 @@ class ContainerdBed:
         *,
         disk_size: int | None = None,
         disk_inodes: int | None = None,
-        namespace: str = "k8s.io",
+        namespace: str = DEFAULT_NAMESPACE,
         sandbox_image: str = PAUSE_IMAGE,
         builder: ImageBuilder | None = None,
         cni_bin_dir: Path | None = None,
@@ -190,7 +191,7 @@ class ContainerdBed:
         archive = self.base / f"import-{os.getpid()}-{time.monotonic_ns()}.tar"
         write_oci_archive(archive, images)
         try:
-            args = ["images", "import", "--snapshotter", "overlayfs"]
+            args = ["images", "import", "--snapshotter", DEFAULT_SNAPSHOTTER]
             if not unpack:
                 args.append("--no-unpack")
             if all_platforms:
@@ -252,7 +253,7 @@ state = "{self.state}"
   enable_cdi = false
 
 [{cri}.containerd]
-  snapshotter = "overlayfs"
+  snapshotter = "{DEFAULT_SNAPSHOTTER}"
   default_runtime_name = "runc"
 
 [{cri}.containerd.runtimes.runc]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from node_janitor.api.refs import is_image_id, normalize_all, normalize_or_none
+from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
 from node_janitor.node.inventory import (
     GC_EXPIRE,
     GC_REF_CONTENT,
@@ -88,9 +89,9 @@ class SnapshotUsageCache:
 
 @dataclass(frozen=True)
 class CollectOptions:
-    snapshotter: str = "overlayfs"
-    namespace: str = "k8s.io"
-    pod_log_dir: Path | None = Path("/var/log/pods")
+    snapshotter: str = DEFAULT_SNAPSHOTTER
+    namespace: str = DEFAULT_NAMESPACE
+    pod_log_dir: Path | None = DEFAULT_POD_LOG_DIR
     image_fs_path: str | None = None  # overrides the mountpoint CRI reports
     host_root: Path = Path("/")  # where the host's file system is seen (paths the runtime reports are the host's)
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.api.units import format_bytes
+from node_janitor.defaults import DEFAULT_KUBELET_ROOT, DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
 from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
 from node_janitor.node.execute import ActionResult, ExecutionResult, Executor, Outcome
 from node_janitor.node.inventory import FileSystemEntry, Inventory
@@ -62,7 +63,6 @@ from node_janitor.node.plan import (
 )
 from node_janitor.node.usage import DiskReport, build_disk_report
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
-from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 
 Clock = Callable[[], datetime]
 ProtectedImages = Iterable[str] | Callable[[], Iterable[str]]
@@ -220,7 +220,6 @@ def _both(
 
 CRI_PLUGIN_DIR = "io.containerd.grpc.v1.cri"  # the CRI plugin's own root and state, inside containerd's
 SNAPSHOTTER_DIR_PREFIX = "io.containerd.snapshotter."  # a snapshotter's root, inside containerd's root
-DEFAULT_KUBELET_ROOT = Path("/var/lib/kubelet")
 
 
 async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
@@ -316,7 +315,7 @@ class NodeEngine:
         containerd: ContainerdClient,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        pod_log_dir: Path | None = Path("/var/log/pods"),
+        pod_log_dir: Path | None = DEFAULT_POD_LOG_DIR,
         state: LastUsedStore | None = None,
         host_root: Path = Path("/"),
         clock: Clock = utc_now,

@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.api.refs import matches_pattern, normalize_all, normalize_or_none
+from node_janitor.defaults import DEFAULT_SNAPSHOTTER
 from node_janitor.node.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
 from node_janitor.node.plan import Action, ActionKind, Plan, Reason
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
@@ -122,7 +123,7 @@ class Executor:
         containerd: ContainerdRemover,
         measure: Callable[[], FileSystemEntry | None],
         *,
-        snapshotter: str = "overlayfs",
+        snapshotter: str = DEFAULT_SNAPSHOTTER,
         on_result: Callable[[ActionResult], None] | None = None,
         protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
         keep: Sequence[str] | Callable[[], Sequence[str]] = (),

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from node_janitor.api.refs import normalize_all, normalize_or_none
+from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
@@ -212,8 +213,8 @@ class NamespaceUsage:
 @dataclass(frozen=True)
 class Inventory:
     taken_at: datetime
-    namespace: str = "k8s.io"
-    snapshotter: str = "overlayfs"
+    namespace: str = DEFAULT_NAMESPACE
+    snapshotter: str = DEFAULT_SNAPSHOTTER
     images: tuple[ImageEntry, ...] = ()
     blobs: tuple[BlobEntry, ...] = ()
     snapshots: tuple[SnapshotEntry, ...] = ()

@@ -6,12 +6,8 @@ here: `CriClient`, `ContainerdClient`, `open_runtime` (both clients on one socke
 and the errors they raise.
 """
 
-from node_janitor.runtime.containerd import (
-    DEFAULT_CONTAINERD_ADDRESS,
-    DEFAULT_NAMESPACE,
-    DEFAULT_SNAPSHOTTER,
-    ContainerdClient,
-)
+from node_janitor.defaults import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
+from node_janitor.runtime.containerd import ContainerdClient
 from node_janitor.runtime.cri import DEFAULT_CRI_ADDRESS, CriClient
 from node_janitor.runtime.errors import (
     AlreadyExistsError,

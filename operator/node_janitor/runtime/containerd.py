@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from node_janitor.defaults import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.runtime._convert import EPOCH, from_timestamp
 from node_janitor.runtime._rpc import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -57,9 +58,6 @@ from node_janitor.runtime.records import (
     SnapshotUsage,
 )
 
-DEFAULT_CONTAINERD_ADDRESS = "/run/containerd/containerd.sock"
-DEFAULT_NAMESPACE = "k8s.io"
-DEFAULT_SNAPSHOTTER = "overlayfs"
 DEFAULT_RUNTIME = "io.containerd.runc.v2"
 
 NAMESPACE_HEADER = "containerd-namespace"

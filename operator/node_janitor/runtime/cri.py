@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import TypeVar
 
+from node_janitor.defaults import DEFAULT_CONTAINERD_ADDRESS
 from node_janitor.runtime._convert import from_unix_nanos, from_unix_nanos_or_none
 from node_janitor.runtime._rpc import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -39,7 +40,7 @@ from node_janitor.runtime.records import (
     SandboxState,
 )
 
-DEFAULT_CRI_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_CRI_ADDRESS = DEFAULT_CONTAINERD_ADDRESS  # one socket serves both
 CRI_API_VERSION = "v1"
 
 _RUNTIME = "/" + cri.DESCRIPTOR.services_by_name["RuntimeService"].full_name + "/"
