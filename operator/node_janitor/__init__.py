@@ -13,6 +13,7 @@ The packages, what lives there and what each may import (of ours):
 - `devbed/`: the private containerd of the tests and the demo, an OCI image builder: `api/`, `runtime/`, `node/`
   (statvfs).
 - `http_endpoint`: the agent's and the operator's /metrics and health endpoint (aiohttp): nothing.
+- `atomic_json`: the one atomic JSON write of our state files (O_EXCL | O_NOFOLLOW, fsync, rename): nothing.
 - `defaults`: the node's conventional paths and names (containerd's socket, `k8s.io`, `overlayfs`, /var/log/pods,
   /var/lib/kubelet): nothing; every package may import it.
 """

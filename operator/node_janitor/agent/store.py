@@ -8,9 +8,10 @@
 - `run.lock`: flock(2)ed by each engine run (`logs.RunLock`): the agents of one node (a rollout with surge runs two,
   both with this directory) never run at once.
 
-Every write goes to a unique temporary name created with O_EXCL beside the file, is fsynced and renamed over
-it: a crash leaves the old or the new file, never half of one, and two writers never share a temporary file.
-A failed write (ENOSPC on a full disk, which is when the agent works hardest) is a warning, never fatal.
+Every write goes through `node_janitor.atomic_json`: a unique temporary name beside the file (O_EXCL, O_NOFOLLOW),
+fsynced and renamed over it; a crash leaves the old or the new file, never half of one; a symlink or anything but a
+regular file at the path is left alone (the write is refused). A failed write (ENOSPC on a full disk, which is
+when the agent works hardest) is a warning, never fatal.
 """
 
 from __future__ import annotations
@@ -18,29 +19,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import secrets
 from pathlib import Path
 from typing import Any
+
+from node_janitor.atomic_json import write_json_atomically
 
 log = logging.getLogger(__name__)
 
 
 def write_atomically(path: Path, document: Any) -> str | None:
-    """Write `document` as JSON to `path` atomically; returns a warning instead of raising on OSError."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        return f"could not write {path}: {exc.strerror or exc}"
+    """Write `document` as JSON to `path` atomically (`node_janitor.atomic_json`); a warning instead of raising."""
+    if (reason := write_json_atomically(path, document, sort_keys=True)) is not None:
+        return f"could not write {path}: {reason}"
     return None
 
 

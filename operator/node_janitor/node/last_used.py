@@ -2,7 +2,7 @@
 
 Containers come and go (kubelet removes exited ones), so "least recently used" needs memory. The file is
 small JSON (`{"kind": "node-janitor-state", "lastUsed": {image ID: RFC 3339 time}}`), written to a temporary
-file of a unique name (created with O_EXCL beside it), fsynced and renamed over the old one. A failed write (a
+file of a unique name beside it, fsynced and renamed over the old one (`node_janitor.atomic_json`). A failed write (a
 full disk: ENOSPC) is reported and never stops a cleanup, which is exactly when it matters most.
 
 Every inventory is remembered (a run's, a dry run's, the agent's heartbeat `df`, on a paused node too): images used
@@ -17,14 +17,12 @@ number, a time without a zone) are dropped with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from node_janitor.atomic_json import write_json_atomically
 from node_janitor.node.inventory import Inventory
 
 STATE_KIND = "node-janitor-state"
@@ -111,19 +109,6 @@ class LastUsedStore:
         if self._foreign is not None:
             return f"did not save state to {self.path}: {self._foreign}"
         payload = {"kind": STATE_KIND, "lastUsed": {k: v.isoformat() for k, v in sorted(last_used.items())}}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
-                return f"did not save state to {self.path}: it is not a regular file"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with open(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            return f"could not save state to {self.path}: {exc.strerror or exc}"
+        if (reason := write_json_atomically(self.path, payload)) is not None:
+            return f"could not save state to {self.path}: {reason}"
         return None
