@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from node_janitor.node.inventory import Inventory, ReferenceCounts, all_roots, content_node, snapshot_node
+from node_janitor.node.inventory import Inventory, ReferenceCounts, all_roots, content_node, image_node, snapshot_node
 
 ZERO_TIME = datetime.min  # Go's zero time.Time: before every real time
 
@@ -101,7 +101,7 @@ def remove_images(inventory: Inventory, image_ids: Iterable[str], now: datetime)
     counts = ReferenceCounts(inventory.graph, all_roots(inventory, now))
     freed_nodes: set[str] = set()
     for image_id in ids:
-        freed_nodes |= counts.remove(f"image:{image_id}")
+        freed_nodes |= counts.remove(image_node(image_id))
     freed = inventory.graph.bytes_of(freed_nodes)
     file_systems = tuple(
         dataclasses.replace(fs, used=fs.used - freed, available=fs.available + freed) if fs.name == "imagefs" else fs

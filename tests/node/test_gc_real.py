@@ -15,7 +15,7 @@ from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.images import chain_ids
 from node_janitor.node.engine import NodeEngine
 from node_janitor.node.execute import Outcome
-from node_janitor.node.inventory import content_node, snapshot_node
+from node_janitor.node.inventory import content_node, image_node, snapshot_node
 from node_janitor.node.plan import ActionKind, PlanSettings, plan_cleanup
 from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError, open_runtime
 from support.enginebed import execute
@@ -102,7 +102,7 @@ async def test_a_flat_lease_holds_only_what_it_names_and_the_prediction_is_exact
     await ctrd.delete_image(app.id, missing_ok=True)  # the ID record CRI added
     await ctrd.wait_for_gc()
     after = await engine.take_inventory()
-    gone = set(inventory.graph.size) - set(after.graph.size) - {f"image:{app.id}"}
+    gone = set(inventory.graph.size) - set(after.graph.size) - {image_node(app.id)}
     assert gone == predicted
     assert await _blob_exists(ctrd, app.manifest_digest)
 

@@ -18,7 +18,11 @@ from node_janitor.node.inventory import (
     ImageEntry,
     Inventory,
     LeaseEntry,
+    NodeKind,
     SnapshotEntry,
+    content_node,
+    is_node_of,
+    snapshot_node,
 )
 from node_janitor.node.plan import (
     FEWEST_IMAGES,
@@ -180,17 +184,17 @@ def test_predicted_bytes_are_exactly_what_disappears(store: tuple[Inventory, Pla
     graph = inventory.graph
     removed = {a.id for a in plan.actions if a.kind is ActionKind.REMOVE_IMAGE}
     deleted_leases = frozenset(a.id for a in plan.actions if a.kind is ActionKind.DELETE_LEASE)
-    direct = {"snapshot:" + a.id for a in plan.actions if a.kind is ActionKind.REMOVE_SNAPSHOT}
-    direct |= {"content:" + a.id for a in plan.actions if a.kind is ActionKind.DELETE_CONTENT}
-    everything = {n for n in graph.size if not n.startswith("image:")}  # image records are nodes of 0 bytes
+    direct = {snapshot_node(a.id) for a in plan.actions if a.kind is ActionKind.REMOVE_SNAPSHOT}
+    direct |= {content_node(a.id) for a in plan.actions if a.kind is ActionKind.DELETE_CONTENT}
+    everything = {n for n in graph.size if not is_node_of(n, NodeKind.IMAGE)}  # image records are nodes of 0 bytes
     rooted_before = _still_reachable(inventory, set())
     rooted_after = _still_reachable(inventory, removed, deleted_leases)
     # Gone: what lost its last root, plus the unrooted nodes removed directly; nothing is counted twice.
     gone = ((rooted_before - rooted_after) | direct) & everything
     assert direct <= everything - rooted_before, "a node some root still reaches was removed directly"
     assert plan.planned_bytes == graph.bytes_of(gone)
-    inodes = {"snapshot:" + s.key: s.inodes for s in inventory.snapshots} | {
-        "content:" + b.digest: 1 for b in inventory.blobs
+    inodes = {snapshot_node(s.key): s.inodes for s in inventory.snapshots} | {
+        content_node(b.digest): 1 for b in inventory.blobs
     }
     assert sum(a.inodes for a in plan.actions) == sum(inodes[n] for n in gone)
     if plan_settings.remove_orphan_snapshots and plan_settings.remove_orphan_content:

@@ -28,7 +28,10 @@ from node_janitor.node.inventory import (
     LeaseEntry,
     LogFileEntry,
     NamespaceUsage,
+    NodeKind,
     SnapshotEntry,
+    is_node_of,
+    node_id,
     on_disk,
     parse_rfc3339,
 )
@@ -315,7 +318,7 @@ async def collect_other_namespaces(
         except RuntimeClientError as exc:
             warnings.append(f"cannot read containerd namespace {name!r} ({exc}): blobs it shares may be promised")
             continue
-        kept = {n.removeprefix("content:") for n in other.graph.referenced(now) if n.startswith("content:")}
+        kept = {node_id(n) for n in other.graph.referenced(now) if is_node_of(n, NodeKind.CONTENT)}
         for digest in kept & ours.keys():
             held.setdefault(digest, []).append(name)
         usages.append(

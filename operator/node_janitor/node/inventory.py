@@ -25,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cached_property
+from typing import NewType
 
 from node_janitor.api.refs import normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
@@ -41,7 +43,44 @@ GC_ROOT = "containerd.io/gc.root"
 GC_EXPIRE = "containerd.io/gc.expire"
 GC_FLAT = "containerd.io/gc.flat"
 
-Node = str  # "content:<digest>", "snapshot:<key>", "image:<image ID>" (size 0), "container:<id>" (no size)
+
+class NodeKind(StrEnum):
+    """What a node of the reference graph (or a root of `ReferenceCounts`) stands for."""
+
+    CONTENT = "content"  # a blob, by digest
+    SNAPSHOT = "snapshot"  # a snapshot, by key
+    IMAGE = "image"  # an image record, by image ID (a node of 0 bytes; a root)
+    CONTAINER = "container"  # a container, by ID (no node of its own; a root)
+    LEASE = "lease"  # a lease, by ID (a root)
+
+
+Node = NewType("Node", str)
+"""A node of the reference graph or a root, `<kind>:<id>`: made by `graph_node` (and the `*_node` helpers), read
+by `node_kind`/`node_id`; no other code spells it."""
+
+GC_ROOTS = Node("gc-roots")
+"""The root of everything a `containerd.io/gc.root` label or an unexpired `gc.expire` keeps."""
+OTHER_NAMESPACES = Node("other-namespaces")
+"""The root of the blobs another containerd namespace keeps."""
+
+
+def graph_node(kind: NodeKind, ident: str) -> Node:
+    return Node(f"{kind.value}:{ident}")
+
+
+def node_kind(node: Node) -> NodeKind | None:
+    """The node's kind (None for the two special roots)."""
+    kind, sep, _ = node.partition(":")
+    return NodeKind(kind) if sep and kind in NodeKind._value2member_map_ else None
+
+
+def is_node_of(node: Node, kind: NodeKind) -> bool:
+    return node.startswith(kind.value + ":")
+
+
+def node_id(node: Node) -> str:
+    """The digest, key or ID a node names."""
+    return node.partition(":")[2]
 
 
 def _named(key: str, prefix: str) -> bool:
@@ -68,19 +107,23 @@ def parse_rfc3339(value: str) -> datetime | None:
 
 
 def content_node(digest: str) -> Node:
-    return "content:" + digest
+    return graph_node(NodeKind.CONTENT, digest)
 
 
 def snapshot_node(key: str) -> Node:
-    return "snapshot:" + key
+    return graph_node(NodeKind.SNAPSHOT, key)
 
 
 def image_node(image_id: str) -> Node:
-    return "image:" + image_id
+    return graph_node(NodeKind.IMAGE, image_id)
 
 
 def container_node(container_id: str) -> Node:
-    return "container:" + container_id
+    return graph_node(NodeKind.CONTAINER, container_id)
+
+
+def lease_node(lease_id: str) -> Node:
+    return graph_node(NodeKind.LEASE, lease_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +461,7 @@ class ReferenceGraph:
 
     def orphans(self, now: datetime) -> frozenset[Node]:
         """Blobs and snapshots nothing keeps."""
-        return frozenset(n for n in self.size if not n.startswith("image:")) - self.referenced(now)
+        return frozenset(n for n in self.size if not is_node_of(n, NodeKind.IMAGE)) - self.referenced(now)
 
 
 class ReferenceCounts:
@@ -428,7 +471,7 @@ class ReferenceCounts:
     updates the counts, so a planner predicts each step given every step before it.
     """
 
-    def __init__(self, graph: ReferenceGraph, roots: Mapping[str, frozenset[Node]]) -> None:
+    def __init__(self, graph: ReferenceGraph, roots: Mapping[Node, frozenset[Node]]) -> None:
         self.graph = graph
         self.roots = dict(roots)
         self.count: dict[Node, int] = {}
@@ -441,10 +484,10 @@ class ReferenceCounts:
         other.roots, other.count = dict(self.roots), dict(self.count)
         return other
 
-    def would_free(self, root: str) -> frozenset[Node]:
+    def would_free(self, root: Node) -> frozenset[Node]:
         return frozenset(n for n in self.roots.get(root, ()) if self.count[n] == 1)
 
-    def remove(self, root: str) -> frozenset[Node]:
+    def remove(self, root: Node) -> frozenset[Node]:
         closure = self.roots.pop(root, frozenset())
         freed = []
         for node in closure:
@@ -455,13 +498,13 @@ class ReferenceCounts:
         return frozenset(freed)
 
 
-def all_roots(inventory: Inventory, now: datetime) -> dict[str, frozenset[Node]]:
-    """Every root of the store, keyed `image:<id>`, `container:<id>`, `lease:<id>`, `gc-roots`, `other-namespaces`."""
+def all_roots(inventory: Inventory, now: datetime) -> dict[Node, frozenset[Node]]:
+    """Every root of the store: each image, container and lease (by its node), `GC_ROOTS` and `OTHER_NAMESPACES`."""
     graph = inventory.graph
-    roots: dict[str, frozenset[Node]] = {f"image:{k}": v for k, v in graph.image_closures.items()}
-    roots.update({f"container:{k}": v for k, v in graph.container_closures.items()})
-    roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=False).items()})
-    roots.update({f"lease:{k}": v for k, v in graph.lease_closures(now, expired=True).items()})
-    roots["gc-roots"] = graph.gc_root_closure
-    roots["other-namespaces"] = graph.held_elsewhere
+    roots: dict[Node, frozenset[Node]] = {image_node(k): v for k, v in graph.image_closures.items()}
+    roots.update({container_node(k): v for k, v in graph.container_closures.items()})
+    roots.update({lease_node(k): v for k, v in graph.lease_closures(now, expired=False).items()})
+    roots.update({lease_node(k): v for k, v in graph.lease_closures(now, expired=True).items()})
+    roots[GC_ROOTS] = graph.gc_root_closure
+    roots[OTHER_NAMESPACES] = graph.held_elsewhere
     return roots

@@ -19,9 +19,15 @@ from node_janitor.node.inventory import (
     ImageEntry,
     Inventory,
     Node,
+    NodeKind,
     ReferenceCounts,
     all_roots,
+    container_node,
     content_node,
+    image_node,
+    is_node_of,
+    lease_node,
+    node_id,
     snapshot_node,
 )
 
@@ -236,16 +242,16 @@ def plan_cleanup(
     if settings.remove_expired_leases:
         for lease in sorted(inventory.leases, key=lambda x: x.id):
             if lease.expired(now):
-                add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(f"lease:{lease.id}"))
+                add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(lease_node(lease.id)))
     # Orphans removed directly: nodes no root reaches at all (an expired lease is a root until it is deleted,
     # so what it holds goes with it, or stays when leases.removeExpired is off) and no earlier action frees.
     orphans = frozenset(graph.size) - frozenset(counts.count) - freed_nodes
     if settings.remove_orphan_snapshots:
-        for key in _leaves_first(inventory, {n for n in orphans if n.startswith("snapshot:")}):
+        for key in _leaves_first(inventory, {n for n in orphans if is_node_of(n, NodeKind.SNAPSHOT)}):
             add(ActionKind.REMOVE_SNAPSHOT, key, Reason.ORPHAN, [snapshot_node(key)])
     if settings.remove_orphan_content:
-        for node in sorted(n for n in orphans if n.startswith("content:")):
-            add(ActionKind.DELETE_CONTENT, node.removeprefix("content:"), Reason.ORPHAN, [node])
+        for node in sorted(n for n in orphans if is_node_of(n, NodeKind.CONTENT)):
+            add(ActionKind.DELETE_CONTENT, node_id(node), Reason.ORPHAN, [node])
 
     # 2. Exited containers past their grace (their images may become unused by it).
     removed_containers: set[str] = set()
@@ -264,7 +270,7 @@ def plan_cleanup(
                     ActionKind.REMOVE_CONTAINER,
                     c.id,
                     Reason.EXITED_CONTAINER,
-                    counts.remove(f"container:{c.id}"),
+                    counts.remove(container_node(c.id)),
                     detail=c.name,
                 )
 
@@ -292,7 +298,7 @@ def plan_cleanup(
             ActionKind.REMOVE_IMAGE,
             image.id,
             reason,
-            counts.remove(f"image:{image.id}"),
+            counts.remove(image_node(image.id)),
             refs=image.refs,
         )
 
@@ -341,7 +347,7 @@ def least_recently_used(
         return (
             not (dangling_first and image.dangling),
             used,
-            -graph.bytes_of(counts.would_free(f"image:{image.id}")),
+            -graph.bytes_of(counts.would_free(image_node(image.id))),
             image.id,
         )
 
@@ -371,18 +377,18 @@ def fewest_images(
     by_id = {image.id: (image, used) for image, used in pool}
     holders: dict[Node, list[str]] = {}
     for image_id in by_id:
-        for node in scratch.roots.get(f"image:{image_id}", ()):
+        for node in scratch.roots.get(image_node(image_id), ()):
             holders.setdefault(node, []).append(image_id)
 
     def weigh(nodes: Iterable[Node]) -> list[int]:
         nodes = list(nodes)
         return [sum(size.get(n, 0) for n in nodes), sum(inodes_of.get(n, 0) for n in nodes)]
 
-    gain = {i: weigh(scratch.would_free(f"image:{i}")) for i in by_id}
+    gain = {i: weigh(scratch.would_free(image_node(i))) for i in by_id}
     freed = [0, 0]
     picks: list[str] = []
     for phase in ([i for i in by_id if dangling_first and by_id[i][0].dangling], list(by_id)):
-        remaining = {i for i in phase if f"image:{i}" in scratch.roots}
+        remaining = {i for i in phase if image_node(i) in scratch.roots}
         heaps: tuple[list[tuple[int, datetime, str]], list[tuple[int, datetime, str]]] = ([], [])
         for image_id in remaining:
             _push(heaps, gain[image_id], by_id[image_id][1], image_id)
@@ -397,13 +403,13 @@ def fewest_images(
                 image_id = min((gain[i][metric], by_id[i][1], i) for i in remaining if gain[i][metric] >= short)[2]
             remaining.discard(image_id)
             picks.append(image_id)
-            closure = scratch.roots.get(f"image:{image_id}", frozenset())
-            for n, amount in enumerate(weigh(scratch.remove(f"image:{image_id}"))):
+            closure = scratch.roots.get(image_node(image_id), frozenset())
+            for n, amount in enumerate(weigh(scratch.remove(image_node(image_id)))):
                 freed[n] += amount
             for node in closure:
                 # One root still reaches it: if that is an image of the pool, removing it now frees the node too.
                 if scratch.count.get(node) == 1:
-                    holder = next((h for h in holders.get(node, ()) if f"image:{h}" in scratch.roots), None)
+                    holder = next((h for h in holders.get(node, ()) if image_node(h) in scratch.roots), None)
                     if holder is not None:
                         for n, amount in enumerate(weigh([node])):
                             gain[holder][n] += amount
@@ -433,7 +439,7 @@ def _without_needless(
     """`picks` (which together free `need`) without those the rest can do without, cheapest first, until each
     remaining pick is needed; those in `keep` stay."""
     size = counts.graph.size
-    closures = {i: counts.roots.get(f"image:{i}", frozenset()) for i in picks}
+    closures = {i: counts.roots.get(image_node(i), frozenset()) for i in picks}
     within: dict[Node, int] = {}  # node -> how many picks reach it
     for closure in closures.values():
         for node in closure:
@@ -476,22 +482,22 @@ def plan_discardable_layers(inventory: Inventory, counts: ReferenceCounts, now: 
         live_leases |= closure
     layer_blobs = {content_node(b.digest) for b in inventory.blobs if UNCOMPRESSED_LABEL in b.labels}
     needed_by_packed: set[Node] = set()
-    remaining_images = [i for i in inventory.images if f"image:{i.id}" in counts.roots]
+    remaining_images = [i for i in inventory.images if image_node(i.id) in counts.roots]
     for image in remaining_images:
         closure = graph.image_closures[image.id]
-        if not any(n.startswith("snapshot:") for n in closure):
+        if not any(is_node_of(n, NodeKind.SNAPSHOT) for n in closure):
             needed_by_packed |= closure
     discardable: set[Node] = set()
     for image in remaining_images:
         discardable |= graph.image_closures[image.id] & layer_blobs
     # A blob another namespace keeps would lose only this namespace's record: nothing freed, nothing to promise.
     keep = needed_by_packed | live_leases | graph.held_elsewhere
-    return sorted(n.removeprefix("content:") for n in discardable - keep)
+    return sorted(node_id(n) for n in discardable - keep)
 
 
 def _leaves_first(inventory: Inventory, nodes: set[Node]) -> Sequence[str]:
     """Snapshot keys ordered so that children come before their parents (containerd refuses otherwise)."""
-    keys = {n.removeprefix("snapshot:") for n in nodes}
+    keys = {node_id(n) for n in nodes}
     parent = {s.key: s.parent for s in inventory.snapshots if s.key in keys}
     depth: dict[str, int] = {}
 

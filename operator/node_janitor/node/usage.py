@@ -32,7 +32,9 @@ from node_janitor.node.inventory import (
     NamespaceUsage,
     ReferenceCounts,
     all_roots,
+    container_node,
     content_node,
+    image_node,
     snapshot_node,
 )
 from node_janitor.node.logs import (
@@ -138,7 +140,8 @@ def build_disk_report(
 
     # Images ----------------------------------------------------------------------------------------------
     closures = graph.image_closures
-    reach_count = ReferenceCounts(graph, closures).count  # how many images reach each node
+    image_roots = {image_node(k): v for k, v in closures.items()}
+    reach_count = ReferenceCounts(graph, image_roots).count  # how many images reach each node
     elsewhere = graph.held_elsewhere  # what other namespaces keep is shared too
     roots = all_roots(inventory, now)
     images = []
@@ -164,7 +167,7 @@ def build_disk_report(
     kept = {image.id for image in inventory.images if kept_by(image, keep)}
     for usage in images:
         if usage.containers == 0 and not usage.pinned and usage.id not in kept:
-            image_freed += graph.bytes_of(counts.remove(f"image:{usage.id}"))
+            image_freed += graph.bytes_of(counts.remove(image_node(usage.id)))
     image_row = UsageRow(
         total=len(images),
         active=sum(1 for i in images if i.containers),
@@ -178,7 +181,7 @@ def build_disk_report(
     container_freed = 0
     for c in inventory.containers:
         if c.state == "EXITED":
-            container_freed += graph.bytes_of(counts.remove(f"container:{c.id}"))
+            container_freed += graph.bytes_of(counts.remove(container_node(c.id)))
     container_row = UsageRow(
         total=len(inventory.containers),
         active=sum(1 for c in inventory.containers if c.running),
