@@ -28,9 +28,7 @@ from bench_planner import time_planning
 from realbed import REPO, MiB, workdir
 
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
-from node_janitor.node.logs.actions import LogSettings
-from node_janitor.node.logs.sweep import plan_log_rules
-from node_janitor.node.logs.tree import scan_log_tree
+from node_janitor.node.logs import LogSettings, plan_log_rules, scan_log_tree
 from node_janitor.node.plan import PlanSettings
 from support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
 from support.kube import ControlPlane, find_binaries

@@ -29,7 +29,7 @@ from node_janitor.node.logs import (
     remove_pod_log_dir,
     scan_log_tree,
 )
-from node_janitor.node.logs.compression import GzipDraft, _gzip_file, commit_gzip_draft, write_gzip_draft
+from node_janitor.node.logs.compression import GzipDraft, commit_gzip_draft, gzip_file, write_gzip_draft
 from node_janitor.runtime import CriContainerStatus, RuntimeClientError
 from support.logfakes import T0, FakeClock, FakeCri, fake_uid
 
@@ -347,7 +347,7 @@ def test_compression_writes_a_temporary_file_of_its_own(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.write_bytes(b"keep me")
     (tmp_path / (rotated.name + ".tmp")).symlink_to(outside)
-    outcome, _, freed = _gzip_file(str(rotated), 6)
+    outcome, _, freed = gzip_file(str(rotated), 6)
     assert outcome is Outcome.DONE and freed > 0
     assert outside.read_bytes() == b"keep me"
     gz = tmp_path / (rotated.name + ".gz")
@@ -389,7 +389,7 @@ def test_two_compressions_of_one_file_at_once_leave_one_good_copy(tmp_path: Path
     for _ in range(3):
         rotated.write_bytes(data)
         with ThreadPoolExecutor(2) as pool:
-            outcomes = sorted(str(f.result()[0]) for f in [pool.submit(_gzip_file, str(rotated), 1) for _ in "ab"])
+            outcomes = sorted(str(f.result()[0]) for f in [pool.submit(gzip_file, str(rotated), 1) for _ in "ab"])
         assert "done" in outcomes and set(outcomes) <= {"done", "skipped"}
         gz = tmp_path / (rotated.name + ".gz")
         assert gzip.decompress(gz.read_bytes()) == data

@@ -25,6 +25,11 @@ container_log_manager.go; unlike kubelet's single worker checking every 10 s, th
 | `lock` | `LogTreeLock`, one lock for the tree (passes and the rotator, across processes) |
 | `sweep` | `LogPass`, one pass of every rule (prune, and the rotator's sweep) |
 | `rotator` | `LogRotator`, the fast loop |
+
+The public API is what this module re-exports (`__all__`): code outside `logs/` imports from
+`node_janitor.node.logs` only, never from its modules. Inside the package, modules share each other's public names
+(no leading underscore); a name with an underscore stays in its module (tests/node/logs/test_public_api.py checks
+both).
 """
 
 from node_janitor.node.logs.actions import (
@@ -48,7 +53,7 @@ from node_janitor.node.logs.extra_paths import (
     scan_extra_paths,
     walk_extra_paths,
 )
-from node_janitor.node.logs.janitor import LogJanitor, log
+from node_janitor.node.logs.janitor import LogJanitor
 from node_janitor.node.logs.lock import LogTreeLock, RunLock
 from node_janitor.node.logs.names import (
     COMPRESS_SUFFIX,
@@ -63,7 +68,7 @@ from node_janitor.node.logs.names import (
     rotated_name,
 )
 from node_janitor.node.logs.orphans import plan_orphaned_pods, remove_pod_log_dir
-from node_janitor.node.logs.rotator import LogRotator, T
+from node_janitor.node.logs.rotator import LogRotator
 from node_janitor.node.logs.sweep import LogPass, LogPassReport, plan_log_rules
 from node_janitor.node.logs.tree import (
     KnownLogs,
@@ -107,14 +112,12 @@ __all__ = [
     "LogTreeLock",
     "PodLogDir",
     "RunLock",
-    "T",
     "budget_excess",
     "collect_log_tree",
     "freed_by",
     "is_container_dir_name",
     "known_logs",
     "known_logs_by_layout",
-    "log",
     "parse_log_name",
     "parse_pod_dir_name",
     "plan_container_logs",

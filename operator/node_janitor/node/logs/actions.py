@@ -100,11 +100,12 @@ class LogSettings:
         )
 
 
-def _older_than(moment: datetime | None, now: datetime, age: timedelta) -> bool:
+def older_than(moment: datetime | None, now: datetime, age: timedelta) -> bool:
+    """`moment` is known and at least `age` before `now`."""
     return moment is not None and now - moment >= age
 
 
-def _action(
+def file_action(
     kind: LogActionKind,
     f: LogFileEntry,
     reason: LogReason,
@@ -114,6 +115,7 @@ def _action(
     discard: bool = False,
     if_at_least: int = 0,
 ) -> LogAction:
+    """The action of `kind` on the log file `f`, with its pod and container named from the entry."""
     return LogAction(
         kind,
         f.path,

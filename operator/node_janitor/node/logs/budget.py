@@ -24,11 +24,11 @@ from node_janitor.node.logs.actions import (
     LogActionKind,
     LogReason,
     LogSettings,
-    _action,
-    _older_than,
+    file_action,
     freed_by,
+    older_than,
 )
-from node_janitor.node.logs.names import _EPOCH, LogFileKind, parse_log_name
+from node_janitor.node.logs.names import EPOCH, LogFileKind, parse_log_name
 from node_janitor.node.logs.tree import LogTree, pod_dir_of
 
 
@@ -47,7 +47,7 @@ def _running_tails(files: Sequence[LogFileEntry]) -> set[str]:
         directory = os.path.dirname(f.path)
         name = parse_log_name(os.path.basename(f.path))
         if directory in running and name.kind in (LogFileKind.ROTATED, LogFileKind.COMPRESSED):
-            rank = (name.attempt, name.rotated_at or _EPOCH, f.path)
+            rank = (name.attempt, name.rotated_at or EPOCH, f.path)
             if directory not in newest or rank > newest[directory]:
                 newest[directory] = rank
     return {path for _, _, path in newest.values()}
@@ -91,9 +91,9 @@ def plan_log_reclaim(
     def busy(f: LogFileEntry) -> bool:
         kind = parse_log_name(os.path.basename(f.path)).kind
         if kind is LogFileKind.TMP:
-            return not _older_than(f.modified_at, now, settings.leftover_grace)
+            return not older_than(f.modified_at, now, settings.leftover_grace)
         # A live log of no container listed yet (one created after the snapshot's ListContainers) is new.
-        return kind is LogFileKind.LOG and not f.container_id and not _older_than(f.modified_at, now, settings.settle)
+        return kind is LogFileKind.LOG and not f.container_id and not older_than(f.modified_at, now, settings.settle)
 
     remaining = _remaining_files(tree, planned)
     tails = _running_tails(remaining)
@@ -111,7 +111,7 @@ def plan_log_reclaim(
             continue
         removable.setdefault(pod, []).append(f)
     for files in removable.values():
-        files.sort(key=lambda f: (bool(f.container_id), f.path in tails, f.modified_at or _EPOCH, f.path))
+        files.sort(key=lambda f: (bool(f.container_id), f.path in tails, f.modified_at or EPOCH, f.path))
     for files in live.values():
         files.sort(key=lambda f: (-f.size, f.path))
 
@@ -124,10 +124,12 @@ def plan_log_reclaim(
         if removable.get(pod):
             f = removable[pod].pop(0)
             # An exited container's log names its container: the janitor's last check lets only that one go.
-            actions.append(_action(LogActionKind.REMOVE, f, reason, f.size, container_id=f.container_id))
+            actions.append(file_action(LogActionKind.REMOVE, f, reason, f.size, container_id=f.container_id))
         elif live.get(pod):
             f = live[pod].pop(0)
-            actions.append(_action(LogActionKind.ROTATE, f, reason, f.size, container_id=f.container_id, discard=True))
+            actions.append(
+                file_action(LogActionKind.ROTATE, f, reason, f.size, container_id=f.container_id, discard=True)
+            )
         else:
             continue
         freed += f.size

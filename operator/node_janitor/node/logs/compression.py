@@ -94,7 +94,7 @@ def commit_gzip_draft(draft: GzipDraft) -> tuple[Outcome, str, int]:
     return Outcome.DONE, "", max(0, before.st_blocks * 512 - os.stat(dst).st_blocks * 512)
 
 
-def _gzip_file(path: str, level: int) -> tuple[Outcome, str, int]:
+def gzip_file(path: str, level: int) -> tuple[Outcome, str, int]:
     """`write_gzip_draft`, then `commit_gzip_draft` (no lock: for a tree nothing else works on)."""
     draft = write_gzip_draft(path, level)
     return commit_gzip_draft(draft) if isinstance(draft, GzipDraft) else draft

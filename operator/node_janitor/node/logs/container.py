@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from node_janitor.node.inventory import LogFileEntry
-from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, _action, _older_than
-from node_janitor.node.logs.names import _EPOCH, COMPRESS_SUFFIX, LogFileKind, LogName, parse_log_name
+from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, file_action, older_than
+from node_janitor.node.logs.names import COMPRESS_SUFFIX, EPOCH, LogFileKind, LogName, parse_log_name
 
 
 def plan_container_logs(
@@ -29,15 +29,15 @@ def plan_container_logs(
     for f in sorted(files, key=lambda x: x.path):
         name = parse_log_name(os.path.basename(f.path))
         if name.kind is LogFileKind.TMP:
-            if _older_than(f.modified_at, now, settings.leftover_grace):
-                removals.append(_action(LogActionKind.REMOVE, f, LogReason.STALE_TMP, f.size))
+            if older_than(f.modified_at, now, settings.leftover_grace):
+                removals.append(file_action(LogActionKind.REMOVE, f, LogReason.STALE_TMP, f.size))
         elif name.kind is LogFileKind.ROTATED and os.path.basename(f.path) + COMPRESS_SUFFIX in names:
-            removals.append(_action(LogActionKind.REMOVE, f, LogReason.COMPRESSED_COPY, f.size))
+            removals.append(file_action(LogActionKind.REMOVE, f, LogReason.COMPRESSED_COPY, f.size))
         elif name.kind is not LogFileKind.OTHER:
             ranked.append((f, name))
 
     # Newest first: higher attempt; within an attempt its live file, then rotated files newest first.
-    ranked.sort(key=lambda fn: (fn[1].attempt, fn[1].kind is LogFileKind.LOG, fn[1].rotated_at or _EPOCH), reverse=True)
+    ranked.sort(key=lambda fn: (fn[1].attempt, fn[1].kind is LogFileKind.LOG, fn[1].rotated_at or EPOCH), reverse=True)
     live = next(
         (f for f, n in ranked if n.kind is LogFileKind.LOG and f.container_id and f.container_state == "RUNNING"),
         None,
@@ -53,10 +53,10 @@ def plan_container_logs(
         if entry is None:
             discard = True
         elif not entry.container_id:
-            removals.append(_action(LogActionKind.REMOVE, entry, LogReason.MAX_FILES, entry.size))
+            removals.append(file_action(LogActionKind.REMOVE, entry, LogReason.MAX_FILES, entry.size))
     if live is not None:
         rotations.append(
-            _action(
+            file_action(
                 LogActionKind.ROTATE,
                 live,
                 LogReason.MAX_SIZE,
@@ -74,7 +74,7 @@ def plan_container_logs(
             if (
                 entry is not None
                 and kinds[entry.path] is LogFileKind.ROTATED
-                and _older_than(entry.modified_at, now, settings.settle)
+                and older_than(entry.modified_at, now, settings.settle)
             ):
-                compressions.append(_action(LogActionKind.COMPRESS, entry, LogReason.COMPRESS, 0))
+                compressions.append(file_action(LogActionKind.COMPRESS, entry, LogReason.COMPRESS, 0))
     return rotations + removals + compressions

@@ -17,7 +17,7 @@ from pathlib import Path
 from node_janitor.api.node_paths import PROTECTED_TREES, glob_parts, glob_problem, glob_within, is_magic, match_part
 from node_janitor.api.policy import ExtraLogPath
 from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason
-from node_janitor.node.logs.tree import _mtime
+from node_janitor.node.logs.tree import mtime_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,7 @@ def walk_extra_paths(
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                scan.files.append(ExtraLogFile(i, path, st.st_blocks * 512, _mtime(st)))
+                scan.files.append(ExtraLogFile(i, path, st.st_blocks * 512, mtime_of(st)))
         if walk.left <= 0:
             scan.warnings.append(
                 f"extraPaths: the walk stopped after {max_entries} entries at rule {i} ({rule.glob}); "

@@ -18,7 +18,7 @@ from node_janitor.node.logs.compression import GzipDraft, commit_gzip_draft, dis
 from node_janitor.node.logs.lock import LogTreeLock
 from node_janitor.node.logs.names import LogFileKind, parse_log_name, rotated_name
 from node_janitor.node.logs.orphans import remove_pod_log_dir
-from node_janitor.node.logs.removal import _remove_file, remove_file_beneath
+from node_janitor.node.logs.removal import remove_file, remove_file_beneath
 from node_janitor.node.logs.rotation import rename_noreplace
 from node_janitor.node.logs.tree import LogPaths, LogRuntime
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
@@ -237,6 +237,6 @@ class LogJanitor:
         except FileNotFoundError:  # removed meanwhile (another pass over budget): the rotation itself is done
             rotated_length = 0
         if action.discard:
-            _, _, freed = _remove_file(rotated)
+            _, _, freed = remove_file(rotated)
             return LogActionResult(action, Outcome.DONE, "rotated away and removed", freed, rotated, rotated_length)
         return LogActionResult(action, Outcome.DONE, "", 0, rotated, rotated_length)

@@ -28,7 +28,7 @@ ROTATED_TIME_FORMAT = "%Y%m%d-%H%M%S"  # kubelet's timestampFormat
 COMPRESS_SUFFIX = ".gz"
 TMP_SUFFIX = ".tmp"
 DRAFT_SUFFIX = ".draft"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # sorts a file without a time first
 
 
 class LogFileKind(StrEnum):

@@ -12,7 +12,7 @@ import os
 from datetime import datetime
 
 from node_janitor.node.execute import Outcome
-from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, _older_than
+from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, older_than
 from node_janitor.node.logs.names import LogFileKind, is_container_dir_name, parse_log_name
 from node_janitor.node.logs.removal import open_beneath, printable, unlink_regular
 from node_janitor.node.logs.tree import LogTree
@@ -27,7 +27,7 @@ def plan_orphaned_pods(tree: LogTree, settings: LogSettings, now: datetime) -> l
             LogActionKind.REMOVE_POD_DIR, pod.path, LogReason.ORPHANED_POD, pod.size, pod=f"{pod.namespace}/{pod.name}"
         )
         for pod in sorted(tree.pods, key=lambda p: p.path)
-        if not pod.known and pod.kubelet_shaped and _older_than(pod.modified_at, now, settings.orphan_grace)
+        if not pod.known and pod.kubelet_shaped and older_than(pod.modified_at, now, settings.orphan_grace)
     ]
 
 

@@ -70,6 +70,6 @@ def remove_file_beneath(top: str, path: str) -> tuple[Outcome, str, int]:
         os.close(fd)
 
 
-def _remove_file(path: str) -> tuple[Outcome, str, int]:
+def remove_file(path: str) -> tuple[Outcome, str, int]:
     """Remove the regular file `path` (a link in its place is refused, not followed)."""
     return remove_file_beneath(os.path.dirname(path) or ".", path)

@@ -108,7 +108,8 @@ def _scandir(path: str) -> list[os.DirEntry[str]]:
         return []
 
 
-def _mtime(st: os.stat_result) -> datetime:
+def mtime_of(st: os.stat_result) -> datetime:
+    """A stat result's modification time, in UTC."""
     return datetime.fromtimestamp(st.st_mtime, UTC)
 
 
@@ -138,7 +139,7 @@ def _scan_container_dir(
                 pod_name=pod_name,
                 pod_uid=uid,
                 container=container,
-                modified_at=_mtime(st),
+                modified_at=mtime_of(st),
                 live=bool(cid) and state != "EXITED",
                 orphaned=orphaned,
                 length=st.st_size,
@@ -207,7 +208,7 @@ def scan_log_tree(
         try:
             if not pod_dir.is_dir(follow_symlinks=False):
                 continue
-            newest = _mtime(pod_dir.stat(follow_symlinks=False))
+            newest = mtime_of(pod_dir.stat(follow_symlinks=False))
         except OSError:
             continue
         namespace, pod_name, uid = parsed
@@ -219,7 +220,7 @@ def scan_log_tree(
             try:
                 is_dir = container_dir.is_dir(follow_symlinks=False)
                 if is_dir:
-                    newest = max(newest, _mtime(container_dir.stat(follow_symlinks=False)))
+                    newest = max(newest, mtime_of(container_dir.stat(follow_symlinks=False)))
             except OSError:
                 continue
             if not is_dir or not is_container_dir_name(container_dir.name):
