@@ -17,9 +17,9 @@ import pytest
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.engine import NodeEngine
-from node_janitor.node.execute import Outcome
 from node_janitor.node.last_used import LastUsedStore
 from node_janitor.node.logs import LogActionResult
+from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import ActionKind
 from node_janitor.runtime import ContainerdClient, CriClient, open_runtime
 from support.enginebed import REMOVE_ALL_UNUSED, rules

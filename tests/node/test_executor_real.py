@@ -10,7 +10,8 @@ import pytest
 from node_janitor.devbed import ContainerdBed, Layer, OciImage
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import CollectOptions, collect_inventory
-from node_janitor.node.execute import ActionResult, Outcome
+from node_janitor.node.execute import ActionResult
+from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import Action, ActionKind, Plan, PlanSettings, Reason, Target, plan_cleanup
 from node_janitor.runtime import CriClient, open_runtime
 from support.enginebed import execute

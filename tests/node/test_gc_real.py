@@ -14,8 +14,8 @@ from node_janitor.api.policy import PolicyRules
 from node_janitor.devbed import ContainerdBed, Layer
 from node_janitor.devbed.images import chain_ids
 from node_janitor.node.engine import NodeEngine
-from node_janitor.node.execute import Outcome
 from node_janitor.node.inventory import content_node, image_node, snapshot_node
+from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import ActionKind, PlanSettings, plan_cleanup
 from node_janitor.runtime import ContainerdClient, LeaseResource, NotFoundError, open_runtime
 from support.enginebed import execute

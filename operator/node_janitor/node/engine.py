@@ -37,7 +37,7 @@ from node_janitor.api.policy import LogsPolicy, PolicyRules
 from node_janitor.api.units import format_bytes
 from node_janitor.defaults import DEFAULT_KUBELET_ROOT, DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
 from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
-from node_janitor.node.execute import ActionResult, ExecutionResult, Executor, Outcome
+from node_janitor.node.execute import ActionResult, ExecutionResult, Executor
 from node_janitor.node.inventory import FileSystemEntry, Inventory
 from node_janitor.node.last_used import LastUsedStore, observe_last_used
 from node_janitor.node.logs import (
@@ -51,6 +51,7 @@ from node_janitor.node.logs import (
     LogTreeLock,
     RunLock,
 )
+from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import (
     YOUNGER_THAN_MIN_AGE,
     Action,

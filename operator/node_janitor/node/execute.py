@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
 from node_janitor.api.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_SNAPSHOTTER
 from node_janitor.node.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
+from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import Action, ActionKind, Plan, Reason
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 from node_janitor.runtime.records import (
@@ -72,12 +72,6 @@ class ContainerdRemover(Protocol):
     async def content_info(self, digest: str) -> BlobInfo: ...
     async def delete_content(self, digest: str, *, missing_ok: bool = False) -> None: ...
     async def wait_for_gc(self) -> None: ...
-
-
-class Outcome(StrEnum):
-    DONE = "done"
-    SKIPPED = "skipped"  # not safe any more (e.g. a container started using the image)
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import pytest
 
 from node_janitor.api import CleanupPolicy, ManifestError
 from node_janitor.api.policy import ExtraLogPath
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import LogJanitor, LogPass, LogSettings, plan_extra_paths, walk_extra_paths
+from node_janitor.node.outcome import Outcome
 from support.logfakes import FakeCri
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import (
     LogAction,
     LogActionKind,
@@ -30,6 +29,7 @@ from node_janitor.node.logs import (
     scan_log_tree,
 )
 from node_janitor.node.logs.compression import GzipDraft, commit_gzip_draft, gzip_file, write_gzip_draft
+from node_janitor.node.outcome import Outcome
 from node_janitor.runtime import CriContainerStatus, RuntimeClientError
 from support.logfakes import T0, FakeClock, FakeCri, fake_uid
 

@@ -8,8 +8,8 @@ import pytest
 
 from node_janitor.api.policy import LogsPolicy
 from node_janitor.devbed import ContainerdBed
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs import LogFileKind, parse_log_name
+from node_janitor.node.outcome import Outcome
 from support.logbed import Overshoot, check_numbered, ordered_log_files, rotated_sizes, run_writers, stdout_messages
 
 pytestmark = pytest.mark.containerd

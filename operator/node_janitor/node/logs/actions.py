@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from node_janitor.api.policy import ExtraLogPath, LogsPolicy
-from node_janitor.node.execute import Outcome
 from node_janitor.node.inventory import LogFileEntry
+from node_janitor.node.outcome import Outcome
 
 SETTLE = timedelta(seconds=2)
 """A rotated file untouched for this long is complete: the runtime's old writer has flushed and closed it."""

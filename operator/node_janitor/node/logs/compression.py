@@ -11,9 +11,9 @@ import shutil
 import stat
 from dataclasses import dataclass
 
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs.names import COMPRESS_SUFFIX, draft_name
 from node_janitor.node.logs.rotation import rename_noreplace
+from node_janitor.node.outcome import Outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs.actions import Clock, LogAction, LogActionKind, LogActionResult, utc_now
 from node_janitor.node.logs.compression import GzipDraft, commit_gzip_draft, discard_gzip_draft, write_gzip_draft
 from node_janitor.node.logs.lock import LogTreeLock
@@ -21,6 +20,7 @@ from node_janitor.node.logs.orphans import remove_pod_log_dir
 from node_janitor.node.logs.removal import remove_file, remove_file_beneath
 from node_janitor.node.logs.rotation import rename_noreplace
 from node_janitor.node.logs.tree import LogPaths, LogRuntime
+from node_janitor.node.outcome import Outcome
 from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
 
 log = logging.getLogger("node_janitor.node.logs")

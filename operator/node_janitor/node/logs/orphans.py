@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs.actions import LogAction, LogActionKind, LogReason, LogSettings, older_than
 from node_janitor.node.logs.names import LogFileKind, is_container_dir_name, parse_log_name
 from node_janitor.node.logs.removal import open_beneath, printable, unlink_regular
 from node_janitor.node.logs.tree import LogTree
+from node_janitor.node.outcome import Outcome
 
 
 def plan_orphaned_pods(tree: LogTree, settings: LogSettings, now: datetime) -> list[LogAction]:

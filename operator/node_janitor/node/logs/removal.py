@@ -9,7 +9,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-from node_janitor.node.execute import Outcome
+from node_janitor.node.outcome import Outcome
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

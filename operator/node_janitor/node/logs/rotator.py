@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node_janitor.api.policy import LogsPolicy
-from node_janitor.node.execute import Outcome
 from node_janitor.node.logs.actions import (
     Clock,
     LogAction,
@@ -29,6 +28,7 @@ from node_janitor.node.logs.lock import LogTreeLock
 from node_janitor.node.logs.names import parse_pod_dir_name
 from node_janitor.node.logs.sweep import LogPass, LogPassReport
 from node_janitor.node.logs.tree import LogRuntime, scan_container_dir
+from node_janitor.node.outcome import Outcome
 from node_janitor.runtime.errors import RuntimeClientError
 
 log = logging.getLogger("node_janitor.node.logs")
