@@ -333,6 +333,42 @@ async def collect_other_namespaces(
     return {k: tuple(v) for k, v in held.items()}, tuple(usages), warnings
 
 
+@dataclass(frozen=True)
+class RuntimeListing:
+    """What one inventory's list calls returned: CRI's view and containerd's store, listed concurrently."""
+
+    cri_images: list[CriImage]
+    cri_containers: list[CriContainer]
+    sandboxes: list[CriSandbox]
+    fs_info: ImageFsInfo
+    sandbox_image: str
+    records: list[ImageRecord]
+    blobs: list[BlobInfo]
+    snapshots: list[SnapshotInfo]
+    leases: list[LeaseEntry]
+    containers: list[ContainerRecord]
+
+    @property
+    def empty(self) -> bool:
+        """No image, snapshot or container in the namespace: probably not the kubelet's."""
+        return not self.records and not self.snapshots and not self.containers
+
+
+@dataclass(frozen=True)
+class HostMeasures:
+    """What the inventory measured on the host itself: file systems (statvfs) and the pod log tree."""
+
+    file_systems: list[FileSystemEntry]
+    logs: list[LogFileEntry]
+    warnings: list[str]
+
+    @property
+    def block_size(self) -> int:
+        """The image file system's block: snapshot usage is allocated blocks (containerd's du: st_blocks), so a
+        blob's length is counted in the same unit."""
+        return next((f.block_size for f in self.file_systems if f.name == "imagefs"), 4096)
+
+
 async def collect_inventory(
     cri: CriSource,
     containerd: ContainerdSource,
@@ -344,45 +380,88 @@ async def collect_inventory(
 ) -> Inventory:
     """One inventory of the node. `log_paths`: the runtime's log path of each container, cached (the log
     janitor's, shared with the rotator: one ContainerStatus per container in its life); live log files are the
-    paths the runtime names, as the log rules judge them."""
+    paths the runtime names, as the log rules judge them.
+
+    Phases: list everything (`list_runtime`), measure snapshots, join containerd's containers with CRI's
+    (`container_entries`), measure the host (`measure_host`), find what other namespaces keep, assemble."""
     options = options or CollectOptions()
     cache = cache if cache is not None else SnapshotUsageCache()
-    # Two typed batches (asyncio.gather is typed for up to six awaitables), run concurrently.
+    listing = await list_runtime(cri, containerd, options.snapshotter)
+    now = now or datetime.now(UTC)
+    warnings: list[str] = []
+    usage = await _measure(containerd, listing.snapshots, options.snapshotter, cache, warnings)
+    blobs = {b.digest: b for b in listing.blobs}
+    finished = await finished_times(cri, listing.cri_containers)
+    containers = container_entries(listing, finished)
+    host = await measure_host(cri, listing, options, log_paths)
+    warnings += host.warnings
+    held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
+        containerd, options.namespace, options.snapshotter, blobs, now, host.block_size
+    )
+    warnings += namespace_warnings
+    if listing.empty:
+        warnings.append(
+            f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
+            "(is it the namespace the kubelet's runtime uses?)"
+        )
+    return Inventory(
+        taken_at=now,
+        namespace=options.namespace,
+        snapshotter=options.snapshotter,
+        images=tuple(group_images(listing.cri_images, listing.records, blobs)),
+        blobs=tuple(blob_entries(listing.blobs, host.block_size)),
+        snapshots=tuple(snapshot_entries(listing.snapshots, usage)),
+        containers=tuple(containers),
+        leases=tuple(listing.leases),
+        file_systems=tuple(host.file_systems),
+        logs=tuple(host.logs),
+        sandbox_image=listing.sandbox_image,
+        warnings=tuple(warnings),
+        held_elsewhere=held_elsewhere,
+        other_namespaces=other_namespaces,
+    )
+
+
+async def list_runtime(cri: CriSource, containerd: ContainerdSource, snapshotter: str) -> RuntimeListing:
+    """Every list call of one inventory, in two typed batches (asyncio.gather is typed for up to six awaitables)
+    run concurrently; on an error no call is left running behind it."""
     cri_batch = asyncio.gather(
         cri.list_images(), cri.list_containers(), cri.list_pod_sandboxes(), cri.image_fs_info(), cri.sandbox_image()
     )
     store_batch = asyncio.gather(
         containerd.list_images(),
         containerd.list_content(),
-        containerd.list_snapshots(options.snapshotter),
+        containerd.list_snapshots(snapshotter),
         _lease_entries(containerd),
         containerd.list_containers(),
     )
     try:
-        (cri_images, cri_containers, sandboxes, fs_info, sandbox_image), store = await asyncio.gather(
-            cri_batch, store_batch
-        )
-    except BaseException:  # no list call is left running behind the error
+        cri_part, store_part = await asyncio.gather(cri_batch, store_batch)
+    except BaseException:
         cri_batch.cancel()
         store_batch.cancel()
         await asyncio.gather(cri_batch, store_batch, return_exceptions=True)
         raise
-    records, blob_list, snapshot_list, leases, container_records = store
-    now = now or datetime.now(UTC)
-    warnings: list[str] = []
-    usage = await _measure(containerd, snapshot_list, options.snapshotter, cache, warnings)
-    blobs = {b.digest: b for b in blob_list}
+    return RuntimeListing(*cri_part, *store_part)
 
-    finished: dict[str, datetime | None] = {}
+
+async def finished_times(cri: CriSource, cri_containers: Iterable[CriContainer]) -> dict[str, datetime | None]:
+    """When each exited container finished (its ContainerStatus; None when that failed)."""
     exited = [x for x in cri_containers if x.state == "EXITED"]
     statuses = await asyncio.gather(*(cri.container_status(c.id) for c in exited), return_exceptions=True)
-    for done, status in zip(exited, statuses, strict=True):
-        finished[done.id] = status.finished_at if isinstance(status, CriContainerStatus) else None
+    return {
+        done.id: status.finished_at if isinstance(status, CriContainerStatus) else None
+        for done, status in zip(exited, statuses, strict=True)
+    }
 
-    cri_by_id = {c.id: c for c in cri_containers}
-    sandbox_by_id = {s.id: s for s in sandboxes}
+
+def container_entries(listing: RuntimeListing, finished: Mapping[str, datetime | None]) -> list[ContainerEntry]:
+    """containerd's containers, each as CRI knows it: a CRI container, a pod sandbox, or a container of some other
+    client (no CRI state)."""
+    cri_by_id = {c.id: c for c in listing.cri_containers}
+    sandbox_by_id = {s.id: s for s in listing.sandboxes}
     containers: list[ContainerEntry] = []
-    for record in container_records:
+    for record in listing.containers:
         c = cri_by_id.get(record.id)
         s = sandbox_by_id.get(record.id)
         if c is not None:
@@ -418,65 +497,52 @@ async def collect_inventory(
                 labels=dict(record.labels),
             )
         containers.append(entry)
+    return containers
 
+
+async def measure_host(
+    cri: CriSource, listing: RuntimeListing, options: CollectOptions, log_paths: LogPaths | None
+) -> HostMeasures:
+    """The image file system (where CRI says it is, unless the options override it) and the pod log tree (with the
+    runtime's log path of each container). statvfs and the walk block: they run in a thread, never on the event
+    loop."""
     image_fs_path = options.image_fs_path or next(
-        (options.host_path(fs.mountpoint) for fs in fs_info.image_filesystems if fs.mountpoint), None
+        (options.host_path(fs.mountpoint) for fs in listing.fs_info.image_filesystems if fs.mountpoint), None
     )
     paths: dict[str, str] = {}
     if options.pod_log_dir is not None:
-        paths = await (log_paths or LogPaths(options.host_root)).update(cri, cri_containers)
-    # statvfs and the log tree walk block: they run in a thread, never on the event loop.
-    file_systems, logs, host_warnings = await asyncio.to_thread(
-        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes, paths
+        paths = await (log_paths or LogPaths(options.host_root)).update(cri, listing.cri_containers)
+    file_systems, logs, warnings = await asyncio.to_thread(
+        _stat_and_scan_host, image_fs_path, options.pod_log_dir, listing.cri_containers, listing.sandboxes, paths
     )
-    warnings += host_warnings
-    # Snapshot usage is allocated blocks (containerd's du: st_blocks); a blob's length becomes the same unit.
-    block_size = next((f.block_size for f in file_systems if f.name == "imagefs"), 4096)
-    held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
-        containerd, options.namespace, options.snapshotter, blobs, now, block_size
-    )
-    warnings += namespace_warnings
-    if not records and not snapshot_list and not container_records:
-        warnings.append(
-            f"containerd namespace {options.namespace!r} holds no images, snapshots or containers "
-            "(is it the namespace the kubelet's runtime uses?)"
+    return HostMeasures(file_systems, logs, warnings)
+
+
+def blob_entries(blobs: Iterable[BlobInfo], block_size: int) -> list[BlobEntry]:
+    """Blobs as the inventory counts them: their length in whole blocks of the image file system."""
+    return [
+        BlobEntry(b.digest, on_disk(b.size, block_size), created_at=b.created_at, labels=dict(b.labels), length=b.size)
+        for b in blobs
+    ]
+
+
+def snapshot_entries(snapshots: Iterable[SnapshotInfo], usage: Mapping[str, SnapshotUsage]) -> list[SnapshotEntry]:
+    """Snapshots with their measured usage (0 for one that could not be measured)."""
+    return [
+        SnapshotEntry(
+            key=s.name,
+            parent=s.parent,
+            kind=s.kind,
+            size=usage[s.name].size if s.name in usage else 0,
+            inodes=usage[s.name].inodes if s.name in usage else 0,
+            created_at=s.created_at,
+            labels=dict(s.labels),
         )
-
-    return Inventory(
-        taken_at=now,
-        namespace=options.namespace,
-        snapshotter=options.snapshotter,
-        images=tuple(group_images(cri_images, records, blobs)),
-        blobs=tuple(
-            BlobEntry(
-                b.digest, on_disk(b.size, block_size), created_at=b.created_at, labels=dict(b.labels), length=b.size
-            )
-            for b in blob_list
-        ),
-        snapshots=tuple(
-            SnapshotEntry(
-                key=s.name,
-                parent=s.parent,
-                kind=s.kind,
-                size=usage[s.name].size if s.name in usage else 0,
-                inodes=usage[s.name].inodes if s.name in usage else 0,
-                created_at=s.created_at,
-                labels=dict(s.labels),
-            )
-            for s in snapshot_list
-        ),
-        containers=tuple(containers),
-        leases=tuple(leases),
-        file_systems=tuple(file_systems),
-        logs=tuple(logs),
-        sandbox_image=sandbox_image,
-        warnings=tuple(warnings),
-        held_elsewhere=held_elsewhere,
-        other_namespaces=other_namespaces,
-    )
+        for s in snapshots
+    ]
 
 
-def _measure_host(
+def _stat_and_scan_host(
     image_fs_path: str | None,
     pod_log_dir: Path | None,
     containers: list[CriContainer],
