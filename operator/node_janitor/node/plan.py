@@ -218,122 +218,158 @@ def plan_cleanup(
     last_used: Mapping[str, datetime] | None = None,
     target: Target | None = None,
 ) -> Plan:
-    """The ordered plan. `last_used`: image ID -> when a container last used it (persisted by the agent)."""
+    """The ordered plan. `last_used`: image ID -> when a container last used it (persisted by the agent).
+
+    Phases, each predicting its bytes given every action before it: garbage (expired leases, orphans), exited
+    containers, images unused past `maxUnusedAge`, images under pressure until the target is met, compressed copies
+    of unpacked layers."""
     target = target if target is not None else plan_target(inventory, settings)
-    graph = inventory.graph
-    inodes_of = _node_inodes(inventory)
-    counts = ReferenceCounts(graph, all_roots(inventory, now))
-    actions: list[Action] = []
-    freed_bytes = 0
-    freed_inodes = 0
-    freed_nodes: set[Node] = set()
+    plan = _PlanBuilder(inventory, settings, now)
+    _plan_garbage(plan)
+    removed_containers = _plan_exited_containers(plan)
+    candidates = _image_candidates(plan, last_used or {}, removed_containers)
+    taken = _plan_unused_images(plan, candidates)
+    if target.under_pressure:
+        _plan_images_under_pressure(plan, [c for c in candidates if c[0].id not in taken], target)
+    _plan_discarded_layers(plan)
+    return Plan(tuple(plan.actions), target, plan.skipped)
 
-    def add(kind: ActionKind, ident: str, reason: Reason, nodes: Iterable[Node], **kw: object) -> None:
-        nonlocal freed_bytes, freed_inodes
+
+class _PlanBuilder:
+    """A plan being built: its actions so far, what they free (bytes, inodes, graph nodes), the reference counts
+    left after them, the images skipped and why."""
+
+    def __init__(self, inventory: Inventory, settings: PlanSettings, now: datetime) -> None:
+        self.inventory = inventory
+        self.settings = settings
+        self.now = now
+        self.graph = inventory.graph
+        self.inodes_of = _node_inodes(inventory)
+        self.counts = ReferenceCounts(self.graph, all_roots(inventory, now))
+        self.actions: list[Action] = []
+        self.freed_bytes = 0
+        self.freed_inodes = 0
+        self.freed_nodes: set[Node] = set()
+        self.skipped: dict[str, str] = {}
+        self.image_deletions = 0
+
+    def add(self, kind: ActionKind, ident: str, reason: Reason, nodes: Iterable[Node], **kw: object) -> None:
+        """Append an action that frees `nodes`."""
         node_list = list(nodes)
-        freed_nodes.update(node_list)
-        nbytes = graph.bytes_of(node_list)
-        ninodes = sum(inodes_of.get(n, 0) for n in node_list)
-        freed_bytes += nbytes
-        freed_inodes += ninodes
-        actions.append(Action(kind, ident, reason, nbytes, ninodes, **kw))  # type: ignore[arg-type]
+        self.freed_nodes.update(node_list)
+        nbytes = self.graph.bytes_of(node_list)
+        ninodes = sum(self.inodes_of.get(n, 0) for n in node_list)
+        self.freed_bytes += nbytes
+        self.freed_inodes += ninodes
+        self.actions.append(Action(kind, ident, reason, nbytes, ninodes, **kw))  # type: ignore[arg-type]
 
-    # 1. Garbage: expired leases, then orphans.
+    def remove_image(self, image: ImageEntry, reason: Reason) -> None:
+        self.image_deletions += 1
+        self.add(ActionKind.REMOVE_IMAGE, image.id, reason, self.counts.remove(image_node(image.id)), refs=image.refs)
+
+    def below_cap(self) -> bool:
+        """Another image removal is within `maxDeletionsPerRun`."""
+        cap = self.settings.max_deletions_per_run
+        return cap is None or self.image_deletions < cap
+
+    def met(self, target: Target) -> bool:
+        return self.freed_bytes >= target.bytes and self.freed_inodes >= target.inodes
+
+
+def _plan_garbage(plan: _PlanBuilder) -> None:
+    """1. Expired leases, then orphans removed directly: nodes no root reaches at all (an expired lease is a root
+    until it is deleted, so what it holds goes with it, or stays when leases.removeExpired is off) and no earlier
+    action frees."""
+    settings, counts = plan.settings, plan.counts
     if settings.remove_expired_leases:
-        for lease in sorted(inventory.leases, key=lambda x: x.id):
-            if lease.expired(now):
-                add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(lease_node(lease.id)))
-    # Orphans removed directly: nodes no root reaches at all (an expired lease is a root until it is deleted,
-    # so what it holds goes with it, or stays when leases.removeExpired is off) and no earlier action frees.
-    orphans = frozenset(graph.size) - frozenset(counts.count) - freed_nodes
+        for lease in sorted(plan.inventory.leases, key=lambda x: x.id):
+            if lease.expired(plan.now):
+                plan.add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(lease_node(lease.id)))
+    orphans = frozenset(plan.graph.size) - frozenset(counts.count) - plan.freed_nodes
     if settings.remove_orphan_snapshots:
-        for key in _leaves_first(inventory, {n for n in orphans if is_node_of(n, NodeKind.SNAPSHOT)}):
-            add(ActionKind.REMOVE_SNAPSHOT, key, Reason.ORPHAN, [snapshot_node(key)])
+        for key in _leaves_first(plan.inventory, {n for n in orphans if is_node_of(n, NodeKind.SNAPSHOT)}):
+            plan.add(ActionKind.REMOVE_SNAPSHOT, key, Reason.ORPHAN, [snapshot_node(key)])
     if settings.remove_orphan_content:
         for node in sorted(n for n in orphans if is_node_of(n, NodeKind.CONTENT)):
-            add(ActionKind.DELETE_CONTENT, node_id(node), Reason.ORPHAN, [node])
+            plan.add(ActionKind.DELETE_CONTENT, node_id(node), Reason.ORPHAN, [node])
 
-    # 2. Exited containers past their grace (their images may become unused by it).
-    removed_containers: set[str] = set()
-    if settings.remove_exited_after is not None:
-        for c in sorted(inventory.containers, key=lambda x: x.id):
-            finished = c.finished_at or c.created_at
-            if (
-                c.cri
-                and not c.sandbox
-                and c.state == "EXITED"
-                and finished
-                and now - finished >= settings.remove_exited_after
-            ):
-                removed_containers.add(c.id)
-                add(
-                    ActionKind.REMOVE_CONTAINER,
-                    c.id,
-                    Reason.EXITED_CONTAINER,
-                    counts.remove(container_node(c.id)),
-                    detail=c.name,
-                )
 
-    # 3. Images: candidates, ordered dangling first, then least recently used, larger unique size first.
-    last_used = last_used or {}
+def _plan_exited_containers(plan: _PlanBuilder) -> set[str]:
+    """2. CRI containers (not sandboxes) exited longer ago than `removeExitedAfter`: their images may become unused
+    by it. Returns their IDs."""
+    removed: set[str] = set()
+    grace = plan.settings.remove_exited_after
+    if grace is None:
+        return removed
+    for c in sorted(plan.inventory.containers, key=lambda x: x.id):
+        finished = c.finished_at or c.created_at
+        if c.cri and not c.sandbox and c.state == "EXITED" and finished and plan.now - finished >= grace:
+            removed.add(c.id)
+            freed = plan.counts.remove(container_node(c.id))
+            plan.add(ActionKind.REMOVE_CONTAINER, c.id, Reason.EXITED_CONTAINER, freed, detail=c.name)
+    return removed
+
+
+def _image_candidates(
+    plan: _PlanBuilder, last_used: Mapping[str, datetime], removed_containers: set[str]
+) -> list[tuple[ImageEntry, datetime]]:
+    """3. The images that may go, each with its last use; the others are recorded in `plan.skipped` with why."""
+    inventory, now = plan.inventory, plan.now
     users = inventory.image_users
-    skipped: dict[str, str] = {}
     candidates: list[tuple[ImageEntry, datetime]] = []
-    if settings.images_enabled:
-        for image in inventory.images:
-            in_use = any(c.id not in removed_containers for c in users.get(image.id, ()))
-            why = image_protection(inventory, image, settings, now, in_use)
-            if why:
-                skipped[image.id] = why
-                continue
-            candidates.append((image, inventory.last_used(image.id, last_used) or image.created_at or now))
+    if not plan.settings.images_enabled:
+        return candidates
+    for image in inventory.images:
+        in_use = any(c.id not in removed_containers for c in users.get(image.id, ()))
+        why = image_protection(inventory, image, plan.settings, now, in_use)
+        if why:
+            plan.skipped[image.id] = why
+            continue
+        candidates.append((image, inventory.last_used(image.id, last_used) or image.created_at or now))
+    return candidates
 
-    deletions = 0
-    cap = settings.max_deletions_per_run
 
-    def take(image: ImageEntry, reason: Reason) -> None:
-        nonlocal deletions
-        deletions += 1
-        add(
-            ActionKind.REMOVE_IMAGE,
-            image.id,
-            reason,
-            counts.remove(image_node(image.id)),
-            refs=image.refs,
-        )
-
+def _plan_unused_images(plan: _PlanBuilder, candidates: Sequence[tuple[ImageEntry, datetime]]) -> set[str]:
+    """Images unused for `maxUnusedAge`, whatever the disk, the longest unused first. Returns their IDs."""
     taken: set[str] = set()
-    if settings.max_unused_age is not None:
-        for image, used in sorted(candidates, key=lambda iu: (iu[1], iu[0].id)):
-            if now - used >= settings.max_unused_age and (cap is None or deletions < cap):
-                take(image, Reason.MAX_UNUSED_AGE)
-                taken.add(image.id)
+    max_age = plan.settings.max_unused_age
+    if max_age is None:
+        return taken
+    for image, used in sorted(candidates, key=lambda iu: (iu[1], iu[0].id)):
+        if plan.now - used >= max_age and plan.below_cap():
+            plan.remove_image(image, Reason.MAX_UNUSED_AGE)
+            taken.add(image.id)
+    return taken
 
-    if target.under_pressure:
-        pool = [c for c in candidates if c[0].id not in taken]
-        fewest = settings.selection == FEWEST_IMAGES
-        if fewest:
-            need = (target.bytes - freed_bytes, target.inodes - freed_inodes)
-            order = fewest_images(pool, counts, inodes_of, need, dangling_first=settings.remove_dangling)
+
+def _plan_images_under_pressure(
+    plan: _PlanBuilder, pool: Sequence[tuple[ImageEntry, datetime]], target: Target
+) -> None:
+    """Images in the selection's order (dangling first when asked) until the target is met."""
+    settings = plan.settings
+    fewest = settings.selection == FEWEST_IMAGES
+    if fewest:
+        need = (target.bytes - plan.freed_bytes, target.inodes - plan.freed_inodes)
+        order = fewest_images(pool, plan.counts, plan.inodes_of, need, dangling_first=settings.remove_dangling)
+    else:
+        order = least_recently_used(pool, plan.counts, dangling_first=settings.remove_dangling)
+    for image in order:
+        if plan.met(target):
+            break
+        if not plan.below_cap():
+            plan.skipped[image.id] = f"maxDeletionsPerRun {settings.max_deletions_per_run} reached"
+            continue
+        if settings.remove_dangling and image.dangling:
+            plan.remove_image(image, Reason.DANGLING)
         else:
-            order = least_recently_used(pool, counts, dangling_first=settings.remove_dangling)
-        for image in order:
-            if freed_bytes >= target.bytes and freed_inodes >= target.inodes:
-                break
-            if cap is not None and deletions >= cap:
-                skipped[image.id] = f"maxDeletionsPerRun {cap} reached"
-                continue
-            if settings.remove_dangling and image.dangling:
-                take(image, Reason.DANGLING)
-            else:
-                take(image, Reason.FEWEST_IMAGES if fewest else Reason.LEAST_RECENTLY_USED)
+            plan.remove_image(image, Reason.FEWEST_IMAGES if fewest else Reason.LEAST_RECENTLY_USED)
 
-    # 4. Compressed copies of layers that are already unpacked (opt-in).
-    if settings.discard_unpacked_layers:
-        for digest in plan_discardable_layers(inventory, counts, now):
-            add(ActionKind.DISCARD_LAYER, digest, Reason.UNPACKED_LAYER, [content_node(digest)])
 
-    return Plan(tuple(actions), target, skipped)
+def _plan_discarded_layers(plan: _PlanBuilder) -> None:
+    """4. Compressed copies of layers that are already unpacked (opt-in)."""
+    if plan.settings.discard_unpacked_layers:
+        for digest in plan_discardable_layers(plan.inventory, plan.counts, plan.now):
+            plan.add(ActionKind.DISCARD_LAYER, digest, Reason.UNPACKED_LAYER, [content_node(digest)])
 
 
 def least_recently_used(
