@@ -30,6 +30,7 @@ from node_janitor.node.inventory import (
     FileSystemEntry,
     Inventory,
     NamespaceUsage,
+    Node,
     ReferenceCounts,
     all_roots,
     container_node,
@@ -133,100 +134,116 @@ def build_disk_report(
     logs_policy: LogsPolicy | None = None,
     keep: Sequence[str] = (),
 ) -> DiskReport:
-    """The df numbers. `keep`: the policy's `images.keep` patterns (kept images are not reclaimable)."""
-    graph = inventory.graph
-    users = inventory.image_users
-    last_used = last_used or {}
+    """The df numbers. `keep`: the policy's `images.keep` patterns (kept images are not reclaimable).
 
-    # Images ----------------------------------------------------------------------------------------------
-    closures = graph.image_closures
-    image_roots = {image_node(k): v for k, v in closures.items()}
-    reach_count = ReferenceCounts(graph, image_roots).count  # how many images reach each node
-    elsewhere = graph.held_elsewhere  # what other namespaces keep is shared too
+    One row per kind, each by its own function: `image_usages` and `image_row`, `container_row`, `orphan_rows`
+    (snapshots and content), `logs_row`; the image details sorted largest first."""
     roots = all_roots(inventory, now)
-    images = []
-    for image in inventory.images:
-        closure = closures[image.id]
-        used_by = users.get(image.id, ())
-        images.append(
-            ImageUsage(
-                id=image.id,
-                refs=image.refs,
-                size=graph.bytes_of(closure),
-                shared_size=graph.bytes_of(n for n in closure if reach_count[n] > 1 or n in elsewhere),
-                cri_size=image.cri_size,
-                containers=len(used_by),
-                created_at=image.created_at,
-                last_used=inventory.last_used(image.id, last_used),
-                pinned=inventory.always_protected(image) is not None,
-            )
-        )
-    all_image_nodes = frozenset().union(*closures.values()) if closures else frozenset()
-    counts = ReferenceCounts(graph, roots)
-    image_freed = 0
-    kept = {image.id for image in inventory.images if kept_by(image, keep)}
-    for usage in images:
-        if usage.containers == 0 and not usage.pinned and usage.id not in kept:
-            image_freed += graph.bytes_of(counts.remove(image_node(usage.id)))
-    image_row = UsageRow(
-        total=len(images),
-        active=sum(1 for i in images if i.containers),
-        size=graph.bytes_of(all_image_nodes),
-        reclaimable=image_freed,
-    )
-
-    # Containers: their read-write layers -------------------------------------------------------------------
-    rw = {c.id: graph.size.get(snapshot_node(c.snapshot_key), 0) if c.snapshot_key else 0 for c in inventory.containers}
-    counts = ReferenceCounts(graph, roots)
-    container_freed = 0
-    for c in inventory.containers:
-        if c.state == "EXITED":
-            container_freed += graph.bytes_of(counts.remove(container_node(c.id)))
-    container_row = UsageRow(
-        total=len(inventory.containers),
-        active=sum(1 for c in inventory.containers if c.running),
-        size=sum(rw.values()),
-        reclaimable=container_freed,
-    )
-
-    # Snapshots and content: orphans are reclaimable ----------------------------------------------------------
-    orphans = graph.orphans(now)
-    snap_nodes = [snapshot_node(s.key) for s in inventory.snapshots]
-    blob_nodes = [content_node(b.digest) for b in inventory.blobs]
-    snapshot_row = UsageRow(
-        total=len(snap_nodes),
-        active=sum(1 for n in snap_nodes if n not in orphans),
-        size=graph.bytes_of(snap_nodes),
-        reclaimable=graph.bytes_of(n for n in snap_nodes if n in orphans),
-    )
-    content_row = UsageRow(
-        total=len(blob_nodes),
-        active=sum(1 for n in blob_nodes if n not in orphans),
-        size=graph.bytes_of(blob_nodes),
-        reclaimable=graph.bytes_of(n for n in blob_nodes if n in orphans),
-    )
-
-    # Logs -----------------------------------------------------------------------------------------------------
-    logs_row = UsageRow(
-        total=len(inventory.logs),
-        active=sum(1 for f in inventory.logs if f.live),
-        size=sum(f.size for f in inventory.logs),
-        reclaimable=logs_reclaimable(inventory, now, logs_policy or LogsPolicy()),
-    )
-
-    images.sort(key=lambda i: (-i.size, i.id))
+    images = image_usages(inventory, last_used or {})
+    snapshot_row, content_row = orphan_rows(inventory, now)
+    rows = {
+        "images": image_row(inventory, images, roots, keep),
+        "containers": container_row(inventory, roots),
+        "snapshots": snapshot_row,
+        "content": content_row,
+        "logs": logs_row(inventory, now, logs_policy or LogsPolicy()),
+    }
     return DiskReport(
-        rows={
-            "images": image_row,
-            "containers": container_row,
-            "snapshots": snapshot_row,
-            "content": content_row,
-            "logs": logs_row,
-        },
-        images=tuple(images),
+        rows=rows,
+        images=tuple(sorted(images, key=lambda i: (-i.size, i.id))),
         file_systems=inventory.file_systems,
         warnings=inventory.warnings,
         other_namespaces=inventory.other_namespaces,
+    )
+
+
+def image_usages(inventory: Inventory, last_used: Mapping[str, datetime]) -> list[ImageUsage]:
+    """Each image's size (every node it reaches, once) and shared size (the nodes another image or another
+    namespace reaches too), in the inventory's order."""
+    graph = inventory.graph
+    users = inventory.image_users
+    closures = graph.image_closures
+    reach_count = ReferenceCounts(graph, {image_node(k): v for k, v in closures.items()}).count  # images per node
+    elsewhere = graph.held_elsewhere  # what other namespaces keep is shared too
+    return [
+        ImageUsage(
+            id=image.id,
+            refs=image.refs,
+            size=graph.bytes_of(closures[image.id]),
+            shared_size=graph.bytes_of(n for n in closures[image.id] if reach_count[n] > 1 or n in elsewhere),
+            cri_size=image.cri_size,
+            containers=len(users.get(image.id, ())),
+            created_at=image.created_at,
+            last_used=inventory.last_used(image.id, last_used),
+            pinned=inventory.always_protected(image) is not None,
+        )
+        for image in inventory.images
+    ]
+
+
+def image_row(
+    inventory: Inventory, images: Sequence[ImageUsage], roots: Mapping[Node, frozenset[Node]], keep: Sequence[str]
+) -> UsageRow:
+    """Images: reclaimable is what removing every unused, unpinned, unkept image frees, one after the other
+    (layers an active image shares are not counted)."""
+    graph = inventory.graph
+    closures = graph.image_closures
+    all_image_nodes: frozenset[Node] = frozenset().union(*closures.values()) if closures else frozenset()
+    counts = ReferenceCounts(graph, roots)
+    kept = {image.id for image in inventory.images if kept_by(image, keep)}
+    freed = 0
+    for usage in images:
+        if usage.containers == 0 and not usage.pinned and usage.id not in kept:
+            freed += graph.bytes_of(counts.remove(image_node(usage.id)))
+    return UsageRow(
+        total=len(images),
+        active=sum(1 for i in images if i.containers),
+        size=graph.bytes_of(all_image_nodes),
+        reclaimable=freed,
+    )
+
+
+def container_row(inventory: Inventory, roots: Mapping[Node, frozenset[Node]]) -> UsageRow:
+    """Containers: their read-write layers; reclaimable is what removing the exited ones frees."""
+    graph = inventory.graph
+    rw = {c.id: graph.size.get(snapshot_node(c.snapshot_key), 0) if c.snapshot_key else 0 for c in inventory.containers}
+    counts = ReferenceCounts(graph, roots)
+    freed = 0
+    for c in inventory.containers:
+        if c.state == "EXITED":
+            freed += graph.bytes_of(counts.remove(container_node(c.id)))
+    return UsageRow(
+        total=len(inventory.containers),
+        active=sum(1 for c in inventory.containers if c.running),
+        size=sum(rw.values()),
+        reclaimable=freed,
+    )
+
+
+def orphan_rows(inventory: Inventory, now: datetime) -> tuple[UsageRow, UsageRow]:
+    """Snapshots and content: what nothing references (orphans) is reclaimable."""
+    graph = inventory.graph
+    orphans = graph.orphans(now)
+
+    def row(nodes: Sequence[Node]) -> UsageRow:
+        return UsageRow(
+            total=len(nodes),
+            active=sum(1 for n in nodes if n not in orphans),
+            size=graph.bytes_of(nodes),
+            reclaimable=graph.bytes_of(n for n in nodes if n in orphans),
+        )
+
+    snapshots = row([snapshot_node(s.key) for s in inventory.snapshots])
+    return snapshots, row([content_node(b.digest) for b in inventory.blobs])
+
+
+def logs_row(inventory: Inventory, now: datetime, policy: LogsPolicy) -> UsageRow:
+    """CRI log files: active are the live ones; reclaimable is what the log rules would free now."""
+    return UsageRow(
+        total=len(inventory.logs),
+        active=sum(1 for f in inventory.logs if f.live),
+        size=sum(f.size for f in inventory.logs),
+        reclaimable=logs_reclaimable(inventory, now, policy),
     )
 
 
