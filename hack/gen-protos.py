@@ -2,7 +2,7 @@
 """Regenerate the gRPC/protobuf stubs of node_janitor.runtime from our own .proto files.
 
     .venv/bin/python hack/gen-protos.py            # rewrite operator/node_janitor/runtime/gen/
-    .venv/bin/python hack/gen-protos.py --out DIR  # write the same tree into DIR (the freshness test)
+    .venv/bin/python hack/gen-protos.py --out DIR  # write the same tree into DIR (hack/regen.py --check)
 
 Input: operator/node_janitor/runtime/protos/**.proto, laid out by proto package (runtime/v1/api.proto,
 containerd/services/images/v1/images.proto, ...); Google's well-known types come from grpcio-tools'

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Renders the plain manifests of deploy/ from the Helm chart with its default values (release and namespace
 # node-janitor), so that `kubectl apply -f crds/ -f deploy/crds/ && kubectl apply -f deploy/` installs what
-# `helm install node-janitor charts/node-janitor -n node-janitor` does. tests/kube/test_chart.py fails when
-# deploy/ drifts from the chart; after changing the chart run this and commit the result.
+# `helm install node-janitor charts/node-janitor -n node-janitor` does. hack/regen.py runs it with every other
+# generator; tests/test_derived_files.py fails when deploy/ drifts from the chart.
 #
 #   hack/render-deploy.sh [DIR]     (default: deploy/, and then crds/ is copied into the chart's crds/ too;
 #                                    deploy/examples/ is not touched)

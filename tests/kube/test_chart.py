@@ -1,14 +1,11 @@
 """The Helm chart (charts/node-janitor) and the plain manifests rendered from it (deploy/): lint, render for
-several value sets, refuse bad values naming them, stay in sync with crds/ and deploy/, pass the apiserver's
-server-side dry run, and keep the operator's pod within the `restricted` Pod Security Standard."""
+several value sets, refuse bad values naming them, pass the apiserver's server-side dry run, and keep the
+operator's pod within the `restricted` Pod Security Standard. That deploy/ and the chart's crds/ are in sync with
+the chart and crds/: tests/test_derived_files.py."""
 
 from __future__ import annotations
 
-import filecmp
-import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +17,6 @@ pytestmark = pytest.mark.kube
 
 CHART = REPO / "charts" / "node-janitor"
 DEPLOY = REPO / "deploy"
-KOPF_CRDS = "kopf.dev_peerings.yaml"
 
 VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
@@ -197,31 +193,8 @@ def test_bad_values_are_refused_naming_the_value(kube: ControlPlane, values: lis
         assert message in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-# --- kept in sync -----------------------------------------------------------------------------------------
-
-
-def test_chart_crds_are_crds() -> None:
-    """The chart's crds/ holds every file of crds/, byte for byte, and kopf's peering CRDs (which are not
-    generated from our models); deploy/crds/ ships the latter for `kubectl apply`."""
-    ours = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
-    assert ours, "crds/ is empty"
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted([*ours, KOPF_CRDS])
-    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", ours, shallow=False)
-    assert not mismatch and not errors, (
-        f"charts/node-janitor/crds/ differs from crds/ in {mismatch + errors}: run hack/render-deploy.sh"
-    )
-    assert sorted(p.name for p in (DEPLOY / "crds").iterdir()) == [KOPF_CRDS]
-    assert filecmp.cmp(CHART / "crds" / KOPF_CRDS, DEPLOY / "crds" / KOPF_CRDS, shallow=False)
-
-
-def test_deploy_is_rendered_from_the_chart(kube: ControlPlane, tmp_path: Path) -> None:
-    env = {**os.environ, "HELM": str(kube.binaries.helm)}
-    subprocess.run([str(REPO / "hack" / "render-deploy.sh"), str(tmp_path)], check=True, env=env)
-    rendered = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.yaml"))
-    committed = sorted(str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*.yaml") if "examples" not in p.parts)
-    assert rendered == committed
-    stale = [name for name in rendered if (tmp_path / name).read_text() != (DEPLOY / name).read_text()]
-    assert not stale, f"deploy/ is out of date with the chart ({stale}): run hack/render-deploy.sh and commit"
+# That the chart's crds/ copies crds/ and that deploy/ is rendered from the chart: tests/test_derived_files.py
+# (hack/regen.py --check).
 
 
 # --- against the apiserver --------------------------------------------------------------------------------

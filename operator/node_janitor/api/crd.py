@@ -1,7 +1,8 @@
 """CustomResourceDefinitions generated from the pydantic models.
 
 `render_crds()` is what `node-janitor crd` prints; `crds/` in the repository holds the same documents, one
-file per CRD (`write_crds`), and a test fails when the two drift apart. Regenerate with
+file per CRD (`write_crds`), and a test fails when the two drift apart. Regenerate them with every other derived
+file (the chart's copy, deploy/) by `.venv/bin/python hack/regen.py`, or alone with
 
     .venv/bin/python -m node_janitor.api.crd crds/
 
