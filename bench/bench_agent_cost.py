@@ -1,7 +1,7 @@
 """Agent cost (issue 12, bench 3): resident memory and CPU of `node-janitor agent` idle and during a sweep; plan
 time at 2,000 images / 10,000 snapshots and log planning over 20,000 files.
 
-Run (root): sudo .venv/bin/python bench/bench_agent_cost.py [--idle-seconds 30] [--images 20] [--skip-agent]
+Run (root): sudo .venv/bin/python -m bench.bench_agent_cost [--idle-seconds 30] [--images 20] [--skip-agent]
 Agent part: the real apiserver (a Node object, no kubelet), a containerd bed on a 512 MiB disk with --images
 images and one running container, the agent subprocess as tests/support/agentbed.py starts it (monitor every 2 s,
 heartbeat 60 s) with its NodeCleanup's policy; idle = after its startup run, policy held, monitor running;
@@ -24,14 +24,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench_planner import time_planning
-from realbed import REPO, MiB, workdir
-
+from bench.bench_planner import time_planning
+from bench.realbed import REPO, MiB, workdir
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.node.logs import LogSettings, plan_log_rules, scan_log_tree
 from node_janitor.node.plan import PlanSettings
-from support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
-from support.kube import ControlPlane, find_binaries
+from tests.support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
+from tests.support.kube import ControlPlane, find_binaries
 
 TICK = os.sysconf("SC_CLK_TCK")
 POLICY = {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}

@@ -1,6 +1,6 @@
 """Inventory time of a second run, with and without the snapshot-usage cache (issue 14).
 
-Run (root): .venv/bin/python bench/bench_inventory_cache.py [--images 20] [--layers 4] [--files 1500] [--repeat 3]
+Run (root): .venv/bin/python -m bench.bench_inventory_cache [--images 20] [--layers 4] [--files 1500] [--repeat 3]
 A private containerd on a loop-mounted ext4 disk holding images of many small files (containerd's Usage walks
 every file of a snapshot, as `du` does). One NodeEngine takes a first inventory (cold), then second ones with
 its cache (committed snapshots are immutable: only new or active ones are measured) and, for comparison, second

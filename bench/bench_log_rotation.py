@@ -1,6 +1,6 @@
 """Measure how far past maxSize fast writers get with the rotator, on a private containerd (root needed).
 
-    .venv/bin/python bench/bench_log_rotation.py --max-size 1Mi --interval 100ms --writers 3 --seconds 10
+    .venv/bin/python -m bench.bench_log_rotation --max-size 1Mi --interval 100ms --writers 3 --seconds 10
 
 Prints the writers' rate, how far rotated files went past maxSize, and the delays between checks. It also checks
 that no line was lost or doubled. Not a test (pytest does not collect it): the figures depend on the machine.
@@ -12,18 +12,14 @@ import argparse
 import asyncio
 import itertools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "operator"), str(REPO / "tests")]  # the real-bed helpers live with the tests
-
-from node_janitor.api.policy import LogsPolicy  # noqa: E402
-from node_janitor.devbed import ContainerdBed, ImageBuilder  # noqa: E402
-from node_janitor.node.logs import LogRotator  # noqa: E402
-from support.logbed import (  # noqa: E402
+from node_janitor.api.policy import LogsPolicy
+from node_janitor.devbed import ContainerdBed, ImageBuilder
+from node_janitor.node.logs import LogRotator
+from tests.support.logbed import (
     FAST_NUMBERED_LINES,
     NUMBERED_LINES,
     Overshoot,

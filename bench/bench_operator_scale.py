@@ -1,6 +1,6 @@
 """Operator scale on the real apiserver (issue 12, bench 5): N Node objects (no kubelets), 10 policies.
 
-Run (root not needed): .venv/bin/python bench/bench_operator_scale.py [--nodes 2000] [--tree /work/wt/operator]
+Run (root not needed): .venv/bin/python -m bench.bench_operator_scale [--nodes 2000] [--tree /work/wt/operator]
 The control plane of the test bed (etcd, kube-apiserver, kube-controller-manager without its node-lifecycle and
 ttl controllers unless --node-controllers: without kubelets they PATCH/PUT every Node for minutes) with
 `<tree>/crds`; Nodes labelled pool=p0..p9 (one policy selects each pool); `node-janitor operator --standalone`
@@ -28,9 +28,9 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
-from realbed import REPO, MiB, workdir
 
-from support.kube import ControlPlane, find_binaries, free_ports
+from bench.realbed import REPO, MiB, workdir
+from tests.support.kube import ControlPlane, find_binaries, free_ports
 
 API = "nodejanitor.io/v1alpha1"
 GROUP, VERSION = "nodejanitor.io", "v1alpha1"

@@ -1,6 +1,6 @@
 """Planning speed: 2,000 images over shared bases (the issue's target: < 1 s), and the df report.
 
-Run: .venv/bin/python bench/bench_planner.py [--images 2000] [--repeat 5]
+Run: .venv/bin/python -m bench.bench_planner [--images 2000] [--repeat 5]
 Pure CPU (no runtime): a synthetic inventory shaped like containerd's GC label graph.
 """
 

@@ -1,7 +1,7 @@
 """Precision on shared layers (issue 12, bench 2): what the kubelet's image GC rule and node-janitor's plan remove to
 bring the same disk from above its high watermark to its low one, on generated inventories.
 
-Run: .venv/bin/python bench/bench_precision.py [--images 2000] [--seeds 3] [--high 85 --low 75 --fill 92]
+Run: .venv/bin/python -m bench.bench_precision [--images 2000] [--seeds 3] [--high 85 --low 75 --fill 92]
 Pure CPU. Each rule runs in passes on the store left by the previous pass (containerd's GC applied: what no
 remaining image reaches is gone) until the disk is at or below the low watermark; the kubelet's rule runs on
 its own only while usage >= high, so the passes it would never run by itself are counted apart ("forced").
@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bench_planner import NOW, build_inventory
-from kubelet_rule import kubelet_gc_pass, kubelet_view, remove_images
-
+from bench.bench_planner import NOW, build_inventory
+from bench.kubelet_rule import kubelet_gc_pass, kubelet_view, remove_images
 from node_janitor.node.inventory import Inventory
 from node_janitor.node.plan import FEWEST_IMAGES, LEAST_RECENTLY_USED, ActionKind, PlanSettings, plan_cleanup
 

@@ -1,7 +1,7 @@
 """Precision on shared layers, real (issue 12, bench 2): the REAL kubelet's image GC against node-janitor's prune,
 on two identical beds (same images over a few shared bases, same images in use, same disk, same fill).
 
-Run (root): sudo .venv/bin/python bench/bench_precision_real.py [--images 40] [--bases 4] [--disk 1Gi]
+Run (root): sudo .venv/bin/python -m bench.bench_precision_real [--images 40] [--bases 4] [--disk 1Gi]
     [--high 85 --low 70 --fill 90] [--kubelet-periods 3]
 Kubelet side: the test bed's node (tests/support/node.py) with imageGCHigh/LowThresholdPercent = --high/--low,
 imageMinimumGCAge 1s and eviction thresholds out of the way (1%), so only its periodic image GC acts; it runs
@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bench_precision import Outcome, run_kubelet
 from kubernetes import client
-from realbed import REPO, MiB, bound_pod, shared_base_images, unique_content, wait_running, workdir
 
+from bench.bench_precision import Outcome, run_kubelet
+from bench.realbed import REPO, MiB, bound_pod, shared_base_images, unique_content, wait_running, workdir
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, ImageBuilder
@@ -32,8 +32,8 @@ from node_janitor.node.collect import collect_inventory
 from node_janitor.node.engine import NodeEngine
 from node_janitor.node.plan import SELECTIONS, ActionKind
 from node_janitor.runtime import open_runtime
-from support.kube import ControlPlane, find_binaries
-from support.node import KubeletSettings, KubeNode
+from tests.support.kube import ControlPlane, find_binaries
+from tests.support.node import KubeletSettings, KubeNode
 
 OVER_HIGH = re.compile(r'"Disk usage on image filesystem is over the high threshold.*amountToFree=(\d+)')
 REMOVING = re.compile(r'"Removing image to free bytes" imageID="([^"]+)" size=(\d+)')

@@ -1,6 +1,6 @@
 """Prune on a real containerd: does the plan's prediction match the file system's gain, in one pass?
 
-Run (root): .venv/bin/python bench/bench_prune_real.py [--images 60] [--disk 1Gi]
+Run (root): .venv/bin/python -m bench.bench_prune_real [--images 60] [--disk 1Gi]
 A private containerd on a loop-mounted ext4 disk; images over shared bases, some in use; the disk filled above
 the high watermark; then one prune. Also times inventory collection, cold and with the snapshot-usage cache.
 """

@@ -1,7 +1,7 @@
 """Remediation, kubelet alone vs kubelet + node-janitor (issue 12, bench 1): the same scenario on two fresh real
 nodes in one invocation.
 
-Run (root): sudo .venv/bin/python bench/bench_remediation.py [--wave 12] [--wave-mib 7] [--transition 30s]
+Run (root): sudo .venv/bin/python -m bench.bench_remediation [--wave 12] [--wave-mib 7] [--transition 30s]
 Each node: the test bed's kubelet (tests/support/node.py) with its defaults (evictionHard imagefs.available<15%,
 image GC 85/80%, imageMinimumGCAge 2m) except evictionPressureTransitionPeriod (--transition, default 5m in the
 kubelet), on its own 512 MiB containerd disk; two pods running; a ballast file to 60%; then --wave new unused
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
-from realbed import MiB, bound_pod, wait_running, workdir
 
+from bench.realbed import MiB, bound_pod, wait_running, workdir
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
-from support.agentbed import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
-from support.kube import REPO, ControlPlane, find_binaries
-from support.node import KubeletSettings, KubeNode
+from tests.support.agentbed import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
+from tests.support.kube import REPO, ControlPlane, find_binaries
+from tests.support.node import KubeletSettings, KubeNode
 
 THRESHOLD = 85.0  # imagefs.available<15%
 LOW = 60.5  # the policy's low watermark (60%), give or take the last import

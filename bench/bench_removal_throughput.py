@@ -1,7 +1,7 @@
 """Removal throughput (issue 12, bench 4): bytes per second freed by node-janitor's executor against raw
 `ctr images rm --sync` of the same images on the same disk.
 
-Run (root): sudo .venv/bin/python bench/bench_removal_throughput.py [--images 20] [--layer-mib 12] [--rounds 3]
+Run (root): sudo .venv/bin/python -m bench.bench_removal_throughput [--images 20] [--layer-mib 12] [--rounds 3]
 One containerd bed on a loop-mounted ext4 disk. Each round imports the same images (unique incompressible
 layers, nothing in use) and removes them all, once with `ctr images rm --sync` (every record of every image, one
 command), once with node-janitor (`prune` with images.maxUnusedAge 0s: an action per image, then one
@@ -18,8 +18,7 @@ import os
 import statistics
 import time
 
-from realbed import MiB, workdir
-
+from bench.realbed import MiB, workdir
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer

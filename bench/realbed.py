@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the test bed (support.kube, support.node)
 
 MiB = 1 << 20
 

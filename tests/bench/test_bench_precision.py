@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import timedelta
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from bench_planner import NOW, build_inventory
-from bench_precision import remembered_use, run_janitor, run_kubelet
-from kubelet_rule import KubeletImage, kubelet_gc_pass, remove_images
-
+from bench.bench_planner import NOW, build_inventory
+from bench.bench_precision import remembered_use, run_janitor, run_kubelet
+from bench.kubelet_rule import KubeletImage, kubelet_gc_pass, remove_images
 from node_janitor.node.plan import FEWEST_IMAGES, LEAST_RECENTLY_USED
 
 H = timedelta(hours=1)

@@ -4,14 +4,10 @@ timings, the compressible layers the precision bench builds."""
 from __future__ import annotations
 
 import gzip
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from bench_precision_real import OVER_HIGH, REMOVING
-from bench_remediation import Monitor
-from realbed import text_layer
+from bench.bench_precision_real import OVER_HIGH, REMOVING
+from bench.bench_remediation import Monitor
+from bench.realbed import text_layer
 
 # Two lines as kubelet v1.32.4 writes them at --v=2 (copied from a bed's kubelet.log).
 LOG = (

@@ -29,10 +29,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from node_janitor.devbed import ContainerdBed, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.runtime import open_runtime
-from support.delay_proxy import DelayingProxy
-from support.inotify import OnDelete
-from support.kube import REPO, ControlPlane, free_ports
-from support.poll import wait_for
+
+from .delay_proxy import DelayingProxy
+from .inotify import OnDelete
+from .kube import REPO, ControlPlane, free_ports
+from .poll import wait_for
 
 MiB = 1 << 20
 

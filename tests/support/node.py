@@ -63,7 +63,8 @@ from kubernetes.client.exceptions import ApiException
 
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.runtime.cri import CriClient
-from support.kube import (
+
+from .kube import (
     Binaries,
     ControlPlane,
     ControlPlaneError,

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.kube import REPO, ControlPlane, free_ports, spawn, terminate
-from support.poll import wait_for
+from .kube import REPO, ControlPlane, free_ports, spawn, terminate
+from .poll import wait_for
 
 T = TypeVar("T")
 DEADLINE = 60.0  # generous: the machine is shared; conditions are polled, never slept for

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from support.kube import KubectlError
+from .kube import KubectlError
 
 T = TypeVar("T")
 
