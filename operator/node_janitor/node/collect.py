@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -337,10 +337,12 @@ async def collect_inventory(
     cache: SnapshotUsageCache | None = None,
     now: datetime | None = None,
     log_paths: LogPaths | None = None,
+    statvfs: Callable[[str, str], FileSystemEntry] | None = None,
 ) -> Inventory:
     """One inventory of the node. `log_paths`: the runtime's log path of each container, cached (the log
     janitor's, shared with the rotator: one ContainerStatus per container in its life); live log files are the
-    paths the runtime names, as the log rules judge them."""
+    paths the runtime names, as the log rules judge them. `statvfs`: how a file system is measured (default
+    `statvfs_entry`)."""
     options = options or CollectOptions()
     cache = cache if cache is not None else SnapshotUsageCache()
     # Two typed batches (asyncio.gather is typed for up to six awaitables), run concurrently.
@@ -423,7 +425,7 @@ async def collect_inventory(
         paths = await (log_paths or LogPaths(options.host_root)).update(cri, cri_containers)
     # statvfs and the log tree walk block: they run in a thread, never on the event loop.
     file_systems, logs, host_warnings = await asyncio.to_thread(
-        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes, paths
+        _measure_host, image_fs_path, options.pod_log_dir, cri_containers, sandboxes, paths, statvfs or statvfs_entry
     )
     warnings += host_warnings
     # Snapshot usage is allocated blocks (containerd's du: st_blocks); a blob's length becomes the same unit.
@@ -478,13 +480,14 @@ def _measure_host(
     containers: list[CriContainer],
     sandboxes: list[CriSandbox],
     log_paths: Mapping[str, str],
+    statvfs: Callable[[str, str], FileSystemEntry] = statvfs_entry,
 ) -> tuple[list[FileSystemEntry], list[LogFileEntry], list[str]]:
     """The watched file systems and the pod log tree (blocking: call it in a thread)."""
     file_systems: list[FileSystemEntry] = []
     warnings: list[str] = []
     if image_fs_path:
         try:
-            file_systems.append(statvfs_entry("imagefs", image_fs_path))
+            file_systems.append(statvfs("imagefs", image_fs_path))
         except OSError as exc:
             warnings.append(f"cannot stat image file system {image_fs_path}: {exc.strerror}")
     logs: list[LogFileEntry] = []
@@ -495,7 +498,7 @@ def _measure_host(
         warnings.append(f"{problem}: container logs are not measured or managed")
         return file_systems, logs, warnings
     try:
-        file_systems.append(statvfs_entry("logs", str(pod_log_dir)))
+        file_systems.append(statvfs("logs", str(pod_log_dir)))
     except OSError as exc:
         warnings.append(f"cannot stat pod log directory {pod_log_dir}: {exc.strerror}")
         return file_systems, logs, warnings

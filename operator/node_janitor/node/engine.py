@@ -60,8 +60,9 @@ from node_janitor.node.plan import (
     plan_cleanup,
     plan_target,
 )
+from node_janitor.node.ports import ContainerdRuntime, CriRuntime, HostFileSystems
 from node_janitor.node.usage import DiskReport, build_disk_report
-from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
+from node_janitor.runtime import RuntimeClientError
 from node_janitor.runtime.containerd import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 
 Clock = Callable[[], datetime]
@@ -223,7 +224,7 @@ SNAPSHOTTER_DIR_PREFIX = "io.containerd.snapshotter."  # a snapshotter's root, i
 DEFAULT_KUBELET_ROOT = Path("/var/lib/kubelet")
 
 
-async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
+async def runtime_trees(cri: CriRuntime) -> tuple[list[str], list[str]]:
     """containerd's root and state directories as the runtime reports them (host paths), and what could not be
     learned. The CRI plugin's verbose status carries its config (`containerdRootDir`, `rootDir`, `stateDir`:
     the plugin's state is `<containerd state>/io.containerd.grpc.v1.cri`); ImageFsInfo's mount point is the
@@ -307,13 +308,27 @@ def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
         return a.path == b.path
 
 
+class LocalFileSystems:
+    """The host's file systems as this process sees them (`ports.HostFileSystems`): statvfs, the device of a path
+    (`os.stat`), /proc/self/mountinfo."""
+
+    def statvfs(self, name: str, path: str) -> FileSystemEntry:
+        return statvfs_entry(name, path)
+
+    def same_device(self, a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
+        return _same_device(a, b)
+
+    def fills_alone(self, log_fs: FileSystemEntry) -> bool:
+        return _fills_alone(log_fs)
+
+
 class NodeEngine:
     """One node's engine: build it once with the clients, call `run_once` (and `build_disk_report`) many times."""
 
     def __init__(
         self,
-        cri: CriClient,
-        containerd: ContainerdClient,
+        cri: CriRuntime,
+        containerd: ContainerdRuntime,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         pod_log_dir: Path | None = Path("/var/log/pods"),
@@ -328,7 +343,10 @@ class NodeEngine:
         kubelet_root: Path = DEFAULT_KUBELET_ROOT,
         own_trees: Sequence[Path] = (),
         extra_paths_within: Sequence[str] | None = None,
+        host: HostFileSystems | None = None,
     ) -> None:
+        """`cri`, `containerd`: the node's runtime (`ports.NodeRuntime`'s two halves: the real clients, or the
+        in-memory fake of the tests); `host`: how its file systems are measured (default: this host's)."""
         self.cri = cri
         self.containerd = containerd
         self.namespace = namespace
@@ -354,6 +372,7 @@ class NodeEngine:
         self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
         self.run_lock = run_lock
         """One run at a time across processes too (the agents of one node), when given."""
+        self.host: HostFileSystems = host or LocalFileSystems()
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -392,6 +411,7 @@ class NodeEngine:
             cache=self.usage_cache,
             now=now or self.clock(),
             log_paths=self.log_janitor.log_paths,
+            statvfs=self.host.statvfs,
         )
 
     async def build_disk_report(
@@ -471,11 +491,11 @@ class NodeEngine:
         logs_target = plan_target(inventory, settings, "logs")
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
-        shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
+        shared = await asyncio.to_thread(self.host.same_device, image_fs, log_fs)
         # The log file system is the logs' own when the pod log directory is the top of a file system the images do
         # not share (not a directory of the root disk, or of /var/log's): only then is its pressure theirs to
         # relieve (see `LogPass.reclaim`).
-        own_fs = log_fs is not None and not shared and await asyncio.to_thread(_fills_alone, log_fs)
+        own_fs = log_fs is not None and not shared and await asyncio.to_thread(self.host.fills_alone, log_fs)
 
         log_pass: LogPass | None = None
         if self.pod_log_dir is not None and rules.logs.enabled and log_fs is not None:
@@ -524,11 +544,11 @@ class NodeEngine:
                 plan=plan, dry_run=dry_run, inventory=inventory, warnings=warnings, logs_target=logs_target
             )
             if not report.dry_run and plan.actions:
-                fs = report.image_fs
+                fs, host = report.image_fs, self.host
                 executor = Executor(
                     self.cri,
                     self.containerd,
-                    (lambda: statvfs_entry("imagefs", fs.path)) if fs else (lambda: None),
+                    (lambda: host.statvfs("imagefs", fs.path)) if fs else (lambda: None),
                     snapshotter=inventory.snapshotter,
                     on_result=on_result,
                     protected_images=protected_images,
@@ -552,7 +572,7 @@ class NodeEngine:
                 warnings.extend(w for w in log_pass.report.warnings if w not in warnings)
                 if not dry_run and log_fs is not None:
                     try:
-                        report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
+                        report.logs_after = await asyncio.to_thread(self.host.statvfs, "logs", log_fs.path)
                     except OSError as exc:
                         warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
             report.next_eligible = _next_eligible(inventory, plan, settings)
@@ -578,7 +598,7 @@ class NodeEngine:
             if fs is None or not had_target:
                 continue
             try:
-                after = await asyncio.to_thread(statvfs_entry, name, fs.path)
+                after = await asyncio.to_thread(self.host.statvfs, name, fs.path)
             except OSError as exc:
                 report.warnings.append(f"cannot stat {fs.path}: {exc.strerror}")
                 continue
