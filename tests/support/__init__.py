@@ -6,5 +6,7 @@
 - `operator`: the real `node-janitor operator` as a subprocess, polling, the manifests its tests apply.
 - `enginebed`: helpers of the engine's real-containerd tests (images imported, rules, execute).
 - `logbed`: log writers and checks on a real containerd; `logfakes`: a hand-written CRI fake and a clock.
+- `fakeruntime`: an in-memory node (CRI + containerd with its collector, disks) pinned to `node.ports`, for fast
+  engine tests (tests/node/test_engine_fake.py).
 - `poll`, `inotify`, `delay_proxy`: waiting, watching a directory, a TCP proxy that delays.
 """

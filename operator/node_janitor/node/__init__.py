@@ -10,6 +10,8 @@ What `node-janitor df`/`prune` and the agent's loop call. May import `api/`, `ru
 - `execute`: applies a plan safely (each action re-checked right before it runs) and measures what it freed.
 - `last_used`: when each image was last used, remembered across restarts (a small JSON state file).
 - `usage`: `df`: the DiskReport built from an Inventory (what is used, shared, reclaimable).
+- `ports`: the engine's ports, `NodeRuntime` (its CRI and containerd calls) and `HostFileSystems` (statvfs, devices,
+  mounts): the real clients implement them, and the in-memory fake of the tests (tests/support/fakeruntime.py).
 - `engine`: `NodeEngine`: one run (inventory, plan, log pass, execution, report) under a run lock: what `prune`
   and the agent call; `PruneReport`.
 - `logs/`: the CRI log tree: rotation, compression, leftovers, orphans, the node budget, extra paths, the fast

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -377,10 +377,12 @@ async def collect_inventory(
     cache: SnapshotUsageCache | None = None,
     now: datetime | None = None,
     log_paths: LogPaths | None = None,
+    statvfs: Callable[[str, str], FileSystemEntry] | None = None,
 ) -> Inventory:
     """One inventory of the node. `log_paths`: the runtime's log path of each container, cached (the log
     janitor's, shared with the rotator: one ContainerStatus per container in its life); live log files are the
-    paths the runtime names, as the log rules judge them.
+    paths the runtime names, as the log rules judge them. `statvfs`: how a file system is measured (default
+    `statvfs_entry`).
 
     Phases: list everything (`list_runtime`), measure snapshots, join containerd's containers with CRI's
     (`container_entries`), measure the host (`measure_host`), find what other namespaces keep, assemble."""
@@ -393,7 +395,7 @@ async def collect_inventory(
     blobs = {b.digest: b for b in listing.blobs}
     finished = await finished_times(cri, listing.cri_containers)
     containers = container_entries(listing, finished)
-    host = await measure_host(cri, listing, options, log_paths)
+    host = await measure_host(cri, listing, options, log_paths, statvfs)
     warnings += host.warnings
     held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
         containerd, options.namespace, options.snapshotter, blobs, now, host.block_size
@@ -501,7 +503,11 @@ def container_entries(listing: RuntimeListing, finished: Mapping[str, datetime |
 
 
 async def measure_host(
-    cri: CriSource, listing: RuntimeListing, options: CollectOptions, log_paths: LogPaths | None
+    cri: CriSource,
+    listing: RuntimeListing,
+    options: CollectOptions,
+    log_paths: LogPaths | None,
+    statvfs: Callable[[str, str], FileSystemEntry] | None = None,
 ) -> HostMeasures:
     """The image file system (where CRI says it is, unless the options override it) and the pod log tree (with the
     runtime's log path of each container). statvfs and the walk block: they run in a thread, never on the event
@@ -513,7 +519,13 @@ async def measure_host(
     if options.pod_log_dir is not None:
         paths = await (log_paths or LogPaths(options.host_root)).update(cri, listing.cri_containers)
     file_systems, logs, warnings = await asyncio.to_thread(
-        _stat_and_scan_host, image_fs_path, options.pod_log_dir, listing.cri_containers, listing.sandboxes, paths
+        _stat_and_scan_host,
+        image_fs_path,
+        options.pod_log_dir,
+        listing.cri_containers,
+        listing.sandboxes,
+        paths,
+        statvfs or statvfs_entry,
     )
     return HostMeasures(file_systems, logs, warnings)
 
@@ -548,13 +560,14 @@ def _stat_and_scan_host(
     containers: list[CriContainer],
     sandboxes: list[CriSandbox],
     log_paths: Mapping[str, str],
+    statvfs: Callable[[str, str], FileSystemEntry] = statvfs_entry,
 ) -> tuple[list[FileSystemEntry], list[LogFileEntry], list[str]]:
     """The watched file systems and the pod log tree (blocking: call it in a thread)."""
     file_systems: list[FileSystemEntry] = []
     warnings: list[str] = []
     if image_fs_path:
         try:
-            file_systems.append(statvfs_entry("imagefs", image_fs_path))
+            file_systems.append(statvfs("imagefs", image_fs_path))
         except OSError as exc:
             warnings.append(f"cannot stat image file system {image_fs_path}: {exc.strerror}")
     logs: list[LogFileEntry] = []
@@ -565,7 +578,7 @@ def _stat_and_scan_host(
         warnings.append(f"{problem}: container logs are not measured or managed")
         return file_systems, logs, warnings
     try:
-        file_systems.append(statvfs_entry("logs", str(pod_log_dir)))
+        file_systems.append(statvfs("logs", str(pod_log_dir)))
     except OSError as exc:
         warnings.append(f"cannot stat pod log directory {pod_log_dir}: {exc.strerror}")
         return file_systems, logs, warnings

@@ -16,6 +16,9 @@ the last-use state and a run lock (two runs never interleave). `run_once(rules)`
 4. what is still above the low watermark measured (`PruneReport.short`) and said once in the warnings: a target
    that cannot be met is reported, not chased with logs that still belong to containers.
 
+`NodeEngine._run` reads as these phases, a method each: `_observe` (inventory, last use), `_targets`, `_log_pass` and
+`_logs_own_rules`, `_images` (plan, execute), `_logs_for_pressure_and_extra`, `_measure_short`.
+
 `spec.paused: true` makes a run do nothing at all: no inventory, no write, no removal (the agent's heartbeat still
 measures, and remembers last use).
 """
@@ -27,7 +30,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,8 +65,9 @@ from node_janitor.node.plan import (
     plan_cleanup,
     plan_target,
 )
+from node_janitor.node.ports import ContainerdRuntime, CriRuntime, HostFileSystems
 from node_janitor.node.usage import DiskReport, build_disk_report
-from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
+from node_janitor.runtime import RuntimeClientError
 
 Clock = Callable[[], datetime]
 ProtectedImages = Iterable[str] | Callable[[], Iterable[str]]
@@ -223,7 +227,7 @@ CRI_PLUGIN_DIR = "io.containerd.grpc.v1.cri"  # the CRI plugin's own root and st
 SNAPSHOTTER_DIR_PREFIX = "io.containerd.snapshotter."  # a snapshotter's root, inside containerd's root
 
 
-async def runtime_trees(cri: CriClient) -> tuple[list[str], list[str]]:
+async def runtime_trees(cri: CriRuntime) -> tuple[list[str], list[str]]:
     """containerd's root and state directories as the runtime reports them (host paths), and what could not be
     learned. The CRI plugin's verbose status carries its config (`containerdRootDir`, `rootDir`, `stateDir`:
     the plugin's state is `<containerd state>/io.containerd.grpc.v1.cri`); ImageFsInfo's mount point is the
@@ -307,13 +311,27 @@ def _same_device(a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
         return a.path == b.path
 
 
+class LocalFileSystems:
+    """The host's file systems as this process sees them (`ports.HostFileSystems`): statvfs, the device of a path
+    (`os.stat`), /proc/self/mountinfo."""
+
+    def statvfs(self, name: str, path: str) -> FileSystemEntry:
+        return statvfs_entry(name, path)
+
+    def same_device(self, a: FileSystemEntry | None, b: FileSystemEntry | None) -> bool:
+        return _same_device(a, b)
+
+    def fills_alone(self, log_fs: FileSystemEntry) -> bool:
+        return _fills_alone(log_fs)
+
+
 class NodeEngine:
     """One node's engine: build it once with the clients, call `run_once` (and `build_disk_report`) many times."""
 
     def __init__(
         self,
-        cri: CriClient,
-        containerd: ContainerdClient,
+        cri: CriRuntime,
+        containerd: ContainerdRuntime,
         *,
         namespace: str = DEFAULT_NAMESPACE,
         pod_log_dir: Path | None = DEFAULT_POD_LOG_DIR,
@@ -328,7 +346,10 @@ class NodeEngine:
         kubelet_root: Path = DEFAULT_KUBELET_ROOT,
         own_trees: Sequence[Path] = (),
         extra_paths_within: Sequence[str] | None = None,
+        host: HostFileSystems | None = None,
     ) -> None:
+        """`cri`, `containerd`: the node's runtime (`ports.NodeRuntime`'s two halves: the real clients, or the
+        in-memory fake of the tests); `host`: how its file systems are measured (default: this host's)."""
         self.cri = cri
         self.containerd = containerd
         self.namespace = namespace
@@ -354,6 +375,7 @@ class NodeEngine:
         self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
         self.run_lock = run_lock
         """One run at a time across processes too (the agents of one node), when given."""
+        self.host: HostFileSystems = host or LocalFileSystems()
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -392,6 +414,7 @@ class NodeEngine:
             cache=self.usage_cache,
             now=now or self.clock(),
             log_paths=self.log_janitor.log_paths,
+            statvfs=self.host.statvfs,
         )
 
     async def build_disk_report(
@@ -453,117 +476,184 @@ class NodeEngine:
         should_stop: Callable[[], bool] | None,
         current_rules: Callable[[], PolicyRules] | None = None,
     ) -> PruneReport:
+        """One run, phase by phase (the module docstring's steps); the caller holds the run locks."""
         now = now or self.clock()
         dry_run = dry_run or rules.dry_run
         if not callable(protected_images):
             protected_images = tuple(protected_images)  # read twice (plan, re-checks): an iterator would run dry
         if rules.paused:  # paused: nothing at all, not even an inventory or a state write
             return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
-        warnings: list[str] = []
-        inventory = await self.take_inventory(now)
-        warnings.extend(inventory.warnings)
-        # Remember what was observed before removing anything: a run that dies still leaves it behind.
-        last_used, state_warnings = await self.remember_last_use(inventory, now)
-        warnings.extend(state_warnings)
-        settings = PlanSettings.from_rules(rules, protected_now(protected_images))
-        image_target = plan_target(inventory, settings)
-        image_pressure = image_target.under_pressure  # before what logs free shrinks the target
-        logs_target = plan_target(inventory, settings, "logs")
+        run = _Run(
+            rules, now, dry_run, protected_images, PlanSettings.from_rules(rules, protected_now(protected_images))
+        )
+        inventory, last_used = await self._observe(run)
+        targets = await self._targets(run, inventory)
+        log_pass = await self._log_pass(run, targets)
+        with self._live_policy(run, on_log_result, current_rules) as (keep, image_gate):
+            if log_pass is not None:
+                targets = await self._logs_own_rules(log_pass, targets)
+            report = await self._images(
+                run, inventory, last_used, targets, keep, image_gate, on_plan, on_result, should_stop
+            )
+            if log_pass is not None:
+                await self._logs_for_pressure_and_extra(run, log_pass, targets, report)
+            report.next_eligible = _next_eligible(inventory, report.plan, run.settings)
+            if not run.dry_run:
+                await self._measure_short(report, run.settings, targets.watched())
+        return report
+
+    async def _observe(self, run: _Run) -> tuple[Inventory, dict[str, datetime]]:
+        """Phase 1: the inventory, and last use remembered from it before anything is removed (a run that dies
+        still leaves it behind; a dry run too: see the module docstring). Their warnings go to `run.warnings`."""
+        inventory = await self.take_inventory(run.now)
+        run.warnings.extend(inventory.warnings)
+        last_used, state_warnings = await self.remember_last_use(inventory, run.now)
+        run.warnings.extend(state_warnings)
+        return inventory, last_used
+
+    async def _targets(self, run: _Run, inventory: Inventory) -> _Targets:
+        """Phase 2: what the run must free on the image and the log file systems (from the watermarks), and how
+        those file systems relate: one shared disk, or a log disk of its own."""
+        image_target = plan_target(inventory, run.settings)
         image_fs = inventory.file_system("imagefs")
         log_fs = inventory.file_system("logs")
-        shared = await asyncio.to_thread(_same_device, image_fs, log_fs)
+        shared = await asyncio.to_thread(self.host.same_device, image_fs, log_fs)
         # The log file system is the logs' own when the pod log directory is the top of a file system the images do
         # not share (not a directory of the root disk, or of /var/log's): only then is its pressure theirs to
         # relieve (see `LogPass.reclaim`).
-        own_fs = log_fs is not None and not shared and await asyncio.to_thread(_fills_alone, log_fs)
+        own_fs = log_fs is not None and not shared and await asyncio.to_thread(self.host.fills_alone, log_fs)
+        return _Targets(
+            images=image_target,
+            image_pressure=image_target.under_pressure,  # before what logs free shrinks the target
+            logs=plan_target(inventory, run.settings, "logs"),
+            image_fs=image_fs,
+            log_fs=log_fs,
+            shared=shared,
+            own_fs=own_fs,
+        )
 
-        log_pass: LogPass | None = None
-        if self.pod_log_dir is not None and rules.logs.enabled and log_fs is not None:
-            protected: tuple[Path, ...] = ()
-            if rules.logs.extra_paths:
-                protected, protected_warnings = await self.protected_trees()
-                warnings.extend(protected_warnings)
-            log_pass = LogPass(
-                self.cri,
-                self.pod_log_dir,
-                LogSettings.from_policy(rules.logs),
-                clock=self.clock,
-                janitor=self.log_janitor,
-                dry_run=dry_run,
-                host_root=self.host_root,
-                lock=self.log_lock,
-                protected=protected,
-                extra_paths_within=self.extra_paths_within,
-            )
-        # The janitor may be the rotator's too: its own callback keeps being called, the run's is added for the run
-        # (and so also hears what the rotator does meanwhile).
+    async def _log_pass(self, run: _Run, targets: _Targets) -> LogPass | None:
+        """Phase 3a: the run's log pass, or None (no pod log directory, logs disabled, or the log file system
+        unknown). With extraPaths rules, the trees they must never reach are learned first."""
+        rules = run.rules
+        if self.pod_log_dir is None or not rules.logs.enabled or targets.log_fs is None:
+            return None
+        protected: tuple[Path, ...] = ()
+        if rules.logs.extra_paths:
+            protected, protected_warnings = await self.protected_trees()
+            run.warnings.extend(protected_warnings)
+        return LogPass(
+            self.cri,
+            self.pod_log_dir,
+            LogSettings.from_policy(rules.logs),
+            clock=self.clock,
+            janitor=self.log_janitor,
+            dry_run=run.dry_run,
+            host_root=self.host_root,
+            lock=self.log_lock,
+            protected=protected,
+            extra_paths_within=self.extra_paths_within,
+        )
+
+    @contextlib.contextmanager
+    def _live_policy(
+        self,
+        run: _Run,
+        on_log_result: Callable[[LogActionResult], None] | None,
+        current_rules: Callable[[], PolicyRules] | None,
+    ) -> Iterator[tuple[Sequence[str] | Callable[[], Sequence[str]], Callable[[], str | None] | None]]:
+        """For the actions of the run: the keep patterns and the image gate to re-check right before each image
+        removal (the policy as of then, with `current_rules`), and the log janitor's gate and callback; the
+        janitor's own are restored after the run (it may be the rotator's: its callback keeps being called, the
+        run's is added for the run, and so also hears what the rotator does meanwhile)."""
         previous_on_log_result, previous_gate = self.log_janitor.on_result, self.log_janitor.gate
         if on_log_result is not None:
             self.log_janitor.on_result = _both(previous_on_log_result, on_log_result)
-        keep: Sequence[str] | Callable[[], Sequence[str]] = settings.keep
+        keep: Sequence[str] | Callable[[], Sequence[str]] = run.settings.keep
         image_gate: Callable[[], str | None] | None = None
         if current_rules is not None:
-            live = current_rules
-            keep = lambda: (*settings.keep, *live().images.keep)  # noqa: E731
+            live, base = current_rules, run.settings.keep
+            keep = lambda: (*base, *live().images.keep)  # noqa: E731
             image_gate = lambda: policy_halt(live())  # noqa: E731
             self.log_janitor.gate = lambda: policy_halt(live(), logs=True)
         try:
-            if log_pass is not None:
-                try:
-                    await log_pass.rules()
-                    await log_pass.reclaim(0)  # the node budget: the logs' own rule, whatever the disk
-                except (RuntimeClientError, OSError) as exc:
-                    log_pass.report.errors.append(f"logs: {exc}")
-                if shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
-                    image_target = replace(image_target, bytes=max(0, image_target.bytes - log_pass.freed))
-
-            plan = plan_cleanup(inventory, settings, now, last_used, target=image_target)
-            if on_plan:
-                on_plan(plan)
-            report = PruneReport(
-                plan=plan, dry_run=dry_run, inventory=inventory, warnings=warnings, logs_target=logs_target
-            )
-            if not report.dry_run and plan.actions:
-                fs = report.image_fs
-                executor = Executor(
-                    self.cri,
-                    self.containerd,
-                    (lambda: statvfs_entry("imagefs", fs.path)) if fs else (lambda: None),
-                    snapshotter=inventory.snapshotter,
-                    on_result=on_result,
-                    protected_images=protected_images,
-                    keep=keep,
-                    sandbox_image=inventory.sandbox_image,
-                    should_stop=should_stop,
-                    gate=image_gate,
-                )
-                report.execution = await executor.apply(plan, inventory)
-
-            if log_pass is not None:
-                try:
-                    if own_fs:  # a file system only logs fill: its pressure is theirs to relieve
-                        await log_pass.reclaim(logs_target.bytes - log_pass.freed)
-                    await log_pass.extra()
-                except (RuntimeClientError, OSError) as exc:
-                    log_pass.report.errors.append(f"logs: {exc}")
-                report.logs = log_pass.report
-                # The pass's warnings (a rule skipped, a pod log tree the runtime reports no sandbox for, ...)
-                # are the run's: in the text, the JSON and the agent's status.
-                warnings.extend(w for w in log_pass.report.warnings if w not in warnings)
-                if not dry_run and log_fs is not None:
-                    try:
-                        report.logs_after = await asyncio.to_thread(statvfs_entry, "logs", log_fs.path)
-                    except OSError as exc:
-                        warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
-            report.next_eligible = _next_eligible(inventory, plan, settings)
-            if not dry_run:
-                targets = [("imagefs", image_fs, image_pressure)]
-                if not shared:
-                    targets.append(("logs", log_fs, logs_target.under_pressure))
-                await self._measure_short(report, settings, targets)
+            yield keep, image_gate
         finally:
             self.log_janitor.on_result, self.log_janitor.gate = previous_on_log_result, previous_gate
+
+    async def _logs_own_rules(self, log_pass: LogPass, targets: _Targets) -> _Targets:
+        """Phase 3b, before any image: the logs' own rules (maxSize/maxFiles, orphans past their grace, leftovers)
+        and the node budget, whatever the disk. On a file system logs and images share, what they freed is taken
+        off the image target."""
+        try:
+            await log_pass.rules()
+            await log_pass.reclaim(0)  # the node budget: the logs' own rule, whatever the disk
+        except (RuntimeClientError, OSError) as exc:
+            log_pass.report.errors.append(f"logs: {exc}")
+        if targets.shared and log_pass.freed:  # what logs freed on a shared file system, images need not free
+            images = replace(targets.images, bytes=max(0, targets.images.bytes - log_pass.freed))
+            return replace(targets, images=images)
+        return targets
+
+    async def _images(
+        self,
+        run: _Run,
+        inventory: Inventory,
+        last_used: dict[str, datetime],
+        targets: _Targets,
+        keep: Sequence[str] | Callable[[], Sequence[str]],
+        image_gate: Callable[[], str | None] | None,
+        on_plan: Callable[[Plan], None] | None,
+        on_result: Callable[[ActionResult], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> PruneReport:
+        """Phase 4: the image plan (garbage, exited containers, unused images; towards the image target as the
+        log rules left it), then, unless dry, its execution: each action re-checked right before it is sent."""
+        plan = plan_cleanup(inventory, run.settings, run.now, last_used, target=targets.images)
+        if on_plan:
+            on_plan(plan)
+        report = PruneReport(
+            plan=plan, dry_run=run.dry_run, inventory=inventory, warnings=run.warnings, logs_target=targets.logs
+        )
+        if not report.dry_run and plan.actions:
+            fs, host = report.image_fs, self.host
+            executor = Executor(
+                self.cri,
+                self.containerd,
+                (lambda: host.statvfs("imagefs", fs.path)) if fs else (lambda: None),
+                snapshotter=inventory.snapshotter,
+                on_result=on_result,
+                protected_images=run.protected_images,
+                keep=keep,
+                sandbox_image=inventory.sandbox_image,
+                should_stop=should_stop,
+                gate=image_gate,
+            )
+            report.execution = await executor.apply(plan, inventory)
         return report
+
+    async def _logs_for_pressure_and_extra(
+        self, run: _Run, log_pass: LogPass, targets: _Targets, report: PruneReport
+    ) -> None:
+        """Phase 5, after the images: the log file system's own pressure (only on a file system that logs alone
+        fill, and only files no container writes), then extraPaths; the pass's report, warnings and the log file
+        system as measured after it go to `report`."""
+        try:
+            if targets.own_fs:  # a file system only logs fill: its pressure is theirs to relieve
+                await log_pass.reclaim(targets.logs.bytes - log_pass.freed)
+            await log_pass.extra()
+        except (RuntimeClientError, OSError) as exc:
+            log_pass.report.errors.append(f"logs: {exc}")
+        report.logs = log_pass.report
+        # The pass's warnings (a rule skipped, a pod log tree the runtime reports no sandbox for, ...) are the run's:
+        # in the text, the JSON and the agent's status.
+        run.warnings.extend(w for w in log_pass.report.warnings if w not in run.warnings)
+        log_fs = targets.log_fs
+        if not run.dry_run and log_fs is not None:
+            try:
+                report.logs_after = await asyncio.to_thread(self.host.statvfs, "logs", log_fs.path)
+            except OSError as exc:
+                run.warnings.append(f"cannot stat the log file system {log_fs.path}: {exc.strerror}")
 
     async def _measure_short(
         self,
@@ -571,14 +661,14 @@ class NodeEngine:
         settings: PlanSettings,
         targets: Sequence[tuple[str, FileSystemEntry | None, bool]],
     ) -> None:
-        """`report.short`: for each file system this run had a target on, what it still holds above its low
-        watermark now; and one warning for those the run could not bring down (what is left is in use,
+        """Phase 6: `report.short`: for each file system this run had a target on, what it still holds above its
+        low watermark now; and one warning for those the run could not bring down (what is left is in use,
         protected, or logs within their own rules: those are never spent for pressure other data caused)."""
         for name, fs, had_target in targets:
             if fs is None or not had_target:
                 continue
             try:
-                after = await asyncio.to_thread(statvfs_entry, name, fs.path)
+                after = await asyncio.to_thread(self.host.statvfs, name, fs.path)
             except OSError as exc:
                 report.warnings.append(f"cannot stat {fs.path}: {exc.strerror}")
                 continue
@@ -589,3 +679,36 @@ class NodeEngine:
                     f"target not reached: {name} ({fs.path}) is {format_bytes(short)} above lowPercent "
                     f"{settings.low_percent:g}; what is left is in use, protected, or logs within their own rules"
                 )
+
+
+@dataclass
+class _Run:
+    """What the phases of one run share: its inputs as of the start, and the warnings it gathers."""
+
+    rules: PolicyRules
+    now: datetime
+    dry_run: bool
+    protected_images: ProtectedImages
+    settings: PlanSettings
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Targets:
+    """One run's targets and file systems, from the inventory taken before anything was removed."""
+
+    images: Target  # shrunk by what the logs' own rules freed when logs and images share a file system
+    image_pressure: bool  # whether the image file system was above its high watermark at the start
+    logs: Target
+    image_fs: FileSystemEntry | None
+    log_fs: FileSystemEntry | None
+    shared: bool  # images and logs on one file system
+    own_fs: bool  # the pod log directory is a file system of its own, that logs alone fill
+
+    def watched(self) -> list[tuple[str, FileSystemEntry | None, bool]]:
+        """The file systems whose shortfall is measured after the run, each with whether it had a target (a shared
+        one once, as the image file system)."""
+        watched = [("imagefs", self.image_fs, self.image_pressure)]
+        if not self.shared:
+            watched.append(("logs", self.log_fs, self.logs.under_pressure))
+        return watched
