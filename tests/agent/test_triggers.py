@@ -1,18 +1,29 @@
-"""The agent's pure parts: trigger coalescing, the pressure target, the watermark check, conditions, the report
-shapes and the state dir's atomic writes."""
+"""The triggers (`agent.triggers`), without I/O: coalescing in the run queue, the pressure target, the watermark
+check, the monitor's and the watches' decisions (`Triggers`), re-arming after a run, and the cron schedule
+(`Scheduler`) against a clock the test steps."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from node_janitor.agent.node_agent import AgentConfig, NodeAgent
-from node_janitor.agent.report import ConditionBook, RunOutcome, build_last_run, run_event
-from node_janitor.agent.store import AgentStore, write_atomically
-from node_janitor.agent.triggers import RunQueue, above, pressure_rules
-from node_janitor.api.nodecleanup import NodeCleanupStatus
+import pytest
+
+from node_janitor.agent.backoff import TargetBackoff, runtime_fingerprint
+from node_janitor.agent.policy import PolicyHolder
+from node_janitor.agent.report import RunOutcome
+from node_janitor.agent.store import AgentStore
+from node_janitor.agent.triggers import (
+    RETRY_SECONDS,
+    PendingRun,
+    RunQueue,
+    Scheduler,
+    Triggers,
+    above,
+    pressure_rules,
+)
 from node_janitor.api.policy import PolicyRules, Thresholds
 from node_janitor.node.inventory import FileSystemEntry, Inventory
 from node_janitor.node.plan import PlanSettings, plan_target
@@ -25,6 +36,13 @@ def _fs(used_percent: float, inodes_percent: float = 0.0, name: str = "imagefs")
     size = 1000 * 4096
     used = int(size * used_percent / 100)
     return FileSystemEntry(name, "/x", size, used, size - used, inodes=1000, inodes_used=int(10 * inodes_percent))
+
+
+def _policy(tmp_path: Path, policy: dict[str, Any], *, generation: int = 1) -> PolicyHolder:
+    """A policy holder that has listed this NodeCleanup spec.policy."""
+    holder = PolicyHolder("n", AgentStore(tmp_path / "state"))
+    holder.observe({"metadata": {"name": "n", "generation": generation}, "spec": {"nodeName": "n", "policy": policy}})
+    return holder
 
 
 async def test_triggers_during_a_run_coalesce_into_one_more_run() -> None:
@@ -115,57 +133,14 @@ def test_above_checks_space_and_inodes() -> None:
     assert above([_fs(10), _fs(85, name="logs")], t)
 
 
-def test_condition_transition_time_changes_only_with_its_status() -> None:
-    book = ConditionBook()
-    book.set("Ready", True, "Applying", "applying spec generation 1", 1, NOW)
-    book.set("Ready", True, "Applying", "applying spec generation 2", 2, NOW + timedelta(minutes=1))
-    ready = book.get("Ready")
-    assert ready is not None and ready.last_transition_time == NOW and ready.observed_generation == 2
-    book.set("Ready", False, "RuntimeUnavailable", "down", 2, NOW + timedelta(minutes=2))
-    assert book.get("Ready").last_transition_time == NOW + timedelta(minutes=2)  # type: ignore[union-attr]
-    again = ConditionBook(book.to_status())  # kept across restarts through the status
-    assert again.get("Ready") == book.get("Ready")
-
-
-def test_a_failed_run_is_a_valid_status_and_a_warning_event() -> None:
-    outcome = RunOutcome.of("watermark", NOW, 0.5, False, None, ["containerd: socket gone"])
-    last = build_last_run(outcome)
-    assert last["runRequest"] is None and last["errors"] == ["containerd: socket gone"] and last["actions"] == 0
-    NodeCleanupStatus.model_validate({"lastRun": {k: v for k, v in last.items() if v is not None}})
-    event = run_event(outcome, "node-a", "uid-1", NOW)
-    assert event is not None and event["type"] == "Warning" and event["reason"] == "CleanupFailed"
-    assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "uid-1"}
-    quiet = RunOutcome.of("schedule", NOW, 0.1, False, None)
-    assert run_event(quiet, "node-a", None, NOW) is None  # nothing removed, nothing failed: no Event
-
-
-def test_state_writes_are_atomic_with_unique_temporary_names(tmp_path: Path) -> None:
-    store = AgentStore(tmp_path / "state")
-    store.save_policy({"nodeName": "n", "policy": {"dryRun": True}}, 3)
-    assert store.load_policy() == {"spec": {"nodeName": "n", "policy": {"dryRun": True}}, "generation": 3}
-    assert [p.name for p in (tmp_path / "state").iterdir()] == ["policy.json"]  # no temporary file left
-    (tmp_path / "state" / "status.json").write_text("{not json")
-    assert store.load_status() is None  # unreadable: ignored with a warning
-    store.forget_policy()
-    assert store.load_policy() is None
-
-
-def test_a_refused_write_is_a_warning_and_leaves_nothing(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    warning = write_atomically(blocker / "x.json", {"a": 1})  # its parent is a file: ENOTDIR, even for root
-    assert warning is not None and "could not write" in warning
-    assert [p.name for p in tmp_path.iterdir()] == ["not-a-dir"]
-
-
 async def test_the_schedule_fires_at_its_minute_in_utc(tmp_path: Path) -> None:
     moments = iter([datetime(2026, 12, 1, 3, 59, 59, 900000, tzinfo=UTC), datetime(2026, 12, 1, 4, 0, 1, tzinfo=UTC)])
-    agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=lambda: next(moments))
-    agent._on_nodecleanup("LIST", {"metadata": {"name": "n", "generation": 1},
-                                   "spec": {"nodeName": "n", "policy": {"schedule": "0 4 * * *"}}})  # fmt: skip
-    scheduler = asyncio.create_task(agent._scheduler())
+    queue = RunQueue()
+    scheduler = asyncio.create_task(
+        Scheduler(_policy(tmp_path, {"schedule": "0 4 * * *"}), queue, lambda: next(moments)).run()
+    )
     try:
-        pending = await asyncio.wait_for(agent.queue.take(), 5)  # 0.1 s to 04:00 UTC
+        pending = await asyncio.wait_for(queue.take(), 5)  # 0.1 s to 04:00 UTC
         assert pending.triggers == {"schedule"}
     finally:
         scheduler.cancel()
@@ -188,22 +163,141 @@ async def test_a_wall_clock_stepped_back_never_fires_a_minute_twice(tmp_path: Pa
         reads += 1
         return readings[min(reads, len(readings)) - 1]
 
-    agent = NodeAgent(AgentConfig("n", state_dir=tmp_path), cast(Any, None), clock=clock)
-    agent._on_nodecleanup(
-        "LIST",
-        {"metadata": {"name": "n", "generation": 1}, "spec": {"nodeName": "n", "policy": {"schedule": "0 4 * * *"}}},
-    )
-    scheduler = asyncio.create_task(agent._scheduler())
+    queue = RunQueue()
+    scheduler = asyncio.create_task(Scheduler(_policy(tmp_path, {"schedule": "0 4 * * *"}), queue, clock).run())
     try:
-        first = await asyncio.wait_for(agent.queue.take(), 5)
+        first = await asyncio.wait_for(queue.take(), 5)
         assert first.triggers == {"schedule"} and reads >= 3  # fired at the reading of 04:00:00.01, not before
-        agent.queue.done()
+        queue.done()
 
         async def settled() -> bool:  # it read the stepped-back clock and waits for tomorrow, or fired again
-            return reads >= 4 or agent.queue.pending
+            return reads >= 4 or queue.pending
 
         await async_wait_for("the scheduler to read the clock again", settled, 5)
-        assert not agent.queue.pending
+        assert not queue.pending
     finally:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
+
+
+# ---- Triggers: the monitor's and the watches' decisions (no I/O: file systems, policy and clock are given) ------
+
+POLICY = {"thresholds": {"highPercent": 80, "lowPercent": 60}}
+
+
+def _triggers() -> Triggers:
+    return Triggers(RunQueue(), TargetBackoff())
+
+
+async def _taken(triggers: Triggers) -> set[str] | None:
+    """The triggers of the run queued (taken and done), or None when nothing is queued."""
+    if not triggers.queue.pending:
+        return None
+    pending = await triggers.queue.take()
+    triggers.queue.done()
+    return set(pending.triggers)
+
+
+def _check(triggers: Triggers, policy: PolicyHolder, used: float, now: float, *, runtime_up: bool = True) -> bool:
+    return triggers.check([_fs(used)], policy, runtime_up=runtime_up, runtime=None, now=now)
+
+
+def _outcome(removed: bool, errors: tuple[str, ...] = ()) -> RunOutcome:
+    rows = ({"outcome": "done", "kind": "remove-image", "id": "sha256:a", "bytes": 1},) if removed else ()
+    return RunOutcome("watermark", NOW, 0.1, False, None, errors, None, rows)
+
+
+async def test_the_watermark_fires_above_high_and_waits_after_a_run_that_freed_nothing(tmp_path: Path) -> None:
+    triggers, policy = _triggers(), _policy(tmp_path, POLICY)
+    assert not _check(triggers, policy, 79, now=0) and await _taken(triggers) is None
+    _check(triggers, policy, 81, now=1)
+    assert await _taken(triggers) == {"watermark"}
+    rules = policy.applied
+    triggers.after_run(PendingRun(frozenset({"watermark"})), _outcome(removed=False), [_fs(81)], rules, now=2)
+    _check(triggers, policy, 81, now=2 + RETRY_SECONDS - 1)
+    assert await _taken(triggers) is None  # never a loop of empty runs
+    _check(triggers, policy, 81, now=2 + RETRY_SECONDS)
+    assert await _taken(triggers) == {"watermark"}
+    triggers.after_run(PendingRun(frozenset({"watermark"})), _outcome(removed=True), [_fs(81)], rules, now=40)
+    _check(triggers, policy, 81, now=41)
+    assert await _taken(triggers) == {"watermark"}  # it freed something: the next one at once
+    triggers.after_run(PendingRun(frozenset({"watermark"})), _outcome(removed=False), [_fs(81)], rules, now=42)
+    policy.observe({"metadata": {"name": "n", "generation": 2},
+                    "spec": {"nodeName": "n", "policy": {**POLICY, "dryRun": True}}})  # fmt: skip
+    triggers.policy_changed()
+    _check(triggers, policy, 81, now=43)
+    assert await _taken(triggers) == {"watermark"}  # a new policy may act where the last could not
+
+
+async def test_the_watermark_never_fires_while_a_run_is_queued_or_going_on(tmp_path: Path) -> None:
+    triggers, policy = _triggers(), _policy(tmp_path, POLICY)
+    triggers.queue.add("schedule")
+    _check(triggers, policy, 90, now=0)
+    assert await triggers.queue.take() == PendingRun(frozenset({"schedule"}))
+    _check(triggers, policy, 90, now=1)  # running
+    assert not triggers.queue.pending
+    triggers.queue.done()
+
+
+@pytest.mark.parametrize(
+    ("policy", "settled", "runtime_up"),
+    [({**POLICY, "paused": True}, True, True), (POLICY, False, True), (POLICY, True, False)],
+    ids=["paused", "not-listed-yet", "containerd-down"],
+)
+async def test_nothing_fires_while_paused_unlisted_or_without_containerd(
+    tmp_path: Path, policy: dict[str, Any], settled: bool, runtime_up: bool
+) -> None:
+    holder = _policy(tmp_path, policy) if settled else PolicyHolder("n", AgentStore(tmp_path / "state"))
+    triggers = _triggers()
+    triggers.node([{"type": "DiskPressure", "status": "True"}])  # the watch's trigger is queued regardless
+    assert await _taken(triggers) == {"pressure"}
+    _check(triggers, holder, 99, now=0, runtime_up=runtime_up)
+    assert await _taken(triggers) is None
+
+
+async def test_disk_pressure_fires_when_it_turns_true_and_again_only_while_unmet(tmp_path: Path) -> None:
+    triggers, policy = _triggers(), _policy(tmp_path, POLICY)
+    assert triggers.node([{"type": "DiskPressure", "status": "True"}])
+    assert not triggers.node([{"type": "DiskPressure", "status": "True"}])  # still True: not again
+    assert await _taken(triggers) == {"pressure"}
+    rules = policy.applied
+    pressure = PendingRun(frozenset({"pressure"}))
+    triggers.after_run(pressure, _outcome(removed=True), [_fs(70)], rules, now=10)  # above low: unmet
+    _check(triggers, policy, 70, now=10 + RETRY_SECONDS - 1)
+    assert await _taken(triggers) is None
+    _check(triggers, policy, 70, now=10 + RETRY_SECONDS)
+    assert await _taken(triggers) == {"pressure"}
+    triggers.after_run(pressure, _outcome(removed=True), [_fs(55)], rules, now=50)  # reached the low watermark
+    _check(triggers, policy, 55, now=1000)
+    assert await _taken(triggers) is None  # DiskPressure stays True: the kubelet's thresholds are not ours
+    assert not triggers.node([{"type": "DiskPressure", "status": "False"}])
+    assert triggers.node([{"type": "DiskPressure", "status": "True"}])  # turning True again
+    assert await _taken(triggers) == {"pressure"}
+
+
+async def test_a_run_request_fires_once_and_not_again_after_a_restart() -> None:
+    triggers = _triggers()
+    assert triggers.request("t1") and not triggers.request("t1")
+    assert await triggers.queue.take() == PendingRun(frozenset({"request"}), "t1")
+    triggers.queue.done()
+    restarted = _triggers()  # a new agent: the token its status.lastRun answered is not asked again
+    assert not restarted.request("t1", answered="t1") and not restarted.queue.pending
+    assert restarted.request("t2", answered="t1")
+    assert not triggers.request(None)
+
+
+async def test_an_unreachable_target_blocks_until_something_changes_and_ends_below_low(tmp_path: Path) -> None:
+    triggers, policy = _triggers(), _policy(tmp_path, POLICY)
+    triggers.node([{"type": "DiskPressure", "status": "True"}])
+    assert await _taken(triggers) == {"pressure"}
+    assert triggers.target.record(5000, "short", policy.held, [_fs(85)], now=0.0)
+    runtime = runtime_fingerprint([("c1", "RUNNING")], ["sha256:a"])
+    assert not triggers.check([_fs(85)], policy, runtime_up=True, runtime=runtime, now=1)
+    assert await _taken(triggers) is None  # reported, not chased
+    changed = runtime_fingerprint([("c1", "RUNNING")], ["sha256:a", "sha256:new"])
+    assert not triggers.check([_fs(85)], policy, runtime_up=True, runtime=changed, now=2)
+    assert triggers.target.history == ["an image arrived"]
+    assert await _taken(triggers) == {"watermark", "pressure"}  # both try again
+    assert triggers.check([_fs(50)], policy, runtime_up=True, runtime=None, now=3)  # below low: the episode ends
+    assert triggers.target.episode is None
+    assert not triggers.check([_fs(50)], policy, runtime_up=True, runtime=None, now=4)  # ended once
