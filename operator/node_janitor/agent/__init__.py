@@ -12,7 +12,8 @@ subprocess test asserts it). Each part has a public API and tests of its own (te
 - `reporter`: the NodeCleanup's status (conditions, usage, lastRun, heartbeat), the Events, the run metrics.
 - `report`: the shapes the reporter sends (lastRun, conditions, Events, usage; pure).
 - `rotation`: the fast log rotation loop beside the runs, restarted with backoff when it dies.
-- `runtime_link`: the containerd clients (reconnected) and the engine of the current connection.
+- `runtime_link`: the containerd clients (reconnected), the engine of the current connection, the runtime's
+  fingerprint (what the target backoff compares).
 - `adapter`: how the engine and the log rotator are built for the agent (`node-janitor prune`'s code path).
 - `kube`: its own small apiserver client (aiohttp) and the `AgentKube` port it satisfies; `credentials`: its
   kubeconfig, in-cluster and exec-plugin credentials, as client-go reads them.
@@ -20,8 +21,9 @@ subprocess test asserts it). Each part has a public API and tests of its own (te
   `preflight`: the checks `node-janitor agent` makes before it starts.
 
 Imports go one way: `node_agent` imports the parts; `runner` -> `reporter`, `triggers`, `runtime_link`;
-`reporter` -> `kube`, `policy`, `report`, `metrics`; `triggers` -> `policy`, `backoff`, `report`; `policy` ->
-`store`. No part imports `node_agent`, and only `node_agent` and `runner` hold the engine.
+`reporter` -> `kube`, `policy`, `report`, `metrics`; `triggers` -> `policy`, `backoff`, `report`; `runtime_link` ->
+`backoff`; `policy` -> `store`. No part imports `node_agent`; `node_agent` builds the engine (`adapter`),
+`runtime_link` keeps it per connection, only `runner` runs it.
 """
 
 from node_janitor.agent.kube import KubeClient, KubeConfigError

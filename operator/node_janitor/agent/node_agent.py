@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.agent.adapter import build_engine, build_rotator
-from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff, runtime_fingerprint
+from node_janitor.agent.backoff import TargetBackoff
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, AgentKube, follow_object
 from node_janitor.agent.metrics import AgentMetrics
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
@@ -135,7 +135,7 @@ class NodeAgent:
             settled=self._settled,
             hold_rotator=self._hold_rotator,
             file_systems=self.file_systems,
-            runtime_fingerprint=self._runtime_fingerprint,
+            runtime_fingerprint=self.link.fingerprint,
             refresh_usage=self._refresh_usage,
         )
         log.info("policy source=%s generation=%s", self.held.source, self.held.generation)
@@ -243,7 +243,7 @@ class NodeAgent:
             self.metrics.ready.set(1 if ready else 0)
             file_systems = self.file_systems()
             self.metrics.observe_file_systems(file_systems)
-            runtime = await self._runtime_fingerprint() if self.target.blocked else None
+            runtime = await self.link.fingerprint() if self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(
                 file_systems, self.policy, runtime_up=self.link.error is None, runtime=runtime, now=now
@@ -253,17 +253,6 @@ class NodeAgent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.monitor_interval)
                 return
-
-    async def _runtime_fingerprint(self) -> RuntimeFingerprint | None:
-        """The runtime's containers (with states) and images, or None if it does not answer."""
-        cri = self.link.cri
-        if cri is None:
-            return None
-        try:
-            containers, images = await asyncio.gather(cri.list_containers(), cri.list_images())
-        except RuntimeClientError:
-            return None
-        return runtime_fingerprint(((c.id, c.state) for c in containers), (i.id for i in images))
 
     # ---- the engine and the log rotator ---------------------------------------------------------------------
 

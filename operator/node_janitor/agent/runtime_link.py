@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from node_janitor.agent.backoff import RuntimeFingerprint, runtime_fingerprint
 from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
 
@@ -71,6 +72,17 @@ class RuntimeLink:
         if self._engine_of is None or self._engine_of[0] != self.generation:
             self._engine_of = (self.generation, build(cri, containerd))
         return self._engine_of[1]
+
+    async def fingerprint(self) -> RuntimeFingerprint | None:
+        """The runtime's containers (with states) and images, or None if it does not answer."""
+        cri = self.cri
+        if cri is None:
+            return None
+        try:
+            containers, images = await asyncio.gather(cri.list_containers(), cri.list_images())
+        except RuntimeClientError:
+            return None
+        return runtime_fingerprint(((c.id, c.state) for c in containers), (i.id for i in images))
 
     async def down(self, error: str) -> None:
         if self.error is None:
