@@ -4,6 +4,7 @@ DiskPressure is set through the Node's status subresource, as the kubelet would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,7 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from node_janitor.agent.kube import AgentKube, KubeError, Resource
 from node_janitor.devbed import ContainerdBed, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.runtime import open_runtime
@@ -36,6 +38,53 @@ from .kube import REPO, ControlPlane, free_ports
 from .poll import wait_for
 
 MiB = 1 << 20
+
+
+class MemoryKube:
+    """An in-memory apiserver for one agent (`kube.AgentKube`): the objects it lists (by resource kind; absent
+    unless given), watches that never change them, the status patches and Events it was sent. `refuse_status`
+    refuses a full status (one with imageRefs) with that error; `crash` is raised by every watch, after the list
+    (a bug, not an apiserver error: the watch task dies)."""
+
+    def __init__(
+        self,
+        objects: dict[str, dict[str, Any]] | None = None,
+        *,
+        refuse_status: KubeError | None = None,
+        crash: Exception | None = None,
+    ) -> None:
+        self.objects = dict(objects or {})
+        self.refuse_status, self.crash = refuse_status, crash
+        self.listed: list[str] = []
+        self.patches: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.closed = False
+
+    async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]:
+        self.listed.append(resource.kind)
+        return self.objects.get(resource.kind), "1"
+
+    async def watch_one(
+        self, resource: Resource, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if self.crash is not None:
+            raise self.crash
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}  # pragma: no cover
+
+    async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> None:
+        if self.refuse_status is not None and "imageRefs" in status:
+            raise self.refuse_status
+        self.patches.append(status)
+
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+_pinned: type[AgentKube] = MemoryKube  # mypy checks that MemoryKube is an AgentKube
 
 
 @dataclass

@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -54,6 +54,19 @@ class Resource:
 
 NODES = Resource("/api/v1/nodes", "Node")
 NODE_CLEANUPS = Resource("/apis/nodejanitor.io/v1alpha1/nodecleanups", "NodeCleanup")
+
+
+class AgentKube(Protocol):
+    """The agent's port to the apiserver: what `NodeAgent` and `follow_object` call. `KubeClient` is the real one
+    (pinned below); tests pass a small in-memory fake (tests/support/agentbed.py's `MemoryKube`)."""
+
+    async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]: ...
+    def watch_one(
+        self, resource: Resource, name: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+    async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> Any: ...
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> Any: ...
+    async def close(self) -> None: ...
 
 
 class KubeClient:
@@ -185,6 +198,10 @@ class KubeClient:
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
 
+def _satisfies_agent_kube(client: KubeClient) -> AgentKube:
+    return client  # mypy checks that KubeClient is an AgentKube
+
+
 def _error(status: int, text: str, what: str) -> KubeError:
     try:
         message = json.loads(text).get("message", text)
@@ -216,7 +233,7 @@ class Backoff:
 
 
 async def follow_object(
-    client: KubeClient,
+    client: AgentKube,
     resource: Resource,
     name: str,
     on_change: Callable[[str, dict[str, Any] | None], Awaitable[None] | None],

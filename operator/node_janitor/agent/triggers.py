@@ -1,15 +1,28 @@
-"""When the agent runs: coalescing of triggers, the pressure target, and the watermark check. Pure except for
-the asyncio.Event that wakes the runner."""
+"""When the agent runs. The trigger sources feed one RunQueue: the monitor's disk check (`Triggers.check`: the
+high watermark, a DiskPressure retry, an unreachable target released by `backoff.TargetBackoff`), the watches
+(`Triggers.request` for spec.runRequest, `Triggers.node` for the Node's DiskPressure), the cron schedule
+(`Scheduler`) and the startup run. Triggers coalesce in the queue; `Triggers.after_run` re-arms them. No I/O: the
+agent feeds in the file systems, the runtime's fingerprint, the policy and the monotonic clock (the Scheduler
+reads the wall clock it is given)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff
+from node_janitor.agent.policy import PolicyHolder
+from node_janitor.agent.report import RunOutcome
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
 from node_janitor.api.policy import PolicyRules, Thresholds
 from node_janitor.node.inventory import FileSystemEntry
+
+log = logging.getLogger(__name__)
 
 # What lastRun.trigger says when several triggers coalesced into one run: the most specific first.
 TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "schedule", "startup")
@@ -19,6 +32,11 @@ whenever the disk is above it."""
 MAX_FOLLOW_UPS = 3
 """Runs in a row that may follow a run whose plan covered its target yet left the disk above the low watermark (the
 disk filled while it ran, or removals freed less than measured): each plans again on what is there now."""
+RETRY_SECONDS = 30.0
+"""After a run that removed nothing and left the disk above its watermark (or a pressure run that left DiskPressure
+unmet), how long that trigger waits before it fires again (never a loop of empty runs)."""
+SCHEDULE_RECHECK = 60.0
+"""Seconds: the longest the scheduler waits without reading the wall clock again (NTP may step it meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -123,3 +141,148 @@ def above(file_systems: Iterable[FileSystemEntry], thresholds: Thresholds, *, lo
     space = thresholds.low_percent if low else thresholds.high_percent
     inodes = thresholds.inodes_low_percent if low else thresholds.inodes_high_percent
     return any(fs.used_percent > space or (fs.inodes > 0 and fs.inodes_used_percent > inodes) for fs in file_systems)
+
+
+class Triggers:
+    """The monitor's and the watches' decisions: which trigger goes into the queue, and when. The unreachable
+    target's episode is `target`'s; while it blocks, neither the watermark nor a pressure retry fires."""
+
+    def __init__(self, queue: RunQueue, target: TargetBackoff) -> None:
+        self.queue, self.target = queue, target
+        self.disk_pressure: bool | None = None
+        self.watermark_blocked_until = 0.0  # monotonic: no watermark run before (0: none blocked)
+        self.pressure_retry_at: float | None = None  # monotonic: the next pressure run while DiskPressure stays
+        self.unguarded_above = False  # above the watermark with no policy to act on (logged once per crossing)
+        self.answered_request: str | None = None  # the last spec.runRequest a run answered (or was queued for)
+
+    # ---- the watches ------------------------------------------------------------------------------------
+
+    def request(self, token: str | None, answered: str | None = None) -> bool:
+        """The NodeCleanup's spec.runRequest `token` and the one its status.lastRun answered: a token not answered
+        yet queues a run (answered by it, in status.lastRun.runRequest). True when it did."""
+        if answered and self.answered_request is None:
+            self.answered_request = answered
+        if not token or token == self.answered_request:
+            return False
+        self.answered_request = token
+        log.info("run requested token=%s dryRun=%s", token, is_dry_run_request(token))
+        self.queue.add("request", run_request=token)
+        return True
+
+    def node(self, conditions: Iterable[Mapping[str, Any]]) -> bool:
+        """The Node's conditions: DiskPressure turning True queues a pressure run. True when it did."""
+        pressure = any(c.get("type") == "DiskPressure" and c.get("status") == "True" for c in conditions)
+        fired = pressure and not self.disk_pressure
+        if fired:
+            log.info("node condition DiskPressure=True: reclaiming to the low watermark")
+            self.pressure_retry_at = None
+            self.queue.add("pressure")
+        self.disk_pressure = pressure
+        return fired
+
+    def policy_changed(self) -> None:
+        """A new policy may act where the last one could not: the watermark fires again at once."""
+        self.watermark_blocked_until = 0.0
+
+    # ---- the monitor ------------------------------------------------------------------------------------
+
+    def check(
+        self,
+        file_systems: list[FileSystemEntry],
+        policy: PolicyHolder,
+        *,
+        runtime_up: bool,
+        runtime: RuntimeFingerprint | None,
+        now: float,
+    ) -> bool:
+        """One monitor tick: the file systems measured now, `runtime` the runtime's fingerprint (only asked for
+        while the target blocks), `now` monotonic. Returns True when an unreachable target's episode ended (every
+        file system below its low watermark again): the caller reports the target reached."""
+        rules = policy.applied
+        if policy.settled and rules.paused:  # measured and reported (/metrics, this log), not acted on
+            unguarded = above(file_systems, rules.thresholds)
+            if unguarded and not self.unguarded_above:
+                log.warning("file system above highPercent=%s, not acting: %s", rules.thresholds.high_percent,
+                            policy.describe())  # fmt: skip
+            self.unguarded_above = unguarded
+        else:
+            self.unguarded_above = False
+        if rules.paused or not runtime_up:
+            return False
+        ended = False
+        if self.target.episode is not None and not above(file_systems, rules.thresholds, low=True):
+            self.target.end()  # the disk is below its low watermark again, whatever freed it
+            ended = True
+        if self.target.blocked and runtime is not None:
+            self.target.note_runtime(runtime)
+        if (why := self.target.changed(policy.held, file_systems, runtime, now)) is not None:
+            log.info("target was unreachable; %s: trying again", why)
+            self.watermark_blocked_until = 0.0
+            if self.disk_pressure:
+                self.pressure_retry_at = now
+        if self.target.blocked:
+            return ended  # reported, not chased: nothing changed since a run found nothing more it may remove
+        if not above(file_systems, rules.thresholds):
+            self.watermark_blocked_until = 0.0
+        elif not self.queue.busy and now >= self.watermark_blocked_until:
+            log.info("file system above highPercent=%s: reclaiming", rules.thresholds.high_percent)
+            self.queue.add("watermark")
+        if self.disk_pressure and self.pressure_retry_at is not None and now >= self.pressure_retry_at:
+            self.pressure_retry_at = None
+            self.queue.add("pressure")
+        return ended
+
+    def after_run(
+        self,
+        pending: PendingRun,
+        outcome: RunOutcome,
+        file_systems: list[FileSystemEntry],
+        rules: PolicyRules,
+        now: float,
+    ) -> None:
+        """Re-arming after a run (`file_systems` measured right after it): one that freed nothing and left the disk
+        above its watermark waits RETRY_SECONDS before the next watermark run; a pressure run that left the disk
+        above its low watermark (or had errors) is tried again after RETRY_SECONDS, unless the target blocks."""
+        if above(file_systems, rules.thresholds) and not outcome.removed_something:
+            self.watermark_blocked_until = now + RETRY_SECONDS
+        if pending.pressure:
+            unmet = above(file_systems, rules.thresholds, low=True) or bool(outcome.all_errors)
+            self.pressure_retry_at = now + RETRY_SECONDS if unmet and not self.target.blocked else None
+
+
+class Scheduler:
+    """spec.policy.schedule: fires once at each minute the cron schedule names, by the wall clock (UTC) `clock`.
+    The wait itself is monotonic and reads the wall clock again at least every SCHEDULE_RECHECK seconds, so a clock
+    that NTP steps neither delays a slot by the step nor fires one twice (a slot fired is never aimed at again)."""
+
+    def __init__(self, policy: PolicyHolder, queue: RunQueue, clock: Callable[[], datetime]) -> None:
+        self.policy, self.queue, self.clock = policy, queue, clock
+        self._changed = asyncio.Event()
+
+    def policy_changed(self) -> None:
+        """Aim again with the policy as it is now."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        slot: datetime | None = None  # the minute aimed at, kept until it fires or the policy changes
+        fired: datetime | None = None
+        while True:
+            self._changed.clear()
+            schedule = self.policy.applied.cron_schedule
+            if schedule is None:
+                slot = None
+                await self._changed.wait()
+                continue
+            now = self.clock()
+            if slot is None:
+                slot = schedule.next_after(max(now, fired) if fired is not None else now)
+            remaining = (slot - now).total_seconds()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, SCHEDULE_RECHECK))
+                if self._changed.is_set():
+                    slot = None  # aim again with the new policy
+                continue
+            fired, slot = slot, None
+            log.info("schedule %r fired", self.policy.held.rules.schedule)
+            self.queue.add("schedule")

@@ -1,0 +1,59 @@
+"""NodeAgent's wiring, on an in-memory apiserver and no containerd: what its watches hand to the policy holder,
+the triggers and the reporter (the parts themselves are tested in test_triggers, test_runner, test_reporter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from node_janitor.agent.node_agent import AgentConfig, NodeAgent
+from support.agentbed import MemoryKube
+
+
+def _agent(tmp_path: Path) -> NodeAgent:
+    return NodeAgent(AgentConfig("n", state_dir=tmp_path / "state", pod_log_dir=tmp_path / "pods"), MemoryKube())
+
+
+def _cleanup(name: str = "n", generation: int = 1, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "generation": generation}, "spec": {"nodeName": name, "policy": {}, **spec}}
+
+
+async def test_a_run_request_queues_one_run_and_is_not_asked_again_after_a_restart(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.on_nodecleanup("LIST", _cleanup(runRequest="t1"))
+    agent.on_nodecleanup("MODIFIED", _cleanup(runRequest="t1"))
+    pending = await agent.queue.take()
+    assert pending.run_request == "t1" and not agent.queue.pending
+    agent.queue.done()
+    agent.reporter.last_run = {"runRequest": "t1", "trigger": "request"}
+    agent.reporter.save()
+    restarted = _agent(tmp_path)  # its status.lastRun answered t1
+    restarted.on_nodecleanup("LIST", _cleanup(runRequest="t1"))
+    assert not restarted.queue.pending
+
+
+async def test_another_nodes_objects_are_ignored(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.on_nodecleanup("LIST", _cleanup("other", runRequest="t1"))
+    agent.on_node("MODIFIED", {"metadata": {"name": "other", "uid": "u"},
+                               "status": {"conditions": [{"type": "DiskPressure", "status": "True"}]}})  # fmt: skip
+    assert not agent.queue.pending and agent.held.source != "nodecleanup" and agent.reporter.node_uid is None
+
+
+async def test_the_node_s_disk_pressure_queues_a_pressure_run_and_its_uid_goes_into_events(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.on_node("LIST", {"metadata": {"name": "n", "uid": "uid-1"},
+                           "status": {"conditions": [{"type": "DiskPressure", "status": "True"}]}})  # fmt: skip
+    pending = await agent.queue.take()
+    assert pending.pressure and agent.reporter.node_uid == "uid-1"
+
+
+def test_a_new_policy_is_reported_and_the_status_says_which(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.on_nodecleanup("LIST", _cleanup(generation=4))
+    assert agent.reporter.dirty.is_set() and agent.held.generation == 4
+    status = agent.status_document()
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert status["observedGeneration"] == 4
+    assert (ready["status"], ready["reason"]) == ("False", "RuntimeUnavailable")  # no containerd yet
+    assert agent.ready() == (False, "containerd unreachable: not connected yet")
