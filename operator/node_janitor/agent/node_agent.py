@@ -44,6 +44,7 @@ from node_janitor.agent.runtime_link import Connect, RuntimeLink, connect_contai
 from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import RunQueue, Scheduler, Triggers
 from node_janitor.api.policy import PolicyRules
+from node_janitor.defaults import DEFAULT_KUBELET_ROOT, DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_STATE_DIR
 from node_janitor.http_endpoint import Endpoint, serve_health
 from node_janitor.node.collect import statvfs_entry
 from node_janitor.node.engine import NodeEngine, policy_halt
@@ -64,10 +65,10 @@ STOP_GRACE = 3.0
 class AgentConfig:
     node_name: str
     containerd_socket: str = DEFAULT_CONTAINERD_ADDRESS
-    namespace: str = "k8s.io"
-    pod_log_dir: Path = Path("/var/log/pods")
-    kubelet_root: Path = Path("/var/lib/kubelet")
-    state_dir: Path = Path("/var/lib/node-janitor")
+    namespace: str = DEFAULT_NAMESPACE
+    pod_log_dir: Path = DEFAULT_POD_LOG_DIR
+    kubelet_root: Path = DEFAULT_KUBELET_ROOT
+    state_dir: Path = DEFAULT_STATE_DIR
     metrics_port: int = 9743
     metrics_host: str = "0.0.0.0"
     monitor_interval: float = 2.0
