@@ -87,11 +87,15 @@ def test_controller_manager_runs_controllers(kube: ControlPlane) -> None:
     kube.kubectl("delete", "namespace", "kcm-check", "--timeout=60s")
 
 
-def test_build_script_is_quiet_and_fast_when_cached() -> None:
-    started = time.monotonic()
+def test_build_script_is_quiet_and_rebuilds_nothing_when_cached() -> None:
+    # Not timed: the script waits on its lock while another session builds (it took 79 s once that way, under a
+    # "< 5 s" assertion). What being cached means is that nothing is built again: no output, no binary replaced.
+    binaries = find_binaries(build=False)
+    paths = [p for p in vars(binaries).values() if isinstance(p, Path)]
+    before = {p: p.stat().st_mtime_ns for p in paths}
     result = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=True)
     assert (result.stdout, result.stderr) == ("", "")
-    assert time.monotonic() - started < 5
+    assert {p: p.stat().st_mtime_ns for p in paths} == before
 
 
 def test_a_second_control_plane_starts_in_seconds_and_stops_clean(tmp_path: Path, kube: ControlPlane) -> None:
