@@ -392,3 +392,36 @@ async def test_an_image_disk_that_cannot_be_measured_after_planning_is_said_and_
     assert node.removed() == [free.id]  # removed all the same
     assert f"cannot stat {IMAGE_FS}: Input/output error" in report.warnings and report.short == {}
     assert [e for e in report.errors if e.startswith("measuring the file system")] != []
+
+
+async def test_a_collection_that_fails_after_the_records_went_is_asked_for_again(node: Node) -> None:
+    """containerd answered a removal "gc failed: unknown" on a full disk in the suite (its metadata store could
+    not grow): the records were gone, nothing was freed, and the old executor reported an error and moved on,
+    leaving the space held until containerd's next collection. Now the collection is asked for again."""
+    rt = node.runtime
+    for name in ("a", "b", "c"):
+        node.image(name, mib=3)
+    size = 40 * MiB
+    node.disks(image=size, base=int(size * 0.9) - rt.stored_bytes(), log=100 * MiB)
+    rt.gc_failures = 1
+
+    report = await node.run(BASE)
+
+    assert report.execution is not None and report.execution.reclaimed_bytes == report.plan.planned_bytes > 0
+    assert report.short == {"imagefs": 0}
+    assert rt.gc_failures == 0 and rt.calls.count("GC") >= len(node.removed()) + 1
+
+
+async def test_a_collection_that_keeps_failing_is_one_clear_error(node: Node) -> None:
+    rt = node.runtime
+    only = node.image("only", mib=3)
+    size = 40 * MiB
+    node.disks(image=size, base=int(size * 0.9) - rt.stored_bytes(), log=100 * MiB)
+    rt.gc_failures = 100
+
+    report = await node.engine().run_once(rules(BASE))
+
+    assert only.id not in rt.image_ids()  # the records went; the space did not
+    assert report.errors and all("gc failed" in e for e in report.errors), report.errors
+    assert any("garbage collection failed 4 times, so its space is not freed yet" in e for e in report.errors)
+    assert report.short["imagefs"] > 0

@@ -119,6 +119,9 @@ class FakeRuntime:
         self.calls: list[str] = []
         self.reads = 0  # calls that only read
         self.before_call: Callable[[str], None] | None = None
+        self.gc_failures = 0
+        """How many collections fail next (as containerd's does when its metadata store cannot grow on a full disk:
+        the records a RemoveImage deleted stay deleted, nothing is freed, the call answers "gc failed")."""
         self.cri = FakeCri(self)
         self.containerd = FakeContainerd(self)
 
@@ -250,6 +253,9 @@ class FakeRuntime:
     def collect_garbage(self) -> None:
         """containerd's collector, as far as the fake goes (see the module docstring)."""
         self.calls.append("GC")
+        if self.gc_failures > 0:
+            self.gc_failures -= 1
+            raise RuntimeClientError("gc failed: unknown (injected)")
         now = self.clock()
         blobs: set[str] = set()
         snapshots: set[str] = set()

@@ -50,6 +50,9 @@ log = logging.getLogger("node_janitor.node.execute")
 # Image removals in flight at once. CRI RemoveImage (containerd 1.6) returns only after a synchronous garbage
 # collection; concurrent ones share a collection, so a few in flight free bytes at close to `ctr images rm --sync`'s
 # rate while each is still re-checked just before it is sent. Small: the node's containerd serves its kubelet too.
+GC_RETRY_DELAYS = (0.1, 0.5, 2.0)
+"""Seconds before each new collection after containerd answered a removal with "gc failed" (see
+`Executor._remove_through_cri`)."""
 IMAGE_CONCURRENCY = 8
 
 
@@ -262,7 +265,7 @@ class Executor:
                     raise _NotSent
                 if self.gate is not None and (why := self.gate()) is not None:
                     return Outcome.SKIPPED, why
-                await self.cri.remove_image(image.id, missing_ok=True)
+                await self._remove_through_cri(image.id)
                 # Records CRI does not manage (another client's) go through containerd directly.
                 names_then = dict.fromkeys((*image.names, *(r.name for r in records)))
                 if moved := await self._delete_names(names_then, {*image.targets, *(r.target.digest for r in records)}):
@@ -296,6 +299,35 @@ class Executor:
                 await self.containerd.delete_content(action.id, missing_ok=True)
                 return Outcome.DONE, ""
         return Outcome.FAILED, f"unknown action kind {action.kind}"  # pragma: no cover
+
+    async def _remove_through_cri(self, image_id: str) -> None:
+        """CRI RemoveImage. containerd deletes the image's records, then collects synchronously; on a full disk that
+        collection can fail ("gc failed": its metadata store could not grow) with the records already gone, and
+        then nothing frees the image's space until containerd's next collection. So a failed collection is asked
+        for again, a few times, apart (what the failed transaction released in the store makes room for the
+        next); what records are left go first. Still failing: one error naming it."""
+        try:
+            await self.cri.remove_image(image_id, missing_ok=True)
+            return
+        except RuntimeClientError as exc:
+            if "gc failed" not in str(exc):
+                raise
+            failure = exc
+        for delay in GC_RETRY_DELAYS:
+            log.warning("image id=%s: containerd's garbage collection failed (%s); collecting again", image_id, failure)
+            await asyncio.sleep(delay)
+            try:
+                await self.cri.remove_image(image_id, missing_ok=True)
+                await self.containerd.wait_for_gc()
+                return
+            except RuntimeClientError as exc:
+                if "gc failed" not in str(exc):
+                    raise
+                failure = exc
+        raise RuntimeClientError(
+            f"containerd deleted the image's records, but its garbage collection failed "
+            f"{len(GC_RETRY_DELAYS) + 1} times, so its space is not freed yet: {failure}"
+        )
 
     async def _delete_names(self, names: Iterable[str], targets: set[str]) -> list[str]:
         """Delete each image record of `names` that still points at one of `targets` (the removed image); one
