@@ -410,6 +410,7 @@ async def test_a_collection_that_fails_after_the_records_went_is_asked_for_again
     assert report.execution is not None and report.execution.reclaimed_bytes == report.plan.planned_bytes > 0
     assert report.short == {"imagefs": 0}
     assert rt.gc_failures == 0 and rt.calls.count("GC") >= len(node.removed()) + 1
+    assert len(node.removed()) == len(set(node.removed()))  # RemoveImage never sent twice: only the collection
 
 
 async def test_a_collection_that_keeps_failing_is_one_clear_error(node: Node) -> None:

@@ -303,9 +303,11 @@ class Executor:
     async def _remove_through_cri(self, image_id: str) -> None:
         """CRI RemoveImage. containerd deletes the image's records, then collects synchronously; on a full disk that
         collection can fail ("gc failed": its metadata store could not grow) with the records already gone, and
-        then nothing frees the image's space until containerd's next collection. So a failed collection is asked
+        then nothing frees the image's space until containerd's next collection. So only the collection is asked
         for again, a few times, apart (what the failed transaction released in the store makes room for the
-        next); what records are left go first. Still failing: one error naming it."""
+        next). RemoveImage is never sent again: the re-checks before it (in use, protected, policy) were for that
+        one call, and a pull since then may have brought the image back under another name. Still failing: one
+        error naming it."""
         try:
             await self.cri.remove_image(image_id, missing_ok=True)
             return
@@ -317,7 +319,6 @@ class Executor:
             log.warning("image id=%s: containerd's garbage collection failed (%s); collecting again", image_id, failure)
             await asyncio.sleep(delay)
             try:
-                await self.cri.remove_image(image_id, missing_ok=True)
                 await self.containerd.wait_for_gc()
                 return
             except RuntimeClientError as exc:
