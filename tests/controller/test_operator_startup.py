@@ -48,7 +48,7 @@ def test_a_missing_peering_object_is_one_line_and_exit_code_2(kube: ControlPlane
 
 
 def test_a_missing_peering_crd_is_one_line_and_exit_code_2(kube: ControlPlane, crds: object, tmp_path: Path) -> None:
-    """As the README's `kubectl apply -f crds/` leaves it: kopf's peering CRD is in deploy/crds/ only."""
+    """As docs/install.md's `kubectl apply -f crds/` leaves it: kopf's peering CRD is in deploy/crds/ only."""
     kube.kubectl("delete", PEERING_CRD, "--ignore-not-found", "--wait=true")
     try:
         wait_for("the peering CRD gone", lambda: "clusterkopfpeerings" not in kube.kubectl("api-resources").stdout)

@@ -22,9 +22,13 @@ EXAMPLES = REPO / "deploy" / "examples"
 
 
 def _readme_examples() -> list[tuple[str, str]]:
-    """Every YAML block of the README that is one of our objects."""
-    blocks = re.findall(r"```ya?ml\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
-    return [(f"README.md#{i}", b) for i, b in enumerate(blocks) if "apiVersion: nodejanitor.io/" in b]
+    """Every YAML block of the README and of docs/ that is one of our objects."""
+    found = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        blocks = re.findall(r"```ya?ml\n(.*?)```", page.read_text(), re.DOTALL)
+        name = page.relative_to(REPO)
+        found += [(f"{name}#{i}", b) for i, b in enumerate(blocks) if "apiVersion: nodejanitor.io/" in b]
+    return found
 
 
 POLICY_EXAMPLES = [(p.name, p.read_text()) for p in sorted(EXAMPLES.glob("cleanuppolicy*.yaml"))] + [
