@@ -158,8 +158,9 @@ class Triggers:
     # ---- the watches ------------------------------------------------------------------------------------
 
     def request(self, token: str | None, answered: str | None = None) -> bool:
-        """The NodeCleanup's spec.runRequest `token` and the one its status.lastRun answered: a token not answered
-        yet queues a run (answered by it, in status.lastRun.runRequest). True when it did."""
+        """The NodeCleanup's run request `token` (api.nodecleanup.requested_run) and the one its status.lastRun
+        answered: a token not answered yet queues a run (answered by it, in status.lastRun.runRequest). True when it
+        did."""
         if answered and self.answered_request is None:
             self.answered_request = answered
         if not token or token == self.answered_request:
