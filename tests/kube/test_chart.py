@@ -85,7 +85,7 @@ def test_defaults(kube: ControlPlane) -> None:
     container = agent["containers"][0]
     assert container["args"] == [
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
-        "--namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
+        "--containerd-namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
         "--extra-paths-within=/var/log", "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]

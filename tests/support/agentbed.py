@@ -147,7 +147,8 @@ class AgentFactory:
         args = [
             sys.executable, "-m", "node_janitor", "agent", "--node-name", node,
             "--kubeconfig", str(self.kube.kubeconfig), "--containerd-socket", bed.address,
-            "--namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir), "--state-dir", str(state_dir),
+            "--containerd-namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir),
+            "--state-dir", str(state_dir),
             "--metrics-port", str(port), "--metrics-bind-address", "127.0.0.1", "--heartbeat-interval", heartbeat,
         ]  # fmt: skip
         for flag, value in flags.items():

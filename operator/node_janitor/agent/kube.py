@@ -82,11 +82,11 @@ class KubeClient:
         )
 
     @classmethod
-    def from_config(cls, kubeconfig: str | None) -> KubeClient:
-        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.agent.credentials`).
-        Raises KubeConfigError (one line)."""
+    def from_config(cls, kubeconfig: str | None, context: str | None = None) -> KubeClient:
+        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.agent.credentials`);
+        `context`: that kubeconfig context instead of its current-context. Raises KubeConfigError (one line)."""
         try:
-            return cls(load_credentials(kubeconfig))
+            return cls(load_credentials(kubeconfig, context=context))
         except CredentialsError as exc:
             raise KubeConfigError(f"cannot load Kubernetes credentials: {exc}") from None
 

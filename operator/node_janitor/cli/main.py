@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node_janitor import __version__
+from node_janitor.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CliError
 from node_janitor.defaults import (
     DEFAULT_CONTAINERD_ADDRESS,
     DEFAULT_KUBELET_ROOT,
@@ -29,13 +30,7 @@ if TYPE_CHECKING:
     from node_janitor.node.engine import NodeEngine
     from node_janitor.runtime import ContainerdClient, CriClient
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2  # bad input: unreachable runtime, malformed policy, bad flags
-
-
-class CliError(Exception):
-    """A one-line message for the user; exit code 2."""
+__all__ = ["CliError", "build_parser", "main", "plugin_main"]
 
 
 def _directory(value: str) -> str:
@@ -59,6 +54,25 @@ def _bind_address(value: str) -> str:
     return value
 
 
+class _DeprecatedNamespace(argparse.Action):
+    """`--namespace`, the old spelling of `--containerd-namespace`: still taken, with a warning (kubectl and docker
+    users read it as a Kubernetes namespace)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        print(f"node-janitor: warning: {option_string} is deprecated: it is containerd's namespace, not a Kubernetes "
+              "one; use --containerd-namespace", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+def _add_containerd_namespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--containerd-namespace", default=DEFAULT_NAMESPACE, metavar="NAME",
+                        help=f"containerd's namespace of the images and containers (default {DEFAULT_NAMESPACE}); "
+                             "not a Kubernetes namespace")  # fmt: skip
+    parser.add_argument("--namespace", dest="containerd_namespace", action=_DeprecatedNamespace,
+                        help=argparse.SUPPRESS)  # fmt: skip
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--containerd-socket",
@@ -66,9 +80,7 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
-    parser.add_argument(
-        "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
-    )
+    _add_containerd_namespace(parser)
     parser.add_argument(
         "--pod-log-dir",
         default=str(DEFAULT_POD_LOG_DIR),
@@ -86,9 +98,9 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "node-janitor") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="node-janitor",
+        prog=prog,
         description="Exact disk accounting and safe cleanup for containerd nodes.",
     )
     parser.add_argument("--version", action="version", version=f"node-janitor {__version__}")
@@ -111,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(prune)
     prune.add_argument("--policy", metavar="FILE", help="a CleanupPolicy manifest (YAML or JSON), as kubectl takes it")
     prune.add_argument("--dry-run", action="store_true", help="plan and show, remove nothing")
+    prune.add_argument("-f", "--force", action="store_true",
+                       help="do not ask for confirmation (it is asked only when stdin is a terminal)")  # fmt: skip
     prune.add_argument(
         "--state-file",
         metavar="PATH",
@@ -144,13 +158,14 @@ def _add_agent_parser(sub: Any) -> None:
     )
     agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default $NODE_NAME)")
     agent.add_argument("--kubeconfig", metavar="PATH", help="a kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    agent.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current-context)")
     agent.add_argument(
         "--containerd-socket",
         default=DEFAULT_CONTAINERD_ADDRESS,
         metavar="PATH",
         help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
-    agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
+    _add_containerd_namespace(agent)
     agent.add_argument(
         "--pod-log-dir", default=str(DEFAULT_POD_LOG_DIR), metavar="DIR", help=f"default {DEFAULT_POD_LOG_DIR}"
     )
@@ -220,13 +235,13 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     if not 0 < args.metrics_port < 65536:
         raise CliError(f"--metrics-port {args.metrics_port}: not a port number")
     try:
-        kube = KubeClient.from_config(args.kubeconfig)
+        kube = KubeClient.from_config(args.kubeconfig, args.context)
     except KubeConfigError as exc:
         raise CliError(str(exc)) from None
     config = AgentConfig(
         node_name=args.node_name,
         containerd_socket=args.containerd_socket,
-        namespace=args.namespace,
+        namespace=args.containerd_namespace,
         pod_log_dir=Path(args.pod_log_dir),
         kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
@@ -290,7 +305,7 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
     return NodeEngine(
         cri,
         containerd,
-        namespace=args.namespace,
+        namespace=args.containerd_namespace,
         pod_log_dir=Path(args.pod_log_dir),
         kubelet_root=Path(args.kubelet_root),
         state=LastUsedStore(Path(state_file) if state_file else None),
@@ -299,16 +314,18 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.cli.progress import RunProgress, on_terminal
     from node_janitor.cli.render import render_disk_report
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
-        async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
+        async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
             engine = _engine(args, cri, containerd)
             now = engine.clock()
-            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
+            with RunProgress(on_terminal()):
+                report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
@@ -319,15 +336,23 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.cli.prune import render_prune
+    from node_janitor.cli.progress import RunProgress, on_terminal
+    from node_janitor.cli.prune import confirm_prune, render_prune
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
+    ask = not args.dry_run and not args.force and on_terminal(sys.stdin)
+    show = args.output == "table" and on_terminal()
 
     async def run() -> int:
-        with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
-            async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-                engine = _engine(args, cri, containerd)
+        async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
+            engine = _engine(args, cri, containerd)
+            if ask:  # what would go first; the run itself plans again
+                with RunProgress(show):
+                    preview = await engine.run_once(policy.spec, dry_run=True)
+                if not confirm_prune(preview, sys.stdin, sys.stderr):
+                    return EXIT_OK
+            with RunProgress(show) as progress:
                 report = await engine.run_once(
                     policy.spec,
                     dry_run=args.dry_run,
@@ -341,42 +366,6 @@ def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         return EXIT_FAILURE if report.errors else EXIT_OK
 
     return run()
-
-
-class _progress:
-    """A progress bar on stderr while a plan is applied (only on a terminal)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def start(self, plan: Any) -> None:
-        if not self.enabled or not plan.actions:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._bar.add_task("Removing", total=len(plan.actions))
-        self._bar.start()
-
-    def advance(self, result: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=f"{result.action.kind} {result.action.id[:19]}")
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -401,14 +390,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_operator_commands(sub: Any) -> None:
+    from node_janitor.cli.kubeapi import add_kube_flags
+    from node_janitor.cli.run import add_run_parser
+    from node_janitor.cli.status import add_status_parser
     from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING
 
-    kubeconfig_help = "a kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
     operator = sub.add_parser(
         "operator",
         help="run the operator: one NodeCleanup per node a CleanupPolicy selects, policy statuses, Events",
     )
-    operator.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
+    add_kube_flags(operator)
     operator.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="N",
                           help=f"port of /metrics, /healthz and /readyz (default {DEFAULT_METRICS_PORT})")  # fmt: skip
     operator.add_argument("--metrics-bind-address", default="0.0.0.0", type=_bind_address, metavar="ADDR",
@@ -418,37 +409,18 @@ def _add_operator_commands(sub: Any) -> None:
                           help=f"the ClusterKopfPeering of the replicas (default {DEFAULT_PEERING})")  # fmt: skip
     operator.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
     operator.set_defaults(handler=cmd_operator)
-
-    run = sub.add_parser("run", help="ask a node's agent for a cleanup run now; with --wait, print its report")
-    run.add_argument("node", metavar="NODE", help="the node (its NodeCleanup has the same name)")
-    run.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
-    run.add_argument("--dry-run", action="store_true", help="plan only: the agent removes nothing and reports its plan")
-    run.add_argument("--wait", action="store_true", help="wait for the agent's report and print it")
-    run.add_argument("--timeout", default="5m", metavar="DURATION", help="how long --wait waits (default 5m)")
-    run.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format of the report")
-    run.set_defaults(handler=cmd_run)
-
-
-def _kube_configuration(kubeconfig: str | None) -> Any:
-    from kubernetes.config import ConfigException
-
-    from node_janitor.controller.kube import load_configuration
-
-    try:
-        return load_configuration(kubeconfig)
-    except (ConfigException, OSError) as exc:
-        where = kubeconfig or "not in a cluster, and no $KUBECONFIG or ~/.kube/config"
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip("'")
-        raise CliError(f"no Kubernetes configuration ({where}): {reason}") from None
+    add_run_parser(sub)
+    add_status_parser(sub)
 
 
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     import logging
 
+    from node_janitor.cli.kubeapi import kube_configuration
     from node_janitor.controller.app import OperatorOptions, OperatorStartError, run_operator
     from node_janitor.controller.reconciler import ReconcilerSettings
 
-    configuration = _kube_configuration(args.kubeconfig)
+    configuration = kube_configuration(args.kubeconfig, args.context)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
     options = OperatorOptions(
@@ -468,44 +440,6 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return run()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from kubernetes import client
-
-    from node_janitor.api.units import parse_duration
-    from node_janitor.cli.run import (
-        RunRequestError,
-        make_run_request,
-        render_run_report,
-        request_run,
-        wait_for_run,
-    )
-
-    try:
-        timeout = parse_duration(args.timeout).total_seconds()
-    except ValueError as exc:
-        raise CliError(f"--timeout: {exc}") from None
-    custom = client.CustomObjectsApi(client.ApiClient(_kube_configuration(args.kubeconfig)))
-    token = make_run_request(args.dry_run)
-    try:
-        cleanup = request_run(custom, args.node, token)
-        if cleanup.spec.policy.paused:
-            print(f"node-janitor: warning: {args.node} is paused by its policy; its agent will not run",
-                  file=sys.stderr)  # fmt: skip
-        if not args.wait:
-            print(f"requested {'a dry run' if args.dry_run else 'a run'} on {args.node} (runRequest {token})")
-            return EXIT_OK
-        cleanup = wait_for_run(custom, args.node, token, timeout)
-    except RunRequestError as exc:
-        raise CliError(str(exc)) from None
-    if args.output == "json":
-        report = cleanup.status.model_dump(mode="json", exclude_none=True) if cleanup.status else {}
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print(render_run_report(cleanup))
-    last_run = cleanup.status.last_run if cleanup.status else None
-    return EXIT_FAILURE if last_run is not None and last_run.errors else EXIT_OK
-
-
 def _tolerant_output() -> None:
     """Paths that are not UTF-8 (a pod directory named by someone else) reach reports as surrogate escapes:
     print them escaped instead of losing the report to a UnicodeEncodeError."""
@@ -514,9 +448,11 @@ def _tolerant_output() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "node-janitor") -> int:
+    """The exit codes are `node_janitor.cli.errors`' (docs/cli.md): 2 usage or bad input, 3 runtime unreachable,
+    4 API unreachable, 1 run errors."""
     _tolerant_output()
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] | None = getattr(args, "handler", None)
     if handler is None:
@@ -525,8 +461,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = handler(args)
         return outcome if isinstance(outcome, int) else asyncio.run(outcome)
-    except (RuntimeClientError, CliError) as exc:
+    except RuntimeClientError as exc:
         print(f"node-janitor: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_RUNTIME
+    except CliError as exc:
+        print(f"node-janitor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def plugin_main() -> int:
+    """`kubectl node-janitor ...`: the kubectl-node_janitor console script (kubectl runs it with the arguments
+    after `node-janitor`)."""
+    return main(prog="kubectl node-janitor")
