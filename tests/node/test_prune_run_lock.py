@@ -27,7 +27,7 @@ def test_prune_waits_for_the_run_lock_an_agent_holds(containerd_bed: ContainerdB
                "--containerd-socket", bed.address, "--containerd-namespace", bed.namespace,
                "--pod-log-dir", str(bed.pod_log_dir)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
-    prune = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    prune = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
             prune.wait(timeout=5)  # an unlocked prune of this bed takes about a second
