@@ -292,6 +292,10 @@ def test_only_the_operator_writes_nodecleanup_specs(kube: ControlPlane, identiti
     allowed(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge",
             "-p", '{"spec": {"runRequest": "2026-01-01T00:00:02Z"}}')  # fmt: skip
     assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == {**before, "runRequest": "2026-01-01T00:00:02Z"}
+    # what `node-janitor run` sends: the run-request annotation (no spec change at all)
+    annotation = {"metadata": {"annotations": {"nodejanitor.io/run-request": "dry-run:20260101T000003Z-ab"}}}
+    allowed(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge", "-p", _json(annotation))
+    assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == {**before, "runRequest": "2026-01-01T00:00:02Z"}
     allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
             "-p", '{"spec": {"policy": {"paused": true}}}')  # fmt: skip
     allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
