@@ -201,7 +201,7 @@ def test_status_is_a_fleet_table_sorted_by_disk(kube: ControlPlane, crds: object
     assert [r[0] for r in _rows(by_run.stdout)] == ["cli-st-full", "cli-st-half", "cli-st-big", "cli-st-new"]
 
     wide = _cli(kube, "status", "-o", "wide")
-    assert wide.stdout.splitlines()[0].split()[5:] == ["TRIGGER", "RECLAIMED", "IMAGES", "READY", "HEARTBEAT",
+    assert wide.stdout.splitlines()[0].split()[6:] == ["TRIGGER", "RECLAIMED", "IMAGES", "READY", "HEARTBEAT",
                                                        "POLICY"]  # fmt: skip
     full = _rows(wide.stdout)[0]
     assert full[0] == "cli-st-full" and full[6:10] == ["schedule", "1Mi", "-", "Unknown"]  # no Ready condition set
