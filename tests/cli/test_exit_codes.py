@@ -105,3 +105,18 @@ def test_namespace_is_a_deprecated_alias_of_containerd_namespace(tmp_path: Path)
         "use --containerd-namespace"
     )
     assert "--namespace" not in _cli("df", "--help").stdout.replace("--containerd-namespace", "")
+
+
+def test_an_operator_that_never_reaches_the_apiserver_is_exit_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("node_janitor.controller.app.APISERVER_RETRY", ())  # no minute of retries here
+    port = _closed_port()
+    kubeconfig = str(_kubeconfig(tmp_path / "kc", dead=port))
+    metrics = str(_closed_port())
+    args = ["operator", "--kubeconfig", kubeconfig, "--standalone", "--metrics-port", metrics,
+            "--metrics-bind-address", "127.0.0.1"]  # fmt: skip
+    assert main(args) == 4
+    assert f"the operator cannot start: the apiserver at https://127.0.0.1:{port} does not answer" in (
+        capsys.readouterr().err
+    )

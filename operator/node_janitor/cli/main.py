@@ -416,8 +416,10 @@ def _add_operator_commands(sub: Any) -> None:
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     import logging
 
+    from node_janitor.cli.errors import ApiUnreachableError
     from node_janitor.cli.kubeapi import kube_configuration
     from node_janitor.controller.app import OperatorOptions, OperatorStartError, run_operator
+    from node_janitor.controller.preflight import ApiserverGone
     from node_janitor.controller.reconciler import ReconcilerSettings
 
     configuration = kube_configuration(args.kubeconfig, args.context)
@@ -434,6 +436,8 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     async def run() -> int:
         try:
             return await run_operator(options, configuration)
+        except ApiserverGone as exc:
+            raise ApiUnreachableError(f"the operator cannot start: {exc}") from None
         except OperatorStartError as exc:
             raise CliError(f"the operator cannot start: {exc}") from None
 

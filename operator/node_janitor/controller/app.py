@@ -52,7 +52,7 @@ __all__ = [
 
 PREFIX = "nodejanitor.io"
 APISERVER_RETRY = (1, 2, 5, 10, 10, 10, 10, 10)
-"""Seconds between start-up checks while the apiserver does not answer (about a minute, then exit code 2)."""
+"""Seconds between start-up checks while the apiserver does not answer (about a minute, then exit code 4)."""
 
 log = logging.getLogger("node_janitor.operator")
 
