@@ -117,6 +117,17 @@ class Agent:
                 samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
         return samples
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of `name`'s samples whose labels include `labels` (0 without one): e.g.
+        `metric("node_janitor_actions_total", kind="remove-image", outcome="done")` over every reason."""
+        _, text = self.http("/metrics")
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
     def terminate(self, timeout: float = 8.0) -> int:
         """SIGTERM; returns the exit code (fails if it takes longer than `timeout`)."""
         if self.process.poll() is None:

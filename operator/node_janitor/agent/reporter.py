@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from node_janitor.agent.kube import NODE_CLEANUPS, AgentKube, KubeError
-from node_janitor.agent.metrics import AgentMetrics
+from node_janitor.agent.metrics import AgentMetrics, share_out
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.report import (
     MAX_MESSAGE,
@@ -28,7 +28,7 @@ from node_janitor.agent.report import (
 )
 from node_janitor.agent.store import AgentStore
 from node_janitor.node.inventory import FileSystemEntry
-from node_janitor.node.usage import DiskReport
+from node_janitor.node.usage import ROW_TYPES, DiskReport
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Reporter:
         m.last_run_timestamp.set(time.time())
         m.last_run_reclaimed.set(outcome.reclaimed_bytes)
         m.last_run_planned.set(outcome.planned_bytes)
+        self._count_runtime_reclaimed(outcome)
         if outcome.all_errors:
             m.errors.labels("run").inc(len(outcome.all_errors))
         log.info(
@@ -117,10 +118,26 @@ class Reporter:
         if event is not None:
             self.events.append(event)
 
-    def count(self, kind: str, outcome: str, freed: int) -> None:
-        """One action of a run or of the log rotator (`node_janitor_actions_total`, reclaimed bytes)."""
-        self.metrics.actions.labels(kind, outcome).inc()
+    def count(self, kind: str, outcome: str, reason: str, freed: int = 0) -> None:
+        """One action of a run or of the log rotator (`node_janitor_actions_total`); `freed`: the bytes it freed,
+        measured (a log action's; the runtime's actions are measured together, at the end of their run)."""
+        self.metrics.actions.labels(kind, outcome, reason).inc()
         if outcome == "done" and freed > 0:
+            self.metrics.reclaimed_bytes.labels(kind).inc(freed)
+
+    def _count_runtime_reclaimed(self, outcome: RunOutcome) -> None:
+        """The image file system's measured gain of a run (containerd frees blobs and snapshots in its GC, for
+        every action at once), into `node_janitor_reclaimed_bytes_total` by kind, in proportion to the planned
+        sizes of the runtime actions done; log actions were counted one by one."""
+        execution = outcome.report.execution if outcome.report is not None and not outcome.dry_run else None
+        if execution is None:
+            return
+        planned: dict[str, int] = {}
+        for result in execution.results:
+            if str(result.outcome) == "done":
+                kind = str(result.action.kind)
+                planned[kind] = planned.get(kind, 0) + max(0, result.action.bytes)
+        for kind, freed in share_out(execution.reclaimed_bytes, planned).items():
             self.metrics.reclaimed_bytes.labels(kind).inc(freed)
 
     def target_unreachable(self, message: str) -> None:
@@ -138,6 +155,7 @@ class Reporter:
     def measured(self, report: DiskReport) -> None:
         """The df numbers, measured now."""
         self.usage.update(build_usage_status(report))
+        self.metrics.observe_reclaimable({name: report.rows[name].reclaimable for name in ROW_TYPES})
 
     def measured_file_systems(self, file_systems: list[FileSystemEntry]) -> None:
         """Only the file systems could be measured (containerd away): the last known ones stay if none."""
