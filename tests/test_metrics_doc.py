@@ -20,6 +20,7 @@ def _agent_with_every_series() -> AgentMetrics:
     m.events.labels("CleanupDone", "created").inc()
     m.observe_reclaimable({"images": 1})
     m.observe_watermarks(85, 75)
+    m.observe_policy(False, False, True)
     return m
 
 
@@ -58,3 +59,7 @@ def test_ratios_run_from_0_to_1_and_counters_end_in_total() -> None:
     assert 'node_janitor_filesystem_inodes_used_ratio{filesystem="imagefs",path="/x"} 0.5' in text
     assert 'node_janitor_filesystem_available_bytes{filesystem="imagefs",path="/x"} 20.0' in text
     assert 'node_janitor_build_info{component="agent"' in text
+    m.observe_policy(False, False, True)
+    m.observe_policy(True, False, True)  # the old labels go: one series, the current one
+    policy = [line for line in m.render().decode().splitlines() if line.startswith("node_janitor_policy_info{")]
+    assert policy == ['node_janitor_policy_info{dry_run="false",paused="true",scheduled="true"} 1.0']

@@ -118,6 +118,13 @@ class AgentMetrics:
             "The policy's low watermark (thresholds.lowPercent / 100): what a run reclaims down to.",
             registry=r,
         )
+        self.policy_info = Gauge(
+            "node_janitor_policy_info",
+            "Always 1; its labels describe the policy the agent applies: paused, dry_run, scheduled (has a schedule).",
+            ["paused", "dry_run", "scheduled"],
+            registry=r,
+        )
+        self._policy_labels: tuple[str, ...] = ()
         self.watch_events = Counter(
             "node_janitor_watch_events",
             "Watch events received, by resource (only the agent's own objects).",
@@ -146,6 +153,13 @@ class AgentMetrics:
     def observe_watermarks(self, high_percent: float, low_percent: float) -> None:
         self.high_watermark.set(high_percent / 100)
         self.low_watermark.set(low_percent / 100)
+
+    def observe_policy(self, paused: bool, dry_run: bool, scheduled: bool) -> None:
+        labels = tuple(str(v).lower() for v in (paused, dry_run, scheduled))
+        if labels != self._policy_labels:  # one series, the current one
+            self.policy_info.clear()
+            self.policy_info.labels(*labels).set(1)
+            self._policy_labels = labels
 
     def observe_reclaimable(self, by_type: Mapping[str, int]) -> None:
         for type_, value in by_type.items():

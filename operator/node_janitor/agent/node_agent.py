@@ -244,8 +244,9 @@ class NodeAgent:
             self.metrics.ready.set(1 if ready else 0)
             file_systems = self.file_systems()
             self.metrics.observe_file_systems(file_systems)
-            thresholds = self.policy.applied.thresholds
-            self.metrics.observe_watermarks(thresholds.high_percent, thresholds.low_percent)
+            applied = self.policy.applied
+            self.metrics.observe_watermarks(applied.thresholds.high_percent, applied.thresholds.low_percent)
+            self.metrics.observe_policy(applied.paused, applied.dry_run, applied.schedule is not None)
             runtime = await self.link.fingerprint() if self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(

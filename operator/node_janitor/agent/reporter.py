@@ -8,11 +8,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from node_janitor.agent.events import EventRecorder, is_transient
 from node_janitor.agent.kube import NODE_CLEANUPS, AgentKube, KubeError
 from node_janitor.agent.metrics import AgentMetrics, share_out
 from node_janitor.agent.policy import PolicyHolder
@@ -33,14 +33,6 @@ from node_janitor.node.usage import ROW_TYPES, DiskReport
 log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
-MAX_EVENTS = 50
-"""Events waiting for the apiserver; the oldest go first when more arrive."""
-
-
-def is_transient(status: int) -> bool:
-    """An apiserver answer worth retrying the same request for (no answer, credentials being rotated, timeout,
-    throttling, server errors)."""
-    return status in (0, 401, 408, 429) or status >= 500
 
 
 class Reporter:
@@ -65,7 +57,13 @@ class Reporter:
         self.usage: dict[str, Any] = {}
         self.last_run: dict[str, Any] | None = None
         self.last_outcome: RunOutcome | None = None
-        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.recorder = EventRecorder(
+            kube,
+            EVENT_NAMESPACE,
+            on_result=lambda reason, result: metrics.events.labels(reason, result).inc(),
+            on_error=metrics.errors.labels("apiserver").inc,
+        )
+        self.events = self.recorder.pending  # waiting for the apiserver (rate-limited, aggregated when sent)
         self.node_uid: str | None = None
         self.status_refused: str | None = None
         self.dirty = asyncio.Event()
@@ -116,7 +114,7 @@ class Reporter:
         self.last_run = build_last_run(outcome)
         event = run_event(outcome, self.node_name, self.node_uid, self.clock())
         if event is not None:
-            self.events.append(event)
+            self.recorder.record(event)
 
     def count(self, kind: str, outcome: str, reason: str, freed: int = 0) -> None:
         """One action of a run or of the log rotator (`node_janitor_actions_total`); `freed`: the bytes it freed,
@@ -142,7 +140,7 @@ class Reporter:
 
     def target_unreachable(self, message: str) -> None:
         """The Event of a new episode of an unreachable target."""
-        self.events.append(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
+        self.recorder.record(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
         log.warning("target unreachable: %s", message)
 
     def note_target(self, short: int, message: str) -> None:
@@ -274,17 +272,7 @@ class Reporter:
             else:
                 self.metrics.errors.labels("apiserver").inc()
                 await self._send_heartbeat_only(exc)
-        while self.events:
-            try:
-                await self.kube.create_event(EVENT_NAMESPACE, self.events[0])
-            except KubeError as exc:
-                self.metrics.errors.labels("apiserver").inc()
-                if is_transient(exc.status):
-                    log.warning("event not posted yet: %s", exc)
-                    return False
-                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
-            self.events.popleft()
-        return True
+        return await self.recorder.flush()  # aggregated and rate-limited like client-go's (agent/events.py)
 
     async def _send_heartbeat_only(self, refusal: KubeError) -> None:
         """The full status was refused for good (400/422: invalid, e.g. a field over a limit of an older CRD): the
