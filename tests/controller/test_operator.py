@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node_janitor.api.nodecleanup import RUN_REQUEST_ANNOTATION, is_dry_run_request
 from support.kube import ControlPlane
+from support.metrics_doc import undocumented
 from support.operator import (
     DEADLINE,
     POOL,
@@ -313,6 +314,7 @@ def test_metrics_health_and_readiness(operator: Operator, kube: ControlPlane) ->
     assert {"node_janitor_operator_writes", "node_janitor_operator_unchanged", "node_janitor_operator_synced",
             "node_janitor_operator_reconcile_duration_seconds"} <= names  # fmt: skip
     assert operator.metric("node_janitor_operator_synced") == 1
+    assert undocumented(text) == set()  # docs/metrics.md lists every one
     assert (
         operator.metric("node_janitor_operator_writes_total", object="nodecleanup", operation="apply", outcome="ok") > 0
     )

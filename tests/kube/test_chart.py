@@ -87,6 +87,7 @@ def test_defaults(kube: ControlPlane) -> None:
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
         "--containerd-namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
         "--extra-paths-within=/var/log", "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
+        "--log-format=text", "--log-level=info",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint

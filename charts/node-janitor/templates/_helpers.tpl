@@ -106,3 +106,28 @@ characters (Service names allow no more): include with (list $ "agent-metrics").
 {{- $prefix := include "node-janitor.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
 {{- printf "%s-%s" $prefix $suffix }}
 {{- end }}
+
+{{/* ---- monitoring (ServiceMonitor, PodMonitor, PrometheusRule, dashboard) ---------------------------------- */}}
+
+{{/*
+The `job` label of a component's series, whichever monitor scrapes them: the PrometheusRule's alerts and the
+dashboard select by it. Arguments: (list $ "agent"|"operator").
+*/}}
+{{- define "node-janitor.monitorJob" -}}
+{{- include "node-janitor.suffixedName" (list (index . 0) (index . 1)) -}}
+{{- end }}
+
+{{/*
+Relabelings of both monitors: `job` as node-janitor.monitorJob says, and the agent's Node in `node`.
+Arguments: (list $ "agent"|"operator").
+*/}}
+{{- define "node-janitor.monitorRelabelings" -}}
+- action: replace
+  targetLabel: job
+  replacement: {{ include "node-janitor.monitorJob" . }}
+{{- if eq (index . 1) "agent" }}
+- action: replace
+  sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+{{- end }}
+{{- end }}

@@ -3,7 +3,8 @@ kubeconfig, or the in-cluster ServiceAccount with its token re-read as it rotate
 `kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/agent/test_credentials.py checks).
 
 Only what the agent needs: list and watch ONE object by name (field selector `metadata.name=NAME`, so other
-nodes' objects never reach it), merge-patch a status subresource, create an Event. aiohttp rather than the
+nodes' objects never reach it), merge-patch a status subresource, create an Event and merge-patch it (a repeat's
+count). aiohttp rather than the
 `kubernetes` client in threads: a watch is then cancelled at once on SIGTERM, and nothing blocks the loop.
 """
 
@@ -66,6 +67,7 @@ class AgentKube(Protocol):
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
     async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> Any: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> Any: ...
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> Any: ...
     async def close(self) -> None: ...
 
 
@@ -195,7 +197,15 @@ class KubeClient:
         )
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> Any:
+        """The created Event (its generated name in metadata.name)."""
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        """Merge-patch an Event (a repeat: its count, lastTimestamp, message; `agent.events`)."""
+        return await self.request(
+            "PATCH", f"/api/v1/namespaces/{namespace}/events/{name}", body=patch,
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
 
 
 def _satisfies_agent_kube(client: KubeClient) -> AgentKube:

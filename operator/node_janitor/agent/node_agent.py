@@ -244,6 +244,9 @@ class NodeAgent:
             self.metrics.ready.set(1 if ready else 0)
             file_systems = self.file_systems()
             self.metrics.observe_file_systems(file_systems)
+            applied = self.policy.applied
+            self.metrics.observe_watermarks(applied.thresholds.high_percent, applied.thresholds.low_percent)
+            self.metrics.observe_policy(applied.paused, applied.dry_run, applied.schedule is not None)
             runtime = await self.link.fingerprint() if self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(
@@ -279,7 +282,7 @@ class NodeAgent:
         return engine
 
     def _count_log(self, result: LogActionResult) -> None:
-        self.reporter.count(str(result.action.kind), str(result.outcome), result.freed)
+        self.reporter.count(str(result.action.kind), str(result.outcome), str(result.action.reason), result.freed)
 
     async def _hold_rotator(self, hold: bool) -> None:
         """Keep exactly one LogRotator running with the policy held (restarted when it or the containerd

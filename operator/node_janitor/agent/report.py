@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from node_janitor.agent.events import SERIES_ANNOTATION
 from node_janitor.api.meta import Condition
 from node_janitor.api.nodecleanup import (
     MAX_IMAGE_REF_LENGTH,
@@ -176,18 +177,26 @@ def run_event(outcome: RunOutcome, node_name: str, node_uid: str | None, now: da
             f"{outcome.trigger} run removed {len(outcome.done)} object(s), reclaimed "
             f"{format_bytes(outcome.reclaimed_bytes)} (planned {format_bytes(outcome.planned_bytes)})"
         )
-    return node_event(kind, reason, message, node_name, node_uid, now)
+    return node_event(kind, reason, message, node_name, node_uid, now, series=outcome.trigger)
 
 
 def target_unreachable_event(message: str, node_name: str, node_uid: str | None, now: datetime) -> dict[str, Any]:
     """The one Event of an episode in which runs cannot reach the low watermark (`backoff.TargetBackoff`)."""
-    return node_event("Warning", "TargetUnreachable", message, node_name, node_uid, now)
+    return node_event("Warning", "TargetUnreachable", message, node_name, node_uid, now, series="target")
 
 
 def node_event(
-    kind: str, reason: str, message: str, node_name: str, node_uid: str | None, now: datetime
+    kind: str,
+    reason: str,
+    message: str,
+    node_name: str,
+    node_uid: str | None,
+    now: datetime,
+    *,
+    series: str | None = None,
 ) -> dict[str, Any]:
-    """An Event of this agent on its Node."""
+    """An Event of this agent on its Node. Events of one `series` (a run's: its trigger) are repeats of one another
+    whatever their messages: `agent.events` adds them to one Event's count (the message is the latest)."""
     stamp = now.isoformat().replace("+00:00", "Z")
     involved = {"apiVersion": "v1", "kind": "Node", "name": node_name}
     if node_uid:
@@ -195,7 +204,10 @@ def node_event(
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{node_name}.nodejanitor."},
+        "metadata": {
+            "generateName": f"{node_name}.nodejanitor.",
+            **({"annotations": {SERIES_ANNOTATION: series}} if series else {}),
+        },
         "involvedObject": involved,
         "type": kind,
         "reason": reason,

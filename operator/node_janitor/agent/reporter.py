@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from node_janitor.agent.events import EventRecorder, is_transient
 from node_janitor.agent.kube import NODE_CLEANUPS, AgentKube, KubeError
-from node_janitor.agent.metrics import AgentMetrics
+from node_janitor.agent.metrics import AgentMetrics, share_out
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.report import (
     MAX_MESSAGE,
@@ -28,19 +28,11 @@ from node_janitor.agent.report import (
 )
 from node_janitor.agent.store import AgentStore
 from node_janitor.node.inventory import FileSystemEntry
-from node_janitor.node.usage import DiskReport
+from node_janitor.node.usage import ROW_TYPES, DiskReport
 
 log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
-MAX_EVENTS = 50
-"""Events waiting for the apiserver; the oldest go first when more arrive."""
-
-
-def is_transient(status: int) -> bool:
-    """An apiserver answer worth retrying the same request for (no answer, credentials being rotated, timeout,
-    throttling, server errors)."""
-    return status in (0, 401, 408, 429) or status >= 500
 
 
 class Reporter:
@@ -65,7 +57,13 @@ class Reporter:
         self.usage: dict[str, Any] = {}
         self.last_run: dict[str, Any] | None = None
         self.last_outcome: RunOutcome | None = None
-        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.recorder = EventRecorder(
+            kube,
+            EVENT_NAMESPACE,
+            on_result=lambda reason, result: metrics.events.labels(reason, result).inc(),
+            on_error=metrics.errors.labels("apiserver").inc,
+        )
+        self.events = self.recorder.pending  # waiting for the apiserver (rate-limited, aggregated when sent)
         self.node_uid: str | None = None
         self.status_refused: str | None = None
         self.dirty = asyncio.Event()
@@ -95,6 +93,7 @@ class Reporter:
         m.last_run_timestamp.set(time.time())
         m.last_run_reclaimed.set(outcome.reclaimed_bytes)
         m.last_run_planned.set(outcome.planned_bytes)
+        self._count_runtime_reclaimed(outcome)
         if outcome.all_errors:
             m.errors.labels("run").inc(len(outcome.all_errors))
         log.info(
@@ -115,17 +114,33 @@ class Reporter:
         self.last_run = build_last_run(outcome)
         event = run_event(outcome, self.node_name, self.node_uid, self.clock())
         if event is not None:
-            self.events.append(event)
+            self.recorder.record(event)
 
-    def count(self, kind: str, outcome: str, freed: int) -> None:
-        """One action of a run or of the log rotator (`node_janitor_actions_total`, reclaimed bytes)."""
-        self.metrics.actions.labels(kind, outcome).inc()
+    def count(self, kind: str, outcome: str, reason: str, freed: int = 0) -> None:
+        """One action of a run or of the log rotator (`node_janitor_actions_total`); `freed`: the bytes it freed,
+        measured (a log action's; the runtime's actions are measured together, at the end of their run)."""
+        self.metrics.actions.labels(kind, outcome, reason).inc()
         if outcome == "done" and freed > 0:
+            self.metrics.reclaimed_bytes.labels(kind).inc(freed)
+
+    def _count_runtime_reclaimed(self, outcome: RunOutcome) -> None:
+        """The image file system's measured gain of a run (containerd frees blobs and snapshots in its GC, for
+        every action at once), into `node_janitor_reclaimed_bytes_total` by kind, in proportion to the planned
+        sizes of the runtime actions done; log actions were counted one by one."""
+        execution = outcome.report.execution if outcome.report is not None and not outcome.dry_run else None
+        if execution is None:
+            return
+        planned: dict[str, int] = {}
+        for result in execution.results:
+            if str(result.outcome) == "done":
+                kind = str(result.action.kind)
+                planned[kind] = planned.get(kind, 0) + max(0, result.action.bytes)
+        for kind, freed in share_out(execution.reclaimed_bytes, planned).items():
             self.metrics.reclaimed_bytes.labels(kind).inc(freed)
 
     def target_unreachable(self, message: str) -> None:
         """The Event of a new episode of an unreachable target."""
-        self.events.append(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
+        self.recorder.record(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
         log.warning("target unreachable: %s", message)
 
     def note_target(self, short: int, message: str) -> None:
@@ -138,6 +153,7 @@ class Reporter:
     def measured(self, report: DiskReport) -> None:
         """The df numbers, measured now."""
         self.usage.update(build_usage_status(report))
+        self.metrics.observe_reclaimable({name: report.rows[name].reclaimable for name in ROW_TYPES})
 
     def measured_file_systems(self, file_systems: list[FileSystemEntry]) -> None:
         """Only the file systems could be measured (containerd away): the last known ones stay if none."""
@@ -256,17 +272,7 @@ class Reporter:
             else:
                 self.metrics.errors.labels("apiserver").inc()
                 await self._send_heartbeat_only(exc)
-        while self.events:
-            try:
-                await self.kube.create_event(EVENT_NAMESPACE, self.events[0])
-            except KubeError as exc:
-                self.metrics.errors.labels("apiserver").inc()
-                if is_transient(exc.status):
-                    log.warning("event not posted yet: %s", exc)
-                    return False
-                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
-            self.events.popleft()
-        return True
+        return await self.recorder.flush()  # aggregated and rate-limited like client-go's (agent/events.py)
 
     async def _send_heartbeat_only(self, refusal: KubeError) -> None:
         """The full status was refused for good (400/422: invalid, e.g. a field over a limit of an older CRD): the

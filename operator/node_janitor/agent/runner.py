@@ -124,7 +124,7 @@ class Runner:
                     await run
 
     def on_result(self, result: ActionResult) -> None:
-        self.reporter.count(str(result.action.kind), str(result.outcome), result.action.bytes)
+        self.reporter.count(str(result.action.kind), str(result.outcome), str(result.action.reason))
         if self.stopping.is_set():
             raise RunInterrupted
 

@@ -9,7 +9,6 @@ import ipaddress
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +212,7 @@ def _add_agent_parser(sub: Any) -> None:
         metavar="DURATION",
         help="how often the status is reported without a run (default 60s)",
     )
+    _add_log_flags(agent)
     agent.set_defaults(handler=cmd_agent)
 
 
@@ -251,7 +251,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         heartbeat_interval=intervals["heartbeat_interval"],
         extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
     )
-    _log_key_values()
+    _configure_logging(args)
 
     async def run() -> int:
         problem = check_state_dir(config.state_dir) or await check_agent_api(kube, config.node_name)
@@ -266,18 +266,21 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return run()
 
 
-def _log_key_values() -> None:
-    """Structured key=value lines on stderr (the messages themselves are key=value: one per deletion)."""
-    import logging
+# --- logs of the agent and the operator (cli/logsetup.py) -----------------------------------------------------
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "time=%(asctime)s.%(msecs)03dZ level=%(levelname)s logger=%(name)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
-        )
-    )
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+def _add_log_flags(parser: argparse.ArgumentParser) -> None:
+    from node_janitor.cli.logsetup import LOG_FORMATS, LOG_LEVELS
+
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text (key=value) or json, one line per record on stderr (default text)")  # fmt: skip
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    from node_janitor.cli.logsetup import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
 
 
 def _load_policy(path: str | None) -> CleanupPolicy:
@@ -408,13 +411,13 @@ def _add_operator_commands(sub: Any) -> None:
     operator.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
                           help=f"the ClusterKopfPeering of the replicas (default {DEFAULT_PEERING})")  # fmt: skip
     operator.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
+    _add_log_flags(operator)
     operator.set_defaults(handler=cmd_operator)
     add_run_parser(sub)
     add_status_parser(sub)
 
 
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    import logging
 
     from node_janitor.cli.errors import ApiUnreachableError
     from node_janitor.cli.kubeapi import kube_configuration
@@ -423,8 +426,7 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.controller.reconciler import ReconcilerSettings
 
     configuration = kube_configuration(args.kubeconfig, args.context)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
+    _configure_logging(args)  # kopf's per-object lines only at warning and above, unless --log-level debug
     options = OperatorOptions(
         metrics_host=args.metrics_bind_address,
         metrics_port=args.metrics_port,

@@ -235,6 +235,14 @@ class Executor:
             action.bytes,
             item.outcome,
             item.message,
+            extra={
+                "kind": str(action.kind),
+                "id": action.id,
+                "reason": str(action.reason),
+                "bytes": action.bytes,
+                "outcome": str(item.outcome),
+                "detail": item.message,
+            },
         )
         if item.outcome is Outcome.FAILED:
             result.errors.append(f"{action.kind} {action.id}: {item.message}")
