@@ -34,7 +34,7 @@ VALUE_SETS: dict[str, list[str]] = {
     "no-crds": ["--set", "crds.enabled=false"],
     "gke-quota": ["--set", "resourceQuota.enabled=true"],
     "selinux": ["--set", "agent.securityContext.seLinuxOptions.type=spc_t",
-                "--set", "operator.securityContext.seLinuxOptions.level=s0:c123,c456"],
+                "--set", "operator.securityContext.seLinuxOptions.level=s0:c123\\,c456"],
     "umbrella-global": ["--set", "global.imageRegistry=registry.example.com", "--set", "global.anything.deep=1"],
 }  # fmt: skip
 
