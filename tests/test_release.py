@@ -146,7 +146,8 @@ def test_actionlint_passes_the_workflows(actionlint: Path) -> None:
 
 
 BROKEN_WORKFLOWS = {
-    "unknown job in needs": ("needs: version\n    runs-on", "needs: versoin\n    runs-on", 'job "versoin" needed'),
+    "unknown job in needs": ("needs: version\n    runs-on", "needs: versoin\n    runs-on",
+                             'needs job "versoin" which does not exist'),
     "unknown output": ("needs.version.outputs.owner }}/node-janitor", "needs.version.outputs.ownr }}/node-janitor",
                        'property "ownr" is not defined'),
     "unknown action input": ("          platforms: linux/amd64", "          platform: linux/amd64",

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.kube
 
 CHART = REPO / "charts" / "node-janitor"
 POLICY_CRD = "cleanuppolicies.nodejanitor.io"
-NO_PODS = ["--set", "operator.replicas=0", "--set", "agent.nodeSelector.nj-test/no-such-node=true",
+NO_PODS = ["--set", "operator.replicas=0", "--set-string", "agent.nodeSelector.nj-test/no-such-node=true",
            "--set", "tests.enabled=false"]  # fmt: skip
 
 
@@ -94,8 +94,11 @@ def test_helm_upgrade_updates_the_crds(kube: ControlPlane, helm: Path, restored_
         with pytest.raises(KubectlError, match=r'unknown field "spec.testOnlyNote"'):
             kube.kubectl("apply", "-f", "-", input=policy_with_the_new_field(policy))
 
+        # Helm 4 applies server-side: the CRDs' fields are also kubectl's (the session applied them), whose values
+        # it changes now, so it must force those conflicts (a CRD only helm ever wrote needs no force).
+        force = ["--force-conflicts"] if helm == kube.binaries.helm4 else []
         kube.helm("upgrade", release, str(chart_whose_policy_crd_gained_a_field(tmp_path)), "-n", namespace,
-                  *NO_PODS, "--wait", "--timeout=120s", binary=helm)  # fmt: skip
+                  *NO_PODS, *force, "--wait", "--timeout=120s", binary=helm)  # fmt: skip
         kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{POLICY_CRD}")
         kube.kubectl("apply", "-f", "-", input=policy_with_the_new_field(policy))
         assert kube.kubectl_json("get", "cleanuppolicy", policy)["spec"]["testOnlyNote"] == "kept"
@@ -125,13 +128,18 @@ def test_an_umbrella_chart_with_ours_as_a_dependency(kube: ControlPlane, helm: P
         "node-janitor": {"crds": {"enabled": False}, "operator": {"replicas": 0}, "tests": {"enabled": False},
                          "agent": {"nodeSelector": {"nj-test/no-such-node": "true"}}},
     }))  # fmt: skip
+    (umbrella / "templates").mkdir()  # the umbrella's own object, reading the global values it shares
+    (umbrella / "templates" / "platform.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-platform\n"
+        "data:\n  team: {{ .Values.global.labels.team | quote }}\n"
+    )
     kube.helm("dependency", "build", str(umbrella), binary=helm)
     lint = kube.helm("lint", "--strict", str(umbrella), binary=helm)
     assert "0 chart(s) failed" in lint.stdout and "[ERROR]" not in lint.stdout, lint.stdout
     release = f"umbrella-{helm.parent.name.split('-')[1].split('.')[0]}"
     docs = [d for d in yaml.safe_load_all(kube.helm("template", release, str(umbrella), "-n", release,
                                                      binary=helm).stdout) if d]  # fmt: skip
-    assert {d["kind"] for d in docs} >= {"Deployment", "DaemonSet", "CleanupPolicy"}
+    assert {d["kind"] for d in docs} >= {"Deployment", "DaemonSet", "CleanupPolicy", "ConfigMap"}
     assert not [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     kube.kubectl("create", "namespace", release)
     try:
