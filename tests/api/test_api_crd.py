@@ -107,7 +107,7 @@ def test_validations_are_in_the_schema() -> None:
 def test_names_and_columns() -> None:
     policy, node = build_crds()
     assert policy["spec"]["scope"] == node["spec"]["scope"] == "Cluster"
-    assert policy["spec"]["names"]["shortNames"] == ["cpol"] and node["spec"]["names"]["shortNames"] == ["nc"]
+    assert policy["spec"]["names"]["shortNames"] == ["njpol"] and node["spec"]["names"]["shortNames"] == ["njnc"]
     assert policy["spec"]["names"]["categories"] == node["spec"]["names"]["categories"] == ["node-janitor"]
 
     def columns(crd: dict[str, Any]) -> list[str]:
