@@ -2,11 +2,12 @@
 
 Real parts only: containerd 2.x (built by hack/build-containerd.sh; `NJ_CONTAINERD=1.6` for Debian's) and
 Debian's runc, an optional loop-mounted ext4 file system so that fullness is real, and OCI images built here from
-busybox-static and random bytes.
+busybox-static and random bytes, served to CRI pulls by a loopback registry (`Registry`, distribution v3).
 """
 
 from node_janitor.devbed.containerd import ContainerdBed, ContainerdBinaries, DevbedError, containerd_binaries
 from node_janitor.devbed.images import ImageBuilder, Layer, OciImage
+from node_janitor.devbed.registry import Registry
 
 __all__ = [
     "ContainerdBed",
@@ -15,5 +16,6 @@ __all__ = [
     "ImageBuilder",
     "Layer",
     "OciImage",
+    "Registry",
     "containerd_binaries",
 ]

@@ -278,6 +278,11 @@ class ContainerdBed:
             self.ctr(*args, str(archive), timeout=300)
         finally:
             archive.unlink(missing_ok=True)
+        self.collect_garbage()
+
+    def collect_garbage(self) -> None:
+        """Run one garbage collection of containerd's and wait for it (deleting a scratch lease with --sync):
+        what an import or a pull left only a lease holding is gone afterwards."""
         lease = f"settle-{uuid.uuid4()}"
         self.ctr("leases", "create", "--id", lease, "--expires", "5m")
         self.ctr("leases", "delete", "--sync", lease)
