@@ -40,6 +40,7 @@ async def check_runtime(socket: str) -> str | None:
         return None
     return None
 
+
 log = logging.getLogger(__name__)
 
 CRDS_FIX = "kubectl apply -f crds/ (helm installs them with the chart)"
