@@ -4,12 +4,15 @@ built containerd starts its own shim, never Debian's 1.6 one in /usr/bin."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from node_janitor.devbed import ContainerdBed, DevbedError, containerd_binaries
+from node_janitor.devbed.containerd import DEFAULT_CONTAINERD
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
+from node_janitor.devbed.registry import registry_binary
 from node_janitor.runtime import CriClient
 
 
@@ -64,3 +67,16 @@ async def test_the_bed_runs_the_selected_containerd_and_its_own_shim(containerd_
         await remove_all_pods(cri)
     shim_dir = binaries.bin_dir or Path("/usr/bin")
     assert exes == {str(shim_dir / "containerd-shim-runc-v2")}
+
+
+def test_build_script_is_quiet_and_rebuilds_nothing_when_cached() -> None:
+    """Not timed (it waits on its lock while another session builds): cached means no output, no binary replaced."""
+    script = Path(__file__).resolve().parents[2] / "hack" / "build-containerd.sh"
+    built = containerd_binaries(DEFAULT_CONTAINERD)
+    assert built.bin_dir is not None
+    paths = [built.bin_dir / name for name in ("containerd", "ctr", "containerd-shim-runc-v2")]
+    paths.append(registry_binary())
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    result = subprocess.run([str(script)], capture_output=True, text=True, check=True)
+    assert (result.stdout, result.stderr) == ("", "")
+    assert {p: p.stat().st_mtime_ns for p in paths} == before
