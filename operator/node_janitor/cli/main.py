@@ -218,7 +218,7 @@ def _add_agent_parser(sub: Any) -> None:
 
 def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.agent import AgentConfig, AgentStartError, KubeClient, KubeConfigError, run_agent
-    from node_janitor.agent.preflight import check_agent_api, check_state_dir
+    from node_janitor.agent.preflight import check_agent_api, check_runtime, check_state_dir
     from node_janitor.api.units import parse_duration
 
     if not args.node_name:
@@ -254,7 +254,11 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     _configure_logging(args)
 
     async def run() -> int:
-        problem = check_state_dir(config.state_dir) or await check_agent_api(kube, config.node_name)
+        problem = (
+            check_state_dir(config.state_dir)
+            or await check_runtime(config.containerd_socket)
+            or await check_agent_api(kube, config.node_name)
+        )
         if problem is not None:
             await kube.close()
             raise CliError(f"the agent cannot start: {problem}")

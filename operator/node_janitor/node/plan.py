@@ -319,7 +319,13 @@ def _image_candidates(
     candidates: list[tuple[ImageEntry, datetime]] = []
     if not plan.settings.images_enabled:
         return candidates
+    expired = plan.graph.expired_images
     for image in inventory.images:
+        if image.id in expired:
+            # No root (containerd 2.x `gc.expire` on every record): it goes with what holds it, or with the
+            # collection of orphans; removing it alone frees nothing the plan could count.
+            plan.skipped[image.id] = "expired: containerd collects it with what references it"
+            continue
         in_use = any(c.id not in removed_containers for c in users.get(image.id, ()))
         why = image_protection(inventory, image, plan.settings, now, in_use)
         if why:

@@ -200,6 +200,10 @@ class ContainerdClient(SocketClient):
         image = images_pb2.Image(name=name, labels=dict(labels or {}))
         if target is not None:
             image.target.CopyFrom(_descriptor_pb(target))
+        else:
+            # Always present, if empty (the mask keeps it from being applied): containerd 2.3.7's images service
+            # dereferences it whatever the mask, and a request without one crashes the whole daemon.
+            image.target.SetInParent()
         resp = await self._call(
             _IMAGES + "Update",
             images_pb2.UpdateImageRequest(image=image, update_mask={"paths": list(fieldpaths)}),
