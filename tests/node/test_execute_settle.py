@@ -80,3 +80,35 @@ async def test_a_release_smaller_than_planned_ends_the_wait_when_the_disk_stops_
     execution = report.execution
     assert execution is not None and execution.done_bytes > 0
     assert 0 < execution.reclaimed_bytes < execution.done_bytes  # read after a bounded wait, not forever
+
+
+async def test_a_run_asked_to_stop_does_not_wait_for_the_release(tmp_path: Path) -> None:
+    """SIGTERM finishes the removal in flight and exits within seconds: the settle wait is not one of them."""
+    runtime = FakeRuntime()
+    for name in ("a", "b"):
+        runtime.add_image(f"example.com/{name}:v1", [(name, 8 * MiB)])
+    never = LateRelease(runtime.stored_bytes, reads=10**9)  # the release never reaches the disk
+    reads_before = []
+
+    def counting() -> int:
+        reads_before.append(1)
+        return never()
+
+    host = FakeHost({IMAGE_FS: FakeDisk(24 * MiB, 0, [counting])})
+    engine = _engine(tmp_path, runtime, host)
+    spec = {"thresholds": {"highPercent": 50, "lowPercent": 40}, "images": {"minAge": "0s"}}
+    removed: list[str] = []
+    runtime.before_call = lambda call: removed.append(call) if call.startswith("RemoveImage") else None
+
+    reads_at_plan = []
+    report = await engine.run_once(
+        rules(spec),
+        on_plan=lambda plan: reads_at_plan.append(len(reads_before)),
+        should_stop=lambda: bool(removed),
+    )
+
+    execution = report.execution
+    assert execution is not None and len(removed) == 1
+    # After planning: the executor's figure before, its one figure after, the report's; no settle loop, which
+    # reads every 0.2 s until the disk stops dropping for 1 s (8 reads here before the fix).
+    assert len(reads_before) - reads_at_plan[0] <= 3

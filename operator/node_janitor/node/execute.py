@@ -278,8 +278,8 @@ class Executor:
         start = last_drop = time.monotonic()
         while before.used - low.used < expected - low.block_size:
             now = time.monotonic()
-            if now - start >= self.settle_timeout or now - last_drop >= self.settle_quiet:
-                break
+            if now - start >= self.settle_timeout or now - last_drop >= self.settle_quiet or self._halted():
+                break  # a run asked to stop (SIGTERM) reads the figure once: its exit does not wait on the release
             await asyncio.sleep(self.settle_interval)
             again = await self._measure_safely(errors)
             if again is None:
