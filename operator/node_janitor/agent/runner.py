@@ -49,6 +49,7 @@ class RunEngine(Protocol):
         on_log_result: Callable[[LogActionResult], None],
         should_stop: Callable[[], bool],
         current_rules: Callable[[], PolicyRules],
+        headroom: int,
     ) -> PruneReport: ...
 
 
@@ -162,6 +163,7 @@ class Runner:
                 on_log_result=self.on_log_result,
                 should_stop=self.stopping.is_set,  # nothing more is sent once SIGTERM arrives
                 current_rules=lambda: self.policy.applied,  # paused, dryRun, keep, logs.enabled: before each action
+                headroom=self.triggers.fill.headroom(applied.thresholds),  # what lands while it runs (fill rate)
             )
         except RunInterrupted:
             errors.append("interrupted by SIGTERM after the removal in flight")

@@ -286,9 +286,7 @@ class ContainerdClient(SocketClient):
         declared = len(data) if total is None or commit else total
         call = self._rpc.stream_stream(_CONTENT + "Write", content_pb2.WriteContentResponse, metadata=self._metadata())
         try:
-            await call.write(
-                content_pb2.WriteContentRequest(action="STAT", ref=ref, total=declared, expected=expected)
-            )
+            await call.write(content_pb2.WriteContentRequest(action="STAT", ref=ref, total=declared, expected=expected))
             await call.read()
             for start in range(0, len(data), WRITE_CHUNK):
                 chunk = data[start : start + WRITE_CHUNK]
