@@ -153,6 +153,15 @@ def _image_of(
     return (configs[0] if configs else None) or by_name or record.target.digest
 
 
+def _expires_at(records: list[ImageRecord]) -> datetime | None:
+    """When every one of an image's records has expired (`gc.expire`, containerd 2.x), or None: a record without
+    one (or with one containerd cannot parse, which it ignores) is a root that never expires."""
+    expiries = [parse_rfc3339(r.labels[GC_EXPIRE]) if GC_EXPIRE in r.labels else None for r in records]
+    if not expiries or any(e is None for e in expiries):
+        return None
+    return max(e for e in expiries if e is not None)
+
+
 def group_images(
     cri_images: list[CriImage], records: list[ImageRecord], blobs: Mapping[str, BlobInfo]
 ) -> list[ImageEntry]:
@@ -190,6 +199,7 @@ def group_images(
             pinned=cri.pinned if cri else False,
             created_at=min((r.created_at for r in mine), default=None),
             labels={k: v for r in mine for k, v in r.labels.items()},
+            expires_at=_expires_at(mine),
         )
 
     out = [entry(image.id, grouped.pop(image.id, []), image) for image in cri_images]
