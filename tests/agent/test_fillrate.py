@@ -250,3 +250,15 @@ def test_sampling_is_fast_near_the_high_watermark_or_while_filling_fast() -> Non
         fill.observe([_fs((20 + t) * ONE_PERCENT)], thresholds, t * 2.0)
     assert fill.interval([_fs(22 * ONE_PERCENT)], thresholds, 2.0) == FAST_INTERVAL
     assert fill.interval([_fs(22 * ONE_PERCENT, "logs")], thresholds, 2.0) == 2.0  # the logs' disk is not filling
+
+
+def test_bytes_landing_from_a_pull_already_counted_are_no_growth() -> None:
+    """A pull announced 20% (its ingest's total) and writes it over 10 s: the projected use is flat meanwhile, so the
+    rate does not count those bytes a second time."""
+    thresholds = Thresholds(high_percent=75, low_percent=60)
+    fill = FillPredictor()
+    for i in range(41):
+        landed = min(20 * ONE_PERCENT, i * ONE_PERCENT // 2)  # 2%/s of writes for 10 s
+        fill.observe([_fs(50 * ONE_PERCENT + landed)], thresholds, i * 0.25, pending=20 * ONE_PERCENT - landed)
+    forecast = fill.forecast
+    assert forecast is not None and forecast.used == 70 * ONE_PERCENT and forecast.rate == pytest.approx(0, abs=1)

@@ -10,6 +10,9 @@ inflow: right after a run freed 10% of the disk the pulls go on at the same pace
 disk empties. A removal is a drop while a run of ours goes on, or a drop of DROP_FRACTION of the disk or more from
 one sample to the next; smaller drops count (a temporary file written and deleted is no fill: its jitter cancels).
 
+The image file system's series is its projected use (used + what pulls in flight still bring): a pull's bytes count
+from when its ingest announces them, and their landing is no growth (counted once).
+
 The trigger (`FillPredictor.due`) fires when the projected use (used + pending) would reach `evictionPercent` in
 less than `predictHorizon` plus the time a run takes (the slowest recent run, at least DEFAULT_RUN_SECONDS), and a
 run to the low watermark would have something to do (the projected use plus what lands during a run is above
@@ -185,11 +188,14 @@ class FillPredictor:
         self.forecast = None
         for fs in file_systems:
             rate = self.rates.setdefault(fs.name, FillRate(self.window))
-            rate.add(now, fs.used, fs.used + fs.available, removing=removing)
+            # The image file system's series is its projected use: bytes announced by a pull count when announced,
+            # and landing (used up, pending down by as much) is no growth: never counted twice.
+            use = fs.used + max(0, pending) if fs.name == "imagefs" else fs.used
+            rate.add(now, use, fs.used + fs.available, removing=removing)
             if fs.name == "imagefs":
                 capacity = fs.used + fs.available
                 self.forecast = Forecast(
-                    used=fs.used + max(0, pending),
+                    used=use,
                     capacity=capacity,
                     eviction_bytes=int(capacity * thresholds.eviction_percent / 100),
                     rate=max(0.0, rate.rate() or 0.0),
