@@ -2,9 +2,12 @@
 eviction threshold, with prediction on (thresholds.predict) and off (today's watermark trigger).
 
 Run (root): sudo .venv/bin/python -m bench.bench_fill_rate [--rates 2,5,10,20] [--modes predict,watermark]
-Each point: a fresh containerd bed on a 512 MiB disk, a Node object on the real apiserver (no kubelet: DiskPressure
-and evictions are not observed; crossing 85%, the kubelet's imagefs.available<15%, is what would set DiskPressure),
-the agent subprocess with the policy 75/60, minAge 10s. The disk: a ballast file to 15%, then old unused images to
+    [--source registry|import] [--kube memory|real]
+Each point: a fresh containerd bed on a 512 MiB disk and `node-janitor`'s agent in a subprocess with the policy
+75/60, minAge 10s, given its NodeCleanup by an in-memory apiserver (`--kube memory`, tests/support/agentbed.py's
+MemoryKube: no control plane to build) or a Node object on the real apiserver (`--kube real`). No kubelet yet:
+DiskPressure and evictions are not observed; crossing 85% (the kubelet's imagefs.available<15%) is what would set
+DiskPressure. The disk: a ballast file to 15%, then old unused images to
 about 50% (the removable ones, older than minAge when the fill starts), then a wave of new images worth 40% of the
 disk arriving at RATE% of the disk a second (several imports in parallel for the higher rates), without any
 reclaim up to about 90%. The wave is pulled through CRI PullImage from a loopback registry (distribution, plain
@@ -22,20 +25,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.realbed import MiB, workdir
+from node_janitor.agent.node_agent import AgentConfig, NodeAgent
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.registry import Registry
 from node_janitor.runtime import open_runtime
-from tests.support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, status
-from tests.support.kube import REPO, ControlPlane, find_binaries
+from tests.support.agentbed import Agent, AgentFactory, MemoryKube, apply_nodecleanup, create_node, fill_to_percent
+from tests.support.kube import REPO, ControlPlane, find_binaries, free_ports
+from tests.support.poll import wait_for
 
 THRESHOLD = 85.0  # imagefs.available<15%
 LOW = 60.0
@@ -148,7 +159,48 @@ def bed_for(name: str, builder: ImageBuilder) -> Iterator[ContainerdBed]:
         yield bed
 
 
-def point(kube: ControlPlane, builder: ImageBuilder, old: list[OciImage], wave: list[OciImage], rate: float,
+def runs_of(agent: Agent) -> dict[str, int]:
+    """The agent's runs by trigger (/metrics)."""
+    return {
+        k.split('trigger="')[1].split('"')[0]: int(v)
+        for k, v in agent.metrics().items()
+        if k.startswith("node_janitor_runs_total{") and v
+    }
+
+
+class MemoryAgent:
+    """`node-janitor agent` in a subprocess (`python -m bench.bench_fill_rate agent ...`) with the in-memory apiserver
+    (MemoryKube) holding its NodeCleanup: the agent's own code, monitor and engine, without a control plane."""
+
+    def __init__(self, name: str, bed: ContainerdBed, rules: dict[str, Any]) -> None:
+        self.port = free_ports(1)[0]
+        self.log_path = workdir(f"{name}-agent") / "agent.log"
+        state = str(self.log_path.parent / "state")
+        args = [sys.executable, "-m", "bench.bench_fill_rate", "agent", name, bed.address, bed.namespace,
+                str(bed.pod_log_dir), state, str(self.port), json.dumps(rules)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": f"{REPO / 'operator'}:{REPO}", "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.agent = Agent(name, self.process, self.log_path, self.port, self.log_path.parent / "state")
+        wait_for("the agent's /healthz", lambda: self.process.poll() is None and self.agent.http("/healthz")[0] == 200,
+                 30)  # fmt: skip
+
+    def stop(self) -> None:
+        self.agent.terminate()
+
+
+def run_memory_agent(argv: list[str]) -> int:
+    """The subprocess of `MemoryAgent`."""
+    name, socket, namespace, pod_log_dir, state_dir, port, rules = argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cleanup = {"metadata": {"name": name, "generation": 1}, "spec": {"nodeName": name, "policy": json.loads(rules)}}
+    kube = MemoryKube({"NodeCleanup": cleanup, "Node": {"metadata": {"name": name, "uid": "u"}, "status": {}}})
+    config = AgentConfig(name, containerd_socket=socket, namespace=namespace, pod_log_dir=Path(pod_log_dir),
+                         state_dir=Path(state_dir), metrics_port=int(port), metrics_host="127.0.0.1")  # fmt: skip
+    return asyncio.run(NodeAgent(config, kube).run())
+
+
+def point(kube: ControlPlane | None, builder: ImageBuilder, old: list[OciImage], wave: list[OciImage], rate: float,
           predict: bool, n: int, registry: Registry | None, refs: list[str]) -> dict[str, Any]:  # fmt: skip
     name = f"fill-{n}"
     with bed_for(name, builder) as bed:
@@ -157,16 +209,17 @@ def point(kube: ControlPlane, builder: ImageBuilder, old: list[OciImage], wave: 
         fill_to_percent(bed, 15)
         for start in range(0, len(old), 8):
             bed.import_images(old[start : start + 8])
-        create_node(kube, name)
-        apply_nodecleanup(kube, name, policy(predict))
-        factory = AgentFactory(kube, workdir(f"{name}-agent"))
-        agent = factory.start(name, bed)
+        if kube is None:
+            memory = MemoryAgent(name, bed, policy(predict))
+            agent, stop = memory.agent, memory.stop
+        else:
+            create_node(kube, name)
+            apply_nodecleanup(kube, name, policy(predict))
+            factory = AgentFactory(kube, workdir(f"{name}-agent"))
+            agent = factory.start(name, bed)
+            stop = factory.stop_all
         try:
-            deadline = time.monotonic() + 60
-            while status(kube, name).get("lastRun", {}).get("trigger") != "startup":
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no startup run within 60 s:\n" + agent.log()[-2000:])
-                time.sleep(0.5)
+            wait_for("the startup run", lambda: "startup" in runs_of(agent), 60)
             time.sleep(10.5)  # the old images pass minAge (10s) before the wave
             start_pct = bed.usage().used_percent
             monitor = DiskMonitor(bed).start()
@@ -181,7 +234,6 @@ def point(kube: ControlPlane, builder: ImageBuilder, old: list[OciImage], wave: 
                 if monitor.samples[-1][2] <= LOW + 1.5 and time.monotonic() - monitor.t0 > wave_end + 5:
                     break
             monitor.stop()
-            metrics = agent.metrics()
             end = bed.usage()
             peak = max(pct for _, _, pct in monitor.samples)
             back = monitor.first(wave_end, LOW + 1.5)
@@ -191,25 +243,24 @@ def point(kube: ControlPlane, builder: ImageBuilder, old: list[OciImage], wave: 
                 "predict": predict,
                 "start": start_pct,
                 "achieved": monitor.rate(0.0, wave_end),
+                "gross": 100 * len(wave) * 2 * IMAGE_MIB * MiB / DISK / max(wave_end, 0.1),
+                "wave s": wave_end,
                 "peak": peak,
                 "above 85 s": monitor.seconds_above(THRESHOLD),
                 "back to low s": None if back is None else back - wave_end,
                 "beyond low MiB": (int((end.used + end.available) * LOW / 100) - end.used) / MiB,
                 "end": end.used_percent,
-                "runs": {
-                    k.split('trigger="')[1].split('"')[0]: int(v)
-                    for k, v in metrics.items()
-                    if k.startswith("node_janitor_runs_total{") and v
-                },
+                "runs": runs_of(agent),
             }
         finally:
-            factory.stop_all()
+            stop()
 
 
 def show(r: dict[str, Any]) -> None:
     back = "never" if r["back to low s"] is None else f"{r['back to low s']:.1f} s"
     print(
-        f"{r['source']}: fill rate {r['rate']:g}%/s (reached {r['achieved']:.1f}%/s net of reclaim), prediction "
+        f"{r['source']}: fill rate {r['rate']:g}%/s (reached {r['gross']:.1f}%/s over {r['wave s']:.1f} s, "
+        f"{r['achieved']:.1f}%/s net of reclaim), prediction "
         f"{'on' if r['predict'] else 'off'}: from {r['start']:.1f}%, peak {r['peak']:.1f}%, above 85% for "
         f"{r['above 85 s']:.1f} s, back to <= {LOW + 1.5:g}% {back} after the wave, end {r['end']:.1f}% "
         f"({r['beyond low MiB']:.0f} MiB below 60%), runs {r['runs']}"
@@ -221,6 +272,7 @@ def main() -> None:
     parser.add_argument("--rates", default="2,5,10,20", help="percent of the disk a second, comma-separated")
     parser.add_argument("--modes", default="predict,watermark")
     parser.add_argument("--source", choices=("registry", "import"), default="registry")
+    parser.add_argument("--kube", choices=("memory", "real"), default="memory")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     modes = [m == "predict" for m in args.modes.split(",")]
@@ -233,8 +285,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         registry = stack.enter_context(Registry(workdir("registry"))) if args.source == "registry" else None
         refs = [registry.push(image) for image in wave] if registry is not None else []
-        kube = stack.enter_context(ControlPlane(workdir("kube"), find_binaries(), manifests=[REPO / "crds"]))
-        kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/nodecleanups.nodejanitor.io")
+        kube = None
+        if args.kube == "real":
+            kube = stack.enter_context(ControlPlane(workdir("kube"), find_binaries(), manifests=[REPO / "crds"]))
+            kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/nodecleanups.nodejanitor.io")
         n = 0
         for rate in rates:
             for predict in modes:
@@ -243,4 +297,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["agent"]:
+        sys.exit(run_memory_agent(sys.argv[2:]))
     main()
