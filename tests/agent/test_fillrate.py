@@ -262,3 +262,18 @@ def test_bytes_landing_from_a_pull_already_counted_are_no_growth() -> None:
         fill.observe([_fs(50 * ONE_PERCENT + landed)], thresholds, i * 0.25, pending=20 * ONE_PERCENT - landed)
     forecast = fill.forecast
     assert forecast is not None and forecast.used == 70 * ONE_PERCENT and forecast.rate == pytest.approx(0, abs=1)
+
+
+def test_a_one_off_burst_is_not_extrapolated_at_its_peak_speed() -> None:
+    """A 25% file written in half a second after 10 quiet seconds: the onset shows at once (the trigger's rate), but
+    the headroom a run leaves extrapolates the window's rate, not 50% a second (bench_agent_cost's ballast went from
+    80% to 53.1% with the peak rate)."""
+    thresholds = Thresholds(high_percent=75, low_percent=60)
+    fill = FillPredictor()
+    for i in range(40):
+        fill.observe([_fs(50 * ONE_PERCENT)], thresholds, i * 0.25)
+    for i in range(40, 43):
+        fill.observe([_fs((50 + 12.5 * (i - 39)) * ONE_PERCENT)], thresholds, i * 0.25)
+    forecast = fill.forecast
+    assert forecast is not None and forecast.rate > 20 * ONE_PERCENT
+    assert fill.headroom(thresholds) < forecast.rate * (fill.expected_run_seconds + 2.0) / 3

@@ -88,6 +88,11 @@ class FillRate:
         while self.samples and self.samples[0][0] < now - self.window:
             self.samples.popleft()
 
+    def steady_rate(self) -> float | None:
+        """Bytes a second over the whole window (None: too few samples): what a run leaves room for, so that a
+        one-off burst (a large file written at once) is not extrapolated at its peak speed."""
+        return _slope(self.samples, MIN_SAMPLES)
+
     def rate(self, min_samples: int = MIN_SAMPLES) -> float | None:
         """Bytes a second: the slope over the window, or over its last SHORT_WINDOW_SECONDS when that is steeper (a
         fill that just started shows there first). None: too few samples, or too short a span, to say."""
@@ -122,6 +127,8 @@ class Forecast:
     capacity: int
     eviction_bytes: int
     rate: float
+    steady_rate: float = 0.0
+    """The whole window's rate (`FillRate.steady_rate`): what the headroom extrapolates."""
 
     @property
     def used_percent(self) -> float:
@@ -141,8 +148,8 @@ class Forecast:
         return (self.eviction_bytes - self.used) / self.rate
 
     def headroom(self, seconds: float) -> int:
-        """Bytes expected in `seconds` at this rate."""
-        return int(self.rate * seconds) if self.filling else 0
+        """Bytes expected in `seconds` at the steady rate (the whole window's)."""
+        return int(self.steady_rate * seconds) if self.filling else 0
 
 
 def projected(file_systems: Iterable[FileSystemEntry], pending: int) -> list[FileSystemEntry]:
@@ -199,6 +206,7 @@ class FillPredictor:
                     capacity=capacity,
                     eviction_bytes=int(capacity * thresholds.eviction_percent / 100),
                     rate=max(0.0, rate.rate() or 0.0),
+                    steady_rate=max(0.0, rate.steady_rate() or 0.0),
                 )
         return self.forecast
 
