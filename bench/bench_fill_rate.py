@@ -181,8 +181,12 @@ class MemoryAgent:
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.agent = Agent(name, self.process, self.log_path, self.port, self.log_path.parent / "state")
-        wait_for("the agent's /healthz", lambda: self.process.poll() is None and self.agent.http("/healthz")[0] == 200,
-                 30)  # fmt: skip
+        try:  # slow to start at a load of 20 and more
+            wait_for("the agent's /healthz", lambda: self.process.poll() is None and self.agent.http("/healthz")[0]
+                     == 200, 120)  # fmt: skip
+        except AssertionError:
+            print(self.agent.log()[-3000:])
+            raise
 
     def stop(self) -> None:
         self.agent.terminate()
