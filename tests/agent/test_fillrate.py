@@ -277,3 +277,13 @@ def test_a_one_off_burst_is_not_extrapolated_at_its_peak_speed() -> None:
     forecast = fill.forecast
     assert forecast is not None and forecast.rate > 20 * ONE_PERCENT
     assert fill.headroom(thresholds) < forecast.rate * (fill.expected_run_seconds + 2.0) / 3
+
+
+def test_a_step_that_stopped_is_no_rate() -> None:
+    """16 MiB written at once mid-run (tests/agent/test_agent_target.py's spill), then nothing: a second later the
+    rate is the last second's (none), not the window's slope across the step, which kept a run's headroom for 15 s."""
+    rate = FillRate(window=15.0)
+    for i in range(40):
+        rate.add(i * 0.25, 50 * ONE_PERCENT + (10 * ONE_PERCENT if i >= 32 else 0))
+    whole = rate.steady_rate()
+    assert rate.rate() == pytest.approx(0, abs=1) and whole == pytest.approx(0, abs=1)

@@ -237,7 +237,5 @@ async def test_a_predicted_run_reclaims_to_low_and_leaves_room_for_what_lands_wh
     expected = bed.triggers.fill.headroom(thresholds)
     assert expected > 0 and engine.headrooms == [expected]
     assert engine.calls[0].thresholds.high_percent < 61  # to the low watermark, as a pressure run
-    bed.policy.observe({"metadata": {"name": "n", "generation": 2},
-                        "spec": {"nodeName": "n", "policy": {"thresholds": {"predict": False}}}})  # fmt: skip
     await bed.runner.run(PendingRun(frozenset({"watermark"})))
-    assert engine.headrooms[-1] == 0  # prediction off: no headroom
+    assert engine.headrooms[-1] == 0  # a watermark run is no forecast: the pulls in flight only (the engine's)

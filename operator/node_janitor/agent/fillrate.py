@@ -88,20 +88,28 @@ class FillRate:
         while self.samples and self.samples[0][0] < now - self.window:
             self.samples.popleft()
 
+    def _recent(self, min_samples: int) -> float | None:
+        if not self.samples:
+            return None
+        since = self.samples[-1][0] - SHORT_WINDOW_SECONDS
+        return _slope([s for s in self.samples if s[0] >= since], min_samples)
+
     def steady_rate(self) -> float | None:
-        """Bytes a second over the whole window (None: too few samples): what a run leaves room for, so that a
-        one-off burst (a large file written at once) is not extrapolated at its peak speed."""
-        return _slope(self.samples, MIN_SAMPLES)
+        """Bytes a second to extrapolate (what a run leaves room for): the whole window's slope, or the last
+        second's when lower (a one-off burst, a large file written at once, is not extrapolated at its peak speed,
+        nor after it stopped). None: too few samples."""
+        whole, recent = _slope(self.samples, MIN_SAMPLES), self._recent(MIN_SAMPLES)
+        return whole if whole is None or recent is None else min(whole, recent)
 
     def rate(self, min_samples: int = MIN_SAMPLES) -> float | None:
         """Bytes a second: the slope over the window, or over its last SHORT_WINDOW_SECONDS when that is steeper (a
-        fill that just started shows there first). None: too few samples, or too short a span, to say."""
+        fill that just started shows there first) or under half of it (the fill stopped: a step in the window is no
+        rate). None: too few samples, or too short a span, to say."""
         whole = _slope(self.samples, min_samples)
-        if whole is None or not self.samples:
+        recent = self._recent(min_samples)
+        if whole is None or recent is None:
             return whole
-        since = self.samples[-1][0] - SHORT_WINDOW_SECONDS
-        recent = _slope([s for s in self.samples if s[0] >= since], min_samples)
-        return whole if recent is None else max(whole, recent)
+        return recent if recent < whole / 2 else max(whole, recent)
 
 
 def _slope(samples: Sequence[tuple[float, float]], min_samples: int) -> float | None:
