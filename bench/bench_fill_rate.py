@@ -186,6 +186,8 @@ class MemoryAgent:
                      == 200, 120)  # fmt: skip
         except AssertionError:
             print(self.agent.log()[-3000:])
+            self.process.kill()  # never left behind (one was, after this timeout)
+            self.process.wait()
             raise
 
     def stop(self) -> None:
