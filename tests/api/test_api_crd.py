@@ -84,7 +84,8 @@ def test_defaults_are_the_models() -> None:
     thresholds = spec["properties"]["thresholds"]
     assert thresholds["default"] == Thresholds().model_dump(mode="json")
     assert thresholds["default"] == {"highPercent": 85, "lowPercent": 75, "inodesHighPercent": 90,
-                                     "inodesLowPercent": 80}  # fmt: skip
+                                     "inodesLowPercent": 80, "evictionPercent": 85, "predict": True,
+                                     "predictHorizon": "30s"}  # fmt: skip
     logs = spec["properties"]["logs"]["properties"]
     assert (logs["maxSize"]["default"], logs["checkInterval"]["default"]) == ("10Mi", "5s")
     assert spec["properties"]["logs"]["default"] == LogsPolicy().model_dump(mode="json", exclude_none=True)

@@ -468,3 +468,23 @@ async def test_a_collection_that_keeps_failing_is_one_clear_error(node: Node) ->
     assert report.errors and all("gc failed" in e for e in report.errors), report.errors
     assert any("garbage collection failed 4 times, so its space is not freed yet" in e for e in report.errors)
     assert report.short["imagefs"] > 0
+
+
+async def test_a_run_reclaims_room_for_a_pull_in_flight_before_it_lands(node: Node) -> None:
+    """At 70% with an ingest 25 MiB short of its total, the projected use is above highPercent: the run's target
+    counts the bytes still to come, and the disk ends at or below the low watermark with them landed."""
+    rt = node.runtime
+    for name in ("a", "b", "c", "d"):
+        node.image(name, mib=6)
+    size = 100 * MiB
+    rt.add_ingest("pull-layer", 5 * MiB, 30 * MiB, updated_at=node.clock())
+    node.disks(image=size, base=int(size * 0.70) - rt.stored_bytes(), log=100 * MiB)
+    assert node.host.statvfs("imagefs", IMAGE_FS).used_percent < 85
+
+    report = await node.run(BASE)
+
+    assert report.plan.target.pending_bytes == 25 * MiB and report.plan.target.under_pressure
+    assert report.plan.reaches_target and report.execution is not None
+    landed = node.host.statvfs("imagefs", IMAGE_FS).used + 25 * MiB
+    assert landed <= int(size * 0.75)
+    assert report.to_json()["pending_bytes"] == 25 * MiB

@@ -53,6 +53,7 @@ from node_janitor.runtime.records import (
     FilesystemUsage,
     ImageFsInfo,
     ImageRecord,
+    IngestStatus,
     Lease,
     LeaseResource,
     Namespace,
@@ -116,6 +117,7 @@ class FakeRuntime:
         self.snapshots: dict[str, SnapshotInfo] = {}
         self.usage: dict[str, int] = {}  # snapshot key -> bytes
         self.leases: dict[str, tuple[Lease, list[LeaseResource]]] = {}
+        self.ingests: dict[str, IngestStatus] = {}  # uncommitted writes by ref (pulls in progress)
         self.containers: dict[str, FakeContainer] = {}  # CRI containers and sandboxes' records alike
         self.sandboxes: dict[str, CriSandbox] = {}
         self.pinned: set[str] = set()  # image IDs CRI reports pinned
@@ -211,6 +213,11 @@ class FakeRuntime:
             [LeaseResource(id=i, type=t) for t, i in resources],
         )
 
+    def add_ingest(self, ref: str, offset: int, total: int, *, updated_at: datetime | None = None) -> None:
+        """A pull in progress: `offset` bytes of a blob of `total` (0: unknown) written, last at `updated_at`."""
+        at = updated_at or self.clock()
+        self.ingests[ref] = IngestStatus(ref, offset, total, "", at, at)
+
     def add_orphan_blob(self, name: str, length: int) -> str:
         """A blob nothing references (an interrupted pull's leftover)."""
         d = digest(f"orphan:{name}")
@@ -233,8 +240,9 @@ class FakeRuntime:
     # ---- what the node holds ----
 
     def stored_bytes(self) -> int:
-        """What the image disk holds of the store: blobs in whole blocks, and snapshots."""
-        return sum(_blocks(b.size) for b in self.blobs.values()) + sum(self.usage.values())
+        """What the image disk holds of the store: blobs in whole blocks, snapshots, and what ingests wrote."""
+        ingests = sum(_blocks(i.offset) for i in self.ingests.values())
+        return sum(_blocks(b.size) for b in self.blobs.values()) + sum(self.usage.values()) + ingests
 
     def image_ids(self) -> set[str]:
         return {self._config_of(r) for r in self.records.values()} - {""}
@@ -506,6 +514,12 @@ class FakeContainerd:
     async def list_containers(self) -> list[ContainerRecord]:
         self.node.reads += 1
         return [c.record for c in self.node.containers.values()]
+
+    async def list_ingests(self, filters: Iterable[str] = ()) -> list[IngestStatus]:
+        self.node.reads += 1
+        if list(filters):
+            raise ValueError("the fake containerd does not model ingest filters")
+        return list(self.node.ingests.values())
 
     async def wait_for_gc(self) -> None:
         self.node.collect_garbage()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from node_janitor.agent.fillrate import FillPredictor
 from node_janitor.http_endpoint import metrics_registry
+from node_janitor.node.ingests import Pending
 from node_janitor.node.inventory import FileSystemEntry
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,42 @@ class AgentMetrics:
             registry=r,
         )
         self.ready = Gauge("node_janitor_ready", "1 when containerd answers and a policy is held.", registry=r)
+        self._fill_metrics(r)
+
+    # ---- ahead of the fill (agent/fillrate.py, node/ingests.py) ----
+
+    def _fill_metrics(self, r: CollectorRegistry) -> None:
+        self.pending_bytes = Gauge(
+            "node_janitor_pending_bytes",
+            "Bytes pulls in flight (containerd's content ingests) still bring to the image file system, counted as "
+            "used by the triggers and the target (ingests of known size only).",
+            registry=r,
+        )
+        self.pending_unknown_ingests = Gauge(
+            "node_janitor_pending_unknown_ingests",
+            "Ingests in flight whose size is unknown (what they still bring is unknown, not zero).",
+            registry=r,
+        )
+        self.fill_rate = Gauge(
+            "node_janitor_filesystem_fill_rate_bytes_per_second",
+            "Growth of a watched file system over the last 15 s (least squares; removals not subtracted).",
+            ["filesystem"],
+            registry=r,
+        )
+        self.eviction_eta = Gauge(
+            "node_janitor_eviction_eta_seconds",
+            "Projected seconds until the image file system reaches thresholds.evictionPercent at its fill rate "
+            "(+Inf: not filling).",
+            registry=r,
+        )
+
+    def observe_fill(self, fill: FillPredictor, pending: Pending) -> None:
+        self.pending_bytes.set(pending.bytes)
+        self.pending_unknown_ingests.set(pending.unknown)
+        for name, rate in fill.rates.items():
+            self.fill_rate.labels(name).set(max(0.0, rate.rate() or 0.0))
+        if fill.forecast is not None:
+            self.eviction_eta.set(fill.forecast.seconds_to_eviction)
 
     def observe_file_systems(self, file_systems: Iterable[FileSystemEntry]) -> None:
         for fs in file_systems:

@@ -49,6 +49,7 @@ class RunEngine(Protocol):
         on_log_result: Callable[[LogActionResult], None],
         should_stop: Callable[[], bool],
         current_rules: Callable[[], PolicyRules],
+        headroom: int,
     ) -> PruneReport: ...
 
 
@@ -162,6 +163,7 @@ class Runner:
                 on_log_result=self.on_log_result,
                 should_stop=self.stopping.is_set,  # nothing more is sent once SIGTERM arrives
                 current_rules=lambda: self.policy.applied,  # paused, dryRun, keep, logs.enabled: before each action
+                headroom=self.headroom(pending, applied),
             )
         except RunInterrupted:
             errors.append("interrupted by SIGTERM after the removal in flight")
@@ -182,6 +184,11 @@ class Runner:
         if self.target.blocked and (runtime := await self.runtime_fingerprint()) is not None:
             self.target.note_runtime(runtime)  # what a change is measured against: the runtime right after the run
         await self.refresh_usage()
+
+    def headroom(self, pending: PendingRun, rules: PolicyRules) -> int:
+        """A predicted run leaves room for what lands while it runs (the fill rate's bytes); other runs count the
+        pulls in flight only (the engine's inventory): a watermark run is no forecast."""
+        return self.triggers.fill.headroom(rules.thresholds) if "prediction" in pending.triggers else 0
 
     def finish(self, outcome: RunOutcome, pending: PendingRun, now: float | None = None) -> None:
         """A run ended (`now`: monotonic). Re-arming: a run that freed nothing and left the disk above its

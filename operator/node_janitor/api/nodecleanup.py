@@ -36,7 +36,7 @@ MAX_IMAGE_REF_LENGTH = 512
 ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_REF_LENGTH)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
-RunTrigger = Literal["schedule", "pressure", "request", "watermark", "startup"]
+RunTrigger = Literal["schedule", "pressure", "request", "watermark", "prediction", "startup"]
 DRY_RUN_REQUEST_PREFIX = "dry-run:"
 """spec.runRequest tokens starting with this ask for a dry run."""
 
@@ -151,7 +151,9 @@ class LastRun(ApiModel):
 
     trigger: RunTrigger
     """What started it: schedule, pressure (the node's DiskPressure), request (spec.runRequest),
-    watermark (a file system above thresholds.highPercent) or startup (the agent's first run)."""
+    watermark (a file system above thresholds.highPercent), prediction (the image file system filling fast
+    enough to reach thresholds.evictionPercent within thresholds.predictHorizon) or startup (the agent's first
+    run)."""
     start_time: Timestamp
     """When it started."""
     duration_seconds: Annotated[float, Field(ge=0)] = 0.0

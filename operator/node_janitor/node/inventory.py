@@ -40,6 +40,7 @@ from typing import NewType
 
 from node_janitor.api.refs import normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
+from node_janitor.node.ingests import IngestEntry, Pending, pending_bytes
 
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
@@ -322,6 +323,13 @@ class Inventory:
     # Blobs of this namespace that other namespaces still reference (content is shared): digest -> namespaces.
     held_elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     other_namespaces: tuple[NamespaceUsage, ...] = ()
+    ingests: tuple[IngestEntry, ...] = ()
+    """The content store's uncommitted writes (pulls in progress, interrupted ones): `node.ingests`."""
+
+    @cached_property
+    def pending(self) -> Pending:
+        """What the ingests in flight will still add to the image file system (`node.ingests.pending_bytes`)."""
+        return pending_bytes(self.ingests, self.taken_at)
 
     @cached_property
     def graph(self) -> ReferenceGraph:
