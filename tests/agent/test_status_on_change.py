@@ -5,6 +5,7 @@ Lease as its liveness signal (`agent.liveness`)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +16,14 @@ from node_janitor.agent.liveness import LeaseRenewer, build_lease
 from node_janitor.agent.metrics import AgentMetrics
 from node_janitor.agent.pods import NodePods, build_pod_images
 from node_janitor.agent.policy import PolicyHolder
+from node_janitor.agent.report import build_usage_status
 from node_janitor.agent.reporter import Reporter
 from node_janitor.agent.status_gate import StatusGate
 from node_janitor.agent.store import AgentStore
+from node_janitor.api.nodecleanup import NodeCleanupStatus
+from node_janitor.controller.views import build_cleanup_view
+from node_janitor.node.inventory import FileSystemEntry
+from node_janitor.node.usage import ROW_TYPES, DiskReport, ImageUsage, UsageRow
 from support.agentbed import MemoryKube
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -149,3 +155,51 @@ async def test_the_lease_is_the_node_s_own_and_a_refused_one_says_so() -> None:
     assert kube.leases[0]["spec"]["renewTime"] == "2026-12-01T12:00:00.000000Z"
     refused = LeaseRenewer(_RefusingKube(), "n1", "node-janitor", lambda: NOW)
     assert not await refused.renew() and not refused.healthy
+
+
+def _images(count: int) -> tuple[ImageUsage, ...]:
+    """Images as a busy node holds them: a tag and the digest ref CRI records for each, in use or not."""
+    images = []
+    for i in range(count):
+        repo = f"registry.example.com/team-{i % 20:02d}/service-{i:03d}"
+        digest = hashlib.sha256(repo.encode()).hexdigest()
+        images.append(ImageUsage(
+            id="sha256:" + hashlib.sha256(f"config-{i}".encode()).hexdigest(), refs=(f"{repo}:v1.{i}.0",
+            f"{repo}@sha256:{digest}"), size=100 << 20, shared_size=0, cri_size=50 << 20, containers=i % 3 == 0,
+            created_at=None, last_used=None, pinned=False,
+        ))  # fmt: skip
+    return tuple(images)
+
+
+def _report(images: tuple[ImageUsage, ...]) -> DiskReport:
+    row = UsageRow(total=len(images), active=1, size=20 << 30, reclaimable=10 << 30)
+    file_systems = tuple(
+        FileSystemEntry(name, path, 100 << 30, 41 << 30, 59 << 30, 6553600, 20000)
+        for name, path in (("imagefs", "/var/lib/containerd"), ("logs", "/var/log/pods"))
+    )
+    return DiskReport(rows=dict.fromkeys(ROW_TYPES, row), images=images, file_systems=file_systems)
+
+
+def test_one_status_patch_at_200_images_is_16_kib_or_less_and_the_operator_reads_every_ref(tmp_path: Path) -> None:
+    """The whole status the agent sends after a run (usage, file systems, conditions, lastRun, 400 refs of 200
+    images): 34 KB of references as a list, packed (`api.packed_refs`) well under 16 KiB."""
+    kube = MemoryKube()
+    store = AgentStore(tmp_path / "state")
+    policy = PolicyHolder("n", store)
+    policy.observe({"metadata": {"name": "n", "generation": 3}, "spec": {"nodeName": "n", "policy": {}}})
+    reporter = Reporter("n", kube, store, policy, AgentMetrics(), clock=lambda: NOW,
+                        runtime_error=lambda: None, rotator_failure=lambda: None)  # fmt: skip
+    images = _images(200)
+    reporter.measured(_report(images))
+    document = reporter.status_document()
+    patch = json.dumps({"status": document}).encode()
+    assert len(patch) <= 16 * 1024, len(patch)  # (14,734 bytes here; 36 KB with the refs as a plain list)
+    NodeCleanupStatus.model_validate(document)
+    every_ref = {r for image in images for r in image.refs}
+    assert len(json.dumps(sorted(every_ref))) > 32 * 1024  # (what a plain list costs)
+    body = {"metadata": {"name": "n"}, "spec": {"nodeName": "n"}, "status": document}
+    view = build_cleanup_view(body)
+    assert view.image_refs == every_ref and view.image_refs_omitted == 0
+    # a node with few images sends them as a plain list, as before
+    small = build_usage_status(_report(images[:5]))
+    assert small["imageRefsPacked"] is None and len(small["imageRefs"]) == 10 and small["imageRefsOmitted"] == 0

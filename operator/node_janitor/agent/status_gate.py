@@ -41,6 +41,7 @@ def significant(status: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         tuple(status.get("imageRefs") or ()),
         status.get("imageRefsOmitted"),
+        status.get("imageRefsPacked"),
         status.get("imageCount"),
         _whole(status.get("diskPercent")),
         file_systems,
