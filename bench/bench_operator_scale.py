@@ -280,7 +280,8 @@ def main() -> None:
             )
             before = requests(kube)
             t0 = time.monotonic()
-            image_b = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "docker.io/bench/b:1"}]}}}}
+            web_b = [{"name": "web", "image": "docker.io/bench/b:1"}]
+            image_b = {"spec": {"template": {"spec": {"containers": web_b}}}}
             apps.patch_namespaced_replica_set("web", "default", image_b)
             after = quiet(kube)
             print(
