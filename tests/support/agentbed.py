@@ -60,6 +60,7 @@ class MemoryKube:
         self.events: list[dict[str, Any]] = []
         self.collections: dict[str, list[dict[str, Any]]] = {}
         """Listed by path (e.g. /api/v1/pods: this node's pods)."""
+        self.listed_paths: list[str] = []
         self.leases: list[dict[str, Any]] = []
         self.closed = False
 
@@ -84,7 +85,7 @@ class MemoryKube:
         self.events.append(event)
 
     async def list_objects(self, path: str, field_selector: str) -> tuple[list[dict[str, Any]], str]:
-        self.listed.append(path)
+        self.listed_paths.append(path)
         return list(self.collections.get(path, [])), "1"
 
     async def watch_objects(
