@@ -54,6 +54,7 @@ from urllib.parse import urlparse
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.realbed import REPO, MiB, workdir
+from node_janitor.api.packed_refs import pack_refs
 from tests.support.kube import ControlPlane, find_binaries, free_ports
 
 GROUP, VERSION = "nodejanitor.io", "v1alpha1"
@@ -225,7 +226,8 @@ class Cluster:
         refs += [digest_ref(r) for r in refs[::3]]
         return sorted(set(refs))
 
-    def status(self, node: int, now: datetime) -> dict[str, Any]:
+    def status(self, node: int, now: datetime, packed: bool = False) -> dict[str, Any]:
+        """As the agent reports; `packed`: as the new one packs its refs (`api.packed_refs`)."""
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         refs = self.image_refs(node)
         usage = {name: {"count": 10, "totalBytes": 10 << 30, "activeBytes": 5 << 30, "reclaimableBytes": 5 << 30}
@@ -241,17 +243,14 @@ class Cluster:
             "fileSystems": [{"name": "imagefs", "path": "/var/lib/containerd", "sizeBytes": 100 << 30,
                              "usedBytes": 41 << 30, "usedPercent": 41.0, "inodesUsedPercent": 3.0}],
             "diskPercent": 41.0, "imageCount": len(refs), "reclaimableBytes": 15 << 30, "reclaimable": "15.0GiB",
-            "imageRefs": refs, "imageRefsOmitted": 0, "heartbeatTime": stamp,
+            "imageRefs": [] if packed else refs, "imageRefsOmitted": len(refs) if packed else 0,
+            **({"imageRefsPacked": pack_refs(refs)} if packed else {}), "heartbeatTime": stamp,
         }  # fmt: skip
 
-    def post_status(self, node: int) -> None:
-        self.raw.call("PATCH", f"{NC_PATH}/n{node:05d}/status", {"status": self.status(node, datetime.now(UTC))},
-                      "application/merge-patch+json")  # fmt: skip
-
-    def post_heartbeat(self, node: int) -> None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.raw.call("PATCH", f"{NC_PATH}/n{node:05d}/status", {"status": {"heartbeatTime": stamp}},
-                      "application/merge-patch+json")  # fmt: skip
+    def post_status(self, node: int, packed: bool = False) -> None:
+        """The whole status, as both agents send it (the new one on its 5 min heartbeat too)."""
+        status = self.status(node, datetime.now(UTC), packed)
+        self.raw.call("PATCH", f"{NC_PATH}/n{node:05d}/status", {"status": status}, "application/merge-patch+json")
 
     def renew_lease(self, node: int) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -408,7 +407,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
         if new:
             bulk(cluster.renew_lease, range(n))
         t0 = time.monotonic()
-        bulk(cluster.post_status, range(n))
+        bulk(lambda i: cluster.post_status(i, new), range(n))
         quiet(raw, 5)
         out["first_reports_settled_s"] = round(time.monotonic() - t0 - 5, 1)
         operator.sample()
@@ -436,7 +435,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
             if new:
                 threads = [
                     threading.Thread(target=paced, args=(n / 60, seconds, lambda i: cluster.renew_lease(i % n), pool)),
-                    threading.Thread(target=paced, args=(n / 300, seconds, lambda i: cluster.post_heartbeat(i % n),
+                    threading.Thread(target=paced, args=(n / 300, seconds, lambda i: cluster.post_status(i % n, True),
                                                          pool)),
                 ]  # fmt: skip
             else:
