@@ -67,7 +67,7 @@ CACHED_MIN = 20
 """Cached images every node holds at least (the churn's pods use them)."""
 KCM_OFF = ("deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
            "job-controller", "cronjob-controller", "node-lifecycle-controller", "ttl-controller",
-           "garbage-collector-controller", "podgc-controller", "endpointslice-controller", "endpoints-controller",
+           "garbage-collector-controller", "pod-garbage-collector-controller", "endpointslice-controller", "endpoints-controller",
            "disruption-controller", "resourcequota-controller", "ttl-after-finished-controller")  # fmt: skip
 
 
