@@ -70,7 +70,8 @@ CACHED_MIN = 20
 KCM_OFF = ("deployment-controller", "replicaset-controller", "statefulset-controller", "daemonset-controller",
            "job-controller", "cronjob-controller", "node-lifecycle-controller", "ttl-controller",
            "garbage-collector-controller", "pod-garbage-collector-controller", "endpointslice-controller",
-           "endpoints-controller", "disruption-controller", "resourcequota-controller", "ttl-after-finished-controller")  # fmt: skip
+           "endpoints-controller", "disruption-controller", "resourcequota-controller",
+           "ttl-after-finished-controller")  # fmt: skip
 
 
 class Raw:
