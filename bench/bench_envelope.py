@@ -463,7 +463,11 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
               f"{out['operator_writes_at_rest']}, operator CPU {out['operator_cpu_pct']}%, etcd DB growth "
               f"{out['etcd_growth_mib_per_min']} MiB/min", flush=True)  # fmt: skip
 
-        out.update(churn(name, new, raw, cluster, args, operator))
+        try:
+            out.update(churn(name, new, raw, cluster, args, operator))
+        except Exception as exc:  # (the figures so far are kept)
+            print(f"[{name}] churn failed: {exc!r}", flush=True)
+            out["churn_error"] = repr(exc)
         operator.sample()
         out["peak_rss_mib"] = round(operator.peak_rss / MiB)
     finally:
@@ -493,7 +497,7 @@ def churn(name: str, new: bool, raw: Raw, cluster: Cluster, args: argparse.Names
 
     def pod(i: int) -> dict[str, Any]:
         spec = {"nodeName": f"n{plan[i][1]:05d}", **LEAN_POD, "containers": [{"name": "c", "image": pod_image(i)}]}
-        return {"metadata": {"name": f"churn-{i}"}, "spec": spec}
+        return {"metadata": {"name": f"churn-{name}-{i}"}, "spec": spec}
 
     stop = threading.Event()
     watchers = None
@@ -510,7 +514,7 @@ def churn(name: str, new: bool, raw: Raw, cluster: Cluster, args: argparse.Names
         created[i] = time.monotonic()
         old = i - int(5 * rate)
         if old >= 0 and old not in sample:
-            raw.call("DELETE", f"/api/v1/namespaces/{NS}/pods/churn-{old}")
+            raw.call("DELETE", f"/api/v1/namespaces/{NS}/pods/churn-{name}-{old}?gracePeriodSeconds=0")
 
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
         made = paced(rate, seconds, step, pool)
@@ -550,9 +554,11 @@ def churn(name: str, new: bool, raw: Raw, cluster: Cluster, args: argparse.Names
     print(f"[{name}] churn {made} pods at {result['churn_rate']}/s: sample protected within "
           f"{result['churn_protected_max_s']} s of creation, NodeCleanup writes {result['churn_operator_writes']}, "
           f"operator CPU {result['churn_operator_cpu_pct']}%", flush=True)  # fmt: skip
-    for i in range(made):  # (clean for the next tree)
+    def remove(i: int) -> None:  # (clean for the next tree)
         with contextlib.suppress(RuntimeError):
-            raw.call("DELETE", f"/api/v1/namespaces/{NS}/pods/churn-{i}")
+            raw.call("DELETE", f"/api/v1/namespaces/{NS}/pods/churn-{name}-{i}?gracePeriodSeconds=0")
+
+    bulk(remove, range(made))
     return result
 
 
