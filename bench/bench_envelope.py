@@ -554,6 +554,7 @@ def churn(name: str, new: bool, raw: Raw, cluster: Cluster, args: argparse.Names
     print(f"[{name}] churn {made} pods at {result['churn_rate']}/s: sample protected within "
           f"{result['churn_protected_max_s']} s of creation, NodeCleanup writes {result['churn_operator_writes']}, "
           f"operator CPU {result['churn_operator_cpu_pct']}%", flush=True)  # fmt: skip
+
     def remove(i: int) -> None:  # (clean for the next tree)
         with contextlib.suppress(RuntimeError):
             raw.call("DELETE", f"/api/v1/namespaces/{NS}/pods/churn-{name}-{i}?gracePeriodSeconds=0")
