@@ -285,10 +285,17 @@ def apiserver_requests(raw: Raw) -> Counter[tuple[str, str, str]]:
 
 
 def _text(raw: Raw, path: str) -> str:
-    connection = raw._connection()
-    connection.request("GET", path)
-    response = connection.getresponse()
-    return response.read().decode()
+    """A text GET on the keep-alive connection (the apiserver closes idle ones: again on a fresh one)."""
+    for attempt in range(5):
+        connection = raw._connection()
+        try:
+            connection.request("GET", path)
+            return connection.getresponse().read().decode()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            raw.local.connection = None
+            time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"GET {path}: no answer after 5 attempts")
 
 
 def etcd_db_bytes(kube: ControlPlane) -> int:
