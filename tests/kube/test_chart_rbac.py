@@ -33,7 +33,7 @@ RUNNER_SA = "nj-rbac-runner"  # someone allowed to `node-janitor run` (patch on 
 NODE_A, NODE_B = "nj-rbac-node-a", "nj-rbac-node-b"
 # What the test applies of the chart: its identities and their rights (no workload runs here).
 KINDS = {
-    "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+    "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding", "ClusterKopfPeering",
 }  # fmt: skip
 
@@ -139,6 +139,19 @@ def forbidden(kube: ControlPlane, who: Path, *args: str, input: str | None = Non
     return result.stderr
 
 
+def _lease(name: str, holder: str | None = None, namespace: str = NAMESPACE) -> str:
+    return _json({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"holderIdentity": holder or name, "leaseDurationSeconds": 180,
+                 "renewTime": "2026-12-01T12:00:00.000000Z"},
+    })  # fmt: skip
+
+
+def _renew(renew: str, holder: str | None = None) -> list[str]:
+    spec: dict[str, Any] = {"renewTime": renew, **({"holderIdentity": holder} if holder else {})}
+    return ["--type=merge", "-p", _json({"spec": spec})]
+
+
 def _status_patch(percent: float) -> list[str]:
     return ["--subresource=status", "--type=merge", "-p", _json({"status": {"diskPercent": percent}})]
 
@@ -165,7 +178,7 @@ def _wait_for_admission_policy(kube: ControlPlane, who: Path) -> None:
 def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
     op = identities.operator
     for args in (
-        ["get", "nodes"], ["get", "pods", "-A"], ["get", "deployments,replicasets,statefulsets,daemonsets", "-A"],
+        ["get", "nodes"], ["get", "deployments,replicasets,statefulsets,daemonsets", "-A"],
         ["get", "jobs,cronjobs", "-A"], ["get", "cleanuppolicies"], ["get", "nodecleanups"],
         ["get", "clusterkopfpeerings"],
     ):  # fmt: skip
@@ -201,6 +214,10 @@ def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
     forbidden(kube, op, "delete", "node", NODE_B)
     forbidden(kube, op, "patch", "node", NODE_A, "--subresource=status", "--type=merge", "-p", '{"status": {}}')
     forbidden(kube, op, "get", "secrets", "-A")
+    forbidden(kube, op, "get", "pods", "-A")  # issue 21: Pods are their node's agent's (agent/pods.py)
+    allowed(kube, op, "get", "leases", "-n", NAMESPACE)  # the agents' liveness (controller/leases.py)
+    forbidden(kube, op, "get", "leases", "-n", "default")
+    forbidden(kube, op, "create", "-f", "-", input=_lease(NODE_A))
     forbidden(kube, op, "get", "configmaps", "-n", NAMESPACE)
     forbidden(kube, op, "get", "customresourcedefinitions")  # the operator scans no CRDs
     forbidden(kube, op, "delete", "pod", "agent-a", "-n", NAMESPACE)
@@ -228,7 +245,10 @@ def test_agent_rights(kube: ControlPlane, identities: Identities) -> None:
     )
     forbidden(kube, agent, "delete", "nodecleanup", NODE_A)
     forbidden(kube, agent, "create", "-f", "-", input=_json(_node_cleanup("nj-rbac-node-d")))
-    forbidden(kube, agent, "get", "pods", "-A")
+    # its node's pods (issue 21): listed and watched by field selector; RBAC cannot restrict the selector
+    allowed(kube, agent, "get", "pods", "-A", f"--field-selector=spec.nodeName={NODE_A}")
+    forbidden(kube, agent, "get", "pod", "agent-b", "-n", NAMESPACE)
+    forbidden(kube, agent, "delete", "pod", "agent-b", "-n", NAMESPACE)
     forbidden(kube, agent, "get", "secrets", "-n", NAMESPACE)
     forbidden(kube, agent, "get", "cleanuppolicies")
     forbidden(kube, agent, "get", "deployments", "-A")
@@ -380,3 +400,34 @@ async def test_the_chart_grants_what_the_agent_checks_at_start_up(kube: ControlP
             assert await check_agent_api(client, node) is None
         finally:
             await client.close()
+
+
+def test_agent_renews_only_its_own_nodes_lease(kube: ControlPlane, identities: Identities) -> None:
+    """Issue 21: each agent's liveness signal is a Lease named after its node in the release namespace; the
+    admission policy binds it to the node its token carries, as NodeCleanup status is."""
+    a, b = identities.agent_a, identities.agent_b
+    _wait_for_admission_policy(kube, a)
+    deadline = time.monotonic() + 30  # (the Lease policy is picked up on its own)
+    while run(kube, b, "create", "-f", "-", input=_lease(NODE_A)).returncode == 0:
+        kube.kubectl("delete", "lease", NODE_A, "-n", NAMESPACE)
+        assert time.monotonic() < deadline, "the Lease ValidatingAdmissionPolicy never took effect"
+        time.sleep(0.2)
+    allowed(kube, a, "create", "-f", "-", input=_lease(NODE_A))
+    allowed(kube, a, "patch", "lease", NODE_A, "-n", NAMESPACE, *_renew("2026-12-01T12:01:00.000000Z"))
+    lease = kube.kubectl_json("get", "lease", NODE_A, "-n", NAMESPACE)
+    assert lease["spec"]["renewTime"] == "2026-12-01T12:01:00.000000Z"
+
+    refused = forbidden(kube, b, "patch", "lease", NODE_A, "-n", NAMESPACE, *_renew("2026-12-01T13:00:00.000000Z"))
+    assert f"may write only Lease {NODE_B}" in refused, refused
+    refused = forbidden(kube, a, "patch", "lease", NODE_A, "-n", NAMESPACE,
+                        *_renew("2026-12-01T13:00:00.000000Z", holder=NODE_B))  # fmt: skip
+    assert f"held by {NODE_A}" in refused, refused
+    forbidden(kube, a, "create", "-f", "-", input=_lease(NODE_B))
+    forbidden(kube, a, "create", "-f", "-", input=_lease(NODE_A, namespace="default"))  # its namespace only
+    forbidden(kube, a, "delete", "lease", NODE_A, "-n", NAMESPACE)
+    refused = forbidden(kube, identities.agent_unbound, "patch", "lease", NODE_A, "-n", NAMESPACE,
+                        *_renew("2026-12-01T13:00:00.000000Z"))  # fmt: skip
+    assert "must use a token bound to a pod on a node" in refused, refused
+    after = kube.kubectl_json("get", "lease", NODE_A, "-n", NAMESPACE)
+    assert after["spec"] == lease["spec"]
+    allowed(kube, identities.operator, "get", "leases", "-n", NAMESPACE)

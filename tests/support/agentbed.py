@@ -59,6 +59,10 @@ class MemoryKube:
         self.patches: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.event_patches: list[tuple[str, dict[str, Any]]] = []
+        self.collections: dict[str, list[dict[str, Any]]] = {}
+        """Listed by path (e.g. /api/v1/pods: this node's pods)."""
+        self.listed_paths: list[str] = []
+        self.leases: list[dict[str, Any]] = []
         self.closed = False
 
     async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]:
@@ -92,6 +96,21 @@ class MemoryKube:
                 self.event_patches.append((name, patch))
                 return self.events[i]
         raise KubeError(f"events {name!r} not found", 404)
+
+    async def list_objects(self, path: str, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+        self.listed_paths.append(path)
+        return list(self.collections.get(path, [])), "1"
+
+    async def watch_objects(
+        self, path: str, field_selector: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if self.crash is not None:
+            raise self.crash
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}  # pragma: no cover
+
+    async def renew_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> None:
+        self.leases.append(lease)
 
     async def close(self) -> None:
         self.closed = True

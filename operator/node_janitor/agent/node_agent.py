@@ -37,9 +37,11 @@ from typing import Any
 from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.agent.backoff import TargetBackoff
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, AgentKube, follow_object
+from node_janitor.agent.liveness import LeaseRenewer
 from node_janitor.agent.metrics import AgentMetrics
+from node_janitor.agent.pods import NodePods, follow_node_pods
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
-from node_janitor.agent.reporter import Reporter
+from node_janitor.agent.reporter import STATUS_HEARTBEAT, Reporter
 from node_janitor.agent.rotation import RotatorSupervisor, task_error
 from node_janitor.agent.runner import Runner
 from node_janitor.agent.runtime_link import PROBE_TIMEOUT, Connect, RuntimeLink, connect_containerd
@@ -78,6 +80,11 @@ class AgentConfig:
     heartbeat_interval: float = 60.0
     extra_paths_within: tuple[str, ...] | None = None
     """The node directories extraPaths rules may reach (the ones the pod mounts); None: anywhere."""
+    lease_namespace: str | None = None
+    """Where the agent renews its Lease (`liveness`; POD_NAMESPACE); None: no Lease, the status heartbeat is the
+    liveness signal (every `heartbeat_interval`)."""
+    watch_pods: bool = True
+    """Watch this node's pods and protect their images (`pods`)."""
 
 
 def _utc_now() -> datetime:
@@ -115,6 +122,10 @@ class NodeAgent:
         self.triggers = Triggers(self.queue, self.target)
         self.scheduler = Scheduler(self.policy, self.queue, clock)
         self.rotation = RotatorSupervisor(self.metrics, self._changed)
+        self.pods = NodePods(self.store.directory / "pods.json" if config.watch_pods else None)
+        self.lease = (
+            LeaseRenewer(kube, config.node_name, config.lease_namespace, clock) if config.lease_namespace else None
+        )
         self.reporter = Reporter(
             config.node_name,
             kube,
@@ -136,6 +147,7 @@ class NodeAgent:
             engine=self.engine,
             clock=clock,
             stopping=self._stopping,
+            pod_images=self.pods.images,
             settled=self._settled,
             hold_rotator=self._hold_rotator,
             file_systems=self.file_systems,
@@ -184,7 +196,7 @@ class NodeAgent:
         update = self.policy.observe(obj)
         self._listed.set()
         if update.appeared:
-            self._changed()  # (again) something to report into
+            self.reporter.resend()  # (again) something to report into
         if update.changed:
             self._set_policy(update.generation_changed or update.error_changed)
         if obj is None:
@@ -374,7 +386,7 @@ class NodeAgent:
     def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """The agent's loops by task name; each runs until cancelled (one that ends is a crash)."""
         name = self.config.node_name
-        return {
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "watch-nodecleanup": lambda: follow_object(
                 self.kube, NODE_CLEANUPS, name, self.on_nodecleanup, self._on_api_connection
             ),
@@ -382,10 +394,21 @@ class NodeAgent:
             "monitor": self._monitor,
             "runner": self.runner.loop,
             "reporter": lambda: self.reporter.loop(
-                self.config.heartbeat_interval, self._refresh_usage, lambda: self.queue.running
+                self.config.heartbeat_interval, self._refresh_usage, lambda: self.queue.running, self._heartbeat
             ),
             "scheduler": self.scheduler.run,
         }
+        if self.config.watch_pods:
+            loops["watch-pods"] = lambda: follow_node_pods(self.kube, name, self.pods)
+        if self.lease is not None:
+            loops["lease"] = self.lease.loop
+        return loops
+
+    def _heartbeat(self) -> float:
+        """The status heartbeat: slow while the Lease says the agent is alive, else every measuring interval."""
+        if self.lease is not None and self.lease.healthy:
+            return max(STATUS_HEARTBEAT, self.config.heartbeat_interval)
+        return self.config.heartbeat_interval
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

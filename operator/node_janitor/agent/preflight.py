@@ -71,6 +71,8 @@ AGENT_ACCESS = (
     ("watch", "nodejanitor.io", "nodecleanups", ""),
     ("patch", "nodejanitor.io", "nodecleanups", "status"),
     ("create", "", "events", ""),
+    ("list", "", "pods", ""),  # its own node's (agent/pods.py)
+    ("watch", "", "pods", ""),
 )
 
 

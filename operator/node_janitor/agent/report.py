@@ -3,6 +3,7 @@ the Events it posts on its Node. Shapes are checked against the API models (`api
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +21,14 @@ from node_janitor.api.nodecleanup import (
     Usage,
     UsageEntry,
 )
+from node_janitor.api.packed_refs import pack_refs
 from node_janitor.api.units import format_bytes
 from node_janitor.node.engine import PruneReport
 from node_janitor.node.inventory import FileSystemEntry
 from node_janitor.node.usage import ROW_TYPES, DiskReport, ImageUsage
 
+PACK_ABOVE = 4096
+"""imageRefs longer than this as JSON are sent packed (`api.packed_refs`): one status at 200 images <= 16 KiB."""
 MAX_PLAN = 50
 MAX_ERRORS = 20
 MAX_MESSAGE = 512
@@ -58,6 +62,9 @@ def build_usage_status(report: DiskReport) -> dict[str, Any]:
     usage = Usage(**{name: UsageEntry(**report.rows[name].to_dict()) for name in ROW_TYPES})
     reclaimable = sum(report.rows[name].reclaimable for name in ROW_TYPES)
     refs, omitted = build_image_refs(report.images)
+    packed = None
+    if len(json.dumps(refs)) > PACK_ABOVE:
+        packed, refs, omitted = pack_refs(refs), [], omitted + len(refs)
     status: dict[str, Any] = {
         "usage": _dump(usage),
         "fileSystems": build_file_systems(report.file_systems),
@@ -66,6 +73,7 @@ def build_usage_status(report: DiskReport) -> dict[str, Any]:
         "reclaimable": format_bytes(reclaimable),
         "imageRefs": refs,
         "imageRefsOmitted": omitted,
+        "imageRefsPacked": packed,  # (None: a merge patch removes the packed list of before)
     }
     if report.file_systems:
         status["diskPercent"] = round(min(100.0, max(fs.used_percent for fs in report.file_systems)), 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,6 +27,7 @@ from node_janitor.agent.report import (
     run_event,
     target_unreachable_event,
 )
+from node_janitor.agent.status_gate import StatusGate
 from node_janitor.agent.store import AgentStore
 from node_janitor.node.inventory import FileSystemEntry
 from node_janitor.node.usage import ROW_TYPES, DiskReport
@@ -33,6 +35,10 @@ from node_janitor.node.usage import ROW_TYPES, DiskReport
 log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
+STATUS_COALESCE = 30.0
+"""At most one status write per this many seconds for what is not urgent (`status_gate`)."""
+STATUS_HEARTBEAT = 300.0
+"""The status heartbeat when the agent's Lease is renewed (its liveness signal)."""
 
 
 class Reporter:
@@ -67,6 +73,7 @@ class Reporter:
         self.node_uid: str | None = None
         self.status_refused: str | None = None
         self.dirty = asyncio.Event()
+        self.gate = StatusGate(coalesce=STATUS_COALESCE, heartbeat=STATUS_HEARTBEAT)
         status = store.load_status()
         if status:
             self.last_run = status.get("lastRun")
@@ -230,35 +237,52 @@ class Reporter:
         self.store.save_status(self.status_document())
 
     async def loop(
-        self, heartbeat_interval: float, refresh_usage: Callable[[], Awaitable[None]], running: Callable[[], bool]
+        self,
+        heartbeat_interval: float,
+        refresh_usage: Callable[[], Awaitable[None]],
+        running: Callable[[], bool],
+        status_heartbeat: Callable[[], float] | None = None,
     ) -> None:
-        """Sends the status when something changed and on the heartbeat (its usage measured again first unless a
-        run is going on); what could not be sent (apiserver away, no NodeCleanup yet) is sent as soon as it can
-        be, with the Events queued meanwhile."""
+        """Measures the usage every `heartbeat_interval` (unless a run is going on) and sends the status when
+        `status_gate` says so: at once, coalesced, or on the heartbeat (`status_heartbeat()` seconds, default the
+        measuring interval); the queued Events go at once. What could not be sent (apiserver away, no NodeCleanup
+        yet) is sent as soon as it can be."""
         loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time()
-        retry = 0.5
+        self.gate.coalesce = min(self.gate.coalesce, heartbeat_interval)
+        next_measure = loop.time()
+        retry, wait = 0.5, 0.0
         while True:
-            timeout = max(0.0, next_heartbeat - loop.time())
+            timeout = max(0.0, min(next_measure - loop.time(), wait))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.dirty.wait(), timeout)
             self.dirty.clear()
-            if loop.time() >= next_heartbeat:
-                next_heartbeat = loop.time() + heartbeat_interval
+            if loop.time() >= next_measure:
+                next_measure = loop.time() + heartbeat_interval
                 if not running():
                     await refresh_usage()
-            if await self.send():
+            heartbeat = status_heartbeat() if status_heartbeat is not None else heartbeat_interval
+            due = self.gate.due_in(self.status_document(), loop.time(), heartbeat) if self.policy.exists else math.inf
+            if await self.send(status=due <= 0):
                 retry = 0.5
+                wait = due if due > 0 else self.gate.due_in(self.status_document(), loop.time(), heartbeat)
             else:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, 10.0)
                 self.dirty.set()
 
-    async def send(self) -> bool:
-        """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
+    def resend(self) -> None:
+        """The stored status is gone (a NodeCleanup made again): the whole status goes at once."""
+        self.gate.forget()
+        self.dirty.set()
+
+    async def send(self, status: bool = True) -> bool:
+        """The status first (it must never wait behind an Event; only the Events when `status` is False), then the
+        queued Events. False: try again."""
         try:
-            if self.policy.exists:
-                await self.kube.patch_status(NODE_CLEANUPS, self.node_name, self.status_document())
+            if self.policy.exists and status:
+                document = self.status_document()
+                await self.kube.patch_status(NODE_CLEANUPS, self.node_name, document)
+                self.gate.sent(document, asyncio.get_running_loop().time())
                 if self.status_refused is not None:
                     self.status_refused = None
                     self.dirty.set()  # Degraded clears in the next one
@@ -284,6 +308,7 @@ class Reporter:
         minimal: dict[str, Any] = {
             k: document[k] for k in ("conditions", "observedGeneration", "heartbeatTime") if k in document
         }
+        self.gate.sent(document, asyncio.get_running_loop().time())  # the full one is tried again on the heartbeat
         try:
             await self.kube.patch_status(NODE_CLEANUPS, self.node_name, minimal)
         except KubeError as exc:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -79,6 +79,7 @@ class Runner:
         engine: Callable[[], RunEngine],
         clock: Callable[[], datetime],
         stopping: asyncio.Event,
+        pod_images: Callable[[], Iterable[str]] = tuple,
         settled: Callable[[], Awaitable[None]],
         hold_rotator: Callable[[bool], Awaitable[None]],
         file_systems: Callable[[], list[FileSystemEntry]],
@@ -88,6 +89,8 @@ class Runner:
         self.policy, self.queue, self.triggers, self.target = policy, queue, triggers, target
         self.reporter, self.link, self.engine, self.clock = reporter, link, engine, clock
         self.stopping, self.settled, self.hold_rotator = stopping, settled, hold_rotator
+        self.pod_images = pod_images
+        """The images of the pods bound to this node (`agent.pods`): protected like the operator's."""
         self.file_systems, self.runtime_fingerprint, self.refresh_usage = (
             file_systems,
             runtime_fingerprint,
@@ -158,7 +161,7 @@ class Runner:
             report = await self.engine().run_once(
                 rules,
                 dry_run=dry_run,
-                protected_images=lambda: self.policy.held.protected_images,
+                protected_images=lambda: (*self.policy.held.protected_images, *self.pod_images()),
                 on_result=self.on_result,
                 on_log_result=self.on_log_result,
                 should_stop=self.stopping.is_set,  # nothing more is sent once SIGTERM arrives

@@ -33,6 +33,7 @@ Count = Annotated[int, Field(ge=0)]
 MAX_IMAGE_REFS = 1000
 """status.imageRefs holds at most this many (a node with thousands of images must not have its status refused)."""
 MAX_IMAGE_REF_LENGTH = 512
+MAX_PACKED_LENGTH = 1 << 19
 ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_REF_LENGTH)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
@@ -202,8 +203,11 @@ class NodeCleanupStatus(ApiModel):
     """References (tags and digests) of the images on the node, for the operator's protected set: at most 1000,
     those of images no container uses first (the only ones a cleanup may remove)."""
     image_refs_omitted: Count | None = None
-    """How many references imageRefs leaves out (over its limit). While above 0, the operator protects every
-    workload image on this node, listed or not."""
+    """How many references imageRefs leaves out (over its limit, or packed into imageRefsPacked). While some are
+    left out beyond the packed ones, the operator protects every workload image on this node, listed or not."""
+    image_refs_packed: Annotated[str, Field(max_length=MAX_PACKED_LENGTH)] | None = None
+    """The references, packed (gzip, base64, prefixed gzip+base64:) when the list would make the status patch
+    large; imageRefs is then empty and imageRefsOmitted counts them too."""
     heartbeat_time: Timestamp | None = None
     """When the agent last reported, with or without a run."""
 

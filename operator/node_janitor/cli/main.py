@@ -213,6 +213,13 @@ def _add_agent_parser(sub: Any) -> None:
         help="how often the status is reported without a run (default 60s)",
     )
     _add_log_flags(agent)
+    agent.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        metavar="NAMESPACE",
+        help="renew a Lease named after the node there, the agent's liveness signal (default $POD_NAMESPACE; "
+        "none: the status heartbeat is, every --heartbeat-interval)",
+    )
     agent.set_defaults(handler=cmd_agent)
 
 
@@ -249,6 +256,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         metrics_host=args.metrics_bind_address,
         monitor_interval=intervals["monitor_interval"],
         heartbeat_interval=intervals["heartbeat_interval"],
+        lease_namespace=args.lease_namespace or None,
         extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
     )
     _configure_logging(args)
@@ -416,6 +424,9 @@ def _add_operator_commands(sub: Any) -> None:
                           help=f"the ClusterKopfPeering of the replicas (default {DEFAULT_PEERING})")  # fmt: skip
     operator.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
     _add_log_flags(operator)
+    operator.add_argument("--agent-namespace", default=os.environ.get("POD_NAMESPACE") or None, metavar="NAMESPACE",
+                          help="where the agents renew their Leases, their liveness signal (default $POD_NAMESPACE; "
+                               "none: only their status heartbeats say they are alive)")  # fmt: skip
     operator.set_defaults(handler=cmd_operator)
     add_run_parser(sub)
     add_status_parser(sub)
@@ -436,6 +447,7 @@ def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         metrics_port=args.metrics_port,
         peering=args.peering,
         standalone=args.standalone,
+        agent_namespace=args.agent_namespace or None,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
 
