@@ -94,8 +94,8 @@ def agent_part(args: argparse.Namespace) -> None:
                 )
                 filler = threading.Thread(target=fill_to_percent, args=(bed, 80))
 
-                def reported() -> bool:
-                    return bool(status(kube, node).get("lastRun", {}).get("trigger") == "watermark")
+                def reported() -> bool:  # the watermark's run, or the prediction's (thresholds.predict) ahead of it
+                    return status(kube, node).get("lastRun", {}).get("trigger") in ("watermark", "prediction")
 
                 filler.start()  # sampled from the start of the fill: the agent may act before it ends
                 share, cpu, peak, wall = sample(pid, time.monotonic() + 90, reported)

@@ -252,13 +252,17 @@ def main() -> None:
             after = quiet(kube)
             print(f"no-op policy edit: {show_requests(after - before)}")
 
-            # one workload image change: a Pod uses image A, `holders` nodes hold A (their agents report it in
+            # one workload image change: a ReplicaSet uses image A, `holders` nodes hold A (their agents report it in
             # status.imageRefs), then the Pod moves to B: A is no workload's any more
+            apps = client.AppsV1Api(kube.api_client)  # a ReplicaSet: the operator indexes templates, not Pods
+            labels = {"app": "web"}
             pod = {
                 "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"containers": [{"name": "web", "image": "docker.io/bench/a:1"}]},
-            }
-            core.create_namespaced_pod("default", pod)
+                "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "docker.io/bench/a:1"}]}}},
+            }  # fmt: skip
+            apps.create_namespaced_replica_set("default", pod)
             quiet(kube)
             holders = min(100, args.nodes)
             before = requests(kube)
@@ -276,8 +280,9 @@ def main() -> None:
             )
             before = requests(kube)
             t0 = time.monotonic()
-            image_b = {"spec": {"containers": [{"name": "web", "image": "docker.io/bench/b:1"}]}}
-            core.patch_namespaced_pod("web", "default", image_b)
+            web_b = [{"name": "web", "image": "docker.io/bench/b:1"}]
+            image_b = {"spec": {"template": {"spec": {"containers": web_b}}}}
+            apps.patch_namespaced_replica_set("web", "default", image_b)
             after = quiet(kube)
             print(
                 f"workload image change (the Pod moves A -> B, A held by {holders} nodes):"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes test bed's binaries with the machine's Go, from the wrapper modules in hack/k8s,
-# hack/etcd and hack/helm (versions pinned by their go.mod, checksums by their committed go.sum):
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, etcd, helm
+# hack/etcd, hack/helm, hack/helm4 and hack/actionlint (versions pinned by their go.mod, checksums by their
+# committed go.sum):
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, etcd, helm (3), helm 4, actionlint
 # into $NODE_JANITOR_CACHE (default ~/.cache/node-janitor)/<component>-<version>/<component>.
 # What is already there is kept, so only the first run pays (minutes); then this prints nothing.
 # Rebuild one: delete its directory (or pass --force to rebuild all).
@@ -36,6 +37,7 @@ declare -A commits=(
   [go.etcd.io/etcd/server/v3@v3.5.21]=a17edfd59754d1aed29c2db33520ab9d401326a5
   [helm.sh/helm/v3@v3.17.3]=e4da49785aa6e6ee2b86efd5dd9e43400318262b
 )
+# Not stamped (none known offline): helm.sh/helm/v4, github.com/rhysd/actionlint
 commit_of() { echo "${commits[$1]:-}"; }
 
 # Builds `packages` of wrapper module `dir` into a temporary directory and moves each binary into its
@@ -105,3 +107,15 @@ for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   helm_flags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$helm_k8s_minor"
 done
 build "$hack/helm" "$helm_flags" "helm=helm.sh/helm/v3/cmd/helm@$helm"
+
+# Helm 4 (the chart is tested with both majors). It reads its Kubernetes version from its build info.
+helm4=$(modver "$hack/helm4" helm.sh/helm/v4)
+helm4_flags="-X helm.sh/helm/v4/internal/version.version=$helm4"
+helm4_flags+=" -X helm.sh/helm/v4/internal/version.gitCommit=$(commit_of "helm.sh/helm/v4@$helm4")"
+helm4_flags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+build "$hack/helm4" "$helm4_flags" "helm=helm.sh/helm/v4/cmd/helm@$helm4"
+
+# actionlint (checks .github/workflows; the release workflow itself cannot run here)
+actionlint=$(modver "$hack/actionlint" github.com/rhysd/actionlint)
+build "$hack/actionlint" "-X github.com/rhysd/actionlint.version=$actionlint" \
+  "actionlint=github.com/rhysd/actionlint/cmd/actionlint@$actionlint"

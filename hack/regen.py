@@ -6,7 +6,12 @@
 
 The derived files, each from its source:
 - `crds/`: the CRDs, from the pydantic models (`python -m node_janitor.api.crd`);
-- `charts/node-janitor/crds/`: a copy of `crds/` (beside kopf's peering CRD, a source: not generated here);
+- `charts/node-janitor/templates/crds/`: the chart's templates of `crds/` and of kopf's peering CRD
+  (`hack/crds/kopf.dev_peerings.yaml`, a source), each behind `crds.enabled` with the chart's labels and, with
+  `crds.keep`, `helm.sh/resource-policy: keep` (templates, not the chart's crds/ directory: `helm upgrade`
+  updates them);
+- `charts/node-janitor/README.md`: the chart's README, its values table from values.yaml's `# --` comments
+  (`hack/chart-readme.py`);
 - `operator/node_janitor/runtime/gen/`: the protobuf and gRPC stubs of `runtime/protos/` (`hack/gen-protos.py`,
   grpcio-tools pinned);
 - `deploy/` (not `deploy/examples/`): the chart rendered with its default values (`hack/render-deploy.sh`; helm:
@@ -29,21 +34,43 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = Path("crds")
-CHART_CRDS = Path("charts/node-janitor/crds")
+CHART_CRDS = Path("charts/node-janitor/templates/crds")
+CHART_README = Path("charts/node-janitor/README.md")
+KOPF_CRDS = Path("hack/crds/kopf.dev_peerings.yaml")  # kopf's CRDs: written by hand, not generated
 PROTO_STUBS = Path("operator/node_janitor/runtime/gen")
 DEPLOY = Path("deploy")
-CHART_CRD_SOURCES = frozenset({"kopf.dev_peerings.yaml"})  # kopf's CRD: committed by hand, not generated
 
 
 def derived_files(root: Path) -> Iterator[Path]:
     """The derived files present under `root` (the repository or a generated tree), relative to it."""
-    for directory, pattern in ((CRDS, "*.yaml"), (CHART_CRDS, "*.yaml"), (DEPLOY, "*.yaml"), (DEPLOY / "crds", "*")):
+    for directory, pattern in (
+        (CRDS, "*.yaml"),
+        (CHART_CRDS, "*.yaml"),
+        (DEPLOY, "*.yaml"),
+        (DEPLOY / "crds", "*"),
+        (CHART_README.parent, "*.md"),
+    ):  # the chart's README is its only Markdown
         for path in sorted((root / directory).glob(pattern)):
-            if path.is_file() and not (directory == CHART_CRDS and path.name in CHART_CRD_SOURCES):
+            if path.is_file():
                 yield path.relative_to(root)
     for path in sorted((root / PROTO_STUBS).rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             yield path.relative_to(root)
+
+
+def chart_crd_template(text: str, name: str) -> str:
+    """The chart's template of a CRD file (one or more documents): each CRD behind `crds.enabled`, with the
+    chart's labels and the keep annotation (`node-janitor.crdMetadata`) added to its metadata."""
+    assert "{{" not in text, f"{name}: a CRD with template delimiters"
+    documents = []
+    for document in text.split("\n---\n"):
+        lines = [line for line in document.strip("\n").splitlines() if not line.startswith("#")]
+        name_line = lines.index("metadata:") + 1
+        assert lines[name_line].startswith("  name: ") and not lines[name_line + 1].startswith("  "), name
+        lines.insert(name_line + 1, '  {{- include "node-janitor.crdMetadata" . | nindent 2 }}')
+        documents.append("{{- if .Values.crds.enabled }}\n" + "\n".join(lines) + "\n{{- end }}\n")
+    header = f"{{{{- /* Generated from {name} by hack/regen.py; do not edit. */}}}}\n"
+    return header + "---\n".join(documents)
 
 
 def run(*command: str | Path, env: dict[str, str] | None = None) -> None:
@@ -57,8 +84,9 @@ def generate(out: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     run(sys.executable, "-m", "node_janitor.api.crd", out / CRDS, env=env)
     (out / CHART_CRDS).mkdir(parents=True)
-    for crd in (out / CRDS).glob("*.yaml"):
-        shutil.copyfile(crd, out / CHART_CRDS / crd.name)
+    for crd in [*(out / CRDS).glob("*.yaml"), REPO / KOPF_CRDS]:
+        (out / CHART_CRDS / crd.name).write_text(chart_crd_template(crd.read_text(), crd.name))
+    run(sys.executable, REPO / "hack" / "chart-readme.py", out / CHART_README)
     run(sys.executable, REPO / "hack" / "gen-protos.py", "--out", out / PROTO_STUBS)
     run(REPO / "hack" / "render-deploy.sh", out / DEPLOY)
 

@@ -4,8 +4,11 @@
 # `helm install node-janitor charts/node-janitor -n node-janitor` does. hack/regen.py runs it with every other
 # generator; tests/test_derived_files.py fails when deploy/ drifts from the chart.
 #
-#   hack/render-deploy.sh [DIR]     (default: deploy/, and then crds/ is copied into the chart's crds/ too;
-#                                    deploy/examples/ is not touched)
+#   hack/render-deploy.sh [DIR]     (default: deploy/; deploy/examples/ is not touched)
+#
+# The CRDs stay out of deploy/node-janitor.yaml (crds.enabled=false): they are applied first, from crds/ and
+# deploy/crds/ (kopf's, copied from hack/crds/), so the chart's own custom objects render as plain objects.
+# No `helm test` Job either (--skip-tests).
 #
 # helm: $HELM, else the one hack/build-k8s.sh builds into the cache, else `helm` on PATH.
 set -euo pipefail
@@ -28,11 +31,6 @@ if [ -z "${HELM:-}" ]; then
   fi
 fi
 
-# The chart carries copies of crds/ (helm installs its crds/ first); refresh them when writing deploy/ itself.
-if [ $# -eq 0 ]; then
-  cp "$repo"/crds/*.yaml "$chart/crds/"
-fi
-
 header="# Generated from charts/node-janitor (default values) by hack/render-deploy.sh; do not edit."
 mkdir -p "$out/crds"
 
@@ -50,10 +48,9 @@ YAML
 
 {
   echo "$header"
-  "$HELM" template "$namespace" "$chart" --namespace "$namespace" | sed -e 's/[[:space:]]*$//'
+  "$HELM" template "$namespace" "$chart" --namespace "$namespace" --set crds.enabled=false --skip-tests \
+    --api-versions nodejanitor.io/v1alpha1/CleanupPolicy --api-versions kopf.dev/v1/ClusterKopfPeering | sed -e 's/[[:space:]]*$//'
 } >"$out/node-janitor.yaml"
 
 # kopf's peering CRDs are not generated from our models, so they are not in crds/: ship them beside.
-for crd in "$chart"/crds/*.yaml; do
-  [ -e "$repo/crds/$(basename "$crd")" ] || cp "$crd" "$out/crds/"
-done
+cp "$repo/hack/crds/kopf.dev_peerings.yaml" "$out/crds/"

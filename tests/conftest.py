@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from node_janitor.devbed import ContainerdBed, ImageBuilder
+from node_janitor.devbed.registry import Registry
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +35,11 @@ def containerd_bed(tmp_path_factory: pytest.TempPathFactory, image_builder: Imag
 def small_disk_bed(tmp_path_factory: pytest.TempPathFactory, image_builder: ImageBuilder) -> Iterator[ContainerdBed]:
     """Like `containerd_bed` but on a 160 MiB disk, for tests where the disk fills up."""
     yield from _bed(tmp_path_factory, image_builder, 160 << 20)
+
+
+@pytest.fixture
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A private OCI registry (distribution) on 127.0.0.1, plain HTTP, empty; a bed pulls from it after
+    `bed.trust_plain_http_registry(registry.host)`."""
+    with Registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg

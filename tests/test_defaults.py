@@ -28,7 +28,7 @@ def test_chart_values_repeat_the_defaults() -> None:
 def test_cli_flags_default_to_them() -> None:
     args = build_parser().parse_args(["agent"])
     assert args.containerd_socket == defaults.DEFAULT_CONTAINERD_ADDRESS
-    assert args.namespace == defaults.DEFAULT_NAMESPACE
+    assert args.containerd_namespace == defaults.DEFAULT_NAMESPACE
     assert Path(args.pod_log_dir) == defaults.DEFAULT_POD_LOG_DIR
     assert Path(args.state_dir) == defaults.DEFAULT_STATE_DIR
 

@@ -49,7 +49,8 @@ def test_the_check_command_agrees() -> None:
     "derived",
     [
         "crds/nodejanitor.io_cleanuppolicies.yaml",
-        "charts/node-janitor/crds/nodejanitor.io_nodecleanups.yaml",
+        "charts/node-janitor/templates/crds/nodejanitor.io_nodecleanups.yaml",
+        "charts/node-janitor/README.md",
         "operator/node_janitor/runtime/gen/runtime/v1/api_pb2.py",
         "deploy/node-janitor.yaml",
         "deploy/crds/kopf.dev_peerings.yaml",

@@ -20,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
+
+import node_janitor
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +197,20 @@ def _head_end(head: bytearray) -> int:
     """Where the request head ends (its blank line), or -1."""
     ends = [i for i in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if i >= 0]
     return min(ends) if ends else -1
+
+
+def metrics_registry(component: str) -> CollectorRegistry:
+    """A component's own registry, with `node_janitor_build_info{component,version,python_version} 1` in it.
+    Counters of this process expose no `_created` series (prometheus_client's switch is process-wide)."""
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    Gauge(
+        "node_janitor_build_info",
+        "Always 1; its labels say the version of node-janitor and of Python a component runs.",
+        ["component", "version", "python_version"],
+        registry=registry,
+    ).labels(component, node_janitor.__version__, platform.python_version()).set(1)
+    return registry
 
 
 async def serve_health(

@@ -79,5 +79,6 @@ def test_missing_rights_are_a_one_line_error_naming_them(
     assert err[-1] == (
         "node-janitor: error: the agent cannot start: RBAC does not let the agent get nodes, list nodes, "
         "watch nodes, list nodecleanups.nodejanitor.io, watch nodecleanups.nodejanitor.io, "
-        "patch nodecleanups/status.nodejanitor.io, create events: bind it the chart's agent ClusterRole"
+        "patch nodecleanups/status.nodejanitor.io, create events, list pods, watch pods: bind it the chart's agent "
+        "ClusterRole"
     ), err

@@ -58,8 +58,8 @@ async def test_without_its_nodecleanup_the_agent_removes_nothing(
     assert {i.id for i in kept + others} <= await image_ids(bed)
     after = agent.log().split("no NodeCleanup for this node", 1)[1]
     assert "run start" not in after and "action kind=" not in after
-    used = [v for k, v in agent.metrics().items() if k.startswith("node_janitor_filesystem_used_percent")]
-    assert max(used) > 85  # /metrics reports the disk
+    used = [v for k, v in agent.metrics().items() if k.startswith("node_janitor_filesystem_used_ratio")]
+    assert max(used) > 0.85  # /metrics reports the disk
 
 
 async def test_a_spec_the_agent_cannot_read_counts_as_paused(

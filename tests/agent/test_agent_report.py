@@ -11,6 +11,7 @@ from node_janitor.api import NodeCleanup
 from node_janitor.devbed import ContainerdBed, Layer
 from support.agentbed import AgentFactory, MiB, apply_nodecleanup, condition, run_container, status, wait_for
 from support.kube import ControlPlane
+from support.metrics_doc import undocumented
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 
@@ -63,7 +64,15 @@ def test_status_is_reported_and_visible_with_kubectl(
     metrics = agent.metrics()
     assert metrics['node_janitor_runs_total{dry_run="false",trigger="startup"}'] == 1
     assert metrics["node_janitor_ready"] == 1
-    assert metrics[f'node_janitor_filesystem_used_percent{{filesystem="logs",path="{bed.pod_log_dir}"}}'] > 0
+    wait_for("the watermarks of generation 2", lambda: agent.metrics().get("node_janitor_high_watermark_ratio") == 0.95)
+    assert agent.metrics()["node_janitor_low_watermark_ratio"] == 0.8
+    assert undocumented(agent.http("/metrics")[1]) == set()  # docs/metrics.md lists every one
+    logs_fs = f'{{filesystem="logs",path="{bed.pod_log_dir}"}}'
+    assert 0 < metrics[f"node_janitor_filesystem_used_ratio{logs_fs}"] <= 1
+    assert metrics[f"node_janitor_filesystem_size_bytes{logs_fs}"] >= (
+        metrics[f"node_janitor_filesystem_used_bytes{logs_fs}"]
+        + metrics[f"node_janitor_filesystem_available_bytes{logs_fs}"]
+    )
 
 
 async def test_a_paused_node_still_remembers_when_each_image_was_last_used(

@@ -43,6 +43,9 @@ POLICY = {
 WRITER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"  # a line every 0.1 s
 
 
+REMOVED = "node_janitor_actions_total"
+
+
 def _runs(metrics: dict[str, float]) -> float:
     return sum(v for k, v in metrics.items() if k.startswith("node_janitor_runs_total{"))
 
@@ -90,8 +93,7 @@ async def test_an_unreachable_target_is_reported_once_and_retried_only_when_some
         # Something changes (the policy no longer keeps the spare image): one run removes it, and is short still:
         # no second TargetUnreachable Event; then no run again while nothing changes.
         apply_nodecleanup(kube, node_name, POLICY)
-        removed = 'node_janitor_actions_total{kind="remove-image",outcome="done"}'
-        wait_for("the spare image removed", lambda: agent.metrics().get(removed) == 1)
+        wait_for("the spare image removed", lambda: agent.metric(REMOVED, kind="remove-image", outcome="done") == 1)
         assert spare.id not in await image_ids(bed)
         runs = _runs(agent.metrics())
         assert runs == 2
@@ -133,8 +135,11 @@ async def test_an_image_reaching_min_age_is_the_change_that_ends_the_wait(
         imported = time.monotonic()
         agent = agents.start(node_name, bed, monitor_interval="200ms")
         wait_for("the TargetUnreachable Event", lambda: _unreachable_events(kube, node_name), 30)
-        removed = 'node_janitor_actions_total{kind="remove-image",outcome="done"}'
-        wait_for("the image removed once it reached minAge", lambda: agent.metrics().get(removed) == 1, 30)
+        wait_for(
+            "the image removed once it reached minAge",
+            lambda: agent.metric(REMOVED, kind="remove-image", outcome="done") == 1,
+            30,
+        )
         took = time.monotonic() - imported
         assert 8 <= took <= 8 + 1 + 5, f"removed {took:.1f}s after its import (minAge 8s)"
         assert young.id not in await image_ids(bed)

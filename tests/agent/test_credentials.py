@@ -501,3 +501,12 @@ def test_the_agent_never_imports_the_kubernetes_package(tmp_path: Path, pki: dic
     """
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_context_asked_for_skips_in_cluster(tmp_path: Path, pki: dict[str, Path]) -> None:
+    """`--context` names a kubeconfig context: in a pod (service env set) it is looked up, not ignored."""
+    sa = _service_account(tmp_path, pki)
+    _write(tmp_path / ".kube" / "config", _kubeconfig({"c": {"server": "http://h:1"}}, {}, {"x": ("c", "")}, "x"))
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": str(tmp_path)}
+    assert load_credentials(environ=env, service_account_dir=sa).source == "in-cluster"
+    assert load_credentials(context="x", environ=env, service_account_dir=sa).server == "http://h:1"

@@ -57,3 +57,19 @@ def test_a_new_policy_is_reported_and_the_status_says_which(tmp_path: Path) -> N
     assert status["observedGeneration"] == 4
     assert (ready["status"], ready["reason"]) == ("False", "RuntimeUnavailable")  # no containerd yet
     assert agent.ready() == (False, "containerd unreachable: not connected yet")
+
+
+async def test_a_run_request_annotation_queues_a_run_and_wins_over_spec_run_request(tmp_path: Path) -> None:
+    """`node-janitor run` asks through the annotation (no generation bump); an answered spec token stays answered."""
+    agent = _agent(tmp_path)
+    agent.reporter.last_run = {"runRequest": "t1", "trigger": "request"}
+    agent.triggers.answered_request = "t1"
+    annotated = _cleanup(runRequest="t1")
+    annotated["metadata"]["annotations"] = {"nodejanitor.io/run-request": "dry-run:t2"}
+    agent.on_nodecleanup("MODIFIED", annotated)
+    assert agent.queue.pending
+    pending = await agent.queue.take()
+    assert pending.run_request == "dry-run:t2" and pending.dry_run_request and not agent.queue.pending
+    agent.queue.done()
+    agent.on_nodecleanup("MODIFIED", annotated)  # seen again: asked once
+    assert not agent.queue.pending

@@ -162,3 +162,57 @@ def test_a_failed_run_is_a_valid_status_and_a_warning_event() -> None:
     assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "node-a", "uid": "uid-1"}
     quiet = RunOutcome.of("schedule", NOW, 0.1, False, None)
     assert run_event(quiet, "node-a", None, NOW) is None  # nothing removed, nothing failed: no Event
+
+
+def test_reclaimed_bytes_count_what_the_disk_gained_not_what_was_planned(tmp_path: Path) -> None:
+    """The runtime's actions planned 300 MiB (two images, a container); the image file system gained 200 MiB: the
+    counter says 200 MiB, like status.lastRun and node_janitor_last_run_reclaimed_bytes, shared out by kind in
+    proportion to the planned sizes. Each action is counted with the reason it was planned for."""
+    from node_janitor.node.engine import PruneReport
+    from node_janitor.node.execute import ActionResult, ExecutionResult
+    from node_janitor.node.inventory import FileSystemEntry, Inventory
+    from node_janitor.node.outcome import Outcome
+    from node_janitor.node.plan import Action, ActionKind, Plan, Reason, Target
+
+    mib = 1 << 20
+    actions = (
+        Action(ActionKind.REMOVE_IMAGE, "sha256:a", Reason.LEAST_RECENTLY_USED, 200 * mib),
+        Action(ActionKind.REMOVE_IMAGE, "sha256:b", Reason.MAX_UNUSED_AGE, 50 * mib),
+        Action(ActionKind.REMOVE_CONTAINER, "c1", Reason.EXITED_CONTAINER, 50 * mib),
+        Action(ActionKind.REMOVE_IMAGE, "sha256:c", Reason.LEAST_RECENTLY_USED, 70 * mib),
+    )
+    results = [ActionResult(a, Outcome.DONE) for a in actions[:3]] + [ActionResult(actions[3], Outcome.SKIPPED)]
+    before = FileSystemEntry("imagefs", "/var/lib/containerd", 1000 * mib, 900 * mib, 100 * mib)
+    after = FileSystemEntry("imagefs", "/var/lib/containerd", 1000 * mib, 700 * mib, 300 * mib)
+    report = PruneReport(
+        plan=Plan(actions, Target()),
+        dry_run=False,
+        inventory=Inventory(taken_at=NOW),
+        execution=ExecutionResult(results=results, before=before, after=after),
+    )
+    reporter = _reporter(tmp_path, MemoryKube())
+    for result in results:  # as the runner counts them, one by one
+        reporter.count(str(result.action.kind), str(result.outcome), str(result.action.reason))
+    reporter.record_run(RunOutcome.of("watermark", NOW, 1.0, False, report))
+
+    assert _sample(reporter, "node_janitor_last_run_reclaimed_bytes") == 200 * mib
+    assert reporter.last_run is not None and reporter.last_run["reclaimedBytes"] == 200 * mib
+    by_kind = {
+        kind: _sample(reporter, "node_janitor_reclaimed_bytes_total", kind=kind)
+        for kind in ("remove-image", "remove-container")
+    }
+    assert by_kind == {"remove-image": 174_762_667, "remove-container": 34_952_533}  # 5 : 1, the odd byte to images
+    assert sum(by_kind.values()) == 200 * mib  # (the old counter: 300 MiB, what was planned)
+    done = "node_janitor_actions_total"
+    assert _sample(reporter, done, kind="remove-image", outcome="done", reason="lru-under-pressure") == 1
+    assert _sample(reporter, done, kind="remove-image", outcome="done", reason="unused-too-long") == 1
+    assert _sample(reporter, done, kind="remove-container", outcome="done", reason="exited-container") == 1
+    assert _sample(reporter, done, kind="remove-image", outcome="skipped", reason="lru-under-pressure") == 1
+
+
+def test_share_out_adds_up_to_the_total() -> None:
+    from node_janitor.agent.metrics import share_out
+
+    assert share_out(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
+    assert share_out(7, {"a": 0, "b": 5}) == {"b": 7}
+    assert share_out(0, {"a": 5}) == {} and share_out(5, {"a": 0}) == {}

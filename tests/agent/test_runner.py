@@ -58,6 +58,7 @@ class Engine:
     def __init__(self, *reports: PruneReport | Exception) -> None:
         self.reports = list(reports)
         self.calls: list[PolicyRules] = []
+        self.headrooms: list[int] = []
         self.sent: list[str] = []
         self.running = 0
         self.most_at_once = 0
@@ -75,8 +76,10 @@ class Engine:
         on_log_result: Callable[[LogActionResult], None],
         should_stop: Callable[[], bool],
         current_rules: Callable[[], PolicyRules],
+        headroom: int = 0,
     ) -> PruneReport:
         self.calls.append(rules)
+        self.headrooms.append(headroom)
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:
@@ -222,3 +225,17 @@ async def test_an_unreachable_target_is_reported_once_per_episode(tmp_path: Path
     await bed.runner.run(PendingRun(frozenset({"schedule"})))  # reached (no target): the episode ends
     ready = bed.reporter.conditions.get("TargetReached")
     assert bed.target.episode is None and ready is not None and ready.status == "True"
+
+
+async def test_a_predicted_run_reclaims_to_low_and_leaves_room_for_what_lands_while_it_runs(tmp_path: Path) -> None:
+    engine = Engine(_report(), _report())
+    bed = Bed(tmp_path, engine, {"thresholds": {"highPercent": 75, "lowPercent": 60}})
+    thresholds = bed.policy.applied.thresholds
+    for i in range(8):  # 1% of the disk a second, sampled every quarter second
+        bed.triggers.fill.observe([_fs(50 + i * 0.25)], thresholds, 100.0 + i * 0.25)
+    await bed.runner.run(PendingRun(frozenset({"prediction"})))
+    expected = bed.triggers.fill.headroom(thresholds)
+    assert expected > 0 and engine.headrooms == [expected]
+    assert engine.calls[0].thresholds.high_percent < 61  # to the low watermark, as a pressure run
+    await bed.runner.run(PendingRun(frozenset({"watermark"})))
+    assert engine.headrooms[-1] == 0  # a watermark run is no forecast: the pulls in flight only (the engine's)

@@ -84,7 +84,8 @@ def test_defaults_are_the_models() -> None:
     thresholds = spec["properties"]["thresholds"]
     assert thresholds["default"] == Thresholds().model_dump(mode="json")
     assert thresholds["default"] == {"highPercent": 85, "lowPercent": 75, "inodesHighPercent": 90,
-                                     "inodesLowPercent": 80}  # fmt: skip
+                                     "inodesLowPercent": 80, "evictionPercent": 85, "predict": True,
+                                     "predictHorizon": "30s"}  # fmt: skip
     logs = spec["properties"]["logs"]["properties"]
     assert (logs["maxSize"]["default"], logs["checkInterval"]["default"]) == ("10Mi", "5s")
     assert spec["properties"]["logs"]["default"] == LogsPolicy().model_dump(mode="json", exclude_none=True)
@@ -107,7 +108,7 @@ def test_validations_are_in_the_schema() -> None:
 def test_names_and_columns() -> None:
     policy, node = build_crds()
     assert policy["spec"]["scope"] == node["spec"]["scope"] == "Cluster"
-    assert policy["spec"]["names"]["shortNames"] == ["cpol"] and node["spec"]["names"]["shortNames"] == ["nc"]
+    assert policy["spec"]["names"]["shortNames"] == ["njpol"] and node["spec"]["names"]["shortNames"] == ["njnc"]
     assert policy["spec"]["names"]["categories"] == node["spec"]["names"]["categories"] == ["node-janitor"]
 
     def columns(crd: dict[str, Any]) -> list[str]:

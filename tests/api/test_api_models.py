@@ -187,7 +187,7 @@ def test_nodecleanup_example() -> None:
         (nodecleanup("n1", nodeName="n1", policy={"priority": 1}), "spec.policy.priority: unknown field"),
         (nodecleanup("n1", nodeName="n1", policy={"nodeSelector": {}}), "spec.policy.nodeSelector: unknown field"),
         ({**nodecleanup("n1", nodeName="n1"), "status": {"lastRun": {"trigger": "cron", "startTime": "2024-06-01T00:00:00Z"}}},
-         "status.lastRun.trigger: Input should be 'schedule', 'pressure', 'request', 'watermark' or 'startup'"),
+         "status.lastRun.trigger: Input should be 'schedule', 'pressure', 'request', 'watermark', 'prediction' or 'startup'"),
         ({**nodecleanup("n1", nodeName="n1"), "status": {"diskPercent": 101}}, "status.diskPercent: Input should be less than or equal to 100"),
         ({**nodecleanup("n1", nodeName="n1"), "status": {"conditions": [{"type": "Ready", "status": "Yes"}]}},
          "status.conditions[0].status: Input should be 'True', 'False' or 'Unknown'"),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from node_janitor.cli import main
+from node_janitor.cli.demo import _demo_containerd
+from node_janitor.devbed import DevbedError
 
 pytestmark = pytest.mark.containerd
 
@@ -24,3 +27,13 @@ def test_demo_shows_df_dry_run_and_prune_and_reaches_the_low_watermark(capsys: p
     assert "demo.local/platform/agent:1" not in did  # kept by the policy
     before, after = map(float, re.search(r"Image file system: ([\d.]+)% -> ([\d.]+)% used", real).groups())  # type: ignore[union-attr]
     assert before > 70 >= 50 >= after
+
+
+def test_the_demo_needs_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset NJ_CONTAINERD and nothing built: Debian's containerd; asked for one that is not built: the error."""
+    monkeypatch.setenv("NODE_JANITOR_CACHE", str(tmp_path))
+    monkeypatch.delenv("NJ_CONTAINERD", raising=False)
+    assert _demo_containerd().version == "1.6"
+    monkeypatch.setenv("NJ_CONTAINERD", "2.3")
+    with pytest.raises(DevbedError, match=r"hack/build-containerd\.sh"):
+        _demo_containerd()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from node_janitor.controller.effective import (
     compute_protected_images,
     is_in_sync,
 )
+from node_janitor.controller.leases import AgentLease, parse_agent_leases
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
-from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status
+from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status, is_silent
 from node_janitor.controller.views import (
     CleanupView,
     NodeView,
@@ -35,9 +37,11 @@ from node_janitor.controller.views import (
     build_node_view,
     build_policy_view,
 )
-from node_janitor.controller.workloads import WORKLOAD_KINDS, compute_workload_images
+from node_janitor.controller.workloads import WORKLOAD_KINDS, WorkloadKind, compute_workload_images
 
 NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+POD_SPEC = WorkloadKind("Pod", "", "v1", "pods", ("spec",))
+"""A bare pod spec (Pods are not indexed by the operator any more: their node's agent protects their images)."""
 
 
 def policy_body(
@@ -123,7 +127,7 @@ def test_protected_images_are_the_workload_images_the_node_holds_compared_normal
         cleanup_body("n", {"nodeName": "n"}, {"imageRefs": ["nginx", "quay.io/x/y:1", "busybox:1.36"]})
     )
     assert held.image_refs == {"docker.io/library/nginx:latest", "quay.io/x/y:1", "docker.io/library/busybox:1.36"}
-    workload = compute_workload_images(WORKLOAD_KINDS[0], {"spec": {"containers": [{"image": "docker.io/library/nginx"},
+    workload = compute_workload_images(POD_SPEC, {"spec": {"containers": [{"image": "docker.io/library/nginx"},
                                                                                 {"image": "quay.io/x/y:1"}]}})  # fmt: skip
     assert compute_protected_images(held.image_refs, workload.__contains__, True) == [
         "docker.io/library/nginx:latest", "quay.io/x/y:1"]  # fmt: skip
@@ -135,12 +139,13 @@ def test_a_workload_image_with_tag_and_digest_protects_the_digest_ref_the_node_r
     digest = "sha256:" + "cd" * 32
     held = build_cleanup_view(cleanup_body("n", {"nodeName": "n"}, {"imageRefs": [f"registry.example/app@{digest}"]}))
     pod = {"spec": {"containers": [{"image": f"registry.example/app:v1@{digest}"}]}}
-    workload = compute_workload_images(WORKLOAD_KINDS[0], pod)
+    workload = compute_workload_images(POD_SPEC, pod)
     assert compute_protected_images(held.image_refs, workload.__contains__, True) == [f"registry.example/app@{digest}"]
 
 
 @pytest.mark.parametrize("kind", WORKLOAD_KINDS, ids=[k.kind for k in WORKLOAD_KINDS])
 def test_workload_images_come_from_every_container_list_of_the_pod_spec(kind: Any) -> None:
+    assert kind.kind != "Pod"  # (issue 21: bare Pods are their node's agent's, agent/pods.py)
     pod_spec = {"initContainers": [{"name": "i", "image": "init:1"}], "containers": [{"name": "c", "image": "app"}],
                 "ephemeralContainers": [{"name": "d", "image": "registry.example/debug:2"}]}  # fmt: skip
     body: dict[str, Any] = pod_spec
@@ -543,3 +548,66 @@ def test_foreign_fields_are_the_stored_ones_the_operators_spec_leaves_unset() ->
         "/spec/policy/logs/nodeBudget",
     ]  # fmt: skip
     assert compute_foreign_fields(ours, ours) == []
+
+
+# --- liveness: the agents' Leases (issue 21) -----------------------------------------------------------------
+
+STALE = timedelta(minutes=5)
+
+
+def lease(age: timedelta, duration: int = 180) -> AgentLease:
+    return AgentLease(NOW - age, duration)
+
+
+def test_a_renewed_lease_keeps_an_agent_alive_without_a_status_heartbeat() -> None:
+    old_heartbeat = {"heartbeatTime": (NOW - timedelta(minutes=20)).isoformat()}
+    assert not is_silent(replace(member("a", old_heartbeat), lease=lease(timedelta(seconds=60))), NOW, STALE)
+    # (without the Lease, that heartbeat is silent: the old rule)
+    assert is_silent(member("a", old_heartbeat), NOW, STALE)
+
+
+def test_an_expired_lease_is_silent_within_its_duration_whatever_the_last_heartbeat() -> None:
+    """An agent with a Lease writes its status every 5 minutes: its heartbeat alone would flag it only after up to
+    10; the Lease flags it 3 minutes after its last renewal."""
+    heartbeat = {"heartbeatTime": (NOW - timedelta(minutes=3, seconds=30)).isoformat()}
+    stopped = replace(member("a", heartbeat), lease=lease(timedelta(minutes=3, seconds=1)))
+    assert is_silent(stopped, NOW, STALE)
+    status = compute_policy_status(policy_view("p", {}), [stopped], NOW, STALE)
+    degraded = {c.type: c for c in status.conditions}["Degraded"]
+    assert (degraded.status, degraded.reason) == ("True", "AgentsNotReporting")
+
+
+def test_a_status_written_after_the_lease_expired_counts_as_a_heartbeat() -> None:
+    """An agent that renews no Lease any more (downgraded, or its renewals refused) heartbeats in status."""
+    heartbeat = {"heartbeatTime": (NOW - timedelta(seconds=30)).isoformat()}
+    assert not is_silent(replace(member("a", heartbeat), lease=lease(timedelta(hours=1))), NOW, STALE)
+
+
+def test_leases_are_parsed_by_node_name() -> None:
+    listing: dict[str, Any] = {"items": [
+        {"metadata": {"name": "n1"}, "spec": {"renewTime": "2026-12-01T08:59:00.123456Z", "leaseDurationSeconds": 120}},
+        {"metadata": {"name": "n2"}, "spec": {"holderIdentity": "n2"}},  # never renewed
+        {"metadata": {"name": "n3"}, "spec": {"renewTime": "garbage"}},
+    ]}  # fmt: skip
+    leases = parse_agent_leases(listing)
+    assert list(leases) == ["n1"]
+    assert leases["n1"].duration_seconds == 120 and leases["n1"].renewed.second == 0
+
+
+class _NoWrites:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected write {name}")
+
+
+def test_a_lease_turning_stale_marks_the_policies_of_its_node_only() -> None:
+    reconciler = Reconciler(_NoWrites(), OperatorMetrics(), ReconcilerSettings())  # type: ignore[arg-type]
+    reconciler.node_changed("a", node_view("a", pool="x"))
+    reconciler.node_changed("b", node_view("b", pool="y"))
+    reconciler.policy_changed("px", policy_view("px", {"pool": "x"}))
+    reconciler.policy_changed("py", policy_view("py", {"pool": "y"}))
+    reconciler.leases_listed({"a": lease(timedelta(seconds=10)), "b": lease(timedelta(seconds=10))}, NOW)
+    reconciler._policies.items.clear()
+    # a minute later: a renewed, b did not and is past its duration
+    later = NOW + timedelta(minutes=3)
+    reconciler.leases_listed({"a": AgentLease(later, 180), "b": lease(timedelta(seconds=10))}, later)
+    assert reconciler.pending()["policies"] == {"py"}

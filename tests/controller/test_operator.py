@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from node_janitor.api.nodecleanup import is_dry_run_request
+from node_janitor.api.nodecleanup import RUN_REQUEST_ANNOTATION, is_dry_run_request
 from support.kube import ControlPlane
+from support.metrics_doc import undocumented
 from support.operator import (
     DEADLINE,
     POOL,
@@ -313,6 +314,7 @@ def test_metrics_health_and_readiness(operator: Operator, kube: ControlPlane) ->
     assert {"node_janitor_operator_writes", "node_janitor_operator_unchanged", "node_janitor_operator_synced",
             "node_janitor_operator_reconcile_duration_seconds"} <= names  # fmt: skip
     assert operator.metric("node_janitor_operator_synced") == 1
+    assert undocumented(text) == set()  # docs/metrics.md lists every one
     assert (
         operator.metric("node_janitor_operator_writes_total", object="nodecleanup", operation="apply", outcome="ok") > 0
     )
@@ -329,8 +331,8 @@ class FakeAgent(threading.Thread):
     def run(self) -> None:
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
-            spec = self.kube.kubectl_json("get", "nodecleanup", self.name)["spec"]
-            if token := spec.get("runRequest"):
+            meta = self.kube.kubectl_json("get", "nodecleanup", self.name)["metadata"]
+            if token := (meta.get("annotations") or {}).get(RUN_REQUEST_ANNOTATION):
                 self.token = token
                 break
             time.sleep(0.2)
@@ -363,10 +365,11 @@ def test_run_wait_prints_the_report(operator: Operator, kube: ControlPlane) -> N
     assert "dry run (nothing removed) on run-1: trigger request" in out
     assert "remove-image" in out and "docker.io/library/old:1" in out and "4Mi" in out and "lru-under-pressure" in out
     assert "imagefs" in out and "50.0%" in out
-    # the operator's apply never takes the request back
+    # the operator's apply never takes the request back; the request is no spec change
     time.sleep(1)
     cleanup = kube.kubectl_json("get", "nodecleanup", "run-1", "--show-managed-fields")
-    assert cleanup["spec"]["runRequest"] == agent.token
+    assert cleanup["metadata"]["annotations"][RUN_REQUEST_ANNOTATION] == agent.token
+    assert "runRequest" not in cleanup["spec"]
     assert {m["manager"] for m in cleanup["metadata"]["managedFields"]} >= {"node-janitor-run", "node-janitor-operator"}
 
 

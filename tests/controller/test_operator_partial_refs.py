@@ -23,8 +23,11 @@ def operator(kube: ControlPlane, crds: object, tmp_path_factory: pytest.TempPath
 
 
 def _pod(name: str, image: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-            "spec": {"nodeName": "nowhere-partial", "containers": [{"name": "c", "image": image}]}}  # fmt: skip
+    """A workload using `image`: a ReplicaSet at 0 replicas (the operator indexes pod templates, not Pods)."""
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": image}]}}}}  # fmt: skip
 
 
 def test_a_cut_short_image_list_protects_every_workload_image(
@@ -56,4 +59,20 @@ def test_a_cut_short_image_list_protects_every_workload_image(
     wait_for("the intersection again once the list is complete",
              lambda: protected("part-1") == ["registry.example/part/listed:v1"])  # fmt: skip
     for pod in ("part-listed", "part-unlisted", "part-new"):
-        kube.kubectl("delete", "pod", pod, "-n", "default", "--wait=false")
+        kube.kubectl("delete", "replicaset", pod, "-n", "default", "--wait=false")
+
+
+def test_a_packed_image_list_protects_as_the_plain_one(operator: Operator, kube: ControlPlane) -> None:
+    """status.imageRefsPacked (issue 21: one status patch at 200 images under 16 KiB) is read as the same list."""
+    from node_janitor.api.packed_refs import pack_refs
+
+    node(kube, "pack-1", **{POOL: "pack"})
+    policy(kube, "pack", {POOL: "pack"}, images={"keepWorkloadImages": True})
+    wait_for("the NodeCleanup of pack-1", lambda: "pack-1" in cleanups(kube, "pack-"))
+    apply(kube, _pod("pack-used", "registry.example/pack/used:v1"))
+    held = [f"registry.example/pack/cached-{i}:v1" for i in range(300)] + ["registry.example/pack/used:v1"]
+    patch_status(kube, "pack-1", {"imageRefs": [], "imageRefsPacked": pack_refs(held), "imageRefsOmitted": len(held)})
+    used = ["registry.example/pack/used:v1"]
+    wait_for("the packed workload image protected, and only it",
+             lambda: cleanups(kube, "pack-")["pack-1"]["spec"].get("protectedImages") == used)  # fmt: skip
+    kube.kubectl("delete", "replicaset", "pack-used", "-n", "default", "--wait=false")

@@ -40,3 +40,11 @@ def test_fill_leaves_what_was_asked(small_disk_bed: ContainerdBed) -> None:
     assert abs(small_disk_bed.usage().available - (8 << 20)) < (1 << 20)
     small_disk_bed.drain()
     assert small_disk_bed.usage().available > 100 << 20
+
+
+def test_fill_to_nothing_leaves_not_one_block(small_disk_bed: ContainerdBed) -> None:
+    small_disk_bed.import_images(small_disk_bed.builder.random_images("fill", 3, 10 << 20))
+    small_disk_bed.fill(leave_available=0)
+    assert small_disk_bed.usage().available == 0
+    with pytest.raises(OSError):  # not even a small state file fits (2 KiB were left beside containerd 2.3)
+        (small_disk_bed.disk / "state.json").write_bytes(b"{}" * 150)

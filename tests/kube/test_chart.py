@@ -1,7 +1,8 @@
 """The Helm chart (charts/node-janitor) and the plain manifests rendered from it (deploy/): lint, render for
 several value sets, refuse bad values naming them, pass the apiserver's server-side dry run, and keep the
-operator's pod within the `restricted` Pod Security Standard. That deploy/ and the chart's crds/ are in sync with
-the chart and crds/: tests/test_derived_files.py."""
+operator's pod within the `restricted` Pod Security Standard. That deploy/ and the chart's CRD templates are in
+sync with the chart and crds/: tests/test_derived_files.py. Installs and upgrades on the apiserver (the CRDs, an
+umbrella chart, Helm 3 and 4): tests/kube/test_chart_install.py."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ VALUE_SETS: dict[str, list[str]] = {
     "two-operators": ["--set", "operator.replicas=2"],
     "service-monitor": ["--set", "metrics.serviceMonitor.enabled=true", "--set", "operator.dryRun=true"],
     "no-admission-policy": ["--set", "agent.nodeBoundAdmission.enabled=false"],
+    "five-operators": ["--set", "operator.replicas=5"],
+    "no-crds": ["--set", "crds.enabled=false"],
+    "gke-quota": ["--set", "resourceQuota.enabled=true"],
+    "selinux": ["--set", "agent.securityContext.seLinuxOptions.type=spc_t",
+                "--set", "operator.securityContext.seLinuxOptions.level=s0:c123\\,c456"],
+    "umbrella-global": ["--set", "global.imageRegistry=registry.example.com", "--set", "global.anything.deep=1"],
 }  # fmt: skip
 
 
@@ -66,30 +73,41 @@ def test_lint_strict(kube: ControlPlane, values: list[str]) -> None:
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
 
 
+def is_test_hook(doc: dict[str, Any]) -> bool:
+    return bool((doc["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test")
+
+
 def test_defaults(kube: ControlPlane) -> None:
     docs = render(kube)
-    kinds = sorted(d["kind"] for d in docs)
+    kinds = sorted(d["kind"] for d in docs if not is_test_hook(d))
     assert kinds == sorted([
-        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "ServiceAccount", "ServiceAccount", *["ClusterRole"] * 4, "ClusterRoleBinding", "ClusterRoleBinding",
         "Service", "Service", "Deployment", "DaemonSet", *["ValidatingAdmissionPolicy"] * 3,
         *["ValidatingAdmissionPolicyBinding"] * 3, "CleanupPolicy", "ClusterKopfPeering",
+        *["CustomResourceDefinition"] * 4,
     ])  # fmt: skip
+    assert sorted(d["kind"] for d in docs if is_test_hook(d)) == [
+        "ClusterRole", "ClusterRoleBinding", "Job", "ServiceAccount"]  # fmt: skip
     operator = find(docs, "Deployment")
     assert operator["spec"]["replicas"] == 1
     op = pod_spec(docs, "Deployment")
-    assert op["containers"][0]["args"][:3] == ["operator", "--metrics-port=8080", "--peering=node-janitor"]
+    assert op["containers"][0]["args"][:3] == ["operator", "--metrics-port=8080", "--peering=nj-node-janitor"]
     assert op["securityContext"]["runAsNonRoot"] is True and "hostNetwork" not in op
-    assert find(docs, "ClusterKopfPeering")["metadata"]["name"] == "node-janitor"
+    assert op["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert find(docs, "ClusterKopfPeering")["metadata"]["name"] == "nj-node-janitor"
+    assert find(docs, "CleanupPolicy")["metadata"]["name"] == "nj-node-janitor-default"
 
     agent = pod_spec(docs, "DaemonSet")
     container = agent["containers"][0]
     assert container["args"] == [
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
-        "--namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
+        "--containerd-namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
         "--extra-paths-within=/var/log", "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
+        "--log-format=text", "--log-level=info",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
+    assert agent["nodeSelector"] == {"kubernetes.io/os": "linux"}  # but never a Windows node
     assert agent["priorityClassName"] == "system-node-critical"
     assert "hostNetwork" not in agent
     assert host_paths(agent) == {
@@ -140,9 +158,18 @@ def test_metrics_on_the_pod_ip_only(kube: ControlPlane) -> None:
 def test_no_default_policy(kube: ControlPlane, kopf_crds: None) -> None:
     docs = render(kube, *VALUE_SETS["no-default-policy"])
     assert not [d for d in docs if d["kind"] == "CleanupPolicy"]
-    assert find(render(kube), "CleanupPolicy")["spec"] == {"priority": -1000}
-    notes = kube.helm("install", "nj", str(CHART), "--dry-run", *VALUE_SETS["no-default-policy"]).stdout
+    assert find(render(kube), "CleanupPolicy")["spec"] == {"priority": -1000}  # (name: test_defaults)
+    # (crds.enabled=false: the session's CRDs are kubectl's, which a dry-run install would refuse to adopt)
+    notes = kube.helm("install", "nj", str(CHART), "--dry-run", "--set", "crds.enabled=false",
+                      *VALUE_SETS["no-default-policy"]).stdout  # fmt: skip
     assert "no policy was installed" in notes and "kubectl get nodecleanups" in notes
+
+
+def test_more_operator_replicas_than_two(kube: ControlPlane) -> None:
+    """No cap at 2: one is active (kopf peering), every other one a standby."""
+    docs = render(kube, *VALUE_SETS["five-operators"])
+    assert find(docs, "Deployment")["spec"]["replicas"] == 5
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
 def test_two_operator_replicas(kube: ControlPlane) -> None:
@@ -164,9 +191,127 @@ def test_service_monitor(kube: ControlPlane) -> None:
     assert not [d for d in render(kube) if d["kind"] == "ServiceMonitor"]
 
 
+CRD_NAMES = ["cleanuppolicies.nodejanitor.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev",
+             "nodecleanups.nodejanitor.io"]  # fmt: skip
+HOOK = "helm.sh/hook"
+
+
+def test_crds_are_templates_behind_values(kube: ControlPlane) -> None:
+    """Templates, not the chart's crds/ directory (which helm never upgrades): `helm upgrade` updates them."""
+    assert not (CHART / "crds").exists()
+    crds = [d for d in render(kube) if d["kind"] == "CustomResourceDefinition"]
+    assert sorted(d["metadata"]["name"] for d in crds) == CRD_NAMES
+    for crd in crds:
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}  # crds.keep: true
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "nj"
+    # the CRDs as generated from the models: the template adds labels and the annotation only
+    generated = yaml.safe_load((REPO / "crds" / "nodejanitor.io_nodecleanups.yaml").read_text())
+    rendered = next(d for d in crds if d["metadata"]["name"] == "nodecleanups.nodejanitor.io")
+    assert rendered["spec"] == generated["spec"]
+    assert rendered["spec"]["names"]["shortNames"] == ["njnc"]  # not a short name of another project
+    unkept = [d for d in render(kube, "--set", "crds.keep=false") if d["kind"] == "CustomResourceDefinition"]
+    assert len(unkept) == 4 and all("annotations" not in d["metadata"] for d in unkept)
+    assert not [d for d in render(kube, *VALUE_SETS["no-crds"]) if d["kind"] == "CustomResourceDefinition"]
+
+
+def test_the_charts_own_objects_are_hooks_until_their_kinds_are_served(kube: ControlPlane) -> None:
+    """On the first install helm cannot map a CleanupPolicy or a ClusterKopfPeering before the release's CRDs exist:
+    they are post-install hooks then, owned by the release so that the next upgrade adopts them as plain objects."""
+    first = render(kube)
+    for kind in ("CleanupPolicy", "ClusterKopfPeering"):
+        annotations = find(first, kind)["metadata"]["annotations"]
+        assert annotations[HOOK] == "post-install,post-upgrade"
+        assert annotations["meta.helm.sh/release-name"] == "nj"
+        assert annotations["meta.helm.sh/release-namespace"] == "node-janitor"
+        assert find(first, kind)["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    served = render(kube, "--api-versions", "nodejanitor.io/v1alpha1/CleanupPolicy",
+                    "--api-versions", "kopf.dev/v1/ClusterKopfPeering")  # fmt: skip
+    for kind in ("CleanupPolicy", "ClusterKopfPeering"):
+        assert "annotations" not in find(served, kind)["metadata"]
+
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                  "CleanupPolicy", "ClusterKopfPeering"}  # fmt: skip
+
+
+def test_two_releases_share_no_cluster_scoped_object(kube: ControlPlane) -> None:
+    """Every cluster-scoped object but the CRDs carries the release's name (the CRDs are the cluster's: one
+    release installs them, others set crds.enabled=false)."""
+    names = {}
+    for release in ("nj", "nj2"):
+        docs = render(kube, release=release, namespace=release)
+        scoped = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in CLUSTER_SCOPED}
+        assert {kind for kind, _ in scoped} == CLUSTER_SCOPED
+        assert all(name.startswith(f"{release}-") for _, name in scoped), scoped
+        names[release] = scoped
+    assert not names["nj"] & names["nj2"]
+    operator_role = find(render(kube, release="nj2", namespace="nj2"), "ClusterRole", "nj2-node-janitor-operator")
+    peering_rule = next(r for r in operator_role["rules"] if r.get("resourceNames"))
+    assert peering_rule["resourceNames"] == ["nj2-node-janitor"]
+
+
+def test_aggregated_view_and_edit_roles(kube: ControlPlane) -> None:
+    docs = render(kube)
+    view, edit = find(docs, "ClusterRole", "-view"), find(docs, "ClusterRole", "-edit")
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k, v in view["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"} == {
+        aggregate + "view", aggregate + "edit", aggregate + "admin"}  # fmt: skip
+    assert {k for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"} == {
+        aggregate + "edit", aggregate + "admin"}  # fmt: skip
+    assert view["rules"] == [{"apiGroups": ["nodejanitor.io"], "verbs": ["get", "list", "watch"], "resources": [
+        "cleanuppolicies", "cleanuppolicies/status", "nodecleanups", "nodecleanups/status"]}]  # fmt: skip
+    assert {r["resources"][0]: r["verbs"] for r in edit["rules"]} == {
+        "cleanuppolicies": ["create", "update", "patch", "delete", "deletecollection"],
+        "nodecleanups": ["patch"],
+    }
+    assert not [d for d in render(kube, "--set", "aggregatedRoles.enabled=false") if d["metadata"]["name"].endswith(
+        ("-view", "-edit"))]  # fmt: skip
+
+
+def test_security_contexts_can_be_overridden_selinux_included(kube: ControlPlane) -> None:
+    docs = render(kube, *VALUE_SETS["selinux"], "--set", "operator.podSecurityContext.runAsUser=1000")
+    agent, op = pod_spec(docs, "DaemonSet"), pod_spec(docs, "Deployment")
+    hardened = {"allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    # merged with the defaults: what was set is added, the rest stays as hardened as before
+    assert agent["containers"][0]["securityContext"] == {**hardened, "seLinuxOptions": {"type": "spc_t"}}
+    assert op["containers"][0]["securityContext"] == {**hardened, "seLinuxOptions": {"level": "s0:c123,c456"}}
+    assert op["securityContext"]["runAsUser"] == 1000 and op["securityContext"]["runAsNonRoot"] is True
+    assert agent["securityContext"] == {"runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False,
+                                        "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    job = next(d for d in docs if d["kind"] == "Job")["spec"]["template"]["spec"]
+    assert job["containers"][0]["securityContext"] == op["containers"][0]["securityContext"]
+
+
+def test_resource_quota_for_the_critical_priority_class(kube: ControlPlane) -> None:
+    """GKE admits system-node-critical pods outside kube-system only under a ResourceQuota scoped to that class."""
+    assert not [d for d in render(kube) if d["kind"] == "ResourceQuota"]
+    quota = find(render(kube, *VALUE_SETS["gke-quota"]), "ResourceQuota")
+    assert quota["metadata"]["namespace"] == "node-janitor"
+    assert quota["spec"] == {"hard": {"pods": "1000"}, "scopeSelector": {"matchExpressions": [
+        {"scopeName": "PriorityClass", "operator": "In", "values": ["system-node-critical"]}]}}  # fmt: skip
+
+
+def test_helm_test_job(kube: ControlPlane) -> None:
+    docs = render(kube, "--set", "operator.hostNetwork=true")
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = job["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["image"] == "ghcr.io/node-janitor/node-janitor:0.1.0"  # the chart's image
+    assert container["command"] == [
+        "/opt/node-janitor/bin/python", "-m", "node_janitor.cli.helmtest", "--namespace=node-janitor",
+        "--deployment=nj-node-janitor-operator", "--max-age=5m", "--timeout=120s"]  # fmt: skip
+    assert spec["hostNetwork"] is True and spec["serviceAccountName"] == "nj-node-janitor-test"
+    assert not [d for d in render(kube, "--set", "tests.enabled=false") if is_test_hook(d)]
+
+
 BAD_VALUES = {
     "wrong type": (["--set", "operator.replicas=two"], "operator.replicas: Invalid type. Expected: integer"),
-    "too many replicas": (["--set", "operator.replicas=3"], "operator.replicas: Must be less than or equal to 2"),
+    "negative replicas": (["--set", "operator.replicas=-1"], "operator.replicas: Must be greater than or equal to 0"),
+    "unknown crds key": (["--set", "crds.keeep=true"], "crds: Additional property keeep is not allowed"),
+    "quota of no pods": (["--set", "resourceQuota.pods=0"], "resourceQuota.pods: Must be greater than or equal to 1"),
+    "zero test age": (["--set", "tests.maxAge=0s"], "tests.maxAge: Must not validate"),
     "unknown key": (["--set", "agent.hostNetwrok=true"], "agent: Additional property hostNetwrok is not allowed"),
     "unknown top-level key": (["--set", "agents.hostNetwork=true"], "Additional property agents is not allowed"),
     "negative interval": (["--set", "agent.monitorInterval=-2s"], "agent.monitorInterval: Does not match pattern"),
@@ -193,8 +338,8 @@ def test_bad_values_are_refused_naming_the_value(kube: ControlPlane, values: lis
         assert message in result.stdout + result.stderr, result.stdout + result.stderr
 
 
-# That the chart's crds/ copies crds/ and that deploy/ is rendered from the chart: tests/test_derived_files.py
-# (hack/regen.py --check).
+# That the chart's CRD templates are made from crds/ and that deploy/ is rendered from the chart:
+# tests/test_derived_files.py (hack/regen.py --check).
 
 
 # --- against the apiserver --------------------------------------------------------------------------------
@@ -231,7 +376,7 @@ def test_server_side_dry_run_of_deploy(kube: ControlPlane, kopf_crds: None) -> N
     for expected in (
         "deployment.apps/node-janitor-operator", "daemonset.apps/node-janitor-agent",
         "validatingadmissionpolicy.admissionregistration.k8s.io/node-janitor-agent-node-bound",
-        "cleanuppolicy.nodejanitor.io/default", "clusterkopfpeering.kopf.dev/node-janitor",
+        "cleanuppolicy.nodejanitor.io/node-janitor-default", "clusterkopfpeering.kopf.dev/node-janitor",
         "clusterrole.rbac.authorization.k8s.io/node-janitor-agent",
     ):  # fmt: skip
         assert expected in out, out

@@ -33,7 +33,7 @@ RUNNER_SA = "nj-rbac-runner"  # someone allowed to `node-janitor run` (patch on 
 NODE_A, NODE_B = "nj-rbac-node-a", "nj-rbac-node-b"
 # What the test applies of the chart: its identities and their rights (no workload runs here).
 KINDS = {
-    "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+    "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding", "ClusterKopfPeering",
 }  # fmt: skip
 
@@ -139,15 +139,32 @@ def forbidden(kube: ControlPlane, who: Path, *args: str, input: str | None = Non
     return result.stderr
 
 
+def _lease(name: str, holder: str | None = None, namespace: str = NAMESPACE) -> str:
+    return _json({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"holderIdentity": holder or name, "leaseDurationSeconds": 180,
+                 "renewTime": "2026-12-01T12:00:00.000000Z"},
+    })  # fmt: skip
+
+
+def _renew(renew: str, holder: str | None = None) -> list[str]:
+    spec: dict[str, Any] = {"renewTime": renew, **({"holderIdentity": holder} if holder else {})}
+    return ["--type=merge", "-p", _json({"spec": spec})]
+
+
 def _status_patch(percent: float) -> list[str]:
     return ["--subresource=status", "--type=merge", "-p", _json({"status": {"diskPercent": percent}})]
 
 
 def _wait_for_admission_policy(kube: ControlPlane, who: Path) -> None:
     """The admission plugin picks a new policy up from its informer within a second or so: wait until it
-    refuses the cross-node write before checking anything."""
+    refuses the cross-node write before checking anything. A probe that got through (the policy not in force yet)
+    is undone, so that no test finds its diskPercent on node B (it once did: test_agent_writes_only_its_own_nodes_
+    status saw `diskPercent: 1.0` there when the policy took longer than test_operator_rights to take effect)."""
     deadline = time.monotonic() + 30
     while run(kube, who, "patch", "nodecleanup", NODE_B, *_status_patch(1.0)).returncode == 0:
+        kube.kubectl("patch", "nodecleanup", NODE_B, "--subresource=status", "--type=json",
+                     "-p", '[{"op": "remove", "path": "/status/diskPercent"}]')  # fmt: skip
         assert time.monotonic() < deadline, "the ValidatingAdmissionPolicy never took effect"
         time.sleep(0.2)
     attempt = 0
@@ -161,7 +178,7 @@ def _wait_for_admission_policy(kube: ControlPlane, who: Path) -> None:
 def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
     op = identities.operator
     for args in (
-        ["get", "nodes"], ["get", "pods", "-A"], ["get", "deployments,replicasets,statefulsets,daemonsets", "-A"],
+        ["get", "nodes"], ["get", "deployments,replicasets,statefulsets,daemonsets", "-A"],
         ["get", "jobs,cronjobs", "-A"], ["get", "cleanuppolicies"], ["get", "nodecleanups"],
         ["get", "clusterkopfpeerings"],
     ):  # fmt: skip
@@ -197,6 +214,10 @@ def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
     forbidden(kube, op, "delete", "node", NODE_B)
     forbidden(kube, op, "patch", "node", NODE_A, "--subresource=status", "--type=merge", "-p", '{"status": {}}')
     forbidden(kube, op, "get", "secrets", "-A")
+    forbidden(kube, op, "get", "pods", "-A")  # issue 21: Pods are their node's agent's (agent/pods.py)
+    allowed(kube, op, "get", "leases", "-n", NAMESPACE)  # the agents' liveness (controller/leases.py)
+    forbidden(kube, op, "get", "leases", "-n", "default")
+    forbidden(kube, op, "create", "-f", "-", input=_lease(NODE_A))
     forbidden(kube, op, "get", "configmaps", "-n", NAMESPACE)
     forbidden(kube, op, "get", "customresourcedefinitions")  # the operator scans no CRDs
     forbidden(kube, op, "delete", "pod", "agent-a", "-n", NAMESPACE)
@@ -224,7 +245,10 @@ def test_agent_rights(kube: ControlPlane, identities: Identities) -> None:
     )
     forbidden(kube, agent, "delete", "nodecleanup", NODE_A)
     forbidden(kube, agent, "create", "-f", "-", input=_json(_node_cleanup("nj-rbac-node-d")))
-    forbidden(kube, agent, "get", "pods", "-A")
+    # its node's pods (issue 21): listed and watched by field selector; RBAC cannot restrict the selector
+    allowed(kube, agent, "get", "pods", "-A", f"--field-selector=spec.nodeName={NODE_A}")
+    forbidden(kube, agent, "get", "pod", "agent-b", "-n", NAMESPACE)
+    forbidden(kube, agent, "delete", "pod", "agent-b", "-n", NAMESPACE)
     forbidden(kube, agent, "get", "secrets", "-n", NAMESPACE)
     forbidden(kube, agent, "get", "cleanuppolicies")
     forbidden(kube, agent, "get", "deployments", "-A")
@@ -292,6 +316,10 @@ def test_only_the_operator_writes_nodecleanup_specs(kube: ControlPlane, identiti
     allowed(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge",
             "-p", '{"spec": {"runRequest": "2026-01-01T00:00:02Z"}}')  # fmt: skip
     assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == {**before, "runRequest": "2026-01-01T00:00:02Z"}
+    # what `node-janitor run` sends: the run-request annotation (no spec change at all)
+    annotation = {"metadata": {"annotations": {"nodejanitor.io/run-request": "dry-run:20260101T000003Z-ab"}}}
+    allowed(kube, runner, "patch", "nodecleanup", NODE_A, "--type=merge", "-p", _json(annotation))
+    assert kube.kubectl_json("get", "nodecleanup", NODE_A)["spec"] == {**before, "runRequest": "2026-01-01T00:00:02Z"}
     allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
             "-p", '{"spec": {"policy": {"paused": true}}}')  # fmt: skip
     allowed(kube, identities.operator, "patch", "nodecleanup", NODE_A, "--type=merge",
@@ -309,42 +337,45 @@ def test_the_spec_policy_compares_every_spec_field_but_run_request(kube: Control
     assert compared == fields - {"runRequest"}
 
 
-def test_agent_events_are_created_only_and_only_about_its_own_node(kube: ControlPlane, identities: Identities) -> None:
-    """Agents only create Events (RBAC), each about its own node; and should a wider role let an agent update
-    Events, the admission policy still refuses turning another node's Event into one about its own node."""
+async def test_agent_events_are_created_and_patched_only_about_its_own_node(
+    kube: ControlPlane, identities: Identities
+) -> None:
+    """Agents create Events and patch them (a repeat's count, agent/events.py), each about its own node only: the
+    admission policy refuses patching another node's Event, and turning another node's Event into one about its
+    own node. Nothing else of Events is granted (no update, no get, no events.k8s.io patch). Patches are sent by
+    the agent's own client."""
+    from node_janitor.agent import KubeClient
+    from node_janitor.agent.kube import KubeError
+
     a, b = identities.agent_a, identities.agent_b
     _wait_for_admission_policy(kube, a)
     allowed(kube, a, "create", "-f", "-", input=_event("nj-rbac-ev-a", NODE_A))
     allowed(kube, b, "create", "-f", "-", input=_event("nj-rbac-ev-b", NODE_B))
-    message = '{"message": "rewritten"}'
-    for verb in ("patch", "update"):  # (kubectl patch would GET first, which RBAC refuses anyway)
-        for group in ("events", "events.events.k8s.io"):
-            answer = run(kube, a, "auth", "can-i", verb, group, "-n", "default")
-            assert answer.stdout.strip() == "no", f"the agent may {verb} {group}"
+    expected = {("patch", "events"): "yes", ("update", "events"): "no", ("get", "events"): "no",
+                ("patch", "events.events.k8s.io"): "no", ("update", "events.events.k8s.io"): "no"}  # fmt: skip
+    for (verb, group), answer in expected.items():
+        got = run(kube, a, "auth", "can-i", verb, group, "-n", "default").stdout.strip()
+        assert got == answer, f"can the agent {verb} {group}: {got}"
 
-    rbac, role = "rbac.authorization.k8s.io/v1", {"name": "nj-rbac-wider"}
-    wider = [
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": role,
-         "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "patch", "update"]}]},
-        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": role,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "nj-rbac-wider"},
-         "subjects": [{"kind": "ServiceAccount", "name": AGENT_SA, "namespace": NAMESPACE}]},
-    ]  # fmt: skip
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(wider))
+    client_a, client_b = KubeClient.from_config(str(a)), KubeClient.from_config(str(b))
     try:
-        deadline = time.monotonic() + 30
-        while run(kube, a, "patch", "event", "nj-rbac-ev-a", "-n", "default", "--type=merge", "-p", message).returncode:
-            assert time.monotonic() < deadline, "the wider role never took effect"
-            time.sleep(0.2)
-        hijack = _json({"involvedObject": {"name": NODE_A}, "message": "node A was here"})
-        refused = forbidden(kube, a, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", hijack)
-        assert "may change only Events that were about its own Node or NodeCleanup nj-rbac-node-a" in refused, refused
-        forbidden(kube, a, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", message)
+        await client_a.patch_event("default", "nj-rbac-ev-a", {"count": 2, "message": "again"})
+        event = kube.kubectl_json("get", "event", "nj-rbac-ev-a", "-n", "default")
+        assert (event["count"], event["message"]) == (2, "again")
+        for patch in ({"message": "rewritten"}, {"involvedObject": {"name": NODE_A}, "message": "node A was here"}):
+            with pytest.raises(KubeError) as refused:
+                await client_a.patch_event("default", "nj-rbac-ev-b", patch)
+            assert refused.value.status == 403, refused.value
+            assert "may change only Events that were about its own Node or NodeCleanup nj-rbac-node-a" in str(
+                refused.value
+            ) or "may post Events only about Node or NodeCleanup nj-rbac-node-a" in str(refused.value)
         event = kube.kubectl_json("get", "event", "nj-rbac-ev-b", "-n", "default")
         assert (event["involvedObject"]["name"], event["message"]) == (NODE_B, "rbac test")
-        allowed(kube, b, "patch", "event", "nj-rbac-ev-b", "-n", "default", "--type=merge", "-p", message)
+        await client_b.patch_event("default", "nj-rbac-ev-b", {"count": 5})
+        assert kube.kubectl_json("get", "event", "nj-rbac-ev-b", "-n", "default")["count"] == 5
     finally:
-        kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=yaml.safe_dump_all(wider), check=False)
+        await client_a.close()
+        await client_b.close()
         kube.kubectl("delete", "event", "-n", "default", "nj-rbac-ev-a", "nj-rbac-ev-b", "--ignore-not-found")
 
 
@@ -369,3 +400,34 @@ async def test_the_chart_grants_what_the_agent_checks_at_start_up(kube: ControlP
             assert await check_agent_api(client, node) is None
         finally:
             await client.close()
+
+
+def test_agent_renews_only_its_own_nodes_lease(kube: ControlPlane, identities: Identities) -> None:
+    """Issue 21: each agent's liveness signal is a Lease named after its node in the release namespace; the
+    admission policy binds it to the node its token carries, as NodeCleanup status is."""
+    a, b = identities.agent_a, identities.agent_b
+    _wait_for_admission_policy(kube, a)
+    deadline = time.monotonic() + 30  # (the Lease policy is picked up on its own)
+    while run(kube, b, "create", "-f", "-", input=_lease(NODE_A)).returncode == 0:
+        kube.kubectl("delete", "lease", NODE_A, "-n", NAMESPACE)
+        assert time.monotonic() < deadline, "the Lease ValidatingAdmissionPolicy never took effect"
+        time.sleep(0.2)
+    allowed(kube, a, "create", "-f", "-", input=_lease(NODE_A))
+    allowed(kube, a, "patch", "lease", NODE_A, "-n", NAMESPACE, *_renew("2026-12-01T12:01:00.000000Z"))
+    lease = kube.kubectl_json("get", "lease", NODE_A, "-n", NAMESPACE)
+    assert lease["spec"]["renewTime"] == "2026-12-01T12:01:00.000000Z"
+
+    refused = forbidden(kube, b, "patch", "lease", NODE_A, "-n", NAMESPACE, *_renew("2026-12-01T13:00:00.000000Z"))
+    assert f"may write only Lease {NODE_B}" in refused, refused
+    refused = forbidden(kube, a, "patch", "lease", NODE_A, "-n", NAMESPACE,
+                        *_renew("2026-12-01T13:00:00.000000Z", holder=NODE_B))  # fmt: skip
+    assert f"held by {NODE_A}" in refused, refused
+    forbidden(kube, a, "create", "-f", "-", input=_lease(NODE_B))
+    forbidden(kube, a, "create", "-f", "-", input=_lease(NODE_A, namespace="default"))  # its namespace only
+    forbidden(kube, a, "delete", "lease", NODE_A, "-n", NAMESPACE)
+    refused = forbidden(kube, identities.agent_unbound, "patch", "lease", NODE_A, "-n", NAMESPACE,
+                        *_renew("2026-12-01T13:00:00.000000Z"))  # fmt: skip
+    assert "must use a token bound to a pod on a node" in refused, refused
+    after = kube.kubectl_json("get", "lease", NODE_A, "-n", NAMESPACE)
+    assert after["spec"] == lease["spec"]
+    allowed(kube, identities.operator, "get", "leases", "-n", NAMESPACE)

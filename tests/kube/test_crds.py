@@ -380,8 +380,8 @@ def test_get_shows_the_printer_columns(kube: ControlPlane, crds: object) -> None
     assert re.fullmatch(r"\d+s", row[4])  # LAST RUN is an age
 
     # short names and the category reach the same objects
-    assert "columns-node" in kube.kubectl("get", "nc").stdout
-    assert "columns" in kube.kubectl("get", "cpol").stdout
+    assert "columns-node" in kube.kubectl("get", "njnc").stdout
+    assert "columns" in kube.kubectl("get", "njpol").stdout
     both = kube.kubectl("get", "node-janitor", "-o", "name").stdout.split()
     assert {"cleanuppolicy.nodejanitor.io/columns", "nodecleanup.nodejanitor.io/columns-node"} <= set(both)
 

@@ -159,6 +159,48 @@ async def test_a_run_spends_garbage_then_exited_containers_then_unused_images_th
     assert any(w.startswith("target not reached: logs") for w in report.warnings)
 
 
+async def test_every_deletion_logs_its_reason_in_both_log_formats(node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    """`--log-format text` and `json` (cli/logsetup.py): each action's line names its kind, what it removed, the
+    reason it was planned for and its outcome; in JSON as keys."""
+    import json
+    import logging
+
+    from node_janitor.cli.logsetup import JsonFormatter, TextFormatter
+
+    rt = node.runtime
+    old = node.image("old")
+    rt.add_lease("pull-1", [("content", rt.add_orphan_blob("in-lease", MiB))], expires_at=PAST)
+    sandbox, pod_dir = node.pod("web")
+    live = write(pod_dir / "app" / "0.log", 10_000)
+    rt.add_container("app", node.image("used"), pod=sandbox, name="app", log_path=str(live))
+    rt.add_container("done", old, pod=sandbox, name="init", state="EXITED", finished_at=T0)
+    for stamp in ("20260301-100000", "20260301-110000", "20260301-120000"):
+        write(pod_dir / "app" / f"0.log.{stamp}.000000", 40_000)
+    node.disks(image=40 * MiB)
+    with caplog.at_level(logging.INFO, logger="node_janitor"):
+        report = await node.run(
+            {**REMOVE_ALL_UNUSED, "logs": {"maxFiles": 2, "compress": False}, "containers": {"removeExitedAfter": "0s"}}
+        )
+    done = [r for r in report.rows() if r["outcome"] == "done"]
+    assert {r["kind"] for r in done} >= {"remove-image", "remove-container", "delete-lease", "remove-log"}, done
+    records = [r for r in caplog.records if getattr(r, "reason", None) and getattr(r, "outcome", None) == "done"]
+    assert sorted((r.kind, r.reason) for r in records) == sorted((d["kind"], d["reason"]) for d in done)  # type: ignore[attr-defined]
+    for record in records:
+        text = TextFormatter().format(record)
+        assert f"kind={record.kind} " in text and f"reason={record.reason} " in text, text  # type: ignore[attr-defined]
+        assert text.startswith("time=") and " level=INFO logger=node_janitor." in text, text
+        line = JsonFormatter().format(record)
+        assert "\n" not in line
+        document = json.loads(line)
+        assert document["reason"] == record.reason and document["kind"] == record.kind  # type: ignore[attr-defined]
+        assert (
+            document["outcome"] == "done"
+            and document["level"] == "INFO"
+            and document["msg"].startswith(("action kind=", "log action kind="))
+        )
+        assert ("id" in document) != ("path" in document), document  # what it removed: a runtime object or a file
+
+
 async def test_paused_does_nothing_at_all_not_even_an_inventory(node: Node) -> None:
     node.image("old")
     node.runtime.add_orphan_blob("leftover", MiB)
@@ -426,3 +468,23 @@ async def test_a_collection_that_keeps_failing_is_one_clear_error(node: Node) ->
     assert report.errors and all("gc failed" in e for e in report.errors), report.errors
     assert any("garbage collection failed 4 times, so its space is not freed yet" in e for e in report.errors)
     assert report.short["imagefs"] > 0
+
+
+async def test_a_run_reclaims_room_for_a_pull_in_flight_before_it_lands(node: Node) -> None:
+    """At 70% with an ingest 25 MiB short of its total, the projected use is above highPercent: the run's target
+    counts the bytes still to come, and the disk ends at or below the low watermark with them landed."""
+    rt = node.runtime
+    for name in ("a", "b", "c", "d"):
+        node.image(name, mib=6)
+    size = 100 * MiB
+    rt.add_ingest("pull-layer", 5 * MiB, 30 * MiB, updated_at=node.clock())
+    node.disks(image=size, base=int(size * 0.70) - rt.stored_bytes(), log=100 * MiB)
+    assert node.host.statvfs("imagefs", IMAGE_FS).used_percent < 85
+
+    report = await node.run(BASE)
+
+    assert report.plan.target.pending_bytes == 25 * MiB and report.plan.target.under_pressure
+    assert report.plan.reaches_target and report.execution is not None
+    landed = node.host.statvfs("imagefs", IMAGE_FS).used + 25 * MiB
+    assert landed <= int(size * 0.75)
+    assert report.to_json()["pending_bytes"] == 25 * MiB

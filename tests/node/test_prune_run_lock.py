@@ -24,10 +24,10 @@ def test_prune_waits_for_the_run_lock_an_agent_holds(containerd_bed: ContainerdB
     lock = os.open(state_dir / "run.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)  # what an agent's run holds
     command = [sys.executable, "-m", "node_janitor", "prune", "--state-file", str(state_dir / "last-used.json"),
-               "--containerd-socket", bed.address, "--namespace", bed.namespace,
+               "--containerd-socket", bed.address, "--containerd-namespace", bed.namespace,
                "--pod-log-dir", str(bed.pod_log_dir)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
-    prune = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    prune = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         with pytest.raises(subprocess.TimeoutExpired):
             prune.wait(timeout=5)  # an unlocked prune of this bed takes about a second

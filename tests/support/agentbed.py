@@ -42,9 +42,9 @@ MiB = 1 << 20
 
 class MemoryKube:
     """An in-memory apiserver for one agent (`kube.AgentKube`): the objects it lists (by resource kind; absent
-    unless given), watches that never change them, the status patches and Events it was sent. `refuse_status`
-    refuses a full status (one with imageRefs) with that error; `crash` is raised by every watch, after the list
-    (a bug, not an apiserver error: the watch task dies)."""
+    unless given), watches that never change them, the status patches and Events it was sent (each under a generated
+    name; a repeat's patch merged into it). `refuse_status` refuses a full status (one with imageRefs) with that
+    error; `crash` is raised by every watch, after the list (a bug, not an apiserver error: the watch task dies)."""
 
     def __init__(
         self,
@@ -58,6 +58,11 @@ class MemoryKube:
         self.listed: list[str] = []
         self.patches: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.event_patches: list[tuple[str, dict[str, Any]]] = []
+        self.collections: dict[str, list[dict[str, Any]]] = {}
+        """Listed by path (e.g. /api/v1/pods: this node's pods)."""
+        self.listed_paths: list[str] = []
+        self.leases: list[dict[str, Any]] = []
         self.closed = False
 
     async def list_one(self, resource: Resource, name: str) -> tuple[dict[str, Any] | None, str]:
@@ -77,8 +82,35 @@ class MemoryKube:
             raise self.refuse_status
         self.patches.append(status)
 
-    async def create_event(self, namespace: str, event: dict[str, Any]) -> None:
-        self.events.append(event)
+    async def create_event(self, namespace: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Stores the Event under a generated name (`metadata.name`, as the apiserver answers)."""
+        created = {**event, "metadata": {**event.get("metadata", {}), "name": f"event-{len(self.events)}"}}
+        self.events.append(created)
+        return created
+
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merges `patch` into the stored Event `name` (404 when there is none, as after the event TTL)."""
+        for i, event in enumerate(self.events):
+            if event["metadata"]["name"] == name:
+                self.events[i] = {**event, **patch}
+                self.event_patches.append((name, patch))
+                return self.events[i]
+        raise KubeError(f"events {name!r} not found", 404)
+
+    async def list_objects(self, path: str, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+        self.listed_paths.append(path)
+        return list(self.collections.get(path, [])), "1"
+
+    async def watch_objects(
+        self, path: str, field_selector: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if self.crash is not None:
+            raise self.crash
+        await asyncio.Event().wait()
+        yield "BOOKMARK", {}  # pragma: no cover
+
+    async def renew_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> None:
+        self.leases.append(lease)
 
     async def close(self) -> None:
         self.closed = True
@@ -117,6 +149,17 @@ class Agent:
                 samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
         return samples
 
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of `name`'s samples whose labels include `labels` (0 without one): e.g.
+        `metric("node_janitor_actions_total", kind="remove-image", outcome="done")` over every reason."""
+        _, text = self.http("/metrics")
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
     def terminate(self, timeout: float = 8.0) -> int:
         """SIGTERM; returns the exit code (fails if it takes longer than `timeout`)."""
         if self.process.poll() is None:
@@ -147,7 +190,8 @@ class AgentFactory:
         args = [
             sys.executable, "-m", "node_janitor", "agent", "--node-name", node,
             "--kubeconfig", str(self.kube.kubeconfig), "--containerd-socket", bed.address,
-            "--namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir), "--state-dir", str(state_dir),
+            "--containerd-namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir),
+            "--state-dir", str(state_dir),
             "--metrics-port", str(port), "--metrics-bind-address", "127.0.0.1", "--heartbeat-interval", heartbeat,
         ]  # fmt: skip
         for flag, value in flags.items():

@@ -13,9 +13,11 @@ What it models, as containerd 1.6+ with its CRI plugin does:
 - containers and pod sandboxes: a containerd record each (the root of its own active snapshot, on its image's top)
   and their CRI view (state, image, log path, when it finished); a sandbox's record uses the sandbox image;
 - leases with resources and `containerd.io/gc.expire`, blobs and snapshots with any labels;
-- the collector: every deletion through CRI or containerd collects at once (mark from image records, containers,
-  unexpired leases and `containerd.io/gc.root`; follow `gc.ref.content*`, `gc.ref.snapshot.<snapshotter>*` and
-  snapshot parents; sweep the rest). Not modelled: back references, `gc.flat`, other namespaces' records;
+- the collector: every deletion through CRI or containerd collects at once (mark from image records that have not
+  expired, containers, unexpired leases and `containerd.io/gc.root`; follow `gc.ref.content*`,
+  `gc.ref.snapshot.<snapshotter>*` and snapshot parents; an expired image record lives while the record its
+  `gc.bref.image` names does, as containerd 2.x's extra names (`add_extra_name`); sweep the rest). Not
+  modelled: other back references, `gc.cond.*`, `gc.flat`, other namespaces' records;
 - disk use: an image disk holds the base use plus every blob (in whole blocks) and snapshot; a log disk holds the
   base use plus the real files under the pod log directory (the log tree is real files in a temp directory).
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +53,7 @@ from node_janitor.runtime.records import (
     FilesystemUsage,
     ImageFsInfo,
     ImageRecord,
+    IngestStatus,
     Lease,
     LeaseResource,
     Namespace,
@@ -71,6 +74,7 @@ GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = f"containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"
 GC_ROOT = "containerd.io/gc.root"
 GC_EXPIRE = "containerd.io/gc.expire"
+GC_BREF_IMAGE = "containerd.io/gc.bref.image"
 
 
 def digest(text: str) -> str:
@@ -113,6 +117,7 @@ class FakeRuntime:
         self.snapshots: dict[str, SnapshotInfo] = {}
         self.usage: dict[str, int] = {}  # snapshot key -> bytes
         self.leases: dict[str, tuple[Lease, list[LeaseResource]]] = {}
+        self.ingests: dict[str, IngestStatus] = {}  # uncommitted writes by ref (pulls in progress)
         self.containers: dict[str, FakeContainer] = {}  # CRI containers and sandboxes' records alike
         self.sandboxes: dict[str, CriSandbox] = {}
         self.pinned: set[str] = set()  # image IDs CRI reports pinned
@@ -165,6 +170,14 @@ class FakeRuntime:
             self.pinned.add(config)
         return FakeImage(config, ref, manifest, tuple(layer_digests), parent)
 
+    def add_extra_name(self, image: FakeImage, name: str, *, of: str | None = None) -> None:
+        """Another record of `image`, as containerd 2.x's transfer service writes an image's extra names: expired at
+        once and attached (`gc.bref.image`) to the record named `of` (default: the image's own name), so that it
+        lives exactly as long as that record does, whatever image that name points at by then."""
+        labels = {GC_BREF_IMAGE: of or image.ref, GC_EXPIRE: self.clock().isoformat().replace("+00:00", "Z")}
+        at = self.clock()
+        self.records[name] = ImageRecord(name, Descriptor(MANIFEST, image.manifest, 800), labels, at, at)
+
     def add_pod(self, name: str, uid: str, *, namespace: str = "default", ready: bool = True) -> CriSandbox:
         """A pod sandbox, its record on the sandbox image (when present) with an active snapshot."""
         sandbox = CriSandbox(f"sb-{uid}", name, namespace, uid, 0, "READY" if ready else "NOTREADY", self.clock())
@@ -200,6 +213,11 @@ class FakeRuntime:
             [LeaseResource(id=i, type=t) for t, i in resources],
         )
 
+    def add_ingest(self, ref: str, offset: int, total: int, *, updated_at: datetime | None = None) -> None:
+        """A pull in progress: `offset` bytes of a blob of `total` (0: unknown) written, last at `updated_at`."""
+        at = updated_at or self.clock()
+        self.ingests[ref] = IngestStatus(ref, offset, total, "", at, at)
+
     def add_orphan_blob(self, name: str, length: int) -> str:
         """A blob nothing references (an interrupted pull's leftover)."""
         d = digest(f"orphan:{name}")
@@ -222,8 +240,9 @@ class FakeRuntime:
     # ---- what the node holds ----
 
     def stored_bytes(self) -> int:
-        """What the image disk holds of the store: blobs in whole blocks, and snapshots."""
-        return sum(_blocks(b.size) for b in self.blobs.values()) + sum(self.usage.values())
+        """What the image disk holds of the store: blobs in whole blocks, snapshots, and what ingests wrote."""
+        ingests = sum(_blocks(i.offset) for i in self.ingests.values())
+        return sum(_blocks(b.size) for b in self.blobs.values()) + sum(self.usage.values()) + ingests
 
     def image_ids(self) -> set[str]:
         return {self._config_of(r) for r in self.records.values()} - {""}
@@ -268,9 +287,21 @@ class FakeRuntime:
                 elif key == GC_REF_SNAPSHOT or key.startswith(GC_REF_SNAPSHOT + "/"):
                     todo.append(("snapshot", value))
 
-        for record in self.records.values():
+        def expired(labels: Mapping[str, str]) -> bool:
+            expire = labels.get(GC_EXPIRE)
+            return expire is not None and datetime.fromisoformat(expire.replace("Z", "+00:00")) <= now
+
+        live = {name for name, record in self.records.items() if not expired(record.labels)}
+        attached = {
+            name
+            for name, record in self.records.items()
+            if name not in live and record.labels.get(GC_BREF_IMAGE) in live
+        }
+        for name in live | attached:
+            record = self.records[name]
             todo.append(("content", record.target.digest))
             refs(dict(record.labels))
+        self.records = {name: r for name, r in self.records.items() if name in live | attached}
         for c in self.containers.values():
             todo.append(("snapshot", c.record.snapshot_key))
         for lease, resources in self.leases.values():
@@ -483,6 +514,12 @@ class FakeContainerd:
     async def list_containers(self) -> list[ContainerRecord]:
         self.node.reads += 1
         return [c.record for c in self.node.containers.values()]
+
+    async def list_ingests(self, filters: Iterable[str] = ()) -> list[IngestStatus]:
+        self.node.reads += 1
+        if list(filters):
+            raise ValueError("the fake containerd does not model ingest filters")
+        return list(self.node.ingests.values())
 
     async def wait_for_gc(self) -> None:
         self.node.collect_garbage()

@@ -94,10 +94,12 @@ class Binaries:
     helm: Path
     kube_scheduler: Path
     kubelet: Path
+    helm4: Path
+    actionlint: Path
 
     def missing(self) -> list[Path]:
         every = (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.helm, self.kube_scheduler,
-                 self.kubelet)  # fmt: skip
+                 self.kubelet, self.helm4, self.actionlint)  # fmt: skip
         return [p for p in every if not _is_exe(p)]
 
 
@@ -124,6 +126,8 @@ def find_binaries(build: bool = True) -> Binaries:
     k8s = _module_version("k8s", "k8s.io/kubernetes")
     etcd = _module_version("etcd", "go.etcd.io/etcd/server/v3")
     helm = _module_version("helm", "helm.sh/helm/v3")
+    helm4 = _module_version("helm4", "helm.sh/helm/v4")
+    actionlint = _module_version("actionlint", "github.com/rhysd/actionlint")
     binaries = Binaries(
         etcd=root / f"etcd-{etcd}" / "etcd",
         kube_apiserver=root / f"kube-apiserver-{k8s}" / "kube-apiserver",
@@ -131,6 +135,8 @@ def find_binaries(build: bool = True) -> Binaries:
         helm=root / f"helm-{helm}" / "helm",
         kube_scheduler=root / f"kube-scheduler-{k8s}" / "kube-scheduler",
         kubelet=root / f"kubelet-{k8s}" / "kubelet",
+        helm4=root / f"helm-{helm4}" / "helm",
+        actionlint=root / f"actionlint-{actionlint}" / "actionlint",
     )
     if binaries.missing() and build:
         subprocess.run([str(BUILD_SCRIPT)], check=True)
@@ -562,8 +568,11 @@ class ControlPlane:
         """`kubectl <args> -o json`, parsed."""
         return json.loads(self.kubectl(*args, "-o", "json", input=input, kubeconfig=kubeconfig).stdout)
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Runs helm against this cluster, with its cache/config/data kept in the work directory."""
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 120, binary: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs helm (`binary`, default Helm 3: binaries.helm) against this cluster, with its cache/config/data
+        kept in the work directory."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -572,7 +581,7 @@ class ControlPlane:
             "HELM_DATA_HOME": str(self.workdir / "helm" / "data"),
         }
         result = subprocess.run(
-            [str(self.binaries.helm), *args], env=env, capture_output=True, text=True, timeout=timeout
+            [str(binary or self.binaries.helm), *args], env=env, capture_output=True, text=True, timeout=timeout
         )
         if check and result.returncode != 0:
             raise KubectlError(["(helm)", *args], result)

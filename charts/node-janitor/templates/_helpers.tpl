@@ -68,18 +68,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The container security context both components share: nothing privileged, no capability, no
-privilege escalation, a read-only root file system, the runtime's default seccomp profile. */}}
-{{- define "node-janitor.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-privileged: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
-{{- end }}
-
 {{/* The probes of a component serving /healthz and /readyz on its port named metrics. */}}
 {{- define "node-janitor.probes" -}}
 startupProbe:
@@ -105,4 +93,68 @@ characters (Service names allow no more): include with (list $ "agent-metrics").
 {{- $suffix := index . 1 }}
 {{- $prefix := include "node-janitor.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
 {{- printf "%s-%s" $prefix $suffix }}
+{{- end }}
+
+{{/* ---- monitoring (ServiceMonitor, PodMonitor, PrometheusRule, dashboard) ---------------------------------- */}}
+
+{{/*
+The `job` label of a component's series, whichever monitor scrapes them: the PrometheusRule's alerts and the
+dashboard select by it. Arguments: (list $ "agent"|"operator").
+*/}}
+{{- define "node-janitor.monitorJob" -}}
+{{- include "node-janitor.suffixedName" (list (index . 0) (index . 1)) -}}
+{{- end }}
+
+{{/*
+Relabelings of both monitors: `job` as node-janitor.monitorJob says, and the agent's Node in `node`.
+Arguments: (list $ "agent"|"operator").
+*/}}
+{{- define "node-janitor.monitorRelabelings" -}}
+- action: replace
+  targetLabel: job
+  replacement: {{ include "node-janitor.monitorJob" . }}
+{{- if eq (index . 1) "agent" }}
+- action: replace
+  sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+{{- end }}
+{{- end }}
+
+{{/* --- Cluster-scoped names and the CRDs (chart work of issue 20) ------------------------------------- */}}
+
+{{/* The ClusterKopfPeering of the operator's replicas: operator.peeringName, else the full name (one per release). */}}
+{{- define "node-janitor.peeringName" -}}
+{{- default (include "node-janitor.fullname" .) .Values.operator.peeringName }}
+{{- end }}
+
+{{/* The chart's CleanupPolicy: defaultPolicy.name, else <fullname>-default (one per release). */}}
+{{- define "node-janitor.defaultPolicyName" -}}
+{{- default (include "node-janitor.suffixedName" (list . "default")) .Values.defaultPolicy.name }}
+{{- end }}
+
+{{/* The metadata a CRD template adds to its CRD: the chart's labels, and with crds.keep the annotation that
+makes `helm uninstall` leave it. */}}
+{{- define "node-janitor.crdMetadata" -}}
+labels:
+  {{- include "node-janitor.labels" . | nindent 2 }}
+{{- if .Values.crds.keep }}
+annotations:
+  helm.sh/resource-policy: keep
+{{- end }}
+{{- end }}
+
+{{/* The annotations of the chart's own custom objects (its CleanupPolicy, its ClusterKopfPeering): include with
+(list $ "<group/version/Kind>" <hook weight>). When the cluster does not serve that kind yet (the first install,
+which creates the CRDs), helm could not map the object before it creates anything: the object is then a
+post-install hook, created once the release's CRDs exist, and carries the release's ownership annotations so
+that the next upgrade, which renders it as a plain object, adopts it. Empty when the kind is served. */}}
+{{- define "node-janitor.customObjectAnnotations" -}}
+{{- $root := index . 0 }}
+{{- if not ($root.Capabilities.APIVersions.Has (index . 1)) }}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: {{ index . 2 | quote }}
+helm.sh/hook-delete-policy: before-hook-creation
+meta.helm.sh/release-name: {{ $root.Release.Name }}
+meta.helm.sh/release-namespace: {{ $root.Release.Namespace }}
+{{- end }}
 {{- end }}

@@ -7,6 +7,8 @@ subprocess test asserts it). Each part has a public API and tests of its own (te
 - `policy`: which policy applies (NodeCleanup, saved, none) and the fail-closed rules (pure, with the store).
 - `triggers`: when a run is due: the run queue (coalescing), the monitor's and the watches' decisions, re-arming
   after a run, the cron `Scheduler` (no I/O).
+- `fillrate`: ahead of the fill: each file system's growth rate, the image file system's projected time to the
+  eviction threshold, the prediction trigger's hysteresis and the monitor's sampling interval (pure).
 - `backoff`: a target no run can reach: reported once, retried when something changed (pure).
 - `runner`: the runs: one at a time, the engine, SIGTERM, the follow-up rule and the target bookkeeping.
 - `reporter`: the NodeCleanup's status (conditions, usage, lastRun, heartbeat), the Events, the run metrics.
@@ -21,7 +23,8 @@ subprocess test asserts it). Each part has a public API and tests of its own (te
   `preflight`: the checks `node-janitor agent` makes before it starts.
 
 Imports go one way: `node_agent` imports the parts; `runner` -> `reporter`, `triggers`, `runtime_link`;
-`reporter` -> `kube`, `policy`, `report`, `metrics`; `triggers` -> `policy`, `backoff`, `report`; `runtime_link` ->
+`reporter` -> `kube`, `policy`, `report`, `metrics`; `triggers` -> `policy`, `backoff`, `report`, `fillrate`;
+`metrics` -> `fillrate`; `runtime_link` ->
 `backoff`; `policy` -> `store`. No part imports `node_agent`; `node_agent` builds the engine (`adapter`),
 `runtime_link` keeps it per connection, only `runner` runs it.
 """

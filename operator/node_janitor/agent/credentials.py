@@ -5,7 +5,8 @@ resident memory, on every node. The agent talks to the apiserver with aiohttp (`
 the server, how to trust it and how to authenticate, which this module reads as client-go does:
 
 - `kubeconfig` given: that one file (it must exist). Else in-cluster when $KUBERNETES_SERVICE_HOST and
-  $KUBERNETES_SERVICE_PORT are set: the ServiceAccount's token and CA (IPv6 service hosts bracketed). Else
+  $KUBERNETES_SERVICE_PORT are set and no `context` is asked for: the ServiceAccount's token and CA (IPv6
+  service hosts bracketed). Else
   $KUBECONFIG (several paths: missing ones skipped, the first file to define a cluster, user or context name or
   current-context wins; kubectl's rules) or ~/.kube/config; when in-cluster fails there, its reason is the error.
 - The context: `context` if given, else current-context. Relative file paths (certificate-authority,
@@ -276,7 +277,7 @@ def load_credentials(
     if kubeconfig:
         return _from_kubeconfig([Path(kubeconfig)], context, explicit=True)
     in_cluster_error: CredentialsError | None = None
-    if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+    if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT") and not context:
         try:
             return in_cluster(env, service_account_dir)
         except CredentialsError as exc:

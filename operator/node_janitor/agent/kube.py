@@ -3,7 +3,8 @@ kubeconfig, or the in-cluster ServiceAccount with its token re-read as it rotate
 `kubernetes` package (importing any of it costs the agent 10-17 MiB: tests/agent/test_credentials.py checks).
 
 Only what the agent needs: list and watch ONE object by name (field selector `metadata.name=NAME`, so other
-nodes' objects never reach it), merge-patch a status subresource, create an Event. aiohttp rather than the
+nodes' objects never reach it), merge-patch a status subresource, create an Event and merge-patch it (a repeat's
+count). aiohttp rather than the
 `kubernetes` client in threads: a watch is then cancelled at once on SIGTERM, and nothing blocks the loop.
 """
 
@@ -66,6 +67,12 @@ class AgentKube(Protocol):
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
     async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> Any: ...
     async def create_event(self, namespace: str, event: dict[str, Any]) -> Any: ...
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> Any: ...
+    async def list_objects(self, path: str, field_selector: str) -> tuple[list[dict[str, Any]], str]: ...
+    def watch_objects(
+        self, path: str, field_selector: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]: ...
+    async def renew_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> Any: ...
     async def close(self) -> None: ...
 
 
@@ -82,11 +89,11 @@ class KubeClient:
         )
 
     @classmethod
-    def from_config(cls, kubeconfig: str | None) -> KubeClient:
-        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.agent.credentials`).
-        Raises KubeConfigError (one line)."""
+    def from_config(cls, kubeconfig: str | None, context: str | None = None) -> KubeClient:
+        """From `kubeconfig`, else in-cluster, else $KUBECONFIG or ~/.kube/config (`node_janitor.agent.credentials`);
+        `context`: that kubeconfig context instead of its current-context. Raises KubeConfigError (one line)."""
         try:
-            return cls(load_credentials(kubeconfig))
+            return cls(load_credentials(kubeconfig, context=context))
         except CredentialsError as exc:
             raise KubeConfigError(f"cannot load Kubernetes credentials: {exc}") from None
 
@@ -153,14 +160,27 @@ class KubeClient:
         items = answer.get("items") or []
         return (items[0] if items else None), str(answer["metadata"]["resourceVersion"])
 
-    async def watch_one(
+    async def list_objects(self, path: str, field_selector: str) -> tuple[list[dict[str, Any]], str]:
+        """The objects under `path` that `field_selector` selects (e.g. this node's pods) and the list's
+        resourceVersion to watch from."""
+        answer = await self.request("GET", path, params={"fieldSelector": field_selector})
+        return list(answer.get("items") or []), str(answer["metadata"]["resourceVersion"])
+
+    def watch_one(
         self, resource: Resource, name: str, resource_version: str
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(type, object) for each change of `name` after `resource_version`; BOOKMARKs are yielded too (their
         object carries only the new resourceVersion). Ends when the server closes the watch; raises Gone on 410."""
+        return self.watch_objects(resource.path, f"metadata.name={name}", resource_version)
+
+    async def watch_objects(
+        self, path: str, field_selector: str, resource_version: str
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) for each change under `path` that `field_selector` selects, after `resource_version`
+        (BOOKMARKs too). Ends when the server closes the watch; raises Gone on 410."""
         params = {
             "watch": "true",
-            "fieldSelector": f"metadata.name={name}",
+            "fieldSelector": field_selector,
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
@@ -169,12 +189,12 @@ class KubeClient:
         session, headers = await self._prepare()
         try:
             async with session.get(
-                self.server + resource.path, params=params, headers=headers, timeout=timeout, **self._extra
+                self.server + path, params=params, headers=headers, timeout=timeout, **self._extra
             ) as response:
                 if response.status == 401:
                     self.credentials.invalidate()  # the next attempt re-reads them
                 if response.status >= 400:
-                    raise _error(response.status, await response.text(), f"watch {resource.path}")
+                    raise _error(response.status, await response.text(), f"watch {path}")
                 buffer = b""
                 async for chunk in response.content.iter_any():
                     buffer += chunk
@@ -183,7 +203,7 @@ class KubeClient:
                         if line.strip():
                             yield _watch_event(json.loads(line))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise KubeError(f"watch {resource.path}: apiserver unreachable: {exc or type(exc).__name__}") from None
+            raise KubeError(f"watch {path}: apiserver unreachable: {exc or type(exc).__name__}") from None
 
     async def patch_status(self, resource: Resource, name: str, status: dict[str, Any]) -> Any:
         """Merge-patch the status subresource."""
@@ -195,7 +215,26 @@ class KubeClient:
         )
 
     async def create_event(self, namespace: str, event: dict[str, Any]) -> Any:
+        """The created Event (its generated name in metadata.name)."""
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+    async def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        """Merge-patch an Event (a repeat: its count, lastTimestamp, message; `agent.events`)."""
+        return await self.request(
+            "PATCH", f"/api/v1/namespaces/{namespace}/events/{name}", body=patch,
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+    async def renew_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> Any:
+        """Merge-patch the Lease's spec (one small write); create it when there is none (404)."""
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        try:
+            return await self.request(
+                "PATCH", f"{path}/{name}", body={"spec": lease["spec"]}, content_type="application/merge-patch+json"
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        return await self.request("POST", path, body=lease)
 
 
 def _satisfies_agent_kube(client: KubeClient) -> AgentKube:

@@ -2,7 +2,9 @@
 pod log file systems, runs the engine on the triggers below, runs the fast log rotation loop beside it, and reports
 into its NodeCleanup's status, Events on its Node and /metrics.
 
-Triggers: a file system above the high watermark (space or inodes; checked every monitor interval), the Node's
+Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s
+near it or while filling fast; the image file system's use counts the bytes pulls in flight still bring), the image
+file system projected to reach the kubelet's eviction threshold within the prediction horizon (`fillrate`), the Node's
 DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest token, spec.policy.schedule (cron,
 UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
 removed nothing and left the disk above its watermark, that trigger waits RETRY_SECONDS before it fires again
@@ -35,19 +37,22 @@ from typing import Any
 from node_janitor.agent.adapter import build_engine, build_rotator
 from node_janitor.agent.backoff import TargetBackoff
 from node_janitor.agent.kube import NODE_CLEANUPS, NODES, AgentKube, follow_object
+from node_janitor.agent.liveness import LeaseRenewer
 from node_janitor.agent.metrics import AgentMetrics
+from node_janitor.agent.pods import NodePods, follow_node_pods
 from node_janitor.agent.policy import HeldPolicy, PolicyHolder
-from node_janitor.agent.reporter import Reporter
+from node_janitor.agent.reporter import STATUS_HEARTBEAT, Reporter
 from node_janitor.agent.rotation import RotatorSupervisor, task_error
 from node_janitor.agent.runner import Runner
-from node_janitor.agent.runtime_link import Connect, RuntimeLink, connect_containerd
+from node_janitor.agent.runtime_link import PROBE_TIMEOUT, Connect, RuntimeLink, connect_containerd
 from node_janitor.agent.store import AgentStore
 from node_janitor.agent.triggers import RunQueue, Scheduler, Triggers
 from node_janitor.api.policy import PolicyRules
 from node_janitor.defaults import DEFAULT_KUBELET_ROOT, DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_STATE_DIR
 from node_janitor.http_endpoint import Endpoint, serve_health
-from node_janitor.node.collect import statvfs_entry
+from node_janitor.node.collect import ingest_entries, statvfs_entry
 from node_janitor.node.engine import NodeEngine, policy_halt
+from node_janitor.node.ingests import Pending, pending_bytes
 from node_janitor.node.inventory import FileSystemEntry
 from node_janitor.node.last_used import LastUsedStore
 from node_janitor.node.logs import LogActionResult, LogRotator, RunLock
@@ -75,6 +80,11 @@ class AgentConfig:
     heartbeat_interval: float = 60.0
     extra_paths_within: tuple[str, ...] | None = None
     """The node directories extraPaths rules may reach (the ones the pod mounts); None: anywhere."""
+    lease_namespace: str | None = None
+    """Where the agent renews its Lease (`liveness`; POD_NAMESPACE); None: no Lease, the status heartbeat is the
+    liveness signal (every `heartbeat_interval`)."""
+    watch_pods: bool = True
+    """Watch this node's pods and protect their images (`pods`)."""
 
 
 def _utc_now() -> datetime:
@@ -112,6 +122,10 @@ class NodeAgent:
         self.triggers = Triggers(self.queue, self.target)
         self.scheduler = Scheduler(self.policy, self.queue, clock)
         self.rotation = RotatorSupervisor(self.metrics, self._changed)
+        self.pods = NodePods(self.store.directory / "pods.json" if config.watch_pods else None)
+        self.lease = (
+            LeaseRenewer(kube, config.node_name, config.lease_namespace, clock) if config.lease_namespace else None
+        )
         self.reporter = Reporter(
             config.node_name,
             kube,
@@ -133,6 +147,7 @@ class NodeAgent:
             engine=self.engine,
             clock=clock,
             stopping=self._stopping,
+            pod_images=self.pods.images,
             settled=self._settled,
             hold_rotator=self._hold_rotator,
             file_systems=self.file_systems,
@@ -181,7 +196,7 @@ class NodeAgent:
         update = self.policy.observe(obj)
         self._listed.set()
         if update.appeared:
-            self._changed()  # (again) something to report into
+            self.reporter.resend()  # (again) something to report into
         if update.changed:
             self._set_policy(update.generation_changed or update.error_changed)
         if obj is None:
@@ -232,27 +247,57 @@ class NodeAgent:
                     continue
         return out
 
+    async def _pending(self) -> Pending:
+        """What pulls in flight still bring (containerd's content ingests); nothing known when it does not answer."""
+        containerd = self.link.containerd
+        if containerd is None or self.link.error is not None:
+            return Pending()
+        try:
+            statuses = await asyncio.wait_for(containerd.list_ingests(), PROBE_TIMEOUT)
+        except (RuntimeClientError, TimeoutError):
+            return Pending()
+        return pending_bytes(ingest_entries(statuses), self.clock())
+
     async def _monitor(self) -> None:
+        """The monitor: every monitor_interval the runtime's probe, and on every tick (monitor_interval, or
+        fillrate.FAST_INTERVAL near a watermark or while filling fast) statvfs, the ingests and the triggers."""
+        next_probe = 0.0
         while True:
-            was_up = self.link.error is None
-            up = await self.link.probe()
-            if up != was_up:
-                self._changed()
-                if not up:
-                    self.metrics.errors.labels("runtime").inc()
-            ready, _ = self.ready()
-            self.metrics.ready.set(1 if ready else 0)
+            probe = time.monotonic() >= next_probe
+            if probe:
+                next_probe = time.monotonic() + self.config.monitor_interval
+                was_up = self.link.error is None
+                up = await self.link.probe()
+                if up != was_up:
+                    self._changed()
+                    if not up:
+                        self.metrics.errors.labels("runtime").inc()
+                ready, _ = self.ready()
+                self.metrics.ready.set(1 if ready else 0)
             file_systems = self.file_systems()
             self.metrics.observe_file_systems(file_systems)
-            runtime = await self.link.fingerprint() if self.target.blocked else None
+            applied = self.policy.applied
+            self.metrics.observe_watermarks(applied.thresholds.high_percent, applied.thresholds.low_percent)
+            self.metrics.observe_policy(applied.paused, applied.dry_run, applied.schedule is not None)
+            pending = await self._pending()
+            runtime = await self.link.fingerprint() if probe and self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(
-                file_systems, self.policy, runtime_up=self.link.error is None, runtime=runtime, now=now
+                file_systems,
+                self.policy,
+                runtime_up=self.link.error is None,
+                runtime=runtime,
+                now=now,
+                pending=pending.bytes,
             ):
                 self.reporter.note_target(0, "every file system is below its low watermark")
+            self.metrics.observe_fill(self.triggers.fill, pending)
             await self._hold_rotator(False)
+            interval = self.triggers.fill.interval(
+                file_systems, self.policy.applied.thresholds, self.config.monitor_interval
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.config.monitor_interval)
+                await asyncio.wait_for(self._stopping.wait(), interval)
                 return
 
     # ---- the engine and the log rotator ---------------------------------------------------------------------
@@ -279,7 +324,7 @@ class NodeAgent:
         return engine
 
     def _count_log(self, result: LogActionResult) -> None:
-        self.reporter.count(str(result.action.kind), str(result.outcome), result.freed)
+        self.reporter.count(str(result.action.kind), str(result.outcome), str(result.action.reason), result.freed)
 
     async def _hold_rotator(self, hold: bool) -> None:
         """Keep exactly one LogRotator running with the policy held (restarted when it or the containerd
@@ -341,7 +386,7 @@ class NodeAgent:
     def loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """The agent's loops by task name; each runs until cancelled (one that ends is a crash)."""
         name = self.config.node_name
-        return {
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "watch-nodecleanup": lambda: follow_object(
                 self.kube, NODE_CLEANUPS, name, self.on_nodecleanup, self._on_api_connection
             ),
@@ -349,10 +394,21 @@ class NodeAgent:
             "monitor": self._monitor,
             "runner": self.runner.loop,
             "reporter": lambda: self.reporter.loop(
-                self.config.heartbeat_interval, self._refresh_usage, lambda: self.queue.running
+                self.config.heartbeat_interval, self._refresh_usage, lambda: self.queue.running, self._heartbeat
             ),
             "scheduler": self.scheduler.run,
         }
+        if self.config.watch_pods:
+            loops["watch-pods"] = lambda: follow_node_pods(self.kube, name, self.pods)
+        if self.lease is not None:
+            loops["lease"] = self.lease.loop
+        return loops
+
+    def _heartbeat(self) -> float:
+        """The status heartbeat: slow while the Lease says the agent is alive, else every measuring interval."""
+        if self.lease is not None and self.lease.healthy:
+            return max(STATUS_HEARTBEAT, self.config.heartbeat_interval)
+        return self.config.heartbeat_interval
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

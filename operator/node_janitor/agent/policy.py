@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from node_janitor.agent.store import AgentStore
 from node_janitor.api.meta import ManifestError
-from node_janitor.api.nodecleanup import NodeCleanup
+from node_janitor.api.nodecleanup import NodeCleanup, requested_run
 from node_janitor.api.policy import PolicyRules
 
 __all__ = ["HeldPolicy", "PolicyHolder", "PolicySource", "PolicyUpdate"]
@@ -44,6 +44,7 @@ class HeldPolicy:
     source: PolicySource = "none"
     protected_images: tuple[str, ...] = ()
     run_request: str | None = None
+    """The run request it carries: the nodejanitor.io/run-request annotation, else spec.runRequest."""
     spec_error: str | None = None
     """Why the NodeCleanup's current spec cannot be read: the node is paused until it can."""
 
@@ -174,7 +175,9 @@ class PolicyHolder:
                 error,
             )
             return self._update(before, appeared=appeared)
-        held = HeldPolicy(spec.policy, generation, "nodecleanup", tuple(spec.protected_images), spec.run_request)
+        annotations = (obj.get("metadata") or {}).get("annotations")
+        run_request = requested_run(annotations if isinstance(annotations, dict) else None, spec.run_request)
+        held = HeldPolicy(spec.policy, generation, "nodecleanup", tuple(spec.protected_images), run_request)
         if (held.rules, held.generation, held.protected_images) != (
             before.rules,
             before.generation,

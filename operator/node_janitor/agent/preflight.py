@@ -6,8 +6,10 @@
   the agent uses. An apiserver that does not answer is not a problem here either: the agent works on its saved
   policy meanwhile (it logs the failed watches and reconnects).
 
-containerd's socket is not checked here: containerd may start after the agent, which then waits for it with one
-warning line and /readyz answering 503 `containerd unreachable: ...` (`RuntimeLink`).
+- The runtime on containerd's socket, if one answers: it must be containerd (CRI-O answers CRI too, but
+  node-janitor works through containerd's own API): one line naming the runtime, exit code 2. Nothing answering
+  is not a problem here: containerd may start after the agent, which then waits for it with one warning line and
+  /readyz answering 503 `containerd unreachable: ...` (`RuntimeLink`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,25 @@ import secrets
 from pathlib import Path
 
 from node_janitor.agent.kube import NODE_CLEANUPS, KubeClient, KubeError
+from node_janitor.runtime import CriClient, NotContainerdError, RuntimeClientError, require_containerd
 
-__all__ = ["check_agent_api", "check_state_dir"]
+__all__ = ["check_agent_api", "check_runtime", "check_state_dir"]
+
+RUNTIME_CHECK_TIMEOUT = 5.0
+
+
+async def check_runtime(socket: str) -> str | None:
+    """Why the runtime answering on `socket` can never serve the agent (it is not containerd); None when it is
+    containerd, or when nothing answers yet."""
+    try:
+        async with CriClient(socket, timeout=RUNTIME_CHECK_TIMEOUT) as cri:
+            require_containerd(await cri.version(), socket)
+    except NotContainerdError as exc:
+        return str(exc)
+    except RuntimeClientError:
+        return None
+    return None
+
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +71,8 @@ AGENT_ACCESS = (
     ("watch", "nodejanitor.io", "nodecleanups", ""),
     ("patch", "nodejanitor.io", "nodecleanups", "status"),
     ("create", "", "events", ""),
+    ("list", "", "pods", ""),  # its own node's (agent/pods.py)
+    ("watch", "", "pods", ""),
 )
 
 

@@ -3,11 +3,13 @@ the Events it posts on its Node. Shapes are checked against the API models (`api
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from node_janitor.agent.events import SERIES_ANNOTATION
 from node_janitor.api.meta import Condition
 from node_janitor.api.nodecleanup import (
     MAX_IMAGE_REF_LENGTH,
@@ -19,11 +21,14 @@ from node_janitor.api.nodecleanup import (
     Usage,
     UsageEntry,
 )
+from node_janitor.api.packed_refs import pack_refs
 from node_janitor.api.units import format_bytes
 from node_janitor.node.engine import PruneReport
 from node_janitor.node.inventory import FileSystemEntry
 from node_janitor.node.usage import ROW_TYPES, DiskReport, ImageUsage
 
+PACK_ABOVE = 4096
+"""imageRefs longer than this as JSON are sent packed (`api.packed_refs`): one status at 200 images <= 16 KiB."""
 MAX_PLAN = 50
 MAX_ERRORS = 20
 MAX_MESSAGE = 512
@@ -57,6 +62,9 @@ def build_usage_status(report: DiskReport) -> dict[str, Any]:
     usage = Usage(**{name: UsageEntry(**report.rows[name].to_dict()) for name in ROW_TYPES})
     reclaimable = sum(report.rows[name].reclaimable for name in ROW_TYPES)
     refs, omitted = build_image_refs(report.images)
+    packed = None
+    if len(json.dumps(refs)) > PACK_ABOVE:
+        packed, refs, omitted = pack_refs(refs), [], omitted + len(refs)
     status: dict[str, Any] = {
         "usage": _dump(usage),
         "fileSystems": build_file_systems(report.file_systems),
@@ -65,6 +73,7 @@ def build_usage_status(report: DiskReport) -> dict[str, Any]:
         "reclaimable": format_bytes(reclaimable),
         "imageRefs": refs,
         "imageRefsOmitted": omitted,
+        "imageRefsPacked": packed,  # (None: a merge patch removes the packed list of before)
     }
     if report.file_systems:
         status["diskPercent"] = round(min(100.0, max(fs.used_percent for fs in report.file_systems)), 2)
@@ -176,18 +185,26 @@ def run_event(outcome: RunOutcome, node_name: str, node_uid: str | None, now: da
             f"{outcome.trigger} run removed {len(outcome.done)} object(s), reclaimed "
             f"{format_bytes(outcome.reclaimed_bytes)} (planned {format_bytes(outcome.planned_bytes)})"
         )
-    return node_event(kind, reason, message, node_name, node_uid, now)
+    return node_event(kind, reason, message, node_name, node_uid, now, series=outcome.trigger)
 
 
 def target_unreachable_event(message: str, node_name: str, node_uid: str | None, now: datetime) -> dict[str, Any]:
     """The one Event of an episode in which runs cannot reach the low watermark (`backoff.TargetBackoff`)."""
-    return node_event("Warning", "TargetUnreachable", message, node_name, node_uid, now)
+    return node_event("Warning", "TargetUnreachable", message, node_name, node_uid, now, series="target")
 
 
 def node_event(
-    kind: str, reason: str, message: str, node_name: str, node_uid: str | None, now: datetime
+    kind: str,
+    reason: str,
+    message: str,
+    node_name: str,
+    node_uid: str | None,
+    now: datetime,
+    *,
+    series: str | None = None,
 ) -> dict[str, Any]:
-    """An Event of this agent on its Node."""
+    """An Event of this agent on its Node. Events of one `series` (a run's: its trigger) are repeats of one another
+    whatever their messages: `agent.events` adds them to one Event's count (the message is the latest)."""
     stamp = now.isoformat().replace("+00:00", "Z")
     involved = {"apiVersion": "v1", "kind": "Node", "name": node_name}
     if node_uid:
@@ -195,7 +212,10 @@ def node_event(
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{node_name}.nodejanitor."},
+        "metadata": {
+            "generateName": f"{node_name}.nodejanitor.",
+            **({"annotations": {SERIES_ANNOTATION: series}} if series else {}),
+        },
         "involvedObject": involved,
         "type": kind,
         "reason": reason,

@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from node_janitor.agent.events import EventRecorder, is_transient
 from node_janitor.agent.kube import NODE_CLEANUPS, AgentKube, KubeError
-from node_janitor.agent.metrics import AgentMetrics
+from node_janitor.agent.metrics import AgentMetrics, share_out
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.report import (
     MAX_MESSAGE,
@@ -26,21 +27,18 @@ from node_janitor.agent.report import (
     run_event,
     target_unreachable_event,
 )
+from node_janitor.agent.status_gate import StatusGate
 from node_janitor.agent.store import AgentStore
 from node_janitor.node.inventory import FileSystemEntry
-from node_janitor.node.usage import DiskReport
+from node_janitor.node.usage import ROW_TYPES, DiskReport
 
 log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = "default"  # where the kubelet puts Node events too
-MAX_EVENTS = 50
-"""Events waiting for the apiserver; the oldest go first when more arrive."""
-
-
-def is_transient(status: int) -> bool:
-    """An apiserver answer worth retrying the same request for (no answer, credentials being rotated, timeout,
-    throttling, server errors)."""
-    return status in (0, 401, 408, 429) or status >= 500
+STATUS_COALESCE = 30.0
+"""At most one status write per this many seconds for what is not urgent (`status_gate`)."""
+STATUS_HEARTBEAT = 300.0
+"""The status heartbeat when the agent's Lease is renewed (its liveness signal)."""
 
 
 class Reporter:
@@ -65,10 +63,17 @@ class Reporter:
         self.usage: dict[str, Any] = {}
         self.last_run: dict[str, Any] | None = None
         self.last_outcome: RunOutcome | None = None
-        self.events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
+        self.recorder = EventRecorder(
+            kube,
+            EVENT_NAMESPACE,
+            on_result=lambda reason, result: metrics.events.labels(reason, result).inc(),
+            on_error=metrics.errors.labels("apiserver").inc,
+        )
+        self.events = self.recorder.pending  # waiting for the apiserver (rate-limited, aggregated when sent)
         self.node_uid: str | None = None
         self.status_refused: str | None = None
         self.dirty = asyncio.Event()
+        self.gate = StatusGate(coalesce=STATUS_COALESCE, heartbeat=STATUS_HEARTBEAT)
         status = store.load_status()
         if status:
             self.last_run = status.get("lastRun")
@@ -95,6 +100,7 @@ class Reporter:
         m.last_run_timestamp.set(time.time())
         m.last_run_reclaimed.set(outcome.reclaimed_bytes)
         m.last_run_planned.set(outcome.planned_bytes)
+        self._count_runtime_reclaimed(outcome)
         if outcome.all_errors:
             m.errors.labels("run").inc(len(outcome.all_errors))
         log.info(
@@ -115,17 +121,33 @@ class Reporter:
         self.last_run = build_last_run(outcome)
         event = run_event(outcome, self.node_name, self.node_uid, self.clock())
         if event is not None:
-            self.events.append(event)
+            self.recorder.record(event)
 
-    def count(self, kind: str, outcome: str, freed: int) -> None:
-        """One action of a run or of the log rotator (`node_janitor_actions_total`, reclaimed bytes)."""
-        self.metrics.actions.labels(kind, outcome).inc()
+    def count(self, kind: str, outcome: str, reason: str, freed: int = 0) -> None:
+        """One action of a run or of the log rotator (`node_janitor_actions_total`); `freed`: the bytes it freed,
+        measured (a log action's; the runtime's actions are measured together, at the end of their run)."""
+        self.metrics.actions.labels(kind, outcome, reason).inc()
         if outcome == "done" and freed > 0:
+            self.metrics.reclaimed_bytes.labels(kind).inc(freed)
+
+    def _count_runtime_reclaimed(self, outcome: RunOutcome) -> None:
+        """The image file system's measured gain of a run (containerd frees blobs and snapshots in its GC, for
+        every action at once), into `node_janitor_reclaimed_bytes_total` by kind, in proportion to the planned
+        sizes of the runtime actions done; log actions were counted one by one."""
+        execution = outcome.report.execution if outcome.report is not None and not outcome.dry_run else None
+        if execution is None:
+            return
+        planned: dict[str, int] = {}
+        for result in execution.results:
+            if str(result.outcome) == "done":
+                kind = str(result.action.kind)
+                planned[kind] = planned.get(kind, 0) + max(0, result.action.bytes)
+        for kind, freed in share_out(execution.reclaimed_bytes, planned).items():
             self.metrics.reclaimed_bytes.labels(kind).inc(freed)
 
     def target_unreachable(self, message: str) -> None:
         """The Event of a new episode of an unreachable target."""
-        self.events.append(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
+        self.recorder.record(target_unreachable_event(message, self.node_name, self.node_uid, self.clock()))
         log.warning("target unreachable: %s", message)
 
     def note_target(self, short: int, message: str) -> None:
@@ -138,6 +160,7 @@ class Reporter:
     def measured(self, report: DiskReport) -> None:
         """The df numbers, measured now."""
         self.usage.update(build_usage_status(report))
+        self.metrics.observe_reclaimable({name: report.rows[name].reclaimable for name in ROW_TYPES})
 
     def measured_file_systems(self, file_systems: list[FileSystemEntry]) -> None:
         """Only the file systems could be measured (containerd away): the last known ones stay if none."""
@@ -214,35 +237,52 @@ class Reporter:
         self.store.save_status(self.status_document())
 
     async def loop(
-        self, heartbeat_interval: float, refresh_usage: Callable[[], Awaitable[None]], running: Callable[[], bool]
+        self,
+        heartbeat_interval: float,
+        refresh_usage: Callable[[], Awaitable[None]],
+        running: Callable[[], bool],
+        status_heartbeat: Callable[[], float] | None = None,
     ) -> None:
-        """Sends the status when something changed and on the heartbeat (its usage measured again first unless a
-        run is going on); what could not be sent (apiserver away, no NodeCleanup yet) is sent as soon as it can
-        be, with the Events queued meanwhile."""
+        """Measures the usage every `heartbeat_interval` (unless a run is going on) and sends the status when
+        `status_gate` says so: at once, coalesced, or on the heartbeat (`status_heartbeat()` seconds, default the
+        measuring interval); the queued Events go at once. What could not be sent (apiserver away, no NodeCleanup
+        yet) is sent as soon as it can be."""
         loop = asyncio.get_running_loop()
-        next_heartbeat = loop.time()
-        retry = 0.5
+        self.gate.coalesce = min(self.gate.coalesce, heartbeat_interval)
+        next_measure = loop.time()
+        retry, wait = 0.5, 0.0
         while True:
-            timeout = max(0.0, next_heartbeat - loop.time())
+            timeout = max(0.0, min(next_measure - loop.time(), wait))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.dirty.wait(), timeout)
             self.dirty.clear()
-            if loop.time() >= next_heartbeat:
-                next_heartbeat = loop.time() + heartbeat_interval
+            if loop.time() >= next_measure:
+                next_measure = loop.time() + heartbeat_interval
                 if not running():
                     await refresh_usage()
-            if await self.send():
+            heartbeat = status_heartbeat() if status_heartbeat is not None else heartbeat_interval
+            due = self.gate.due_in(self.status_document(), loop.time(), heartbeat) if self.policy.exists else math.inf
+            if await self.send(status=due <= 0):
                 retry = 0.5
+                wait = due if due > 0 else self.gate.due_in(self.status_document(), loop.time(), heartbeat)
             else:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, 10.0)
                 self.dirty.set()
 
-    async def send(self) -> bool:
-        """The status first (it must never wait behind an Event), then the queued Events. False: try again."""
+    def resend(self) -> None:
+        """The stored status is gone (a NodeCleanup made again): the whole status goes at once."""
+        self.gate.forget()
+        self.dirty.set()
+
+    async def send(self, status: bool = True) -> bool:
+        """The status first (it must never wait behind an Event; only the Events when `status` is False), then the
+        queued Events. False: try again."""
         try:
-            if self.policy.exists:
-                await self.kube.patch_status(NODE_CLEANUPS, self.node_name, self.status_document())
+            if self.policy.exists and status:
+                document = self.status_document()
+                await self.kube.patch_status(NODE_CLEANUPS, self.node_name, document)
+                self.gate.sent(document, asyncio.get_running_loop().time())
                 if self.status_refused is not None:
                     self.status_refused = None
                     self.dirty.set()  # Degraded clears in the next one
@@ -256,17 +296,7 @@ class Reporter:
             else:
                 self.metrics.errors.labels("apiserver").inc()
                 await self._send_heartbeat_only(exc)
-        while self.events:
-            try:
-                await self.kube.create_event(EVENT_NAMESPACE, self.events[0])
-            except KubeError as exc:
-                self.metrics.errors.labels("apiserver").inc()
-                if is_transient(exc.status):
-                    log.warning("event not posted yet: %s", exc)
-                    return False
-                log.error("event dropped: %s", exc)  # refused for good (e.g. forbidden): never block the status
-            self.events.popleft()
-        return True
+        return await self.recorder.flush()  # aggregated and rate-limited like client-go's (agent/events.py)
 
     async def _send_heartbeat_only(self, refusal: KubeError) -> None:
         """The full status was refused for good (400/422: invalid, e.g. a field over a limit of an older CRD): the
@@ -278,6 +308,7 @@ class Reporter:
         minimal: dict[str, Any] = {
             k: document[k] for k in ("conditions", "observedGeneration", "heartbeatTime") if k in document
         }
+        self.gate.sent(document, asyncio.get_running_loop().time())  # the full one is tried again on the heartbeat
         try:
             await self.kube.patch_status(NODE_CLEANUPS, self.node_name, minimal)
         except KubeError as exc:

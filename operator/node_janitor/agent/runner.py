@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -49,6 +49,7 @@ class RunEngine(Protocol):
         on_log_result: Callable[[LogActionResult], None],
         should_stop: Callable[[], bool],
         current_rules: Callable[[], PolicyRules],
+        headroom: int,
     ) -> PruneReport: ...
 
 
@@ -78,6 +79,7 @@ class Runner:
         engine: Callable[[], RunEngine],
         clock: Callable[[], datetime],
         stopping: asyncio.Event,
+        pod_images: Callable[[], Iterable[str]] = tuple,
         settled: Callable[[], Awaitable[None]],
         hold_rotator: Callable[[bool], Awaitable[None]],
         file_systems: Callable[[], list[FileSystemEntry]],
@@ -87,6 +89,8 @@ class Runner:
         self.policy, self.queue, self.triggers, self.target = policy, queue, triggers, target
         self.reporter, self.link, self.engine, self.clock = reporter, link, engine, clock
         self.stopping, self.settled, self.hold_rotator = stopping, settled, hold_rotator
+        self.pod_images = pod_images
+        """The images of the pods bound to this node (`agent.pods`): protected like the operator's."""
         self.file_systems, self.runtime_fingerprint, self.refresh_usage = (
             file_systems,
             runtime_fingerprint,
@@ -124,7 +128,7 @@ class Runner:
                     await run
 
     def on_result(self, result: ActionResult) -> None:
-        self.reporter.count(str(result.action.kind), str(result.outcome), result.action.bytes)
+        self.reporter.count(str(result.action.kind), str(result.outcome), str(result.action.reason))
         if self.stopping.is_set():
             raise RunInterrupted
 
@@ -157,11 +161,12 @@ class Runner:
             report = await self.engine().run_once(
                 rules,
                 dry_run=dry_run,
-                protected_images=lambda: self.policy.held.protected_images,
+                protected_images=lambda: (*self.policy.held.protected_images, *self.pod_images()),
                 on_result=self.on_result,
                 on_log_result=self.on_log_result,
                 should_stop=self.stopping.is_set,  # nothing more is sent once SIGTERM arrives
                 current_rules=lambda: self.policy.applied,  # paused, dryRun, keep, logs.enabled: before each action
+                headroom=self.headroom(pending, applied),
             )
         except RunInterrupted:
             errors.append("interrupted by SIGTERM after the removal in flight")
@@ -182,6 +187,11 @@ class Runner:
         if self.target.blocked and (runtime := await self.runtime_fingerprint()) is not None:
             self.target.note_runtime(runtime)  # what a change is measured against: the runtime right after the run
         await self.refresh_usage()
+
+    def headroom(self, pending: PendingRun, rules: PolicyRules) -> int:
+        """A predicted run leaves room for what lands while it runs (the fill rate's bytes); other runs count the
+        pulls in flight only (the engine's inventory): a watermark run is no forecast."""
+        return self.triggers.fill.headroom(rules.thresholds) if "prediction" in pending.triggers else 0
 
     def finish(self, outcome: RunOutcome, pending: PendingRun, now: float | None = None) -> None:
         """A run ended (`now`: monotonic). Re-arming: a run that freed nothing and left the disk above its

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from node_janitor.agent.backoff import RuntimeFingerprint, runtime_fingerprint
 from node_janitor.node.engine import NodeEngine
-from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError
+from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError, require_containerd
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class RuntimeLink:
             if self.cri is None or self.containerd is None:
                 self.cri, self.containerd = self.connect(self.socket, self.namespace)
                 self.generation += 1
-            await asyncio.wait_for(self.cri.version(), PROBE_TIMEOUT)
+            require_containerd(await asyncio.wait_for(self.cri.version(), PROBE_TIMEOUT), self.socket)
             if self.image_fs_path is None:
                 info = await asyncio.wait_for(self.cri.image_fs_info(), PROBE_TIMEOUT)
                 self.image_fs_path = next((u.mountpoint for u in info.image_filesystems if u.mountpoint), None)

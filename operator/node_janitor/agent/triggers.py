@@ -1,6 +1,7 @@
 """When the agent runs. The trigger sources feed one RunQueue: the monitor's disk check (`Triggers.check`: the
-high watermark, a DiskPressure retry, an unreachable target released by `backoff.TargetBackoff`), the watches
-(`Triggers.request` for spec.runRequest, `Triggers.node` for the Node's DiskPressure), the cron schedule
+high watermark on the projected use (used + what pulls in flight still bring), the fill-rate prediction
+(`fillrate.FillPredictor`), a DiskPressure retry, an unreachable target released by `backoff.TargetBackoff`), the
+watches (`Triggers.request` for spec.runRequest, `Triggers.node` for the Node's DiskPressure), the cron schedule
 (`Scheduler`) and the startup run. Triggers coalesce in the queue; `Triggers.after_run` re-arms them. No I/O: the
 agent feeds in the file systems, the runtime's fingerprint, the policy and the monotonic clock (the Scheduler
 reads the wall clock it is given)."""
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from node_janitor.agent.backoff import RuntimeFingerprint, TargetBackoff
+from node_janitor.agent.fillrate import FillPredictor, projected
 from node_janitor.agent.policy import PolicyHolder
 from node_janitor.agent.report import RunOutcome
 from node_janitor.api.nodecleanup import RunTrigger, is_dry_run_request
@@ -25,7 +27,7 @@ from node_janitor.node.inventory import FileSystemEntry
 log = logging.getLogger(__name__)
 
 # What lastRun.trigger says when several triggers coalesced into one run: the most specific first.
-TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "schedule", "startup")
+TRIGGER_ORDER: tuple[RunTrigger, ...] = ("request", "pressure", "watermark", "prediction", "schedule", "startup")
 PRESSURE_MARGIN = 0.001
 """A pressure run's high watermark sits this far above the low one (percent): it reclaims to the low watermark
 whenever the disk is above it."""
@@ -62,7 +64,7 @@ class PendingRun:
     @property
     def to_low(self) -> bool:
         """Reclaims down to the low watermark whenever the disk is above it (`pressure_rules`)."""
-        return self.pressure or self.follow_up
+        return self.pressure or self.follow_up or "prediction" in self.triggers
 
 
 class RunQueue:
@@ -103,6 +105,12 @@ class RunQueue:
         while not self._triggers:
             self._wake.clear()
             await self._wake.wait()
+        return self.take_nowait()
+
+    def take_nowait(self) -> PendingRun:
+        """`take` when something is pending (IndexError when nothing is)."""
+        if not self._triggers:
+            raise IndexError("no run is pending")
         if self._run_request is not None or self._dry_run_request is None:
             pending = PendingRun(frozenset(self._triggers), self._run_request, self._follow_up)
             self._run_request, self._follow_up = None, False
@@ -154,12 +162,14 @@ class Triggers:
         self.pressure_retry_at: float | None = None  # monotonic: the next pressure run while DiskPressure stays
         self.unguarded_above = False  # above the watermark with no policy to act on (logged once per crossing)
         self.answered_request: str | None = None  # the last spec.runRequest a run answered (or was queued for)
+        self.fill = FillPredictor()  # the file systems' fill rates and the prediction trigger's hysteresis
 
     # ---- the watches ------------------------------------------------------------------------------------
 
     def request(self, token: str | None, answered: str | None = None) -> bool:
-        """The NodeCleanup's spec.runRequest `token` and the one its status.lastRun answered: a token not answered
-        yet queues a run (answered by it, in status.lastRun.runRequest). True when it did."""
+        """The NodeCleanup's run request `token` (api.nodecleanup.requested_run) and the one its status.lastRun
+        answered: a token not answered yet queues a run (answered by it, in status.lastRun.runRequest). True when it
+        did."""
         if answered and self.answered_request is None:
             self.answered_request = answered
         if not token or token == self.answered_request:
@@ -194,11 +204,15 @@ class Triggers:
         runtime_up: bool,
         runtime: RuntimeFingerprint | None,
         now: float,
+        pending: int = 0,
     ) -> bool:
         """One monitor tick: the file systems measured now, `runtime` the runtime's fingerprint (only asked for
-        while the target blocks), `now` monotonic. Returns True when an unreachable target's episode ended (every
+        while the target blocks), `now` monotonic, `pending` the bytes pulls in flight still bring to the image file
+        system (counted as used: the projected use). Returns True when an unreachable target's episode ended (every
         file system below its low watermark again): the caller reports the target reached."""
         rules = policy.applied
+        self.fill.observe(file_systems, rules.thresholds, now, pending, removing=self.queue.running)
+        file_systems = projected(file_systems, pending)
         if policy.settled and rules.paused:  # measured and reported (/metrics, this log), not acted on
             unguarded = above(file_systems, rules.thresholds)
             if unguarded and not self.unguarded_above:
@@ -227,6 +241,18 @@ class Triggers:
         elif not self.queue.busy and now >= self.watermark_blocked_until:
             log.info("file system above highPercent=%s: reclaiming", rules.thresholds.high_percent)
             self.queue.add("watermark")
+        if not self.queue.busy and now >= self.watermark_blocked_until and self.fill.due(rules.thresholds):
+            forecast = self.fill.forecast
+            assert forecast is not None  # due() says so only with one
+            log.info(
+                "image file system filling at %.0f bytes/s, %.1f%% projected: evictionPercent=%s in %.1f s: "
+                "reclaiming ahead",
+                forecast.rate,
+                forecast.used_percent,
+                rules.thresholds.eviction_percent,
+                forecast.seconds_to_eviction,
+            )
+            self.queue.add("prediction")
         if self.disk_pressure and self.pressure_retry_at is not None and now >= self.pressure_retry_at:
             self.pressure_retry_at = None
             self.queue.add("pressure")
@@ -242,7 +268,9 @@ class Triggers:
     ) -> None:
         """Re-arming after a run (`file_systems` measured right after it): one that freed nothing and left the disk
         above its watermark waits RETRY_SECONDS before the next watermark run; a pressure run that left the disk
-        above its low watermark (or had errors) is tried again after RETRY_SECONDS, unless the target blocks."""
+        above its low watermark (or had errors) is tried again after RETRY_SECONDS, unless the target blocks. The
+        run's duration is what the prediction expects a run to take."""
+        self.fill.note_run(outcome.duration_seconds)
         if above(file_systems, rules.thresholds) and not outcome.removed_something:
             self.watermark_blocked_until = now + RETRY_SECONDS
         if pending.pressure:

@@ -67,7 +67,7 @@ CRDS: tuple[CrdSpec, ...] = (
     CrdSpec(
         model=CleanupPolicy,
         singular="cleanuppolicy",
-        short_names=("cpol",),
+        short_names=("njpol",),
         printer_columns=(
             {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"},
             {"name": "Dry-Run", "type": "boolean", "jsonPath": ".spec.dryRun"},
@@ -96,7 +96,7 @@ CRDS: tuple[CrdSpec, ...] = (
     CrdSpec(
         model=NodeCleanup,
         singular="nodecleanup",
-        short_names=("nc",),
+        short_names=("njnc",),
         printer_columns=(
             {
                 "name": "Disk%",

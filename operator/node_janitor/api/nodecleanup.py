@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
@@ -13,6 +14,7 @@ from node_janitor.api.policy import PolicyRules
 
 __all__ = [
     "DRY_RUN_REQUEST_PREFIX",
+    "RUN_REQUEST_ANNOTATION",
     "FileSystemStatus",
     "LastRun",
     "NodeCleanup",
@@ -24,23 +26,36 @@ __all__ = [
     "Usage",
     "UsageEntry",
     "is_dry_run_request",
+    "requested_run",
 ]
 
 Count = Annotated[int, Field(ge=0)]
 MAX_IMAGE_REFS = 1000
 """status.imageRefs holds at most this many (a node with thousands of images must not have its status refused)."""
 MAX_IMAGE_REF_LENGTH = 512
+MAX_PACKED_LENGTH = 1 << 19
 ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_REF_LENGTH)]
 Bytes = Annotated[int, Field(ge=0)]
 Percentage = Annotated[float, Field(ge=0, le=100)]
-RunTrigger = Literal["schedule", "pressure", "request", "watermark", "startup"]
+RunTrigger = Literal["schedule", "pressure", "request", "watermark", "prediction", "startup"]
 DRY_RUN_REQUEST_PREFIX = "dry-run:"
 """spec.runRequest tokens starting with this ask for a dry run."""
+
+
+RUN_REQUEST_ANNOTATION = "nodejanitor.io/run-request"
+"""`node-janitor run` asks through this annotation: a metadata change, so the NodeCleanup's generation stays what
+the operator's spec made it (a spec.runRequest change bumps it). It carries a token as spec.runRequest does and
+wins over it when both are set."""
 
 
 def is_dry_run_request(token: str | None) -> bool:
     """Whether a spec.runRequest token asks for a dry run."""
     return token is not None and token.startswith(DRY_RUN_REQUEST_PREFIX)
+
+
+def requested_run(annotations: Mapping[str, str] | None, spec_token: str | None) -> str | None:
+    """The run request a NodeCleanup carries: its RUN_REQUEST_ANNOTATION, else spec.runRequest."""
+    return (annotations or {}).get(RUN_REQUEST_ANNOTATION) or spec_token
 
 
 class PolicySource(ApiModel):
@@ -68,9 +83,10 @@ class NodeCleanupSpec(ApiModel):
     """Image references that workloads anywhere in the cluster use and that this node holds (the
     intersection with status.imageRefs); the agent never removes them."""
     run_request: str | None = None
-    """A token; when it changes the agent runs a cleanup at once (set by `node-janitor run`) and reports the
-    token in status.lastRun.runRequest. A token starting with `dry-run:` asks for a dry run (plan, remove
-    nothing)."""
+    """A token; when it changes the agent runs a cleanup at once and reports the token in
+    status.lastRun.runRequest. A token starting with `dry-run:` asks for a dry run (plan, remove nothing).
+    `node-janitor run` sets the annotation nodejanitor.io/run-request instead (no generation bump), which wins
+    when both are set."""
 
 
 class UsageEntry(ApiModel):
@@ -136,7 +152,9 @@ class LastRun(ApiModel):
 
     trigger: RunTrigger
     """What started it: schedule, pressure (the node's DiskPressure), request (spec.runRequest),
-    watermark (a file system above thresholds.highPercent) or startup (the agent's first run)."""
+    watermark (a file system above thresholds.highPercent), prediction (the image file system filling fast
+    enough to reach thresholds.evictionPercent within thresholds.predictHorizon) or startup (the agent's first
+    run)."""
     start_time: Timestamp
     """When it started."""
     duration_seconds: Annotated[float, Field(ge=0)] = 0.0
@@ -154,7 +172,8 @@ class LastRun(ApiModel):
     errors: list[str] = []
     """What could not be done, one message per failed action."""
     run_request: str | None = None
-    """The spec.runRequest token this run answered, if a request started it."""
+    """The run request token this run answered (the nodejanitor.io/run-request annotation or spec.runRequest), if
+    a request started it."""
     plan: Annotated[list[PlannedAction], Field(max_length=50)] = []
     """For a dry run: the first 50 planned actions."""
 
@@ -184,8 +203,11 @@ class NodeCleanupStatus(ApiModel):
     """References (tags and digests) of the images on the node, for the operator's protected set: at most 1000,
     those of images no container uses first (the only ones a cleanup may remove)."""
     image_refs_omitted: Count | None = None
-    """How many references imageRefs leaves out (over its limit). While above 0, the operator protects every
-    workload image on this node, listed or not."""
+    """How many references imageRefs leaves out (over its limit, or packed into imageRefsPacked). While some are
+    left out beyond the packed ones, the operator protects every workload image on this node, listed or not."""
+    image_refs_packed: Annotated[str, Field(max_length=MAX_PACKED_LENGTH)] | None = None
+    """The references, packed (gzip, base64, prefixed gzip+base64:) when the list would make the status patch
+    large; imageRefs is then empty and imageRefsOmitted counts them too."""
     heartbeat_time: Timestamp | None = None
     """When the agent last reported, with or without a run."""
 

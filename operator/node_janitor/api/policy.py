@@ -78,6 +78,20 @@ class Thresholds(ApiModel):
     """Start reclaiming when used inodes go above this percentage (1-100)."""
     inodes_low_percent: Percent = 80
     """Stop reclaiming once used inodes are below this percentage (1-100, less than inodesHighPercent)."""
+    eviction_percent: Percent = 85
+    """The used-space percentage at which the kubelet evicts for the image file system (1-100): its
+    evictionHard imagefs.available<15% by default is 85. Prediction aims to stay below it."""
+    predict: bool = True
+    """Reclaim ahead of a fill, not only above highPercent: when the image file system's recent growth (a
+    least-squares rate over the last 15 s), counting the bytes pulls in flight still bring, would reach
+    evictionPercent within predictHorizon plus the time a run takes, the agent reclaims to lowPercent and leaves
+    room for what lands meanwhile. Fires once per fill (again only when the rate or the level rises markedly).
+    false: react at highPercent only."""
+    predict_horizon: PositiveDuration = timedelta(seconds=30)
+    """How far ahead a fill counts (Go duration, default 30s): reclaim when evictionPercent is projected within
+    this plus a run's duration. 30s covers a run (a few seconds), the agent's sampling (0.25-2s) and the kubelet's
+    eviction check (every 10s) several times over, yet leaves a disk filling slower than 0.5% a second 15 points
+    below evictionPercent alone."""
 
     @model_validator(mode="after")
     def _low_below_high(self) -> Self:

@@ -16,7 +16,14 @@ from datetime import UTC, datetime, timedelta
 from node_janitor.api import CleanupPolicy
 from node_janitor.cli.prune import render_prune
 from node_janitor.cli.render import render_disk_report
-from node_janitor.devbed.containerd import ContainerdBed, DevbedError
+from node_janitor.devbed.containerd import (
+    CONTAINERD_ENV,
+    SYSTEM_CONTAINERD,
+    ContainerdBed,
+    ContainerdBinaries,
+    DevbedError,
+    containerd_binaries,
+)
 from node_janitor.devbed.images import Layer
 from node_janitor.devbed.pods import remove_all_pods, run_pod, start_container, wait_for_state
 from node_janitor.node.collect import CollectOptions, collect_inventory
@@ -61,11 +68,24 @@ def run_demo(disk_size: int, echo: Callable[[str], None] = print) -> int:
     check_disk_size(disk_size, tempfile.gettempdir())
     if os.geteuid() != 0:
         raise DevbedError("the demo starts its own containerd and mounts a small disk: run it as root")
-    with ContainerdBed(disk_size=disk_size) as bed:
-        echo(f"Started a private containerd on {bed.address} with a {disk_size // MiB} MiB disk at {bed.disk}")
+    with ContainerdBed(disk_size=disk_size, binaries=_demo_containerd()) as bed:
+        echo(
+            f"Started a private containerd {bed.binaries.version} on {bed.address} with a {disk_size // MiB} MiB "
+            f"disk at {bed.disk}"
+        )
         asyncio.run(_demo(bed, echo))
     echo("\nStopped the private containerd and removed its disk.")
     return 0
+
+
+def _demo_containerd() -> ContainerdBinaries:
+    """The containerd $NJ_CONTAINERD names; unset, the newest 2.3 built, else Debian's 1.6 (the demo needs no build)."""
+    try:
+        return containerd_binaries()
+    except DevbedError:
+        if os.environ.get(CONTAINERD_ENV):
+            raise
+        return containerd_binaries(SYSTEM_CONTAINERD)
 
 
 async def _demo(bed: ContainerdBed, echo: Callable[[str], None]) -> None:

@@ -9,12 +9,12 @@ import ipaddress
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node_janitor import __version__
+from node_janitor.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CliError
 from node_janitor.defaults import (
     DEFAULT_CONTAINERD_ADDRESS,
     DEFAULT_KUBELET_ROOT,
@@ -29,13 +29,7 @@ if TYPE_CHECKING:
     from node_janitor.node.engine import NodeEngine
     from node_janitor.runtime import ContainerdClient, CriClient
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2  # bad input: unreachable runtime, malformed policy, bad flags
-
-
-class CliError(Exception):
-    """A one-line message for the user; exit code 2."""
+__all__ = ["CliError", "build_parser", "main", "plugin_main"]
 
 
 def _directory(value: str) -> str:
@@ -59,6 +53,25 @@ def _bind_address(value: str) -> str:
     return value
 
 
+class _DeprecatedNamespace(argparse.Action):
+    """`--namespace`, the old spelling of `--containerd-namespace`: still taken, with a warning (kubectl and docker
+    users read it as a Kubernetes namespace)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        print(f"node-janitor: warning: {option_string} is deprecated: it is containerd's namespace, not a Kubernetes "
+              "one; use --containerd-namespace", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+def _add_containerd_namespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--containerd-namespace", default=DEFAULT_NAMESPACE, metavar="NAME",
+                        help=f"containerd's namespace of the images and containers (default {DEFAULT_NAMESPACE}); "
+                             "not a Kubernetes namespace")  # fmt: skip
+    parser.add_argument("--namespace", dest="containerd_namespace", action=_DeprecatedNamespace,
+                        help=argparse.SUPPRESS)  # fmt: skip
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--containerd-socket",
@@ -66,9 +79,7 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
-    parser.add_argument(
-        "--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace (default {DEFAULT_NAMESPACE})"
-    )
+    _add_containerd_namespace(parser)
     parser.add_argument(
         "--pod-log-dir",
         default=str(DEFAULT_POD_LOG_DIR),
@@ -86,9 +97,9 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "node-janitor") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="node-janitor",
+        prog=prog,
         description="Exact disk accounting and safe cleanup for containerd nodes.",
     )
     parser.add_argument("--version", action="version", version=f"node-janitor {__version__}")
@@ -111,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(prune)
     prune.add_argument("--policy", metavar="FILE", help="a CleanupPolicy manifest (YAML or JSON), as kubectl takes it")
     prune.add_argument("--dry-run", action="store_true", help="plan and show, remove nothing")
+    prune.add_argument("-f", "--force", action="store_true",
+                       help="do not ask for confirmation (it is asked only when stdin is a terminal)")  # fmt: skip
     prune.add_argument(
         "--state-file",
         metavar="PATH",
@@ -144,13 +157,14 @@ def _add_agent_parser(sub: Any) -> None:
     )
     agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default $NODE_NAME)")
     agent.add_argument("--kubeconfig", metavar="PATH", help="a kubeconfig (default: in-cluster, else $KUBECONFIG)")
+    agent.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current-context)")
     agent.add_argument(
         "--containerd-socket",
         default=DEFAULT_CONTAINERD_ADDRESS,
         metavar="PATH",
         help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
-    agent.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"containerd namespace ({DEFAULT_NAMESPACE})")
+    _add_containerd_namespace(agent)
     agent.add_argument(
         "--pod-log-dir", default=str(DEFAULT_POD_LOG_DIR), metavar="DIR", help=f"default {DEFAULT_POD_LOG_DIR}"
     )
@@ -198,12 +212,20 @@ def _add_agent_parser(sub: Any) -> None:
         metavar="DURATION",
         help="how often the status is reported without a run (default 60s)",
     )
+    _add_log_flags(agent)
+    agent.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        metavar="NAMESPACE",
+        help="renew a Lease named after the node there, the agent's liveness signal (default $POD_NAMESPACE; "
+        "none: the status heartbeat is, every --heartbeat-interval)",
+    )
     agent.set_defaults(handler=cmd_agent)
 
 
 def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.agent import AgentConfig, AgentStartError, KubeClient, KubeConfigError, run_agent
-    from node_janitor.agent.preflight import check_agent_api, check_state_dir
+    from node_janitor.agent.preflight import check_agent_api, check_runtime, check_state_dir
     from node_janitor.api.units import parse_duration
 
     if not args.node_name:
@@ -220,13 +242,13 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     if not 0 < args.metrics_port < 65536:
         raise CliError(f"--metrics-port {args.metrics_port}: not a port number")
     try:
-        kube = KubeClient.from_config(args.kubeconfig)
+        kube = KubeClient.from_config(args.kubeconfig, args.context)
     except KubeConfigError as exc:
         raise CliError(str(exc)) from None
     config = AgentConfig(
         node_name=args.node_name,
         containerd_socket=args.containerd_socket,
-        namespace=args.namespace,
+        namespace=args.containerd_namespace,
         pod_log_dir=Path(args.pod_log_dir),
         kubelet_root=Path(args.kubelet_root),
         state_dir=Path(args.state_dir),
@@ -234,12 +256,17 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         metrics_host=args.metrics_bind_address,
         monitor_interval=intervals["monitor_interval"],
         heartbeat_interval=intervals["heartbeat_interval"],
+        lease_namespace=args.lease_namespace or None,
         extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
     )
-    _log_key_values()
+    _configure_logging(args)
 
     async def run() -> int:
-        problem = check_state_dir(config.state_dir) or await check_agent_api(kube, config.node_name)
+        problem = (
+            check_state_dir(config.state_dir)
+            or await check_runtime(config.containerd_socket)
+            or await check_agent_api(kube, config.node_name)
+        )
         if problem is not None:
             await kube.close()
             raise CliError(f"the agent cannot start: {problem}")
@@ -251,18 +278,21 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return run()
 
 
-def _log_key_values() -> None:
-    """Structured key=value lines on stderr (the messages themselves are key=value: one per deletion)."""
-    import logging
+# --- logs of the agent and the operator (cli/logsetup.py) -----------------------------------------------------
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "time=%(asctime)s.%(msecs)03dZ level=%(levelname)s logger=%(name)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
-        )
-    )
-    handler.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+def _add_log_flags(parser: argparse.ArgumentParser) -> None:
+    from node_janitor.cli.logsetup import LOG_FORMATS, LOG_LEVELS
+
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text (key=value) or json, one line per record on stderr (default text)")  # fmt: skip
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default info")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    from node_janitor.cli.logsetup import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
 
 
 def _load_policy(path: str | None) -> CleanupPolicy:
@@ -290,7 +320,7 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
     return NodeEngine(
         cri,
         containerd,
-        namespace=args.namespace,
+        namespace=args.containerd_namespace,
         pod_log_dir=Path(args.pod_log_dir),
         kubelet_root=Path(args.kubelet_root),
         state=LastUsedStore(Path(state_file) if state_file else None),
@@ -299,16 +329,18 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.cli.progress import RunProgress, on_terminal
     from node_janitor.cli.render import render_disk_report
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
-        async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
+        async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
             engine = _engine(args, cri, containerd)
             now = engine.clock()
-            report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
+            with RunProgress(on_terminal()):
+                report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
             print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
         else:
@@ -319,15 +351,23 @@ def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    from node_janitor.cli.prune import render_prune
+    from node_janitor.cli.progress import RunProgress, on_terminal
+    from node_janitor.cli.prune import confirm_prune, render_prune
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
+    ask = not args.dry_run and not args.force and on_terminal(sys.stdin)
+    show = args.output == "table" and on_terminal()
 
     async def run() -> int:
-        with _progress(enabled=args.output == "table" and sys.stderr.isatty()) as progress:
-            async with open_runtime(args.containerd_socket, args.namespace) as (cri, containerd):
-                engine = _engine(args, cri, containerd)
+        async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
+            engine = _engine(args, cri, containerd)
+            if ask:  # what would go first; the run itself plans again
+                with RunProgress(show):
+                    preview = await engine.run_once(policy.spec, dry_run=True)
+                if not confirm_prune(preview, sys.stdin, sys.stderr):
+                    return EXIT_OK
+            with RunProgress(show) as progress:
                 report = await engine.run_once(
                     policy.spec,
                     dry_run=args.dry_run,
@@ -341,42 +381,6 @@ def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         return EXIT_FAILURE if report.errors else EXIT_OK
 
     return run()
-
-
-class _progress:
-    """A progress bar on stderr while a plan is applied (only on a terminal)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def start(self, plan: Any) -> None:
-        if not self.enabled or not plan.actions:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task = self._bar.add_task("Removing", total=len(plan.actions))
-        self._bar.start()
-
-    def advance(self, result: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=f"{result.action.kind} {result.action.id[:19]}")
 
 
 def cmd_crd(args: argparse.Namespace) -> int:
@@ -401,14 +405,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_operator_commands(sub: Any) -> None:
+    from node_janitor.cli.kubeapi import add_kube_flags
+    from node_janitor.cli.run import add_run_parser
+    from node_janitor.cli.status import add_status_parser
     from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING
 
-    kubeconfig_help = "a kubeconfig (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"
     operator = sub.add_parser(
         "operator",
         help="run the operator: one NodeCleanup per node a CleanupPolicy selects, policy statuses, Events",
     )
-    operator.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
+    add_kube_flags(operator)
     operator.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT, metavar="N",
                           help=f"port of /metrics, /healthz and /readyz (default {DEFAULT_METRICS_PORT})")  # fmt: skip
     operator.add_argument("--metrics-bind-address", default="0.0.0.0", type=_bind_address, metavar="ADDR",
@@ -417,93 +423,43 @@ def _add_operator_commands(sub: Any) -> None:
     operator.add_argument("--peering", default=DEFAULT_PEERING, metavar="NAME",
                           help=f"the ClusterKopfPeering of the replicas (default {DEFAULT_PEERING})")  # fmt: skip
     operator.add_argument("--standalone", action="store_true", help="run without peering (a single replica)")
+    _add_log_flags(operator)
+    operator.add_argument("--agent-namespace", default=os.environ.get("POD_NAMESPACE") or None, metavar="NAMESPACE",
+                          help="where the agents renew their Leases, their liveness signal (default $POD_NAMESPACE; "
+                               "none: only their status heartbeats say they are alive)")  # fmt: skip
     operator.set_defaults(handler=cmd_operator)
-
-    run = sub.add_parser("run", help="ask a node's agent for a cleanup run now; with --wait, print its report")
-    run.add_argument("node", metavar="NODE", help="the node (its NodeCleanup has the same name)")
-    run.add_argument("--kubeconfig", metavar="PATH", help=kubeconfig_help)
-    run.add_argument("--dry-run", action="store_true", help="plan only: the agent removes nothing and reports its plan")
-    run.add_argument("--wait", action="store_true", help="wait for the agent's report and print it")
-    run.add_argument("--timeout", default="5m", metavar="DURATION", help="how long --wait waits (default 5m)")
-    run.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format of the report")
-    run.set_defaults(handler=cmd_run)
-
-
-def _kube_configuration(kubeconfig: str | None) -> Any:
-    from kubernetes.config import ConfigException
-
-    from node_janitor.controller.kube import load_configuration
-
-    try:
-        return load_configuration(kubeconfig)
-    except (ConfigException, OSError) as exc:
-        where = kubeconfig or "not in a cluster, and no $KUBECONFIG or ~/.kube/config"
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip("'")
-        raise CliError(f"no Kubernetes configuration ({where}): {reason}") from None
+    add_run_parser(sub)
+    add_status_parser(sub)
 
 
 def cmd_operator(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    import logging
 
+    from node_janitor.cli.errors import ApiUnreachableError
+    from node_janitor.cli.kubeapi import kube_configuration
     from node_janitor.controller.app import OperatorOptions, OperatorStartError, run_operator
+    from node_janitor.controller.preflight import ApiserverGone
     from node_janitor.controller.reconciler import ReconcilerSettings
 
-    configuration = _kube_configuration(args.kubeconfig)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per handled event
+    configuration = kube_configuration(args.kubeconfig, args.context)
+    _configure_logging(args)  # kopf's per-object lines only at warning and above, unless --log-level debug
     options = OperatorOptions(
         metrics_host=args.metrics_bind_address,
         metrics_port=args.metrics_port,
         peering=args.peering,
         standalone=args.standalone,
+        agent_namespace=args.agent_namespace or None,
         reconciler=ReconcilerSettings(dry_run=args.dry_run),
     )
 
     async def run() -> int:
         try:
             return await run_operator(options, configuration)
+        except ApiserverGone as exc:
+            raise ApiUnreachableError(f"the operator cannot start: {exc}") from None
         except OperatorStartError as exc:
             raise CliError(f"the operator cannot start: {exc}") from None
 
     return run()
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from kubernetes import client
-
-    from node_janitor.api.units import parse_duration
-    from node_janitor.cli.run import (
-        RunRequestError,
-        make_run_request,
-        render_run_report,
-        request_run,
-        wait_for_run,
-    )
-
-    try:
-        timeout = parse_duration(args.timeout).total_seconds()
-    except ValueError as exc:
-        raise CliError(f"--timeout: {exc}") from None
-    custom = client.CustomObjectsApi(client.ApiClient(_kube_configuration(args.kubeconfig)))
-    token = make_run_request(args.dry_run)
-    try:
-        cleanup = request_run(custom, args.node, token)
-        if cleanup.spec.policy.paused:
-            print(f"node-janitor: warning: {args.node} is paused by its policy; its agent will not run",
-                  file=sys.stderr)  # fmt: skip
-        if not args.wait:
-            print(f"requested {'a dry run' if args.dry_run else 'a run'} on {args.node} (runRequest {token})")
-            return EXIT_OK
-        cleanup = wait_for_run(custom, args.node, token, timeout)
-    except RunRequestError as exc:
-        raise CliError(str(exc)) from None
-    if args.output == "json":
-        report = cleanup.status.model_dump(mode="json", exclude_none=True) if cleanup.status else {}
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print(render_run_report(cleanup))
-    last_run = cleanup.status.last_run if cleanup.status else None
-    return EXIT_FAILURE if last_run is not None and last_run.errors else EXIT_OK
 
 
 def _tolerant_output() -> None:
@@ -514,9 +470,11 @@ def _tolerant_output() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "node-janitor") -> int:
+    """The exit codes are `node_janitor.cli.errors`' (docs/cli.md): 2 usage or bad input, 3 runtime unreachable,
+    4 API unreachable, 1 run errors."""
     _tolerant_output()
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] | None = getattr(args, "handler", None)
     if handler is None:
@@ -525,8 +483,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = handler(args)
         return outcome if isinstance(outcome, int) else asyncio.run(outcome)
-    except (RuntimeClientError, CliError) as exc:
+    except RuntimeClientError as exc:
         print(f"node-janitor: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_RUNTIME
+    except CliError as exc:
+        print(f"node-janitor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def plugin_main() -> int:
+    """`kubectl node-janitor ...`: the kubectl-node_janitor console script (kubectl runs it with the arguments
+    after `node-janitor`)."""
+    return main(prog="kubectl node-janitor")

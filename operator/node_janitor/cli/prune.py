@@ -9,11 +9,13 @@ file system; last, if still needed, the largest live logs are rotated away, and 
 
 from __future__ import annotations
 
+from typing import TextIO
+
 from node_janitor.api.units import format_bytes
 from node_janitor.node.engine import PruneReport
 from node_janitor.node.logs import LogActionKind
 
-__all__ = ["render_prune"]
+__all__ = ["confirm_prune", "render_prune"]
 
 
 LOG_KINDS = frozenset(str(k) for k in LogActionKind)
@@ -71,3 +73,18 @@ def render_prune(report: PruneReport) -> str:
     for warning in report.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def confirm_prune(preview: PruneReport, answers: TextIO, out: TextIO) -> bool:
+    """On a terminal, before a real run: shows what the run would remove (a dry run's report) on `out` and asks.
+    True to go on: yes or y. Nothing to remove, or the policy paused, asks nothing (the run then shows it)."""
+    if preview.paused or not preview.rows():
+        return True
+    out.write(render_prune(preview) + "\n")
+    out.write(f"Remove these {len(preview.rows())} items ({format_bytes(preview.planned_bytes)})? [y/N] ")
+    out.flush()
+    answer = answers.readline().strip().lower()
+    if answer in ("y", "yes"):
+        return True
+    out.write("Nothing removed.\n")
+    return False

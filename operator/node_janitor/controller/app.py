@@ -36,6 +36,7 @@ import kopf
 from node_janitor.controller import DEFAULT_METRICS_PORT, DEFAULT_PEERING, kopf_toggles
 from node_janitor.controller.handlers import register
 from node_janitor.controller.kube import COMPONENT, KubeWriter
+from node_janitor.controller.leases import KubeLeases
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.preflight import OperatorStartError, wait_for_dependencies
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
@@ -52,7 +53,7 @@ __all__ = [
 
 PREFIX = "nodejanitor.io"
 APISERVER_RETRY = (1, 2, 5, 10, 10, 10, 10, 10)
-"""Seconds between start-up checks while the apiserver does not answer (about a minute, then exit code 2)."""
+"""Seconds between start-up checks while the apiserver does not answer (about a minute, then exit code 4)."""
 
 log = logging.getLogger("node_janitor.operator")
 
@@ -63,6 +64,8 @@ class OperatorOptions:
     metrics_port: int = DEFAULT_METRICS_PORT
     peering: str = DEFAULT_PEERING
     standalone: bool = False
+    agent_namespace: str | None = None
+    """Where the agents' Leases are (`leases`); None: none are read."""
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
 
@@ -116,7 +119,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
     kopf_toggles.install()
     metrics = OperatorMetrics()
     writer = KubeWriter(configuration)
-    reconciler = Reconciler(writer, metrics, options.reconciler)
+    leases = KubeLeases(configuration, options.agent_namespace) if options.agent_namespace else None
+    reconciler = Reconciler(writer, metrics, options.reconciler, leases)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler)
     ready = asyncio.Event()
@@ -176,6 +180,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
         runner.close()
         await runner.wait_closed()
         writer.close()
+        if leases is not None:
+            leases.close()
         log.info("event=stopped")
     return 1 if not worker.cancelled() and worker.exception() is not None else 0
 

@@ -8,7 +8,7 @@ metadata). Every write goes through the Reconciler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -25,6 +25,8 @@ from node_janitor.controller.views import (
 from node_janitor.controller.workloads import WORKLOAD_KINDS, WorkloadKind, compute_workload_images
 
 __all__ = ["IndexState", "register"]
+
+T = TypeVar("T")
 
 NODES, POLICIES, CLEANUPS, HOLDERS = "nj_nodes", "nj_policies", "nj_cleanups", "nj_image_holders"
 
@@ -76,6 +78,25 @@ class IndexState:
         return {ref for index in self._workloads for ref in index}
 
 
+def _memo_by_version(build: Callable[[kopf.Body], T]) -> Callable[[kopf.Body], T]:
+    """`build`, called once per object version: kopf calls three handlers with each NodeCleanup event (two indexes,
+    one on.event), and parsing a status of hundreds of imageRefs is most of what an event costs (issue 21: 5,000
+    agents' heartbeats)."""
+    last: dict[str, tuple[str, T]] = {}
+
+    def cached(body: kopf.Body) -> T:
+        meta = body.get("metadata") or {}
+        name, version = str(meta.get("name", "")), str(meta.get("resourceVersion", ""))
+        hit = last.get(name)
+        if hit is not None and version and hit[0] == version:
+            return hit[1]
+        view = build(body)
+        last[name] = (version, view)
+        return view
+
+    return cached
+
+
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     """Registers every handler of the operator on `registry`, feeding `reconciler`. (Plain calls instead of
     decorators: kopf is untyped for mypy.)"""
@@ -96,12 +117,13 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         kopf.index(*resource, id=index, registry=registry)(index_handler)
         kopf.on.event(*resource, id=f"{index}_event", registry=registry)(event_handler)
 
+    cleanup_view = _memo_by_version(build_cleanup_view)
     watch(("v1", "nodes"), NODES, build_node_view, reconciler.node_changed)
     watch((GROUP, VERSION, "cleanuppolicies"), POLICIES, build_policy_view, reconciler.policy_changed)
-    watch((GROUP, VERSION, "nodecleanups"), CLEANUPS, build_cleanup_view, reconciler.cleanup_changed)
+    watch((GROUP, VERSION, "nodecleanups"), CLEANUPS, cleanup_view, reconciler.cleanup_changed)
 
     def image_holders(name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
-        return {ref: name for ref in build_cleanup_view(body).image_refs}
+        return {ref: name for ref in cleanup_view(body).image_refs}
 
     kopf.index(GROUP, VERSION, "nodecleanups", id=HOLDERS, registry=registry)(image_holders)
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 
-def load_configuration(kubeconfig: str | None) -> Any:
+def load_configuration(kubeconfig: str | None, context: str | None = None) -> Any:
     """A kubernetes.client.Configuration: from `kubeconfig` if given, else in-cluster (the ServiceAccount),
-    else $KUBECONFIG or ~/.kube/config. Raises kubernetes.config.ConfigException (or OSError, ValueError for an
-    unreadable or malformed file)."""
+    else $KUBECONFIG or ~/.kube/config. `context` names a kubeconfig context (instead of its current-context);
+    with one, in-cluster is not tried (it has no contexts). Raises kubernetes.config.ConfigException (or OSError,
+    ValueError for an unreadable or malformed file)."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if kubeconfig or context:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         return configuration
     try:
         config.load_incluster_config(client_configuration=configuration)

@@ -1,16 +1,18 @@
-"""The operator's Prometheus metrics (`node_janitor_operator_*`) and its HTTP endpoint: /metrics, /healthz,
-/readyz."""
+"""The operator's Prometheus metrics (`node_janitor_operator_*`, and `node_janitor_build_info`), served on its
+/metrics. Counters expose no `_created` series; docs/metrics.md lists every metric (tests/test_metrics_doc.py)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
+
+from node_janitor.http_endpoint import metrics_registry
 
 __all__ = ["OperatorMetrics"]
 
 
 class OperatorMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = metrics_registry("operator")
         r = self.registry
         self.writes = Counter(
             "node_janitor_operator_writes", "Writes to the apiserver by object and operation",

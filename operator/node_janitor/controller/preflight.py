@@ -21,7 +21,7 @@ from typing import Any, Final
 from node_janitor.api import GROUP, VERSION
 from node_janitor.controller.workloads import WORKLOAD_KINDS
 
-__all__ = ["Dependency", "OperatorStartError", "check_operator_dependencies", "required_access"]
+__all__ = ["ApiserverGone", "Dependency", "OperatorStartError", "check_operator_dependencies", "required_access"]
 
 log = logging.getLogger("node_janitor.operator")
 
@@ -34,6 +34,10 @@ class OperatorStartError(Exception):
 
 class ApiserverUnreachable(Exception):
     """No answer from the apiserver (retried)."""
+
+
+class ApiserverGone(OperatorStartError):
+    """The apiserver did not answer through every retry (`node-janitor operator` exits 4: API unreachable)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ async def wait_for_dependencies(
                 logged = True
             delay = next(delays, None)
             if delay is None:
-                raise OperatorStartError(f"the apiserver at {configuration.host} does not answer: {exc}") from None
+                raise ApiserverGone(f"the apiserver at {configuration.host} does not answer: {exc}") from None
             await asyncio.sleep(delay)
     if missing:
         raise OperatorStartError("; ".join(missing))

@@ -43,6 +43,7 @@ from node_janitor.controller.effective import (
     is_in_sync,
 )
 from node_janitor.controller.kube import ClusterWriter
+from node_janitor.controller.leases import AgentLease, LeaseSource
 from node_janitor.controller.metrics import OperatorMetrics
 from node_janitor.controller.status import Member, compute_policy_events, compute_policy_status
 from node_janitor.controller.views import CleanupView, NodeView, PolicyView
@@ -80,6 +81,8 @@ class ReconcilerSettings:
     status_resync: float = 60.0
     stale_after: timedelta = timedelta(minutes=5)
     """An agent that has not reported for this long makes its policies Degraded (AgentsNotReporting)."""
+    lease_poll: float = 60.0
+    """How often the agents' Leases are listed (`leases`)."""
     concurrency: int = 8
     dry_run: bool = False
     """Compute and log, write nothing."""
@@ -106,8 +109,15 @@ class _Queue:
 
 
 class Reconciler:
-    def __init__(self, writer: ClusterWriter, metrics: OperatorMetrics, settings: ReconcilerSettings) -> None:
+    def __init__(
+        self, writer: ClusterWriter, metrics: OperatorMetrics, settings: ReconcilerSettings,
+        leases: LeaseSource | None = None,
+    ) -> None:  # fmt: skip
         self.writer = writer
+        self.lease_source = leases
+        self._leases: dict[str, AgentLease] = {}
+        """node -> its agent's Lease, as last listed."""
+        self._alive: dict[str, bool] = {}
         self.metrics = metrics
         self.settings = settings
         self.state: ClusterState | None = None
@@ -258,6 +268,8 @@ class Reconciler:
                 for _ in range(self.settings.concurrency):
                     group.create_task(self._consume(kind, queue, batch, work))
             group.create_task(self._resync_statuses())
+            if self.lease_source is not None:
+                group.create_task(self._poll_leases(self.lease_source))
 
     async def _dispatch(self, kind: str, queue: _Queue, debounce: float, batch: asyncio.Queue[str]) -> None:
         """Debounces the marks of one kind and hands them to the consumers, one batch at a time."""
@@ -297,6 +309,23 @@ class Reconciler:
         while True:
             await asyncio.sleep(self.settings.status_resync)
             self._policies.add(*self._seen_policies)
+
+    async def _poll_leases(self, source: LeaseSource) -> None:
+        """Lists the agents' Leases; the policies of nodes whose agent turned silent or alive are marked."""
+        await self.synced.wait()
+        while True:
+            try:
+                self.leases_listed(await source.list_agent_leases(), datetime.now(UTC))
+            except Exception as exc:
+                log.warning("event=lease-list-failed error=%r", _short(exc))
+            await asyncio.sleep(self.settings.lease_poll)
+
+    def leases_listed(self, leases: dict[str, AgentLease], now: datetime) -> None:
+        self._leases = leases
+        alive = {n: now <= lease.renewed + timedelta(seconds=lease.duration_seconds) for n, lease in leases.items()}
+        flipped = {n for n in alive.keys() | self._alive.keys() if alive.get(n) != self._alive.get(n)}
+        self._alive = alive
+        self._mark_policies_selecting(*(self._seen_nodes.get(n) for n in flipped))
 
     # --- the work ----------------------------------------------------------------------------------------
 
@@ -369,7 +398,7 @@ class Reconciler:
             node = self.state.node(name)
             if node is not None and policy.selects(node.labels):
                 cleanup = self.state.cleanup(name)
-                members.append(Member(node, cleanup, self._member_in_sync(node, cleanup)))
+                members.append(Member(node, cleanup, self._member_in_sync(node, cleanup), self._leases.get(name)))
         return members
 
     def _member_in_sync(self, node: NodeView, cleanup: CleanupView | None) -> bool:

@@ -8,7 +8,8 @@ posting when it changes (pure).
 - Ready: True (Applied, or NoMatchingNodes) when every selected node's NodeCleanup holds what the operator
   compiled; False (Applying) while some do not yet, or (InvalidSpec) when the stored policy does not validate.
 - Degraded: True (AgentErrors) when some node reports Degraded or a last run with errors, True
-  (AgentsNotReporting) when some agent has not reported for `stale_after`; False (AsExpected) otherwise.
+  (AgentsNotReporting) when some agent is silent (`is_silent`: its Lease expired, or without one no status
+  heartbeat for `stale_after`); False (AsExpected) otherwise.
 
 Both conditions carry the policy's generation; lastTransitionTime only moves when a status changes, so an
 unchanged aggregate compares equal to the stored one and is not written again.
@@ -24,9 +25,17 @@ from typing import Literal
 from node_janitor.api import Condition
 from node_janitor.api.policy import CleanupPolicyStatus
 from node_janitor.api.units import format_bytes
+from node_janitor.controller.leases import AgentLease
 from node_janitor.controller.views import CleanupView, NodeView, PolicyView
 
-__all__ = ["Member", "PolicyEvent", "compute_policy_events", "compute_policy_status", "is_under_pressure"]
+__all__ = [
+    "Member",
+    "PolicyEvent",
+    "compute_policy_events",
+    "compute_policy_status",
+    "is_silent",
+    "is_under_pressure",
+]
 
 NAMES_SHOWN = 5
 
@@ -38,6 +47,8 @@ class Member:
     node: NodeView
     cleanup: CleanupView | None
     in_sync: bool
+    lease: AgentLease | None = None
+    """Its agent's Lease (`leases`), if it renews one."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +84,23 @@ def _is_reporting_errors(member: Member) -> bool:
     return degraded or bool(status.last_run is not None and status.last_run.errors)
 
 
-def _is_silent(member: Member, now: datetime, stale_after: timedelta) -> bool:
+def is_silent(member: Member, now: datetime, stale_after: timedelta) -> bool:
+    """An agent is silent when its Lease is older than the Lease's duration, or, without a Lease (an agent of an
+    older release), when its status heartbeat (else the NodeCleanup's creation) is older than `stale_after`. A
+    status written after the Lease expired counts as a heartbeat too (an agent that renews no Lease any more: a
+    downgrade, or its renewals refused)."""
     cleanup = member.cleanup
     if cleanup is None:
         return False
-    last = cleanup.status.heartbeat_time if cleanup.status is not None else None
-    last = last or cleanup.created
+    heartbeat = cleanup.status.heartbeat_time if cleanup.status is not None else None
+    lease = member.lease
+    if lease is not None:
+        expiry = lease.renewed + timedelta(seconds=lease.duration_seconds)
+        if now <= expiry:
+            return False
+        if heartbeat is None or heartbeat <= expiry:
+            return True
+    last = heartbeat or cleanup.created
     return last is not None and now - last > stale_after
 
 
@@ -125,7 +147,7 @@ def compute_policy_status(
         ready = _condition("Ready", True, "Applied", f"applied to {len(members)} nodes", generation, previous, now)
 
     failing = [m for m in members if _is_reporting_errors(m)]
-    silent = [m for m in members if _is_silent(m, now, stale_after)]
+    silent = [m for m in members if is_silent(m, now, stale_after)]
     if failing:
         message = f"{len(failing)} nodes report errors: {_names(failing)}"
         degraded = _condition("Degraded", True, "AgentErrors", message, generation, previous, now)

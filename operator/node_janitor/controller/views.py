@@ -14,6 +14,7 @@ from typing import Any
 
 from node_janitor.api import CleanupPolicy, CleanupPolicyStatus, ManifestError, NodeCleanupSpec, NodeCleanupStatus
 from node_janitor.api.meta import LabelSelector, _plain
+from node_janitor.api.packed_refs import PackedRefsError, unpack_refs
 from node_janitor.api.policy import PolicyRules
 from node_janitor.api.refs import normalize_all
 
@@ -115,8 +116,17 @@ def build_cleanup_view(body: Mapping[str, Any]) -> CleanupView:
             status = NodeCleanupStatus.model_validate(plain["status"])
         except ValueError as exc:
             log.warning("nodecleanup=%s unreadable status (%s)", name, str(exc).splitlines()[0])
-    raw_refs = (plain.get("status") or {}).get("imageRefs") or []
+    raw_refs = list((plain.get("status") or {}).get("imageRefs") or [])
     omitted = (plain.get("status") or {}).get("imageRefsOmitted")
+    packed = (plain.get("status") or {}).get("imageRefsPacked")
+    if isinstance(packed, str) and packed:
+        try:
+            unpacked = unpack_refs(packed)
+        except PackedRefsError as exc:
+            log.warning("nodecleanup=%s unreadable imageRefsPacked (%s): every workload image protected", name, exc)
+        else:
+            raw_refs += unpacked
+            omitted = omitted - len(unpacked) if isinstance(omitted, int) else 0
     created = meta.get("creationTimestamp")
     return CleanupView(
         name=name,

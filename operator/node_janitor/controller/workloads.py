@@ -1,4 +1,8 @@
-"""The image references workloads use: Pods and the pod templates of the built-in controllers (pure)."""
+"""The image references workloads use: the pod templates of the built-in controllers (pure).
+
+Pods themselves are not indexed (150,000 of them took minutes to list again on a restart): a Pod owned by one of
+these is covered by its template, and every Pod, bare or not, by the agent of the node it is bound to, which
+protects the images of its node's pods itself (`agent/pods.py`)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,6 @@ class WorkloadKind:
 
 
 WORKLOAD_KINDS: Final = (
-    WorkloadKind("Pod", "", "v1", "pods", ("spec",)),
     WorkloadKind("Deployment", "apps", "v1", "deployments", ("spec", "template", "spec")),
     WorkloadKind("ReplicaSet", "apps", "v1", "replicasets", ("spec", "template", "spec")),
     WorkloadKind("StatefulSet", "apps", "v1", "statefulsets", ("spec", "template", "spec")),

@@ -4,6 +4,7 @@ What `node-janitor df`/`prune` and the agent's loop call. May import `api/`, `ru
 `atomic_json` only (never the agent, the controller or the CLI; never the `kubernetes` package).
 
 - `inventory`: the node snapshot (types) and containerd's reference graph, with exact dedup-aware accounting (pure).
+- `ingests`: pulls in flight: containerd's content ingests and the bytes still to come (pure).
 - `collect`: takes one Inventory from CRI, containerd, the pod log tree and statvfs (the snapshot-usage cache).
 - `plan`: pure decisions: inventory + rules + now -> an ordered plan, each action with the bytes it frees.
 - `outcome`: `Outcome` (done, skipped, failed): what became of one action, for the image executor and the logs.

@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 from node_janitor.api.refs import is_image_id, normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
+from node_janitor.node.ingests import IngestEntry
 from node_janitor.node.inventory import (
     GC_EXPIRE,
     GC_REF_CONTENT,
@@ -46,6 +47,7 @@ from node_janitor.runtime.records import (
     CriSandbox,
     ImageFsInfo,
     ImageRecord,
+    IngestStatus,
     Lease,
     LeaseResource,
     Namespace,
@@ -74,6 +76,7 @@ class ContainerdSource(Protocol):
     async def list_leases(self) -> list[Lease]: ...
     async def list_lease_resources(self, lease_id: str) -> list[LeaseResource]: ...
     async def list_containers(self) -> list[ContainerRecord]: ...
+    async def list_ingests(self) -> list[IngestStatus]: ...
     async def list_namespaces(self) -> list[Namespace]: ...
     def with_namespace(self, namespace: str) -> ContainerdSource: ...
 
@@ -150,6 +153,15 @@ def _image_of(
     return (configs[0] if configs else None) or by_name or record.target.digest
 
 
+def _expires_at(records: list[ImageRecord]) -> datetime | None:
+    """When every one of an image's records has expired (`gc.expire`, containerd 2.x), or None: a record without
+    one (or with one containerd cannot parse, which it ignores) is a root that never expires."""
+    expiries = [parse_rfc3339(r.labels[GC_EXPIRE]) if GC_EXPIRE in r.labels else None for r in records]
+    if not expiries or any(e is None for e in expiries):
+        return None
+    return max(e for e in expiries if e is not None)
+
+
 def group_images(
     cri_images: list[CriImage], records: list[ImageRecord], blobs: Mapping[str, BlobInfo]
 ) -> list[ImageEntry]:
@@ -187,6 +199,7 @@ def group_images(
             pinned=cri.pinned if cri else False,
             created_at=min((r.created_at for r in mine), default=None),
             labels={k: v for r in mine for k, v in r.labels.items()},
+            expires_at=_expires_at(mine),
         )
 
     out = [entry(image.id, grouped.pop(image.id, []), image) for image in cri_images]
@@ -347,6 +360,7 @@ class RuntimeListing:
     snapshots: list[SnapshotInfo]
     leases: list[LeaseEntry]
     containers: list[ContainerRecord]
+    ingests: list[IngestStatus]
 
     @property
     def empty(self) -> bool:
@@ -421,6 +435,7 @@ async def collect_inventory(
         warnings=tuple(warnings),
         held_elsewhere=held_elsewhere,
         other_namespaces=other_namespaces,
+        ingests=tuple(ingest_entries(listing.ingests)),
     )
 
 
@@ -436,6 +451,7 @@ async def list_runtime(cri: CriSource, containerd: ContainerdSource, snapshotter
         containerd.list_snapshots(snapshotter),
         _lease_entries(containerd),
         containerd.list_containers(),
+        containerd.list_ingests(),
     )
     try:
         cri_part, store_part = await asyncio.gather(cri_batch, store_batch)
@@ -444,7 +460,8 @@ async def list_runtime(cri: CriSource, containerd: ContainerdSource, snapshotter
         store_batch.cancel()
         await asyncio.gather(cri_batch, store_batch, return_exceptions=True)
         raise
-    return RuntimeListing(*cri_part, *store_part)
+    records, blobs, snapshots, leases, containers, ingests = store_part
+    return RuntimeListing(*cri_part, records, blobs, snapshots, leases, containers, ingests)
 
 
 async def finished_times(cri: CriSource, cri_containers: Iterable[CriContainer]) -> dict[str, datetime | None]:
@@ -528,6 +545,13 @@ async def measure_host(
         statvfs or statvfs_entry,
     )
     return HostMeasures(file_systems, logs, warnings)
+
+
+def ingest_entries(statuses: Iterable[IngestStatus]) -> list[IngestEntry]:
+    """The content store's ingests as the inventory keeps them (no time, or the epoch: unknown)."""
+    return [
+        IngestEntry(s.ref, s.offset, s.total, s.updated_at if s.updated_at.timestamp() > 0 else None) for s in statuses
+    ]
 
 
 def blob_entries(blobs: Iterable[BlobInfo], block_size: int) -> list[BlobEntry]:

@@ -192,6 +192,7 @@ class PruneReport:
             "planned_bytes": self.planned_bytes,
             "reclaimed_bytes": self.reclaimed_bytes,
             "target_bytes": self.plan.target.bytes,
+            "pending_bytes": self.plan.target.pending_bytes,
             "under_pressure": self.plan.target.under_pressure,
             "file_system": {
                 "path": before.path if before else None,
@@ -454,14 +455,25 @@ class NodeEngine:
         on_log_result: Callable[[LogActionResult], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         current_rules: Callable[[], PolicyRules] | None = None,
+        headroom: int = 0,
     ) -> PruneReport:
         """One run of every rule (see the module docstring); never two at once. `should_stop`: asked before each
         image-store action is sent (see `Executor`). `current_rules`: the policy as of now, read again right before
         each action (image or log): paused, dryRun or logs disabled since the start skip it (`policy_halt`), and
-        its images.keep patterns protect too."""
+        its images.keep patterns protect too. `headroom`: bytes expected on the image file system soon beyond the
+        in-flight pulls (the agent's fill-rate projection), counted in its projected use (`plan_target`)."""
         async with self.lock, self.run_lock.hold() if self.run_lock else contextlib.nullcontext():
             return await self._run(
-                rules, now, dry_run, protected_images, on_plan, on_result, on_log_result, should_stop, current_rules
+                rules,
+                now,
+                dry_run,
+                protected_images,
+                on_plan,
+                on_result,
+                on_log_result,
+                should_stop,
+                current_rules,
+                headroom,
             )
 
     async def _run(
@@ -475,6 +487,7 @@ class NodeEngine:
         on_log_result: Callable[[LogActionResult], None] | None,
         should_stop: Callable[[], bool] | None,
         current_rules: Callable[[], PolicyRules] | None = None,
+        headroom: int = 0,
     ) -> PruneReport:
         """One run, phase by phase (the module docstring's steps); the caller holds the run locks."""
         now = now or self.clock()
@@ -483,9 +496,8 @@ class NodeEngine:
             protected_images = tuple(protected_images)  # read twice (plan, re-checks): an iterator would run dry
         if rules.paused:  # paused: nothing at all, not even an inventory or a state write
             return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
-        run = _Run(
-            rules, now, dry_run, protected_images, PlanSettings.from_rules(rules, protected_now(protected_images))
-        )
+        settings = PlanSettings.from_rules(rules, protected_now(protected_images))
+        run = _Run(rules, now, dry_run, protected_images, replace(settings, headroom_bytes=max(0, headroom)))
         inventory, last_used = await self._observe(run)
         targets = await self._targets(run, inventory)
         log_pass = await self._log_pass(run, targets)

@@ -54,6 +54,15 @@ GC_RETRY_DELAYS = (0.1, 0.5, 2.0)
 """Seconds before each new collection after containerd answered a removal with "gc failed" (see
 `Executor._remove_through_cri`)."""
 IMAGE_CONCURRENCY = 8
+SETTLE_INTERVAL = 0.2
+SETTLE_QUIET = 1.0
+SETTLE_TIMEOUT = 10.0
+"""What a removal frees may reach the file system after the call returned (kubernetes#130663, containerd 2.1:
+evictions although the images were "deleted"); a figure read too early makes the one-pass and beyond-need
+checks fail and the agent run again. So after the last action and containerd's collection the file system is
+read every SETTLE_INTERVAL seconds until it has gained what the done actions were to free, or its use has not
+dropped for SETTLE_QUIET seconds (a prediction above what really went; a log writer on the same disk), or
+SETTLE_TIMEOUT seconds have passed."""
 
 
 class CriRemover(Protocol):
@@ -128,6 +137,9 @@ class Executor:
         image_concurrency: int = IMAGE_CONCURRENCY,
         should_stop: Callable[[], bool] | None = None,
         gate: Callable[[], str | None] | None = None,
+        settle_interval: float = SETTLE_INTERVAL,
+        settle_quiet: float = SETTLE_QUIET,
+        settle_timeout: float = SETTLE_TIMEOUT,
     ) -> None:
         """`should_stop`: asked right before each action is sent; once true, nothing more is sent and what is in
         flight finishes (the agent's SIGTERM). `on_result` raising stops the run the same way. `gate`: asked
@@ -146,6 +158,9 @@ class Executor:
         self.image_concurrency = image_concurrency
         self.should_stop = should_stop
         self.gate = gate
+        self.settle_interval = settle_interval
+        self.settle_quiet = settle_quiet
+        self.settle_timeout = settle_timeout
         self._collected = False  # a garbage collection ran in this apply()
         self._stopping = False  # on_result raised (e.g. the agent's SIGTERM): start nothing more
 
@@ -195,7 +210,10 @@ class Executor:
                 await self.containerd.wait_for_gc()
             except RuntimeClientError as exc:
                 result.errors.append(f"waiting for containerd's garbage collection: {exc}")
-        result.after = await self._measure_safely(result.errors)
+        if plan.actions:
+            result.after = await self._measure_settled(result.errors, result.before, result.done_bytes)
+        else:
+            result.after = await self._measure_safely(result.errors)
         result.duration_seconds = time.monotonic() - started
         return result
 
@@ -235,11 +253,42 @@ class Executor:
             action.bytes,
             item.outcome,
             item.message,
+            extra={
+                "kind": str(action.kind),
+                "id": action.id,
+                "reason": str(action.reason),
+                "bytes": action.bytes,
+                "outcome": str(item.outcome),
+                "detail": item.message,
+            },
         )
         if item.outcome is Outcome.FAILED:
             result.errors.append(f"{action.kind} {action.id}: {item.message}")
         if self.on_result and notify:
             self.on_result(item)
+
+    async def _measure_settled(
+        self, errors: list[str], before: FileSystemEntry | None, expected: int
+    ) -> FileSystemEntry | None:
+        """The file system once what the actions freed has reached it (see SETTLE_TIMEOUT): the lowest use read
+        until it gained `expected` bytes since `before` (within a block), stopped dropping, or time ran out."""
+        low = await self._measure_safely(errors)
+        if low is None or before is None:
+            return low
+        start = last_drop = time.monotonic()
+        while before.used - low.used < expected - low.block_size:
+            now = time.monotonic()
+            if now - start >= self.settle_timeout or now - last_drop >= self.settle_quiet or self._halted():
+                break  # a run asked to stop (SIGTERM) reads the figure once: its exit does not wait on the release
+            await asyncio.sleep(self.settle_interval)
+            again = await self._measure_safely(errors)
+            if again is None:
+                break
+            if again.used < low.used:
+                if again.used < low.used - again.block_size:
+                    last_drop = time.monotonic()
+                low = again
+        return low
 
     async def _measure_safely(self, errors: list[str]) -> FileSystemEntry | None:
         try:

@@ -11,7 +11,15 @@ collector knows (containerd 1.6's metadata/gc.go, and the 1.7/2.x additions):
   `containerd.io/gc.ref.snapshot.<snapshotter>[/name]` to a snapshot, `containerd.io/gc.ref.image[.name]` to an
   image record, a snapshot's parent;
 * back references (`containerd.io/gc.bref.content`, `.snapshot.<snapshotter>`, `.image`, `.container`): the
-  labelled object lives as long as the object the label names.
+  labelled object lives as long as the object the label names (on an image record, only once it has expired:
+  an unexpired image is a root of its own, containerd 2.x `scanRoots`);
+* conditional references (containerd 2.2+, `containerd.io/gc.cond.snapshot.<snapshotter>[/name]` on a blob or an
+  image record, `usedat<DURATION|<key>` or `usedat>...`, several conditions `,`-separated, any one enough): the
+  object references snapshot `<key>` while that snapshot's `containerd.io/gc.cond.value-usedat` time satisfies
+  the condition at the inventory's time;
+* expiring images (containerd 2.x): an image whose every record carries a `containerd.io/gc.expire` now past is
+  no root (the collector takes it unless something references it; e.g. the extra names the transfer service
+  writes with `gc.bref.image` to their image's main name and an immediate `gc.expire`).
 
 Every blob and snapshot is a node with its on-disk size; an image's SIZE is the sum over the nodes it reaches,
 each counted once. What removing a set of roots frees is the set of nodes that no remaining root reaches.
@@ -22,15 +30,17 @@ This graph is for predictions only: what is really unreferenced, containerd's ow
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import NewType
 
 from node_janitor.api.refs import normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
+from node_janitor.node.ingests import IngestEntry, Pending, pending_bytes
 
 GC_REF_CONTENT = "containerd.io/gc.ref.content"
 GC_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
@@ -42,6 +52,8 @@ GC_BREF_CONTAINER = "containerd.io/gc.bref.container"
 GC_ROOT = "containerd.io/gc.root"
 GC_EXPIRE = "containerd.io/gc.expire"
 GC_FLAT = "containerd.io/gc.flat"
+GC_COND_SNAPSHOT = "containerd.io/gc.cond.snapshot"
+GC_COND_VALUE_USED_AT = "containerd.io/gc.cond.value-usedat"
 
 
 class NodeKind(StrEnum):
@@ -91,6 +103,41 @@ def _named(key: str, prefix: str) -> bool:
 def _snapshot_label(key: str, prefix: str, snapshotter: str) -> bool:
     """`key` is `prefix<snapshotter>` or `prefix<snapshotter>/<name>`."""
     return key.startswith(prefix) and key[len(prefix) :].split("/", 1)[0] == snapshotter
+
+
+def _is_bref(key: str) -> bool:
+    return key.startswith("containerd.io/gc.bref.")
+
+
+_GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> timedelta | None:
+    """Go's `time.ParseDuration` (`90s`, `1h30m`, `-2.5m`, `0`), or None when it is not one."""
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    if body == "0":
+        return timedelta(0)
+    parts = _GO_DURATION.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        return None
+    return sign * timedelta(seconds=sum(float(n) * _GO_DURATION_UNITS[u] for n, u in parts))
+
+
+def _used_at_holds(condition: str, since_used: timedelta) -> bool:
+    """One containerd `usedat` condition (`usedat<10m`, `usedat>1h`) against the time since the snapshot's use:
+    only `<` and `>` are supported, anything else never holds (containerd skips it)."""
+    match = re.fullmatch(r"([^!<>=]*)(!=|<=|>=|==|[!<>=])(.*)", condition)
+    if match is None or match.group(1) != "usedat":
+        return False
+    limit = parse_go_duration(match.group(3))
+    if limit is None:
+        return False
+    if match.group(2) == "<":
+        return since_used < limit
+    if match.group(2) == ">":
+        return since_used > limit
+    return False
 
 
 def on_disk(length: int, block_size: int) -> int:
@@ -159,6 +206,12 @@ class ImageEntry:
     pinned: bool = False
     created_at: datetime | None = None  # when it arrived on this node (its oldest record)
     labels: Mapping[str, str] = field(default_factory=dict)  # its records' labels (their gc.ref.* are roots too)
+    # When containerd's collector may take it: every record of it carries a valid `gc.expire` (the latest of
+    # them); None when one record has none (an image record without it is a root that never expires).
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def dangling(self) -> bool:
@@ -270,6 +323,13 @@ class Inventory:
     # Blobs of this namespace that other namespaces still reference (content is shared): digest -> namespaces.
     held_elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     other_namespaces: tuple[NamespaceUsage, ...] = ()
+    ingests: tuple[IngestEntry, ...] = ()
+    """The content store's uncommitted writes (pulls in progress, interrupted ones): `node.ingests`."""
+
+    @cached_property
+    def pending(self) -> Pending:
+        """What the ingests in flight will still add to the image file system (`node.ingests.pending_bytes`)."""
+        return pending_bytes(self.ingests, self.taken_at)
 
     @cached_property
     def graph(self) -> ReferenceGraph:
@@ -334,15 +394,27 @@ class ReferenceGraph:
         self._image_by_name = {
             name: image.id for image in inventory.images for name in (*image.names, *image.all_names)
         }
+        self._used_at = {
+            snap.key: used
+            for snap in inventory.snapshots
+            if (used := parse_rfc3339(snap.labels.get(GC_COND_VALUE_USED_AT, ""))) is not None
+        }
         for blob in inventory.blobs:
-            self._add(content_node(blob.digest), blob.size, blob.labels, edges, back, now)
+            node = self._add(content_node(blob.digest), blob.size, blob.labels, edges, back, now)
+            edges[node] += self.conditional_refs(blob.labels, now)
         for snap in inventory.snapshots:
             node = self._add(snapshot_node(snap.key), snap.size, snap.labels, edges, back, now)
             if snap.parent:
                 edges[node].append(snapshot_node(snap.parent))
+        self.expired_images = frozenset(image.id for image in inventory.images if image.expired(now))
         for image in inventory.images:
-            node = self._add(image_node(image.id), 0, image.labels, edges, back, now, root_labels=False)
+            # An unexpired image is a root: containerd ignores its back references (they matter only to a
+            # collectible object).
+            expired = image.id in self.expired_images
+            labels = image.labels if expired else {k: v for k, v in image.labels.items() if not _is_bref(k)}
+            node = self._add(image_node(image.id), 0, labels, edges, back, now, root_labels=False)
             edges[node] += [content_node(t) for t in image.targets]
+            edges[node] += self.conditional_refs(image.labels, now)
         self._edges = {n: tuple(e) for n, e in edges.items()}
         self._back = {n: tuple(e) for n, e in back.items()}
 
@@ -378,6 +450,24 @@ class ReferenceGraph:
     def label_brefs(self, labels: Mapping[str, str]) -> Iterable[Node]:
         """The nodes an object's `gc.bref.*` labels attach it to."""
         return self._labelled(labels, GC_BREF_CONTENT, GC_BREF_SNAPSHOT, GC_BREF_IMAGE, GC_BREF_CONTAINER)
+
+    def conditional_refs(self, labels: Mapping[str, str], now: datetime) -> list[Node]:
+        """The snapshots an object's `gc.cond.snapshot.*` labels reference at `now` (containerd 2.2+ `usedat`
+        conditions, against each snapshot's `gc.cond.value-usedat`; an unknown or malformed condition is
+        ignored, as containerd does)."""
+        out = []
+        for key, value in labels.items():
+            if not key.startswith(GC_COND_SNAPSHOT):
+                continue
+            if key[len(GC_COND_SNAPSHOT) :].lstrip("./").split("/", 1)[0] != self.snapshotter:
+                continue
+            conditions, sep, snapshot = value.partition("|")
+            used = self._used_at.get(snapshot)
+            if not sep or used is None:
+                continue
+            if any(_used_at_holds(c, now - used) for c in conditions.split(",")):
+                out.append(snapshot_node(snapshot))
+        return out
 
     def _labelled(
         self, labels: Mapping[str, str], content: str, snapshot: str, image: str, container: str | None
@@ -441,6 +531,12 @@ class ReferenceGraph:
         return {lease.id: self.lease_closure(lease) for lease in self.inventory.leases if lease.expired(now) == expired}
 
     @cached_property
+    def live_image_closures(self) -> dict[str, frozenset[Node]]:
+        """The closures of the images that are roots (not expired); an expired one is kept only by what
+        references it (a live image's closure then holds it)."""
+        return {k: v for k, v in self.image_closures.items() if k not in self.expired_images}
+
+    @cached_property
     def gc_root_closure(self) -> frozenset[Node]:
         return self.closure(self.gc_roots)
 
@@ -454,7 +550,7 @@ class ReferenceGraph:
         """Nodes some image, container, unexpired lease, gc.root label or other namespace keeps: everything not
         orphaned."""
         nodes: set[Node] = set(self.gc_root_closure) | self.held_elsewhere
-        for closures in (self.image_closures, self.container_closures, self.lease_closures(now, expired=False)):
+        for closures in (self.live_image_closures, self.container_closures, self.lease_closures(now, expired=False)):
             for closure in closures.values():
                 nodes |= closure
         return frozenset(nodes)
@@ -501,7 +597,7 @@ class ReferenceCounts:
 def all_roots(inventory: Inventory, now: datetime) -> dict[Node, frozenset[Node]]:
     """Every root of the store: each image, container and lease (by its node), `GC_ROOTS` and `OTHER_NAMESPACES`."""
     graph = inventory.graph
-    roots: dict[Node, frozenset[Node]] = {image_node(k): v for k, v in graph.image_closures.items()}
+    roots: dict[Node, frozenset[Node]] = {image_node(k): v for k, v in graph.live_image_closures.items()}
     roots.update({container_node(k): v for k, v in graph.container_closures.items()})
     roots.update({lease_node(k): v for k, v in graph.lease_closures(now, expired=False).items()})
     roots.update({lease_node(k): v for k, v in graph.lease_closures(now, expired=True).items()})

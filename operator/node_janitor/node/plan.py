@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from node_janitor.api.policy import PolicyRules
 from node_janitor.api.refs import matches_pattern, normalize_all
+from node_janitor.node.ingests import lease_ingests
 from node_janitor.node.inventory import (
     ImageEntry,
     Inventory,
@@ -78,6 +79,9 @@ class PlanSettings:
     remove_expired_leases: bool = True
     remove_exited_after: timedelta | None = None
     protected_images: tuple[str, ...] = ()  # refs the operator says are in use somewhere in the cluster
+    headroom_bytes: int = 0
+    """Bytes expected on the image file system soon beyond what is there and what in-flight ingests still bring
+    (the agent's fill-rate projection): counted in its projected use, as the ingests' are."""
 
     @classmethod
     def from_rules(cls, rules: PolicyRules, protected_images: Sequence[str] = ()) -> PlanSettings:
@@ -134,6 +138,8 @@ class Target:
     inodes: int = 0
     used_percent: float = 0.0
     inodes_used_percent: float = 0.0
+    pending_bytes: int = 0
+    """Bytes counted as if used already: in-flight ingests' remaining bytes and the settings' headroom."""
 
     @property
     def under_pressure(self) -> bool:
@@ -156,18 +162,22 @@ class Plan:
 
 
 def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "imagefs") -> Target:
-    """Bytes/inodes to free to bring the file system from above high to at or below low watermark."""
+    """Bytes/inodes to free to bring the file system from above high to at or below low watermark. On the image
+    file system the use is projected: what is there, plus what in-flight pulls still bring (`Inventory.pending`)
+    and the settings' headroom (the fill rate's), so the target leaves room for them before they land."""
     fs = inventory.file_system(fs_name)
     if fs is None:
         return Target()
     capacity = fs.used + fs.available
+    pending = inventory.pending.bytes + settings.headroom_bytes if fs_name == "imagefs" else 0
+    projected = fs.used + pending
     need_bytes = 0
-    if fs.used_percent > settings.high_percent:
-        need_bytes = fs.used - int(capacity * settings.low_percent / 100)
+    if 100.0 * projected / max(1, capacity) > settings.high_percent:
+        need_bytes = projected - int(capacity * settings.low_percent / 100)
     need_inodes = 0
     if fs.inodes and fs.inodes_used_percent > settings.inodes_high_percent:
         need_inodes = fs.inodes_used - int(fs.inodes * settings.inodes_low_percent / 100)
-    return Target(max(0, need_bytes), max(0, need_inodes), fs.used_percent, fs.inodes_used_percent)
+    return Target(max(0, need_bytes), max(0, need_inodes), fs.used_percent, fs.inodes_used_percent, pending)
 
 
 YOUNGER_THAN_MIN_AGE = "younger than minAge"
@@ -279,11 +289,13 @@ class _PlanBuilder:
 def _plan_garbage(plan: _PlanBuilder) -> None:
     """1. Expired leases, then orphans removed directly: nodes no root reaches at all (an expired lease is a root
     until it is deleted, so what it holds goes with it, or stays when leases.removeExpired is off) and no earlier
-    action frees."""
+    action frees. An expired lease that holds an ingest still being written (a slow pull whose lease ran out) is
+    left to containerd: deleting it would let the collector take the pull's data from under it."""
     settings, counts = plan.settings, plan.counts
+    writing = {i.ref for i in plan.inventory.ingests if i.in_flight(plan.now)}
     if settings.remove_expired_leases:
         for lease in sorted(plan.inventory.leases, key=lambda x: x.id):
-            if lease.expired(plan.now):
+            if lease.expired(plan.now) and not lease_ingests(lease.resources) & writing:
                 plan.add(ActionKind.DELETE_LEASE, lease.id, Reason.EXPIRED_LEASE, counts.remove(lease_node(lease.id)))
     orphans = frozenset(plan.graph.size) - frozenset(counts.count) - plan.freed_nodes
     if settings.remove_orphan_snapshots:
@@ -319,7 +331,13 @@ def _image_candidates(
     candidates: list[tuple[ImageEntry, datetime]] = []
     if not plan.settings.images_enabled:
         return candidates
+    expired = plan.graph.expired_images
     for image in inventory.images:
+        if image.id in expired:
+            # No root (containerd 2.x `gc.expire` on every record): it goes with what holds it, or with the
+            # collection of orphans; removing it alone frees nothing the plan could count.
+            plan.skipped[image.id] = "expired: containerd collects it with what references it"
+            continue
         in_use = any(c.id not in removed_containers for c in users.get(image.id, ()))
         why = image_protection(inventory, image, plan.settings, now, in_use)
         if why:

@@ -11,13 +11,14 @@ from node_janitor.runtime.containerd import ContainerdClient
 from node_janitor.runtime.cri import DEFAULT_CRI_ADDRESS, CriClient
 from node_janitor.runtime.errors import (
     AlreadyExistsError,
+    NotContainerdError,
     NotFoundError,
     RuntimeClientError,
     RuntimeTimeoutError,
     RuntimeUnavailableError,
     RuntimeVersionError,
 )
-from node_janitor.runtime.open import open_runtime
+from node_janitor.runtime.open import open_runtime, require_containerd
 from node_janitor.runtime.records import (
     BlobInfo,
     ContainerdVersion,
@@ -77,6 +78,7 @@ __all__ = [
     "LeaseResource",
     "Mount",
     "Namespace",
+    "NotContainerdError",
     "NotFoundError",
     "PodSandboxSpec",
     "RuntimeClientError",
@@ -89,4 +91,5 @@ __all__ = [
     "SnapshotKind",
     "SnapshotUsage",
     "open_runtime",
+    "require_containerd",
 ]

@@ -200,6 +200,10 @@ class ContainerdClient(SocketClient):
         image = images_pb2.Image(name=name, labels=dict(labels or {}))
         if target is not None:
             image.target.CopyFrom(_descriptor_pb(target))
+        else:
+            # Always present, if empty (the mask keeps it from being applied): containerd 2.3.7's images service
+            # dereferences it whatever the mask, and a request without one crashes the whole daemon.
+            image.target.SetInParent()
         resp = await self._call(
             _IMAGES + "Update",
             images_pb2.UpdateImageRequest(image=image, update_mask={"paths": list(fieldpaths)}),
@@ -273,19 +277,20 @@ class ContainerdClient(SocketClient):
         expected_digest: str | None = None,
         labels: Mapping[str, str] | None = None,
         commit: bool = True,
+        total: int | None = None,
     ) -> BlobInfo | None:
         """Write `data` as a blob through the Write stream (stat, write, commit) under ingest `ref`.
 
         Returns the committed blob's info; if a blob with that digest exists already, nothing is
         written and the existing blob's info is returned. With `commit=False` the data is left as an
-        uncommitted ingest (as an interrupted download leaves it) and None is returned.
+        uncommitted ingest (as an interrupted download leaves it) and None is returned; `total` then declares
+        the size the blob will have (default: `len(data)`; more: a download part-way, 0: an unknown size).
         """
         expected = expected_digest or "sha256:" + hashlib.sha256(data).hexdigest()
+        declared = len(data) if total is None or commit else total
         call = self._rpc.stream_stream(_CONTENT + "Write", content_pb2.WriteContentResponse, metadata=self._metadata())
         try:
-            await call.write(
-                content_pb2.WriteContentRequest(action="STAT", ref=ref, total=len(data), expected=expected)
-            )
+            await call.write(content_pb2.WriteContentRequest(action="STAT", ref=ref, total=declared, expected=expected))
             await call.read()
             for start in range(0, len(data), WRITE_CHUNK):
                 chunk = data[start : start + WRITE_CHUNK]

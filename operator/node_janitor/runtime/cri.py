@@ -76,8 +76,8 @@ class CriClient(SocketClient):
     async def _runtime(self, method: str, request: Message, response_type: type[R], deadline: float | None = None) -> R:
         return await self._rpc.unary(_RUNTIME + method, request, response_type, deadline=deadline)
 
-    async def _image(self, method: str, request: Message, response_type: type[R]) -> R:
-        return await self._rpc.unary(_IMAGES + method, request, response_type)
+    async def _image(self, method: str, request: Message, response_type: type[R], deadline: float | None = None) -> R:
+        return await self._rpc.unary(_IMAGES + method, request, response_type, deadline=deadline)
 
     # ---- runtime ----
 
@@ -130,6 +130,14 @@ class CriClient(SocketClient):
         if not resp.HasField("image") or not resp.image.id:
             return None
         return _image(resp.image)
+
+    async def pull_image(self, image: str, *, deadline: float | None = None) -> str:
+        """Pull `image` (a reference) as the kubelet does, without credentials; returns the runtime's image ref
+        (containerd: the image ID). `deadline`: seconds for this call (a pull outlasts the usual timeout)."""
+        resp = await self._image(
+            "PullImage", cri.PullImageRequest(image=cri.ImageSpec(image=image)), cri.PullImageResponse, deadline
+        )
+        return resp.image_ref
 
     async def remove_image(self, image: str, *, missing_ok: bool = False) -> None:
         """Remove the image (all its tags and digests) by reference or ID."""

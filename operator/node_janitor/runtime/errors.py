@@ -45,6 +45,11 @@ class RuntimeVersionError(RuntimeClientError):
     """The server does not serve the API (or the method) we speak, e.g. no CRI `runtime.v1`."""
 
 
+class NotContainerdError(RuntimeVersionError):
+    """The socket's CRI runtime is not containerd (e.g. CRI-O): node-janitor reads containerd's own API (content
+    store, snapshots, leases) on the same socket, so nothing would work; one line says which runtime it is."""
+
+
 class NotFoundError(RuntimeClientError):
     """The object does not exist (any more). Removals take `missing_ok=True` to treat this as done."""
 

@@ -101,6 +101,15 @@ class LogJanitor:
             result.freed,
             result.outcome,
             result.message,
+            extra={
+                "kind": str(action.kind),
+                "path": action.path,
+                "reason": str(action.reason),
+                "bytes": action.bytes,
+                "freed": result.freed,
+                "outcome": str(result.outcome),
+                "detail": result.message,
+            },
         )
         if self.on_result:
             self.on_result(result)

@@ -719,6 +719,11 @@ class ImageServiceStub:
                 request_serializer=runtime_dot_v1_dot_api__pb2.ImageStatusRequest.SerializeToString,
                 response_deserializer=runtime_dot_v1_dot_api__pb2.ImageStatusResponse.FromString,
                 _registered_method=True)
+        self.PullImage = channel.unary_unary(
+                '/runtime.v1.ImageService/PullImage',
+                request_serializer=runtime_dot_v1_dot_api__pb2.PullImageRequest.SerializeToString,
+                response_deserializer=runtime_dot_v1_dot_api__pb2.PullImageResponse.FromString,
+                _registered_method=True)
         self.RemoveImage = channel.unary_unary(
                 '/runtime.v1.ImageService/RemoveImage',
                 request_serializer=runtime_dot_v1_dot_api__pb2.RemoveImageRequest.SerializeToString,
@@ -741,6 +746,12 @@ class ImageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ImageStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullImage(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -770,6 +781,11 @@ def add_ImageServiceServicer_to_server(servicer, server):
                     servicer.ImageStatus,
                     request_deserializer=runtime_dot_v1_dot_api__pb2.ImageStatusRequest.FromString,
                     response_serializer=runtime_dot_v1_dot_api__pb2.ImageStatusResponse.SerializeToString,
+            ),
+            'PullImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullImage,
+                    request_deserializer=runtime_dot_v1_dot_api__pb2.PullImageRequest.FromString,
+                    response_serializer=runtime_dot_v1_dot_api__pb2.PullImageResponse.SerializeToString,
             ),
             'RemoveImage': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveImage,
@@ -836,6 +852,33 @@ class ImageService:
             '/runtime.v1.ImageService/ImageStatus',
             runtime_dot_v1_dot_api__pb2.ImageStatusRequest.SerializeToString,
             runtime_dot_v1_dot_api__pb2.ImageStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.ImageService/PullImage',
+            runtime_dot_v1_dot_api__pb2.PullImageRequest.SerializeToString,
+            runtime_dot_v1_dot_api__pb2.PullImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
