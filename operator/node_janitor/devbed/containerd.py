@@ -1,4 +1,9 @@
-"""Start and stop a private containerd (Debian's package) on its own root, state and socket.
+"""Start and stop a private containerd on its own root, state and socket.
+
+Which containerd: `NJ_CONTAINERD` (`containerd_binaries`): `2.3` (the default: the newest 2.3 that
+hack/build-containerd.sh built into the cache), any other `2.x` the cache holds, `1.6` (Debian's, from PATH), or a
+directory holding `containerd`, `ctr` and `containerd-shim-runc-v2`. A built containerd's directory comes first on
+its PATH, so that it starts its own shim, never Debian's 1.6 one in /usr/bin (TESTBED.md).
 
 TESTBED.md facts this follows: the CRI plugin needs `restrict_oom_score_adj = true` here; sandboxes run on
 the host network (no CNI by default; `cni_bin_dir` gives the CRI plugin the bed's own loopback-only CNI
@@ -18,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +33,11 @@ from node_janitor.node.collect import statvfs_entry
 from node_janitor.node.inventory import FileSystemEntry
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.6"
+
+CONTAINERD_ENV = "NJ_CONTAINERD"
+DEFAULT_CONTAINERD = "2.3"
+SYSTEM_CONTAINERD = "1.6"  # Debian 12's package: the oldest containerd node-janitor supports
+_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2")
 
 
 class DevbedError(RuntimeError):
@@ -38,6 +49,68 @@ def _run(*cmd: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
     if check and proc.returncode != 0:
         raise DevbedError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
+
+
+def build_cache_dir() -> Path:
+    """Where hack/build-containerd.sh and hack/build-k8s.sh put their binaries (the scripts' rule)."""
+    if "NODE_JANITOR_CACHE" in os.environ:
+        return Path(os.environ["NODE_JANITOR_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "node-janitor"
+
+
+@dataclass(frozen=True)
+class ContainerdBinaries:
+    """One containerd's binaries: `bin_dir` holds containerd, ctr and containerd-shim-runc-v2, or is None for
+    the system's (found on PATH). `version` is what was selected (`1.6`) or built (`2.3.7`)."""
+
+    version: str
+    bin_dir: Path | None
+
+    def path(self, name: str) -> str:
+        return str(self.bin_dir / name) if self.bin_dir else name
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    def env(self) -> dict[str, str]:
+        """containerd's environment: its own directory first on PATH (the shim it starts is found there)."""
+        env = dict(os.environ)
+        if self.bin_dir:
+            env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"
+        return env
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+
+
+def containerd_binaries(selection: str | None = None) -> ContainerdBinaries:
+    """The containerd a bed runs: `selection`, else `$NJ_CONTAINERD`, else the newest built 2.3."""
+    selection = (selection or os.environ.get(CONTAINERD_ENV) or DEFAULT_CONTAINERD).strip()
+    if selection == SYSTEM_CONTAINERD:
+        return ContainerdBinaries(SYSTEM_CONTAINERD, None)
+    if "/" in selection:
+        bin_dir = Path(selection)
+        missing = [b for b in _BINARIES if not os.access(bin_dir / b, os.X_OK)]
+        if missing:
+            raise DevbedError(f"{CONTAINERD_ENV}={selection}: no {', '.join(missing)} there")
+        return ContainerdBinaries(bin_dir.name.removeprefix("containerd-v") or selection, bin_dir)
+    cache = build_cache_dir()
+    built = {
+        version: d
+        for d in cache.glob("containerd-v*")
+        if (version := d.name.removeprefix("containerd-v")) == selection or version.startswith(f"{selection}.")
+        if all(os.access(d / b, os.X_OK) for b in _BINARIES)
+    }
+    if not built:
+        raise DevbedError(
+            f"containerd {selection} is not built in {cache}: run hack/build-containerd.sh "
+            f"(or set {CONTAINERD_ENV}={SYSTEM_CONTAINERD} for Debian's containerd)"
+        )
+    newest = max(built, key=_version_key)
+    return ContainerdBinaries(newest, built[newest])
 
 
 class ContainerdBed:
@@ -62,6 +135,7 @@ class ContainerdBed:
         sandbox_image: str = PAUSE_IMAGE,
         builder: ImageBuilder | None = None,
         cni_bin_dir: Path | None = None,
+        binaries: ContainerdBinaries | None = None,
     ) -> None:
         self.base = Path(base) if base else Path(tempfile.mkdtemp(prefix="nj-containerd-"))
         self.disk_size = disk_size
@@ -70,11 +144,13 @@ class ContainerdBed:
         self.sandbox_image = sandbox_image
         self.builder = builder or ImageBuilder()
         self.cni_bin_dir = Path(cni_bin_dir) if cni_bin_dir else None
+        self.binaries = binaries or containerd_binaries()
         self.cni_conf_dir = self.base / "cni-conf"
         self.disk = self.base / "disk"
         self.state = self.base / "state"
         self.address = str(self.base / "containerd.sock")
         self.log_path = self.base / "containerd.log"
+        self.registry_config_dir = self.base / "certs.d"
         self._proc: subprocess.Popen[bytes] | None = None
         self._mounted = False
 
@@ -108,8 +184,9 @@ class ContainerdBed:
     def start(self) -> None:
         if os.geteuid() != 0:
             raise DevbedError("a private containerd needs root (mounts, runc)")
-        for binary in ("containerd", "ctr", "runc", "containerd-shim-runc-v2"):
-            if shutil.which(binary) is None:
+        path = self.binaries.env()["PATH"]
+        for binary in (*_BINARIES, "runc"):
+            if shutil.which(binary, path=path) is None:
                 raise DevbedError(f"{binary} not found: install Debian's containerd and runc (hack/setup.sh)")
         self.base.mkdir(parents=True, exist_ok=True)
         self.disk.mkdir(exist_ok=True)
@@ -118,6 +195,7 @@ class ContainerdBed:
         self.root.mkdir(exist_ok=True)
         self.pod_log_dir.mkdir(exist_ok=True)
         self.state.mkdir(exist_ok=True)
+        self.registry_config_dir.mkdir(exist_ok=True)
         if self.cni_bin_dir:
             self._write_cni_config(self.cni_bin_dir)
         (self.base / "config.toml").write_text(self._config())
@@ -145,7 +223,8 @@ class ContainerdBed:
     def _spawn(self) -> None:
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                ["containerd", "--config", str(self.base / "config.toml"), "--log-level", "info"],
+                [self.binaries.path("containerd"), "--config", str(self.base / "config.toml"), "--log-level", "info"],
+                env=self.binaries.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -203,10 +282,20 @@ class ContainerdBed:
         self.ctr("leases", "create", "--id", lease, "--expires", "5m")
         self.ctr("leases", "delete", "--sync", lease)
 
+    def trust_plain_http_registry(self, host: str) -> None:
+        """Let CRI pull from `host` (`127.0.0.1:<port>`, a loopback registry) over plain HTTP: a `hosts.toml` in
+        the registry config directory, which containerd reads at each pull."""
+        hosts = self.registry_config_dir / host
+        hosts.mkdir(parents=True, exist_ok=True)
+        (hosts / "hosts.toml").write_text(
+            f'server = "http://{host}"\n\n[host."http://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
+
     def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run(
-            "ctr", "--address", self.address, "--namespace", self.namespace, *args, check=check, timeout=timeout
-        )
+            self.binaries.path("ctr"), "--address", self.address, "--namespace", self.namespace, *args,
+            check=check, timeout=timeout,
+        )  # fmt: skip
 
     # -- disk -----------------------------------------------------------------------------------------
     def fill(self, *, leave_available: int = 0, name: str = "ballast") -> int:
@@ -259,6 +348,9 @@ state = "{self.state}"
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
 
+[{cri}.registry]
+  config_path = "{self.registry_config_dir}"
+
 [{cri}.cni]
   bin_dir = "{self.cni_bin_dir or self.base / "cni-bin"}"
   conf_dir = "{self.cni_conf_dir}"
@@ -286,7 +378,8 @@ state = "{self.state}"
         for ns in namespaces:
 
             def ctr_ns(*args: str, ns: str = ns) -> subprocess.CompletedProcess[str]:
-                return _run("ctr", "--address", self.address, "--namespace", ns, *args, check=False, timeout=30)
+                ctr = self.binaries.path("ctr")
+                return _run(ctr, "--address", self.address, "--namespace", ns, *args, check=False, timeout=30)
 
             tasks = [line.split()[0] for line in ctr_ns("tasks", "ls").stdout.splitlines()[1:] if line.strip()]
             for task in tasks:
