@@ -11,7 +11,6 @@ cd "$(dirname "$0")/.."
 hack/setup.sh
 hack/build-containerd.sh  # containerd 2.x and the loopback registry (the beds' default; NJ_CONTAINERD=1.6: Debian's)
 if [ -x hack/build-k8s.sh ]; then hack/build-k8s.sh; fi
-if [ -x hack/build-containerd.sh ]; then hack/build-containerd.sh; fi
 .venv/bin/ruff check operator tests bench
 .venv/bin/mypy
 
