@@ -439,7 +439,10 @@ class ControlPlane:
             f"--service-account-key-file={pki('sa.pub')}", f"--service-account-signing-key-file={pki('sa.key')}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true", "--profiling=false", *self.extra_apiserver_args,
+            "--allow-privileged=true", "--profiling=false",
+            # No `kubernetes` Service endpoints: the only address is loopback, which 1.37 refuses to publish
+            # ("may not be in the loopback range"), and nothing may send traffic to a Service IP anyway.
+            "--endpoint-reconciler-type=none", *self.extra_apiserver_args,
         ])  # fmt: skip
         self._apiserver_command = apiserver.process.args[len(_PDEATHSIG) :]
         self.kubeconfig.write_text(_kubeconfig(self.server, self._pki, "admin", "admin"))
