@@ -366,6 +366,36 @@ async def test_an_image_only_mounted_as_a_volume_is_in_use(node: Node) -> None:
     assert rt.image_ids() == {app.id, weights.id}
 
 
+async def test_log_paths_and_image_mounts_cost_one_container_status_per_container(node: Node) -> None:
+    """The log janitor (so the agent's rotator) and the image-mount check share one ContainerStatus cache: on a
+    real containerd the agent's rotator had asked already, and a run asked each container again (test_agent_shared_
+    logs.py caught it)."""
+    rt = node.runtime
+    app, weights, free = node.image("app"), node.image("weights"), node.image("free")
+    sandbox, _ = node.pod("model")
+    rt.add_container("serve", app, pod=sandbox, name="serve", mounts=[weights])
+    rt.add_container("side", app, pod=sandbox, name="side")
+    node.disks(image=100 * MiB)
+    engine = node.engine()
+    asked: list[str] = []
+    status = rt.cri.container_status
+
+    async def counted(container_id: str) -> Any:
+        asked.append(container_id)
+        return await status(container_id)
+
+    rt.cri.container_status = counted  # type: ignore[method-assign]
+    spec = {**REMOVE_ALL_UNUSED, "logs": {"maxSize": "1Mi"}}
+
+    await engine.log_janitor.log_paths.update(rt.cri, await rt.cri.list_containers())  # the rotator's check
+    first = await engine.run_once(rules(spec))
+    second = await engine.run_once(rules(spec))
+
+    assert sorted(asked) == ["serve", "side"]
+    assert node.removed() == [free.id] and first.skipped[weights.id] == "in use by a container"
+    assert second.skipped[weights.id] == "in use by a container"
+
+
 async def test_an_image_a_container_mounted_after_planning_is_skipped(node: Node) -> None:
     rt = node.runtime
     app, weights = node.image("app"), node.image("weights")

@@ -372,7 +372,9 @@ class NodeEngine:
         self.extra_paths_within = extra_paths_within  # host directories extraPaths may reach (None: any)
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
-        self.image_mounts = ImageMounts()  # shared by the inventory and the executor (one ContainerStatus each)
+        # Shared by the inventory and the executor, its answers the log janitor's (so the rotator's): one
+        # ContainerStatus per container in its life, for log paths and image mounts alike.
+        self.image_mounts = ImageMounts(self.log_janitor.log_paths)
         self.lock = asyncio.Lock()  # one run at a time
         self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
         self.run_lock = run_lock

@@ -3,19 +3,20 @@
 A pod's `volumes[].image.reference` is pulled by the kubelet and mounted read-only by the runtime; no container
 runs that image, so a container's own image does not show the use. CRI `ContainerStatus` lists the container's
 mounts, an image volume's with its image spec (the image ID the kubelet pulled). A container's mounts never
-change, so each container costs one ContainerStatus in its life (as `LogPaths` does for log paths); containers
-no longer listed are forgotten. One `ImageMounts` is shared by the inventory and the executor of one engine: the
-executor asks again right before each RemoveImage, and only about containers created since.
+change, so each container costs one ContainerStatus in its life: the answers are the `LogPaths` cache's, which
+asks for log paths with the same call (the engine's, shared with its log janitor and the agent's rotator: one
+ContainerStatus per container for all of them); containers no longer listed are forgotten. One `ImageMounts` is
+shared by the inventory and the executor of one engine: the executor asks again right before each RemoveImage,
+and only about containers created since.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from node_janitor.runtime.errors import NotFoundError, RuntimeClientError
+from node_janitor.node.logs import LogPaths
 from node_janitor.runtime.records import CriContainer, CriContainerStatus
 
 __all__ = ["ContainerStatusSource", "ImageMounts", "MountedImages"]
@@ -37,27 +38,16 @@ class MountedImages:
 
 class ImageMounts:
     """Container id -> the images it mounts as volumes (`CriContainerStatus.image_mounts`, as the runtime names
-    them: image IDs, digests), cached for the container's life."""
+    them: image IDs, digests), cached for the container's life in `statuses` (a fresh cache when not given)."""
 
-    def __init__(self) -> None:
-        self._mounts: dict[str, tuple[str, ...]] = {}
+    def __init__(self, statuses: LogPaths | None = None) -> None:
+        self.statuses = statuses if statuses is not None else LogPaths()
 
     async def update(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> MountedImages:
         """The image mounts of `containers`, asking only about new ones (several updates may run at once: each
         answers for the containers it was given)."""
-        listed = {c.id for c in containers}
-        for cid in [cid for cid in self._mounts if cid not in listed]:
-            self._mounts.pop(cid, None)
-        new = sorted(listed - self._mounts.keys())
-        statuses = await asyncio.gather(*(cri.container_status(cid) for cid in new), return_exceptions=True)
-        unresolved: set[str] = set()
-        for cid, status in zip(new, statuses, strict=True):
-            if isinstance(status, CriContainerStatus):
-                self._mounts[cid] = status.image_mounts
-            elif not isinstance(status, NotFoundError | RuntimeClientError):
-                raise status  # a bug, not the runtime's answer
-            elif not isinstance(status, NotFoundError):
-                unresolved.add(cid)
-            # NotFound: gone meanwhile
-        mounts = {cid: self._mounts[cid] for cid in sorted(listed) if self._mounts.get(cid)}
+        containers = list(containers)
+        unresolved = await self.statuses.refresh(cri, containers)
+        listed = sorted({c.id for c in containers})
+        mounts = {cid: m for cid in listed if (m := self.statuses.mounts.get(cid))}
         return MountedImages(mounts, frozenset(unresolved))
