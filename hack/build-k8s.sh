@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Kubernetes test bed's binaries with the machine's Go, from the wrapper modules in hack/k8s,
-# hack/etcd, hack/helm, hack/helm4 and hack/actionlint (versions pinned by their go.mod, checksums by their
-# committed go.sum):
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, etcd, helm (3), helm 4, actionlint
+# Builds the Kubernetes test bed's binaries with the machine's Go, from the wrapper modules in hack/k8s-*
+# (one per supported Kubernetes release: 1.32, the oldest, and 1.37, the newest), hack/etcd, hack/helm,
+# hack/helm4 and hack/actionlint (versions pinned by their go.mod, checksums by their committed go.sum):
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (each release), etcd, helm (3), helm 4, actionlint
 # into $NODE_JANITOR_CACHE (default ~/.cache/node-janitor)/<component>-<version>/<component>.
 # What is already there is kept, so only the first run pays (minutes); then this prints nothing.
 # Rebuild one: delete its directory (or pass --force to rebuild all).
@@ -14,7 +14,7 @@ force=0
 for arg in "$@"; do
   case $arg in
     --force) force=1 ;;
-    -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-k8s: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -74,20 +74,26 @@ mkdir -p "$cache"
 exec 9>"$cache/.build.lock"
 flock 9  # a second test session waits for the first one's build instead of repeating it
 
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (the test bed's real node)
-k8s=$(modver "$hack/k8s" k8s.io/kubernetes)
-k8s_minor=${k8s#v1.}; k8s_minor=${k8s_minor%%.*}
-k8s_commit=$(commit_of "k8s.io/kubernetes@$k8s")
-k8s_flags=""
-for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_flags+=" -X $p.gitVersion=$k8s -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
-  k8s_flags+=" -X $p.gitCommit=$k8s_commit -X $p.gitTreeState=clean"
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (the test bed's real node), for each
+# Kubernetes release the tests run (NJ_KUBE in tests/support/kube.py chooses one)
+build_kubernetes() {
+  local dir=$1 k8s k8s_minor k8s_commit k8s_flags="" p
+  k8s=$(modver "$dir" k8s.io/kubernetes)
+  k8s_minor=${k8s#v1.}; k8s_minor=${k8s_minor%%.*}
+  k8s_commit=$(commit_of "k8s.io/kubernetes@$k8s")
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_flags+=" -X $p.gitVersion=$k8s -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
+    k8s_flags+=" -X $p.gitCommit=$k8s_commit -X $p.gitTreeState=clean"
+  done
+  build "$dir" "$k8s_flags" \
+    "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver@$k8s" \
+    "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager@$k8s" \
+    "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler@$k8s" \
+    "kubelet=k8s.io/kubernetes/cmd/kubelet@$k8s"
+}
+for dir in "$hack"/k8s-*/; do
+  build_kubernetes "${dir%/}"
 done
-build "$hack/k8s" "$k8s_flags" \
-  "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver@$k8s" \
-  "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager@$k8s" \
-  "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler@$k8s" \
-  "kubelet=k8s.io/kubernetes/cmd/kubelet@$k8s"
 
 # etcd (its version string is compiled in; only the commit is stamped)
 etcd=$(modver "$hack/etcd" go.etcd.io/etcd/server/v3)

@@ -11,6 +11,28 @@ import pytest
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.registry import Registry
 
+COMPAT_LANE = ("node", "runtime", "devbed", "cli/test_cli_real.py", "agent", "e2e")
+"""The tests (paths under tests/) of the compatibility lane (hack/test.sh: env NJ_LANE=compat, on the oldest
+Kubernetes and containerd we support): those whose outcome depends on the runtime's or the kubelet's version (the
+engine and its logs on a real containerd, the CRI client, the agent, the real node end to end). The operator's and
+the chart's tests talk to the apiserver alone and run in the newest lane only."""
+
+
+def in_compat_lane(relative: Path) -> bool:
+    """Whether the test file `relative` (to tests/) is in the compatibility lane."""
+    return any(relative == Path(p) or Path(p) in relative.parents for p in COMPAT_LANE)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the compatibility lane (NJ_LANE=compat), only its tests run; the others are deselected."""
+    if os.environ.get("NJ_LANE", "") != "compat":
+        return
+    tests = Path(__file__).resolve().parent
+    keep = [in_compat_lane(item.path.resolve().relative_to(tests)) for item in items]
+    if not all(keep):
+        config.hook.pytest_deselected(items=[item for item, kept in zip(items, keep, strict=True) if not kept])
+        items[:] = [item for item, kept in zip(items, keep, strict=True) if kept]
+
 
 @pytest.fixture(scope="session")
 def image_builder() -> ImageBuilder:

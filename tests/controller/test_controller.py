@@ -156,6 +156,24 @@ def test_workload_images_come_from_every_container_list_of_the_pod_spec(kind: An
     assert compute_workload_images(kind, {"spec": None}) == frozenset()
 
 
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS, ids=[k.kind for k in WORKLOAD_KINDS])
+def test_image_volumes_are_workload_images(kind: Any) -> None:
+    """KEP-4639: `volumes[].image.reference` is pulled and mounted by the kubelet, with no container of it."""
+    pod_spec = {
+        "containers": [{"name": "c", "image": "app:1", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [
+            {"name": "data", "image": {"reference": "registry.example/models/llm:v2", "pullPolicy": "IfNotPresent"}},
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "odd", "image": {"reference": ""}},
+            {"name": "odder", "image": None},
+        ],
+    }
+    body: dict[str, Any] = pod_spec
+    for part in reversed(kind.pod_spec_path):
+        body = {part: body}
+    assert compute_workload_images(kind, body) == {"docker.io/library/app:1", "registry.example/models/llm:v2"}
+
+
 def test_the_applied_body_validates_and_never_names_run_request() -> None:
     node = node_view("n1", pool="a")
     effective = compute_effective_policy([policy_view("p", {"pool": "a"})], node.labels)

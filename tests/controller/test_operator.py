@@ -257,6 +257,36 @@ def test_a_workload_pinned_by_tag_and_digest_protects_the_digest_ref_its_node_ho
         kube.kubectl("delete", "deployment", "pin-deploy", "-n", "default")
 
 
+def test_an_image_volume_of_a_deployment_is_protected_where_it_is_held(operator: Operator, kube: ControlPlane) -> None:
+    """KEP-4639 (GA in 1.36): the kubelet pulls `volumes[].image.reference` and containerd mounts it; no container
+    runs that image, so only the volume makes it a workload image."""
+    if kube.binaries.kubernetes_minor < 36:
+        pytest.skip(f"image volumes are GA from Kubernetes 1.36 (this bed: {kube.binaries.kubernetes_version})")
+    node(kube, "vol-1", **{POOL: "vol"})
+    policy(kube, "vol", {POOL: "vol"})
+    wait_for("NodeCleanup of vol-1", lambda: "vol-1" in cleanups(kube, "vol-"))
+    patch_status(kube, "vol-1", {"imageRefs": ["registry.example/models/weights:v3", "docker.io/library/app:latest",
+                                              "registry.example/other:v1"]})  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "vol-deploy", "namespace": "default"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "vol"}}, "template": {
+            "metadata": {"labels": {"app": "vol"}},
+            "spec": {"containers": [{"name": "c", "image": "app",
+                                     "volumeMounts": [{"name": "weights", "mountPath": "/weights"}]}],
+                     "volumes": [{"name": "weights", "image": {"reference": "registry.example/models/weights:v3",
+                                                               "pullPolicy": "IfNotPresent"}}]}}},
+    }  # fmt: skip
+    apply(kube, deployment)
+    stored = kube.kubectl_json("get", "deployment", "vol-deploy", "-n", "default")["spec"]["template"]["spec"]
+    assert stored["volumes"][0]["image"]["reference"] == "registry.example/models/weights:v3"  # not dropped
+    try:
+        wait_for("the image volume protected on vol-1",
+                 lambda: cleanups(kube, "vol-")["vol-1"]["spec"]["protectedImages"]
+                 == ["docker.io/library/app:latest", "registry.example/models/weights:v3"])  # fmt: skip
+    finally:
+        kube.kubectl("delete", "deployment", "vol-deploy", "-n", "default")
+
+
 def test_policy_status_aggregates_the_node_reports(operator: Operator, kube: ControlPlane) -> None:
     for name in ("agg-1", "agg-2", "agg-3"):
         node(kube, name, **{POOL: "agg"})

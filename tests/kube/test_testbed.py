@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from support.kube import BUILD_SCRIPT, ControlPlane, ControlPlaneError, find_binaries
+from support.kube import BUILD_SCRIPT, ControlPlane, ControlPlaneError, find_binaries, kube_release, kube_releases
 
 pytestmark = pytest.mark.kube
 
@@ -27,8 +27,9 @@ def _alive(pid: int) -> bool:
 
 def test_versions_are_stamped(kube: ControlPlane) -> None:
     version = kube.kubectl_json("version")
-    assert version["serverVersion"]["gitVersion"] == "v1.32.4"
-    assert (version["serverVersion"]["major"], version["serverVersion"]["minor"]) == ("1", "32")
+    assert version["serverVersion"]["gitVersion"] == kube.binaries.kubernetes_version
+    minor = str(kube.binaries.kubernetes_minor)
+    assert (version["serverVersion"]["major"], version["serverVersion"]["minor"]) == ("1", minor)
     assert kube.helm("version", "--short").stdout.startswith("v3.17.3+g")
 
 
@@ -44,8 +45,22 @@ def test_helm_knows_the_kubernetes_version_it_was_built_for(kube: ControlPlane, 
     assert "kube: 'v1.32.0'" in kube.helm("template", str(chart)).stdout
     # against the cluster, the apiserver's (gitVersion ldflags), so kubeVersion constraints pass
     kube.helm("install", "probe", str(chart), "-n", "default")
-    assert "v1.32.4" in kube.kubectl_json("get", "configmap", "probe", "-n", "default")["data"]["kube"]
+    served = kube.kubectl_json("get", "configmap", "probe", "-n", "default")["data"]["kube"]
+    assert kube.binaries.kubernetes_version in served
     kube.helm("uninstall", "probe", "-n", "default")
+
+
+def test_nj_kube_chooses_the_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    releases = kube_releases()
+    assert releases[0] == "1.32" and releases[-1] == "1.37"  # the oldest and the newest we support
+    monkeypatch.delenv("NJ_KUBE", raising=False)
+    assert kube_release() == "1.37"
+    monkeypatch.setenv("NJ_KUBE", "1.32")
+    assert kube_release() == "1.32"
+    assert find_binaries(build=False).kubernetes_version == "v1.32.4"
+    monkeypatch.setenv("NJ_KUBE", "1.99")
+    with pytest.raises(ControlPlaneError, match=r"NJ_KUBE='1\.99'.*known: 1\.32, 1\.37"):
+        find_binaries(build=False)
 
 
 def test_admin_kubeconfig_verifies_tls(kube: ControlPlane) -> None:
@@ -98,7 +113,7 @@ def test_build_script_is_quiet_and_rebuilds_nothing_when_cached() -> None:
     assert {p: p.stat().st_mtime_ns for p in paths} == before
 
 
-def test_a_second_control_plane_starts_in_seconds_and_stops_clean(tmp_path: Path, kube: ControlPlane) -> None:
+def test_a_second_control_plane_starts_and_stops_clean(tmp_path: Path, kube: ControlPlane) -> None:
     with ControlPlane(tmp_path, find_binaries(build=False)) as second:
         pids = second.pids
         rss = second.rss_bytes()
@@ -106,7 +121,6 @@ def test_a_second_control_plane_starts_in_seconds_and_stops_clean(tmp_path: Path
         assert second.server != kube.server
     print(f"\nsecond control plane: ready in {second.startup_seconds:.1f}s {second.timings}; "
           f"RSS {json.dumps({k: f'{v / 2**20:.0f}MiB' for k, v in rss.items()})}")  # fmt: skip
-    assert second.startup_seconds < 30
     assert sorted(pids) == ["etcd", "kube-apiserver", "kube-controller-manager"]
     assert not [name for name, pid in pids.items() if _alive(pid)]
 

@@ -393,6 +393,87 @@ async def test_an_image_a_container_started_using_after_planning_is_skipped(node
     assert report.skipped[a.id] == "now in use by container late"
 
 
+async def test_an_image_only_mounted_as_a_volume_is_in_use(node: Node) -> None:
+    """KEP-4639: a pod's image volume runs in no container; CRI ContainerStatus lists it among the mounts."""
+    rt = node.runtime
+    app, weights, free = node.image("app"), node.image("weights", mib=8), node.image("free")
+    sandbox, _ = node.pod("model")
+    rt.add_container("serve", app, pod=sandbox, name="serve", mounts=[weights])
+    node.disks(image=100 * MiB, base=90 * MiB)  # under pressure: everything unprotected goes
+
+    report = await node.run(REMOVE_ALL_UNUSED)
+
+    assert node.removed() == [free.id]
+    assert report.skipped[weights.id] == report.skipped[app.id] == "in use by a container"
+    assert rt.image_ids() == {app.id, weights.id}
+
+
+async def test_log_paths_and_image_mounts_cost_one_container_status_per_container(node: Node) -> None:
+    """The log janitor (so the agent's rotator) and the image-mount check share one ContainerStatus cache: on a
+    real containerd the agent's rotator had asked already, and a run asked each container again (test_agent_shared_
+    logs.py caught it)."""
+    rt = node.runtime
+    app, weights, free = node.image("app"), node.image("weights"), node.image("free")
+    sandbox, _ = node.pod("model")
+    rt.add_container("serve", app, pod=sandbox, name="serve", mounts=[weights])
+    rt.add_container("side", app, pod=sandbox, name="side")
+    node.disks(image=100 * MiB)
+    engine = node.engine()
+    asked: list[str] = []
+    status = rt.cri.container_status
+
+    async def counted(container_id: str) -> Any:
+        asked.append(container_id)
+        return await status(container_id)
+
+    rt.cri.container_status = counted  # type: ignore[method-assign]
+    spec = {**REMOVE_ALL_UNUSED, "logs": {"maxSize": "1Mi"}}
+
+    await engine.log_janitor.log_paths.update(rt.cri, await rt.cri.list_containers())  # the rotator's check
+    first = await engine.run_once(rules(spec))
+    second = await engine.run_once(rules(spec))
+
+    assert sorted(asked) == ["serve", "side"]
+    assert node.removed() == [free.id] and first.skipped[weights.id] == "in use by a container"
+    assert second.skipped[weights.id] == "in use by a container"
+
+
+async def test_an_image_a_container_mounted_after_planning_is_skipped(node: Node) -> None:
+    rt = node.runtime
+    app, weights = node.image("app"), node.image("weights")
+    sandbox, _ = node.pod("model")
+    rt.add_container("serve", app, pod=sandbox, name="serve")
+    node.disks(image=100 * MiB)
+
+    def started(plan: Plan) -> None:  # the kubelet starts a container mounting it between the plan and the removal
+        rt.add_container("late", app, pod=sandbox, name="late", mounts=[weights])
+
+    report = await node.engine().run_once(rules(REMOVE_ALL_UNUSED), on_plan=started)
+
+    assert [a.id for a in report.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [weights.id]
+    assert node.removed() == [] and report.skipped[weights.id] == "now mounted as a volume by container late"
+
+
+async def test_an_image_is_not_removed_while_what_a_container_mounts_cannot_be_told(node: Node) -> None:
+    """A container whose ContainerStatus fails may mount any image: the inventory says so, and every image removal
+    waits (it is asked again at the next run)."""
+    rt = node.runtime
+    app, weights = node.image("app"), node.image("weights")
+    sandbox, _ = node.pod("model")
+    rt.add_container("serve", app, pod=sandbox, name="serve", mounts=[weights])
+    rt.status_failures.add("serve")
+    node.disks(image=100 * MiB)
+
+    first = await node.engine().run_once(rules(REMOVE_ALL_UNUSED))
+
+    assert any("cannot tell which images 1 container(s) mount" in w for w in first.inventory.warnings)
+    assert node.removed() == [] and weights.id in rt.image_ids()
+    assert first.skipped[weights.id].startswith("cannot tell whether a container mounts it as a volume")
+    rt.status_failures.clear()  # the runtime answers again: the mount is seen, the image is in use
+    second = await node.engine().run_once(rules(REMOVE_ALL_UNUSED))
+    assert node.removed() == [] and second.skipped[weights.id] == "in use by a container"
+
+
 async def test_a_reachable_target_is_reached_and_exactly_what_was_planned_is_freed(node: Node) -> None:
     rt = node.runtime
     for name in ("a", "b", "c"):

@@ -12,6 +12,9 @@ What it models, as containerd 1.6+ with its CRI plugin does:
   records: each tag, an optional digest ref, and the ID record CRI adds. CRI lists one image per ID;
 - containers and pod sandboxes: a containerd record each (the root of its own active snapshot, on its image's top)
   and their CRI view (state, image, log path, when it finished); a sandbox's record uses the sandbox image;
+- image volumes (KEP-4639) as containerd 2.x mounts them: a container's image mounts are in its ContainerStatus
+  (`image_mounts`, the image IDs), each one an active snapshot on that image's top held by a lease named after the
+  pod sandbox (no container record of that image); `status_failures` makes a container's ContainerStatus fail;
 - leases with resources and `containerd.io/gc.expire`, blobs and snapshots with any labels;
 - the collector: every deletion through CRI or containerd collects at once (mark from image records that have not
   expired, containers, unexpired leases and `containerd.io/gc.root`; follow `gc.ref.content*`,
@@ -104,6 +107,7 @@ class FakeContainer:
     log_path: str
     created_at: datetime
     finished_at: datetime | None = None
+    image_mounts: tuple[str, ...] = ()  # image IDs it mounts as volumes
 
 
 class FakeRuntime:
@@ -124,6 +128,8 @@ class FakeRuntime:
         self.calls: list[str] = []
         self.reads = 0  # calls that only read
         self.before_call: Callable[[str], None] | None = None
+        self.status_failures: set[str] = set()
+        """Containers whose ContainerStatus fails (a runtime error, not NotFound)."""
         self.gc_failures = 0
         """How many collections fail next (as containerd's does when its metadata store cannot grow on a full disk:
         the records a RemoveImage deleted stay deleted, nothing is freed, the call answers "gc failed")."""
@@ -197,10 +203,20 @@ class FakeRuntime:
         log_path: str = "",
         finished_at: datetime | None = None,
         writes: int = 0,
+        mounts: Sequence[FakeImage] = (),
     ) -> FakeContainer:
-        """A CRI container of `pod` on `image`, with a writable layer of `writes` bytes."""
+        """A CRI container of `pod` on `image`, with a writable layer of `writes` bytes, mounting `mounts` as image
+        volumes."""
         record = self._add_record(cid, image.ref, image.top, writes)
-        container = FakeContainer(record, pod.id, name, image.id, state, log_path, self.clock(), finished_at)
+        container = FakeContainer(record, pod.id, name, image.id, state, log_path, self.clock(), finished_at,
+                                  tuple(m.id for m in mounts))  # fmt: skip
+        for mounted in mounts:  # containerd 2.x: a snapshot on the image's top, held by the sandbox's lease
+            key = f"image-volume-{pod.id}-{mounted.manifest}"
+            now = self.clock()
+            self.snapshots[key] = SnapshotInfo(key, mounted.top, "ACTIVE", now, now, {}, SNAPSHOTTER)
+            self.usage[key] = 0
+            lease, resources = self.leases.get(pod.id, (Lease(pod.id, now, {}), []))
+            self.leases[pod.id] = (lease, [*resources, LeaseResource(id=key, type=f"snapshots/{SNAPSHOTTER}")])
         self.containers[cid] = container
         return container
 
@@ -400,10 +416,12 @@ class FakeCri:
     async def container_status(self, container_id: str) -> CriContainerStatus:
         self.node.reads += 1
         c = self._container(container_id)
+        if container_id in self.node.status_failures:
+            raise RuntimeClientError(f"failed to get container status {container_id!r}: injected")
         started = None if c.state == "CREATED" else c.created_at
         return CriContainerStatus(
             c.record.id, c.name, 0, c.state, c.image_id, c.image_id, c.created_at, started, c.finished_at,
-            0, "", "", c.log_path,
+            0, "", "", c.log_path, image_mounts=c.image_mounts,
         )  # fmt: skip
 
     async def remove_container(self, container_id: str, *, missing_ok: bool = False) -> None:

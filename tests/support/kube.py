@@ -5,7 +5,9 @@
         CoreV1Api(kube.api_client).list_node()
 
 - The binaries come from `hack/build-k8s.sh` (cached in ~/.cache/node-janitor/<component>-<version>/);
-  `find_binaries()` runs that script when one is missing.
+  `find_binaries()` runs that script when one is missing. The Kubernetes release is chosen by the env var
+  `NJ_KUBE` (`1.32`, `1.37`: a wrapper module hack/k8s-<release>; unset: the newest); etcd and helm are the
+  same for every release.
 - Certificates are generated with the `openssl` CLI into the work directory: a CA, the apiserver's serving
   certificate, client certificates for an admin (system:masters) and the controller manager, and a
   service-account signing key (so ServiceAccount tokens work). Authorization is RBAC; the admin kubeconfig
@@ -59,6 +61,8 @@ __all__ = [
     "free_ports",
     "http_ok",
     "kube",
+    "kube_release",
+    "kube_releases",
     "spawn",
     "terminate",
     "wait_until",
@@ -96,6 +100,12 @@ class Binaries:
     kubelet: Path
     helm4: Path
     actionlint: Path
+    kubernetes_version: str
+    """The release the Kubernetes binaries are of, as hack/k8s-<release>/go.mod pins it (e.g. `v1.37.2`)."""
+
+    @property
+    def kubernetes_minor(self) -> int:
+        return int(self.kubernetes_version.removeprefix("v").split(".")[1])
 
     def missing(self) -> list[Path]:
         every = (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.helm, self.kube_scheduler,
@@ -120,10 +130,30 @@ def _module_version(module_dir: str, module: str) -> str:
     return match.group(1)
 
 
+def _release_key(release: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in release.split("."))
+
+
+def kube_releases() -> list[str]:
+    """The Kubernetes releases the test bed can run, oldest first: one per wrapper module hack/k8s-<release>."""
+    found = [p.name.removeprefix("k8s-") for p in (REPO / "hack").glob("k8s-*") if (p / "go.mod").is_file()]
+    return sorted(found, key=_release_key)
+
+
+def kube_release() -> str:
+    """The Kubernetes release the tests run (`1.32`, `1.37`...): env `NJ_KUBE`, else the newest."""
+    releases = kube_releases()
+    chosen = os.environ.get("NJ_KUBE", "").strip() or releases[-1]
+    if chosen not in releases:
+        raise ControlPlaneError(f"NJ_KUBE={chosen!r}: no such release in hack/k8s-*; known: {', '.join(releases)}")
+    return chosen
+
+
 def find_binaries(build: bool = True) -> Binaries:
-    """The cached binaries; runs hack/build-k8s.sh first if any is missing (minutes on a cold machine)."""
+    """The cached binaries of the chosen release (`kube_release()`); runs hack/build-k8s.sh first if any is
+    missing (minutes on a cold machine)."""
     root = cache_dir()
-    k8s = _module_version("k8s", "k8s.io/kubernetes")
+    k8s = _module_version(f"k8s-{kube_release()}", "k8s.io/kubernetes")
     etcd = _module_version("etcd", "go.etcd.io/etcd/server/v3")
     helm = _module_version("helm", "helm.sh/helm/v3")
     helm4 = _module_version("helm4", "helm.sh/helm/v4")
@@ -137,6 +167,7 @@ def find_binaries(build: bool = True) -> Binaries:
         kubelet=root / f"kubelet-{k8s}" / "kubelet",
         helm4=root / f"helm-{helm4}" / "helm",
         actionlint=root / f"actionlint-{actionlint}" / "actionlint",
+        kubernetes_version=k8s,
     )
     if binaries.missing() and build:
         subprocess.run([str(BUILD_SCRIPT)], check=True)
@@ -414,7 +445,10 @@ class ControlPlane:
             f"--service-account-key-file={pki('sa.pub')}", f"--service-account-signing-key-file={pki('sa.key')}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--enable-admission-plugins=NodeRestriction",
-            "--allow-privileged=true", "--profiling=false", *self.extra_apiserver_args,
+            "--allow-privileged=true", "--profiling=false",
+            # No `kubernetes` Service endpoints: the only address is loopback, which 1.37 refuses to publish
+            # ("may not be in the loopback range"), and nothing may send traffic to a Service IP anyway.
+            "--endpoint-reconciler-type=none", *self.extra_apiserver_args,
         ])  # fmt: skip
         self._apiserver_command = apiserver.process.args[len(_PDEATHSIG) :]
         self.kubeconfig.write_text(_kubeconfig(self.server, self._pki, "admin", "admin"))

@@ -199,6 +199,8 @@ class KubeletSettings:
             "cgroupsPerQOS": False,
             "enforceNodeAllocatable": [],
             "failSwapOn": False,
+            # this machine is on cgroup v1, which kubelets from 1.35 refuse by default (the field exists since 1.31)
+            "failCgroupV1": False,
             "makeIPTablesUtilChains": False,
             "containerRuntimeEndpoint": f"unix://{bed.address}",
             "podLogsDir": str(bed.pod_log_dir),

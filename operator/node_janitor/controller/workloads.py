@@ -1,8 +1,12 @@
 """The image references workloads use: the pod templates of the built-in controllers (pure).
 
+A workload uses the image of every container (init and ephemeral ones too) and the image of every image volume
+(`volumes[].image.reference`, KEP-4639, GA in Kubernetes 1.36): the kubelet pulls that one too and containerd
+mounts it read-only, with no container of that image.
+
 Pods themselves are not indexed (150,000 of them took minutes to list again on a restart): a Pod owned by one of
 these is covered by its template, and every Pod, bare or not, by the agent of the node it is bound to, which
-protects the images of its node's pods itself (`agent/pods.py`)."""
+protects the images of its node's pods itself (`agent/pods.py`, image volumes included)."""
 
 from __future__ import annotations
 
@@ -38,17 +42,23 @@ _CONTAINER_LISTS: Final = ("initContainers", "containers", "ephemeralContainers"
 
 
 def compute_workload_images(kind: WorkloadKind, body: Mapping[str, Any]) -> frozenset[str]:
-    """The normalised image references of every container (init and ephemeral ones too) of the object's pod
-    spec; an unparsable reference is kept as written (it can then only match the same string)."""
+    """The normalised image references of every container (init and ephemeral ones too) and every image volume
+    of the object's pod spec; an unparsable reference is kept as written (it can then only match the same
+    string)."""
     spec: Any = body
     for part in kind.pod_spec_path:
         spec = spec.get(part) if isinstance(spec, Mapping) else None
     if not isinstance(spec, Mapping):
         return frozenset()
-    images = (
+    containers = (
         container.get("image")
         for key in _CONTAINER_LISTS
         for container in spec.get(key) or ()
         if isinstance(container, Mapping)
     )
-    return normalize_all(image for image in images if isinstance(image, str) and image)
+    volumes = (
+        volume["image"].get("reference")
+        for volume in spec.get("volumes") or ()
+        if isinstance(volume, Mapping) and isinstance(volume.get("image"), Mapping)
+    )
+    return normalize_all(image for image in (*containers, *volumes) if isinstance(image, str) and image)

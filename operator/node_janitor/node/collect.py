@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 from node_janitor.api.refs import is_image_id, normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
+from node_janitor.node.image_mounts import ImageMounts, MountedImages
 from node_janitor.node.ingests import IngestEntry
 from node_janitor.node.inventory import (
     GC_EXPIRE,
@@ -392,11 +393,13 @@ async def collect_inventory(
     now: datetime | None = None,
     log_paths: LogPaths | None = None,
     statvfs: Callable[[str, str], FileSystemEntry] | None = None,
+    image_mounts: ImageMounts | None = None,
 ) -> Inventory:
     """One inventory of the node. `log_paths`: the runtime's log path of each container, cached (the log
     janitor's, shared with the rotator: one ContainerStatus per container in its life); live log files are the
     paths the runtime names, as the log rules judge them. `statvfs`: how a file system is measured (default
-    `statvfs_entry`).
+    `statvfs_entry`). `image_mounts`: the images each container mounts as volumes, cached likewise (the engine's,
+    shared with its executor); an image a container mounts is in use by it.
 
     Phases: list everything (`list_runtime`), measure snapshots, join containerd's containers with CRI's
     (`container_entries`), measure the host (`measure_host`), find what other namespaces keep, assemble."""
@@ -408,7 +411,14 @@ async def collect_inventory(
     usage = await _measure(containerd, listing.snapshots, options.snapshotter, cache, warnings)
     blobs = {b.digest: b for b in listing.blobs}
     finished = await finished_times(cri, listing.cri_containers)
-    containers = container_entries(listing, finished)
+    mounted = await (image_mounts or ImageMounts()).update(cri, listing.cri_containers)
+    if mounted.unresolved:
+        some = ", ".join(sorted(mounted.unresolved)[:3])
+        warnings.append(
+            f"cannot tell which images {len(mounted.unresolved)} container(s) mount as volumes (their ContainerStatus "
+            f"failed: {some}); an image one of them mounts may look unused, but is re-checked before any removal"
+        )
+    containers = container_entries(listing, finished, mounted)
     host = await measure_host(cri, listing, options, log_paths, statvfs)
     warnings += host.warnings
     held_elsewhere, other_namespaces, namespace_warnings = await collect_other_namespaces(
@@ -474,9 +484,12 @@ async def finished_times(cri: CriSource, cri_containers: Iterable[CriContainer])
     }
 
 
-def container_entries(listing: RuntimeListing, finished: Mapping[str, datetime | None]) -> list[ContainerEntry]:
-    """containerd's containers, each as CRI knows it: a CRI container, a pod sandbox, or a container of some other
-    client (no CRI state)."""
+def container_entries(
+    listing: RuntimeListing, finished: Mapping[str, datetime | None], mounted: MountedImages | None = None
+) -> list[ContainerEntry]:
+    """containerd's containers, each as CRI knows it: a CRI container (with the images it mounts as volumes), a pod
+    sandbox, or a container of some other client (no CRI state)."""
+    mounts = mounted.by_container if mounted else {}
     cri_by_id = {c.id: c for c in listing.cri_containers}
     sandbox_by_id = {s.id: s for s in listing.sandboxes}
     containers: list[ContainerEntry] = []
@@ -493,6 +506,7 @@ def container_entries(listing: RuntimeListing, finished: Mapping[str, datetime |
                 created_at=c.created_at,
                 finished_at=finished.get(c.id),
                 labels=dict(record.labels),
+                image_mounts=mounts.get(c.id, ()),
             )
         elif s is not None:
             entry = ContainerEntry(

@@ -41,6 +41,7 @@ from node_janitor.api.units import format_bytes
 from node_janitor.defaults import DEFAULT_KUBELET_ROOT, DEFAULT_NAMESPACE, DEFAULT_POD_LOG_DIR, DEFAULT_SNAPSHOTTER
 from node_janitor.node.collect import CollectOptions, SnapshotUsageCache, collect_inventory, statvfs_entry
 from node_janitor.node.execute import ActionResult, ExecutionResult, Executor
+from node_janitor.node.image_mounts import ImageMounts
 from node_janitor.node.inventory import FileSystemEntry, Inventory
 from node_janitor.node.last_used import LastUsedStore, observe_last_used
 from node_janitor.node.logs import (
@@ -372,6 +373,9 @@ class NodeEngine:
         self.extra_paths_within = extra_paths_within  # host directories extraPaths may reach (None: any)
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
+        # Shared by the inventory and the executor, its answers the log janitor's (so the rotator's): one
+        # ContainerStatus per container in its life, for log paths and image mounts alike.
+        self.image_mounts = ImageMounts(self.log_janitor.log_paths)
         self.lock = asyncio.Lock()  # one run at a time
         self._state_lock = asyncio.Lock()  # one load-observe-save of the last-use state at a time (runs, reports)
         self.run_lock = run_lock
@@ -416,6 +420,7 @@ class NodeEngine:
             now=now or self.clock(),
             log_paths=self.log_janitor.log_paths,
             statvfs=self.host.statvfs,
+            image_mounts=self.image_mounts,
         )
 
     async def build_disk_report(
@@ -640,6 +645,7 @@ class NodeEngine:
                 sandbox_image=inventory.sandbox_image,
                 should_stop=should_stop,
                 gate=image_gate,
+                image_mounts=self.image_mounts,
             )
             report.execution = await executor.apply(plan, inventory)
         return report

@@ -3,7 +3,8 @@
 Safety rules, each checked right before its action (the node changes while a plan runs):
 - an image: its names are read again (CRI RemoveImage removes every name it has then); it is skipped if one of
   them is protected (the operator's set, re-read through a callable; a keep pattern; the sandbox image) or if any
-  container (CRI or not, any state) uses one of them, names compared normalised; it goes through CRI RemoveImage
+  container (CRI or not, any state) uses one of them or mounts one as a volume (KEP-4639 image volumes; CRI
+  ContainerStatus of containers not seen before), names compared normalised; it goes through CRI RemoveImage
   so the kubelet's view stays right; the records CRI does not manage are then deleted through containerd, each
   only if it still points at the removed image (a tag pulled again since planning names a new image: it is left,
   and the result says so);
@@ -30,6 +31,7 @@ from typing import Protocol
 
 from node_janitor.api.refs import matches_pattern, normalize_all, normalize_or_none
 from node_janitor.defaults import DEFAULT_SNAPSHOTTER
+from node_janitor.node.image_mounts import ImageMounts
 from node_janitor.node.inventory import GC_EXPIRE, FileSystemEntry, ImageEntry, Inventory, parse_rfc3339
 from node_janitor.node.outcome import Outcome
 from node_janitor.node.plan import Action, ActionKind, Plan, Reason
@@ -140,11 +142,13 @@ class Executor:
         settle_interval: float = SETTLE_INTERVAL,
         settle_quiet: float = SETTLE_QUIET,
         settle_timeout: float = SETTLE_TIMEOUT,
+        image_mounts: ImageMounts | None = None,
     ) -> None:
         """`should_stop`: asked right before each action is sent; once true, nothing more is sent and what is in
         flight finishes (the agent's SIGTERM). `on_result` raising stops the run the same way. `gate`: asked
         right before each action is sent too; a reason it returns skips that action (the agent's policy paused
-        or turned to a dry run mid-run). `keep` (and `protected_images`) may be callables, re-read likewise."""
+        or turned to a dry run mid-run). `keep` (and `protected_images`) may be callables, re-read likewise.
+        `image_mounts`: what containers mount as volumes, cached (the engine's, shared with its inventory)."""
         if image_concurrency < 1:
             raise ValueError(f"image_concurrency must be at least 1, not {image_concurrency}")
         self.cri = cri
@@ -161,6 +165,7 @@ class Executor:
         self.settle_interval = settle_interval
         self.settle_quiet = settle_quiet
         self.settle_timeout = settle_timeout
+        self.image_mounts = image_mounts if image_mounts is not None else ImageMounts()
         self._collected = False  # a garbage collection ran in this apply()
         self._stopping = False  # on_result raised (e.g. the agent's SIGTERM): start nothing more
 
@@ -307,9 +312,8 @@ class Executor:
                 names = image.all_names | normalize_all(current)
                 if why := self._protected_by_name(current, names):
                     return Outcome.SKIPPED, why
-                user = await self._current_user(names)
-                if user:
-                    return Outcome.SKIPPED, f"now in use by container {user}"
+                if why := await self._current_use(names):
+                    return Outcome.SKIPPED, why
                 if self._halted():  # asked again after the re-checks, right before the send
                     raise _NotSent
                 if self.gate is not None and (why := self.gate()) is not None:
@@ -437,12 +441,21 @@ class Executor:
                 return f"kept by pattern {pattern!r} (a name it has now)"
         return None
 
-    async def _current_user(self, names: frozenset[str]) -> str | None:
-        """A container (CRI or plain containerd) that uses one of `names` (normalised) right now, if any."""
-        for c in await self.cri.list_containers():
+    async def _current_use(self, names: frozenset[str]) -> str | None:
+        """How a container (CRI or plain containerd) uses one of `names` (normalised) right now, if one does: it
+        runs it, or mounts it as a volume; or why that cannot be told (a container's ContainerStatus failed)."""
+        containers = await self.cri.list_containers()
+        for c in containers:
             if not names.isdisjoint(normalize_all((c.image, c.image_ref))):
-                return c.id
+                return f"now in use by container {c.id}"
+        mounted = await self.image_mounts.update(self.cri, containers)
+        for cid, images in mounted.by_container.items():
+            if not names.isdisjoint(normalize_all(images)):
+                return f"now mounted as a volume by container {cid}"
+        if mounted.unresolved:
+            some = ", ".join(sorted(mounted.unresolved)[:3])
+            return f"cannot tell whether a container mounts it as a volume (ContainerStatus failed: {some})"
         for record in await self.containerd.list_containers():
             if (normalize_or_none(record.image) or record.image) in names:
-                return record.id
+                return f"now in use by container {record.id}"
         return None

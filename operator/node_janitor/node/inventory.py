@@ -241,6 +241,7 @@ class ContainerEntry:
     sandbox: bool = False  # a CRI pod sandbox (pause) container
     cri: bool = True  # known to CRI; False for plain containerd records (ctr, nerdctl, buildkit...)
     labels: Mapping[str, str] = field(default_factory=dict)
+    image_mounts: tuple[str, ...] = ()  # images it mounts as volumes (KEP-4639): IDs or digests, as CRI names them
 
     @property
     def running(self) -> bool:
@@ -349,12 +350,12 @@ class Inventory:
 
     @cached_property
     def image_users(self) -> dict[str, tuple[ContainerEntry, ...]]:
-        """Image ID -> the containers (any state, CRI or not) created from it."""
+        """Image ID -> the containers (any state, CRI or not) created from it or mounting it as a volume."""
         by_name = self.image_id_by_name
         users: dict[str, list[ContainerEntry]] = {}
         for container in self.containers:
-            image_id = by_name.get(normalize_or_none(container.image) or container.image)
-            if image_id is not None:
+            ids = (by_name.get(normalize_or_none(name) or name) for name in (container.image, *container.image_mounts))
+            for image_id in dict.fromkeys(i for i in ids if i is not None):
                 users.setdefault(image_id, []).append(container)
         return {k: tuple(v) for k, v in users.items()}
 

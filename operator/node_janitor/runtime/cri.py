@@ -10,7 +10,7 @@ also take `missing_ok=True` for runtimes that answer NotFound anyway.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from node_janitor.defaults import DEFAULT_CONTAINERD_ADDRESS
@@ -328,6 +328,7 @@ class CriClient(SocketClient):
             log_path=s.log_path,
             labels=dict(s.labels),
             annotations=dict(s.annotations),
+            image_mounts=_image_mounts(s.mounts),
         )
 
     async def reopen_container_log(self, container_id: str) -> None:
@@ -424,3 +425,10 @@ def _container_config(spec: ContainerSpec, sandbox: PodSandboxSpec) -> cri.Conta
             )
         ),
     )
+
+
+def _image_mounts(mounts: Iterable[cri.Mount]) -> tuple[str, ...]:
+    """The images of a container's image mounts (KEP-4639): each one's image (the ID the kubelet pulled) and its
+    digest when the runtime reports one, each name once."""
+    refs = (ref for m in mounts if m.HasField("image") for ref in (m.image.image, m.image.image_ref))
+    return tuple(dict.fromkeys(ref for ref in refs if ref))

@@ -106,6 +106,9 @@ class CriContainerStatus:
     log_path: str
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    image_mounts: tuple[str, ...] = ()
+    """The images the container mounts as volumes (KEP-4639 image volumes: each image mount's image, as the kubelet
+    gave it (the image ID it pulled), and its digest when the runtime reports one); no container runs them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,13 +269,15 @@ class ContainerStatusSource(Protocol):
 
 class LogPaths:
     """Container id -> its log file as the runtime names it (CRI `ContainerStatus.log_path`, as this process
-    sees it under `host_root`). A container's log path never changes, so each container costs one
+    sees it under `host_root`), and the images it mounts as volumes (`CriContainerStatus.image_mounts`, read by
+    `node.image_mounts.ImageMounts`). Neither changes in a container's life, so each container costs one
     ContainerStatus in its life; containers no longer listed are forgotten. Shared by the rotator and the passes
-    of one node (`LogJanitor.log_paths`)."""
+    of one node (`LogJanitor.log_paths`), and by the engine's inventory and executor."""
 
     def __init__(self, host_root: Path = Path("/")) -> None:
         self.host_root = host_root
         self._paths: dict[str, str] = {}
+        self.mounts: dict[str, tuple[str, ...]] = {}  # container id -> the images it mounts (known containers)
         self.unresolved: set[str] = set()  # containers whose ContainerStatus failed at the last update
 
     def host_path(self, runtime_path: str) -> str:
@@ -284,22 +286,31 @@ class LogPaths:
             return runtime_path
         return os.path.join(str(self.host_root), runtime_path.lstrip("/"))
 
-    async def update(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> dict[str, str]:
-        """The paths of `containers` (those the runtime gives none: left out), asking only about new ones."""
+    async def refresh(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> set[str]:
+        """Ask about the new ones of `containers` and forget those no longer listed; the containers whose
+        ContainerStatus failed (asked again next time). Several refreshes may run at once: each answers for the
+        containers it was given."""
         listed = {c.id for c in containers}
         for cid in [cid for cid in self._paths if cid not in listed]:
-            del self._paths[cid]
+            self._paths.pop(cid, None)
+            self.mounts.pop(cid, None)
         new = sorted(listed - self._paths.keys())
         statuses = await asyncio.gather(*(cri.container_status(cid) for cid in new), return_exceptions=True)
-        self.unresolved = set()
+        unresolved: set[str] = set()
         for cid, status in zip(new, statuses, strict=True):
             if isinstance(status, CriContainerStatus):
                 self._paths[cid] = self.host_path(status.log_path) if status.log_path else ""
+                self.mounts[cid] = status.image_mounts
             elif not isinstance(status, NotFoundError | RuntimeClientError):
                 raise status  # a bug, not the runtime's answer
             elif not isinstance(status, NotFoundError):
-                self.unresolved.add(cid)  # asked again next time; meanwhile its log file is not known as live
+                unresolved.add(cid)  # asked again next time; meanwhile its log file is not known as live
             # NotFound: gone meanwhile
+        return unresolved
+
+    async def update(self, cri: ContainerStatusSource, containers: Iterable[CriContainer]) -> dict[str, str]:
+        """The paths of `containers` (those the runtime gives none: left out), asking only about new ones."""
+        self.unresolved = await self.refresh(cri, containers)
         return {cid: path for cid, path in self._paths.items() if path}
 
 

@@ -4,7 +4,7 @@
 //
 // k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging paths, which
 // only work inside its own repository; the replace lines below point each one at its published release.
-module nodejanitor.io/hack/k8s
+module nodejanitor.io/hack/k8s-1.32
 
 go 1.24
 
