@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 hack/setup.sh
 hack/build-containerd.sh  # containerd 2.x and the loopback registry (the beds' default; NJ_CONTAINERD=1.6: Debian's)
 if [ -x hack/build-k8s.sh ]; then hack/build-k8s.sh; fi
+hack/build-promtool.sh  # the chart's alert tests run it; a cold build (~10 min) must not count against a test's timeout
 .venv/bin/ruff check operator tests bench
 .venv/bin/mypy
 
