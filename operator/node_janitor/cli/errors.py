@@ -4,7 +4,7 @@
 | --- | --- |
 | 0 | done (for `run --wait`: every agent answered without errors) |
 | 1 | a run reported errors (`prune`, `run --wait`): some actions failed, the rest was done |
-| 2 | usage or bad input: a bad flag or value, a malformed policy, no kubeconfig, no NodeCleanup for a node |
+| 2 | usage or bad input: a bad flag or value, a malformed policy, no kubeconfig, no NodeCleanup, not containerd |
 | 3 | the container runtime is unreachable or unusable (no socket, nobody listening, not CRI `runtime.v1`) |
 | 4 | the Kubernetes API is unreachable (connection refused, timeout, 5xx) or refuses the credentials (401, 403) |
 | 130 | interrupted (Ctrl-C) |

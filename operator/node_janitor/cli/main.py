@@ -23,6 +23,7 @@ from node_janitor.defaults import (
     DEFAULT_STATE_DIR,
 )
 from node_janitor.runtime import RuntimeClientError
+from node_janitor.runtime.errors import NotContainerdError
 
 if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
@@ -483,6 +484,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "node-janitor") -> in
     try:
         outcome = handler(args)
         return outcome if isinstance(outcome, int) else asyncio.run(outcome)
+    except NotContainerdError as exc:  # a runtime that answers but is not ours to clean: a wrong --containerd-socket
+        print(f"node-janitor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except RuntimeClientError as exc:
         print(f"node-janitor: error: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
