@@ -49,9 +49,12 @@ async def test_apiserver_then_containerd_outage(
 ) -> None:
     bed = small_disk_bed
     in_use, _, late = stage_images(bed, "out", 3)
-    # 75/60, not the defaults' 85/75: the disk will sit at about 80%, which only this policy fixes.
+    # 75/60, not the defaults' 85/75: the disk will sit at about 80%, which only this policy fixes. Prediction off:
+    # this is the watermark path (with it on, the saved policy reclaims while the image arrives, before 75%).
     apply_nodecleanup(
-        kube, node_name, {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}
+        kube,
+        node_name,
+        {"thresholds": {"highPercent": 75, "lowPercent": 60, "predict": False}, "images": {"minAge": "1s"}},
     )
     container_id = await run_container(bed, in_use)
 
