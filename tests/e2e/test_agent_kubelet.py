@@ -112,7 +112,10 @@ async def test_the_agent_acts_before_the_kubelet_and_the_kubelet_sets_diskpressu
     assert not node.events("Evicted")
     assert app.id in await image_ids(bed) and await running_images_missing(bed) == []
     runs = agent.metrics()
-    assert runs['node_janitor_runs_total{dry_run="false",trigger="watermark"}'] >= 1
+    # the watermark or, ahead of it, the fill-rate prediction (issue 22) made the runs
+    triggers = ("watermark", "prediction")
+    acted = sum(runs.get(f'node_janitor_runs_total{{dry_run="false",trigger="{t}"}}', 0) for t in triggers)
+    assert acted >= 1, runs
     assert agent.terminate() == 0
 
     # The same imports with the agent stopped: the kubelet's threshold is crossed (and it may evict the pod).
