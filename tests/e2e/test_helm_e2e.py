@@ -143,15 +143,29 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
     # The order the docs give: the namespace, labelled for the agents' host paths, then the install.
     kube.kubectl("create", "namespace", NAMESPACE)
     kube.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=privileged")
-    kube.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values), "--take-ownership",
-              "--wait", "--timeout=300s", timeout=330, binary=helm)  # fmt: skip
+    try:
+        # No --wait on a first install (docs/install.md): the operator needs its ClusterKopfPeering, which helm
+        # creates only after the install (a post-install hook, its CRD being the release's); --wait would wait
+        # for the operator first and time out (it did: 300 s, the operator in CrashLoopBackOff).
+        kube.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(values), "--take-ownership",
+                  "--timeout=300s", timeout=330, binary=helm)  # fmt: skip
+    except BaseException:
+        # What did not get ready, then nothing of this release left for the tests after it (its admission
+        # policies are cluster-wide: they refused the next test's NodeCleanups once).
+        print(kube.kubectl("get", "pods,events", "-n", NAMESPACE, "-o", "wide", check=False).stdout)
+        _print_logs(bed.pod_log_dir)
+        kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout=120s", check=False, timeout=150,
+                  binary=helm)  # fmt: skip
+        kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=120s", check=False, timeout=150)
+        raise
     installed = time.monotonic() - started
     try:
-        pods = _pods(kube)
+        pods = wait_for("both pods created", lambda: (ps := _pods(kube)) and len(ps) >= 2 and ps, 60)
         assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == ["agent", "operator"]
         # helm 3's --wait counts a DaemonSet ready with DesiredNumberScheduled - maxUnavailable ready pods: 1 - 1 = 0
         # on this one-node cluster, so the agent may still be starting when helm returns.
-        pods = wait_for("both pods Ready", lambda: (ps := _pods(kube)) and all(_ready(p) for p in ps) and ps, 60)
+        # (the operator may have restarted once or twice before the hook made its peering: up to 40 s of backoff)
+        pods = wait_for("both pods Ready", lambda: (ps := _pods(kube)) and all(_ready(p) for p in ps) and ps, 180)
         assert all(p["spec"]["nodeName"] == node.name for p in pods)
 
         # Each process as the chart asks: the operator not root, the agent root; neither with any capability.
