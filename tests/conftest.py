@@ -11,11 +11,21 @@ import pytest
 from node_janitor.devbed import ContainerdBed, ImageBuilder
 from node_janitor.devbed.registry import Registry
 
-COMPAT_LANE = ("node", "runtime", "devbed", "cli/test_cli_real.py", "agent", "e2e")
+COMPAT_LANE = (
+    "node",
+    "runtime",
+    "cli/test_cli_real.py",
+    "agent/test_agent_remediation.py",
+    "agent/test_agent_outages.py",
+    "agent/test_agent_target.py",
+    "agent/test_agent_logs.py",
+    "e2e/test_agent_kubelet.py",
+)
 """The tests (paths under tests/) of the compatibility lane (hack/test.sh: env NJ_LANE=compat, on the oldest
 Kubernetes and containerd we support): those whose outcome depends on the runtime's or the kubelet's version (the
-engine and its logs on a real containerd, the CRI client, the agent, the real node end to end). The operator's and
-the chart's tests talk to the apiserver alone and run in the newest lane only."""
+engine and its logs on a real containerd, the CRI client, the agent end to end on a real containerd and beside a
+real kubelet). The operator's and the chart's tests talk to the apiserver alone, and the agent's other tests run its
+parts on fakes: they run in the newest lane only (both lanes together must fit CI's 90 minutes, cold)."""
 
 
 def in_compat_lane(relative: Path) -> bool:
