@@ -8,27 +8,8 @@
 # Rebuild one: delete its directory (or pass --force to rebuild all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-hack=$PWD/hack
-
-force=0
-for arg in "$@"; do
-  case $arg in
-    --force) force=1 ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "build-k8s: unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-cache=${NODE_JANITOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/node-janitor}
-export GOTOOLCHAIN=local CGO_ENABLED=0
-
-# The version a wrapper module requires of a module: `require <module> <version>` in its go.mod.
-modver() {
-  local v
-  v=$(awk -v m="$2" '($1 == "require" && $2 == m) {print $3} ($1 == m && $2 ~ /^v/) {print $2}' "$1/go.mod" | head -n1)
-  [ -n "$v" ] || { echo "build-k8s: $2 not found in $1/go.mod" >&2; exit 1; }
-  echo "$v"
-}
+. hack/lib/build.sh
+build_init build-k8s 2,9 "$@"
 
 # Commits of the pinned tags (module proxy .info Origin, or the release's own `version` output); only
 # stamped into the binaries' version strings. An unknown version builds with an empty commit.
@@ -40,39 +21,7 @@ declare -A commits=(
 # Not stamped (none known offline): helm.sh/helm/v4, github.com/rhysd/actionlint
 commit_of() { echo "${commits[$1]:-}"; }
 
-# Builds `packages` of wrapper module `dir` into a temporary directory and moves each binary into its
-# cache directory, so an interrupted build never leaves a half-written binary where the tests look.
-build() {
-  local dir=$1 ldflags=$2; shift 2
-  local todo=() names=() pkg name version
-  for spec in "$@"; do  # name=package@version
-    name=${spec%%=*}; pkg=${spec#*=}; version=${pkg##*@}; pkg=${pkg%@*}
-    if [ "$force" = 1 ] || [ ! -x "$cache/$name-$version/$name" ]; then
-      todo+=("$pkg"); names+=("$name-$version/$name")
-    fi
-  done
-  [ ${#todo[@]} -gt 0 ] || return 0
-  local tmp start
-  tmp=$(mktemp -d "$cache/.build.XXXXXX")
-  start=$SECONDS
-  echo "build-k8s: building ${names[*]} (a cold build takes minutes)" >&2
-  (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "${todo[@]}")
-  local i
-  for i in "${!todo[@]}"; do
-    # `go build` names a binary after the package's last path element, or the one before a /vN suffix
-    local base=${todo[$i]##*/} parent=${todo[$i]%/*}
-    [[ $base =~ ^v[0-9]+$ ]] && base=${parent##*/}
-    local target=$cache/${names[$i]} built=$tmp/$base
-    mkdir -p "$(dirname "$target")"
-    mv -f "$built" "$target"
-  done
-  rm -rf "$tmp"
-  echo "build-k8s: built ${names[*]} in $((SECONDS - start))s" >&2
-}
-
-mkdir -p "$cache"
-exec 9>"$cache/.build.lock"
-flock 9  # a second test session waits for the first one's build instead of repeating it
+build_lock build
 
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (the test bed's real node), for each
 # Kubernetes release the tests run (NJ_KUBE in tests/support/kube.py chooses one)
@@ -85,7 +34,7 @@ build_kubernetes() {
     k8s_flags+=" -X $p.gitVersion=$k8s -X $p.gitMajor=1 -X $p.gitMinor=$k8s_minor"
     k8s_flags+=" -X $p.gitCommit=$k8s_commit -X $p.gitTreeState=clean"
   done
-  build "$dir" "$k8s_flags" \
+  build "$dir" "" "$k8s_flags" \
     "kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver@$k8s" \
     "kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager@$k8s" \
     "kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler@$k8s" \
@@ -98,7 +47,7 @@ done
 # etcd (its version string is compiled in; only the commit is stamped)
 etcd=$(modver "$hack/etcd" go.etcd.io/etcd/server/v3)
 etcd_pkg=go.etcd.io/etcd/server/v3
-build "$hack/etcd" "-X go.etcd.io/etcd/api/v3/version.GitSHA=$(commit_of "$etcd_pkg@$etcd" | cut -c1-9)" \
+build "$hack/etcd" "" "-X go.etcd.io/etcd/api/v3/version.GitSHA=$(commit_of "$etcd_pkg@$etcd" | cut -c1-9)" \
   "etcd=$etcd_pkg@$etcd"
 
 # helm, with the Kubernetes version it was built against (its client-go) for `.Capabilities.KubeVersion`
@@ -112,16 +61,16 @@ helm_flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   helm_flags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$helm_k8s_minor"
 done
-build "$hack/helm" "$helm_flags" "helm=helm.sh/helm/v3/cmd/helm@$helm"
+build "$hack/helm" "" "$helm_flags" "helm=helm.sh/helm/v3/cmd/helm@$helm"
 
 # Helm 4 (the chart is tested with both majors). It reads its Kubernetes version from its build info.
 helm4=$(modver "$hack/helm4" helm.sh/helm/v4)
 helm4_flags="-X helm.sh/helm/v4/internal/version.version=$helm4"
 helm4_flags+=" -X helm.sh/helm/v4/internal/version.gitCommit=$(commit_of "helm.sh/helm/v4@$helm4")"
 helm4_flags+=" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-build "$hack/helm4" "$helm4_flags" "helm=helm.sh/helm/v4/cmd/helm@$helm4"
+build "$hack/helm4" "" "$helm4_flags" "helm=helm.sh/helm/v4/cmd/helm@$helm4"
 
 # actionlint (checks .github/workflows; the release workflow itself cannot run here)
 actionlint=$(modver "$hack/actionlint" github.com/rhysd/actionlint)
-build "$hack/actionlint" "-X github.com/rhysd/actionlint.version=$actionlint" \
+build "$hack/actionlint" "" "-X github.com/rhysd/actionlint.version=$actionlint" \
   "actionlint=github.com/rhysd/actionlint/cmd/actionlint@$actionlint"
