@@ -31,21 +31,10 @@ from node_janitor.node.logs import LogSettings, plan_log_rules, scan_log_tree
 from node_janitor.node.plan import PlanSettings
 from tests.support.agentbed import AgentFactory, apply_nodecleanup, create_node, fill_to_percent, run_container, status
 from tests.support.kube import ControlPlane, find_binaries
+from tests.support.procstat import cpu_seconds, rss_bytes
 
 TICK = os.sysconf("SC_CLK_TCK")
 POLICY = {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAge": "1s"}}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15)
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def sample(pid: int, until: float, done: Callable[[], bool] | None = None) -> tuple[float, float, int, float]:

@@ -56,6 +56,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.realbed import REPO, MiB, workdir
 from node_janitor.api.packed_refs import pack_refs
 from tests.support.kube import ControlPlane, find_binaries, free_ports
+from tests.support.procstat import cpu_seconds
+from tests.support.procstat import rss_bytes as rss
 
 GROUP, VERSION = "nodejanitor.io", "v1alpha1"
 NC_PATH = f"/apis/{GROUP}/{VERSION}/nodecleanups"
@@ -312,18 +314,6 @@ def writes(diff: Counter[tuple[str, str, str]], resource: str, subresource: str 
     return sum(v for (verb, res, sub), v in diff.items()
                if res == resource and sub == subresource and verb in ("POST", "PATCH", "PUT", "APPLY", "DELETE",
                                                                        "CREATE", "UPDATE"))  # fmt: skip
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 class Operator:

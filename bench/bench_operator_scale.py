@@ -31,6 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.realbed import REPO, MiB, workdir
 from tests.support.kube import ControlPlane, find_binaries, free_ports
+from tests.support.procstat import cpu_seconds
+from tests.support.procstat import rss_bytes as rss
 
 API = "nodejanitor.io/v1alpha1"
 GROUP, VERSION = "nodejanitor.io", "v1alpha1"
@@ -67,19 +69,6 @@ def policy(name: str, pool: str, high: int) -> dict[str, Any]:
             "thresholds": {"highPercent": high, "lowPercent": 60},
         },
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 class Cleanups:

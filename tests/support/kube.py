@@ -47,6 +47,8 @@ from typing import IO, Any
 import pytest
 import yaml
 
+from .procstat import rss_bytes
+
 __all__ = [
     "CRD_NAMES",
     "REPO",
@@ -303,11 +305,7 @@ class Process:
         return "\n".join(text[-lines:])
 
     def rss_bytes(self) -> int:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return rss_bytes(self.process.pid)
 
 
 _PDEATHSIG = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []

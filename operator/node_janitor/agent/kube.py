@@ -224,6 +224,7 @@ class KubeClient:
             "PATCH", f"/api/v1/namespaces/{namespace}/events/{name}", body=patch,
             content_type="application/merge-patch+json",
         )  # fmt: skip
+
     async def renew_lease(self, namespace: str, name: str, lease: dict[str, Any]) -> Any:
         """Merge-patch the Lease's spec (one small write); create it when there is none (404)."""
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"

@@ -25,10 +25,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from node_janitor.defaults import DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.devbed.images import ImageBuilder, OciImage, write_oci_archive
+from node_janitor.devbed.service import Service
 from node_janitor.node.collect import statvfs_entry
 from node_janitor.node.inventory import FileSystemEntry
 
@@ -113,7 +113,7 @@ def containerd_binaries(selection: str | None = None) -> ContainerdBinaries:
     return ContainerdBinaries(newest, built[newest])
 
 
-class ContainerdBed:
+class ContainerdBed(Service):
     """A disposable containerd. Use as a context manager; everything lives under `base`.
 
     With `disk_size`, containerd's root and the pod log directory sit on a loop-mounted ext4 file system of
@@ -168,19 +168,6 @@ class ContainerdBed:
         return statvfs_entry("disk", str(self.disk))
 
     # -- lifecycle ------------------------------------------------------------------------------------
-    def __enter__(self) -> ContainerdBed:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         if os.geteuid() != 0:
             raise DevbedError("a private containerd needs root (mounts, runc)")

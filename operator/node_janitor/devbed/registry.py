@@ -21,10 +21,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from node_janitor.devbed.containerd import DevbedError, build_cache_dir
 from node_janitor.devbed.images import MEDIA_INDEX, OciImage
+from node_janitor.devbed.service import Service
 
 _ACCEPT = ", ".join(
     [
@@ -69,7 +69,7 @@ def repository_of(name: str) -> tuple[str, str]:
     return repo, tag
 
 
-class Registry:
+class Registry(Service):
     """distribution serving on 127.0.0.1; use as a context manager. `push` uploads an image built here."""
 
     def __init__(self, base: Path | None = None, *, binary: Path | None = None) -> None:
@@ -94,19 +94,6 @@ class Registry:
         return f"{self.host}/{repository}:{tag}"
 
     # -- lifecycle ------------------------------------------------------------------------------------
-    def __enter__(self) -> Registry:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         binary = self.binary or registry_binary()
         self.base.mkdir(parents=True, exist_ok=True)
