@@ -4,6 +4,7 @@ while the apiserver does not answer."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -37,14 +38,57 @@ def _peering_crd(kube: ControlPlane) -> None:
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", PEERING_CRD)
 
 
-def test_a_missing_peering_object_is_one_line_and_exit_code_2(kube: ControlPlane, crds: object, tmp_path: Path) -> None:
+def test_a_missing_peering_object_is_created(kube: ControlPlane, crds: object, tmp_path: Path) -> None:
+    """The chart renders no ClusterKopfPeering (helm could make it only as a post-install hook, which `helm install
+    --wait` runs after the operator is ready: it timed out). The operator creates it and starts."""
     _peering_crd(kube)
-    code, took, errors = _exits(Operator(kube, tmp_path, "--peering=nj-no-such-peering"))
-    print(f"exit {code} after {took:.1f} s")
-    assert code == 2
-    assert len(errors) == 1, errors
-    assert "the ClusterKopfPeering 'nj-no-such-peering' does not exist" in errors[0], errors
-    assert "--standalone" in errors[0]
+    kube.kubectl("delete", "clusterkopfpeering", "nj-new-peering", "--ignore-not-found")
+    op = Operator(kube, tmp_path, "--peering=nj-new-peering")
+    try:
+        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+        peering = kube.kubectl_json("get", "clusterkopfpeering", "nj-new-peering")
+        assert peering["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "node-janitor-operator"
+        # kopf keeps its record in it: the peering is in use, not only created
+        wait_for("the operator's keep-alive in the peering", lambda: kube.kubectl_json(
+            "get", "clusterkopfpeering", "nj-new-peering").get("status"), 30)  # fmt: skip
+    finally:
+        op.stop()
+        kube.kubectl("delete", "clusterkopfpeering", "nj-new-peering", "--ignore-not-found")
+
+
+def test_a_missing_peering_object_it_may_not_create_is_one_line_and_exit_code_2(
+    kube: ControlPlane, crds: object, tmp_path: Path
+) -> None:
+    from node_janitor.controller.preflight import required_access
+
+    _peering_crd(kube)
+    # every right the operator checks, and not create on clusterkopfpeerings
+    rules = [{"apiGroups": [a.group], "resources": [f"{a.resource}/{a.subresource}" if a.subresource else a.resource],
+              "verbs": [a.verb], **({"resourceNames": [a.name]} if a.name else {})}
+             for a in required_access("nj-no-such-peering")]  # fmt: skip
+    sa, ns = "nj-startup-nocreate", "default"
+    objects = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": ns}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": sa}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": sa},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]},
+    ]  # fmt: skip
+    for obj in objects:
+        kube.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    try:
+        token = kube.kubectl("create", "token", sa, "-n", ns).stdout.strip()
+        config = kube.token_kubeconfig(token, sa)
+        code, took, errors = _exits(Operator(kube, tmp_path, f"--kubeconfig={config}", "--peering=nj-no-such-peering"))
+        print(f"exit {code} after {took:.1f} s")
+        assert code == 2
+        assert len(errors) == 1, errors
+        assert "the ClusterKopfPeering 'nj-no-such-peering' does not exist and the operator may not create it" in (
+            errors[0]), errors  # fmt: skip
+        assert "--standalone" in errors[0]
+    finally:
+        kube.kubectl("delete", "clusterrolebinding,clusterrole", sa, "--ignore-not-found")
+        kube.kubectl("delete", "serviceaccount", sa, "-n", ns, "--ignore-not-found")
 
 
 def test_a_missing_peering_crd_is_one_line_and_exit_code_2(kube: ControlPlane, crds: object, tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_defaults(kube: ControlPlane) -> None:
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", *["ClusterRole"] * 4, "ClusterRoleBinding", "ClusterRoleBinding",
         "Service", "Service", "Deployment", "DaemonSet", *["ValidatingAdmissionPolicy"] * 4,
-        *["ValidatingAdmissionPolicyBinding"] * 4, "CleanupPolicy", "ClusterKopfPeering",
+        *["ValidatingAdmissionPolicyBinding"] * 4, "CleanupPolicy",
         *["Role", "RoleBinding"] * 2,  # the agents' Leases: the agent renews its own, the operator lists them
         *["CustomResourceDefinition"] * 4,
     ])  # fmt: skip
@@ -95,7 +95,7 @@ def test_defaults(kube: ControlPlane) -> None:
     assert op["containers"][0]["args"][:3] == ["operator", "--metrics-port=8080", "--peering=nj-node-janitor"]
     assert op["securityContext"]["runAsNonRoot"] is True and "hostNetwork" not in op
     assert op["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert find(docs, "ClusterKopfPeering")["metadata"]["name"] == "nj-node-janitor"
+    # (no ClusterKopfPeering: the operator creates its own, so that `helm install --wait` waits on no hook)
     assert find(docs, "CleanupPolicy")["metadata"]["name"] == "nj-node-janitor-default"
 
     agent = pod_spec(docs, "DaemonSet")
@@ -216,23 +216,22 @@ def test_crds_are_templates_behind_values(kube: ControlPlane) -> None:
 
 
 def test_the_charts_own_objects_are_hooks_until_their_kinds_are_served(kube: ControlPlane) -> None:
-    """On the first install helm cannot map a CleanupPolicy or a ClusterKopfPeering before the release's CRDs exist:
-    they are post-install hooks then, owned by the release so that the next upgrade adopts them as plain objects."""
+    """On the first install helm cannot map a CleanupPolicy before the release's CRDs exist: it is a post-install
+    hook then, owned by the release so that the next upgrade adopts it as a plain object."""
     first = render(kube)
-    for kind in ("CleanupPolicy", "ClusterKopfPeering"):
+    for kind in ("CleanupPolicy",):
         annotations = find(first, kind)["metadata"]["annotations"]
         assert annotations[HOOK] == "post-install,post-upgrade"
         assert annotations["meta.helm.sh/release-name"] == "nj"
         assert annotations["meta.helm.sh/release-namespace"] == "node-janitor"
         assert find(first, kind)["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    served = render(kube, "--api-versions", "nodejanitor.io/v1alpha1/CleanupPolicy",
-                    "--api-versions", "kopf.dev/v1/ClusterKopfPeering")  # fmt: skip
-    for kind in ("CleanupPolicy", "ClusterKopfPeering"):
+    served = render(kube, "--api-versions", "nodejanitor.io/v1alpha1/CleanupPolicy")
+    for kind in ("CleanupPolicy",):
         assert "annotations" not in find(served, kind)["metadata"]
 
 
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-                  "CleanupPolicy", "ClusterKopfPeering"}  # fmt: skip
+                  "CleanupPolicy"}  # fmt: skip
 
 
 def test_two_releases_share_no_cluster_scoped_object(kube: ControlPlane) -> None:
@@ -377,7 +376,7 @@ def test_server_side_dry_run_of_deploy(kube: ControlPlane, kopf_crds: None) -> N
     for expected in (
         "deployment.apps/node-janitor-operator", "daemonset.apps/node-janitor-agent",
         "validatingadmissionpolicy.admissionregistration.k8s.io/node-janitor-agent-node-bound",
-        "cleanuppolicy.nodejanitor.io/node-janitor-default", "clusterkopfpeering.kopf.dev/node-janitor",
+        "cleanuppolicy.nodejanitor.io/node-janitor-default",
         "clusterrole.rbac.authorization.k8s.io/node-janitor-agent",
     ):  # fmt: skip
         assert expected in out, out

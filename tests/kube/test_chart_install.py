@@ -102,10 +102,9 @@ def test_helm_upgrade_updates_the_crds(kube: ControlPlane, helm: Path, restored_
         kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{POLICY_CRD}")
         kube.kubectl("apply", "-f", "-", input=policy_with_the_new_field(policy))
         assert kube.kubectl_json("get", "cleanuppolicy", policy)["spec"]["testOnlyNote"] == "kept"
-        # The chart's own policy and peering: created as hooks or adopted, now plain objects of the release.
-        for kind, name in (("cleanuppolicy", f"{release}-node-janitor-default"),
-                           ("clusterkopfpeering", f"{release}-node-janitor")):  # fmt: skip
-            assert kube.kubectl_json("get", kind, name)["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+        # The chart's own policy: created as a hook or adopted, now a plain object of the release.
+        adopted = kube.kubectl_json("get", "cleanuppolicy", f"{release}-node-janitor-default")
+        assert adopted["metadata"]["labels"]["app.kubernetes.io/instance"] == release
     finally:
         kube.kubectl("delete", "cleanuppolicy", policy, "--ignore-not-found", check=False)
         kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout=120s", check=False, binary=helm)

@@ -34,7 +34,7 @@ NODE_A, NODE_B = "nj-rbac-node-a", "nj-rbac-node-b"
 # What the test applies of the chart: its identities and their rights (no workload runs here).
 KINDS = {
     "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding", "ClusterKopfPeering",
+    "ValidatingAdmissionPolicyBinding",
 }  # fmt: skip
 
 
@@ -193,6 +193,10 @@ def test_operator_rights(kube: ControlPlane, identities: Identities) -> None:
     forbidden(kube, op, "patch", "nodecleanup", name, *_status_patch(50.0))  # the agents own the status
     allowed(kube, op, "delete", "nodecleanup", name)
     allowed(kube, op, "create", "-f", "-", input=_event("nj-rbac-operator", NODE_A))
+    # its peering: created by the operator when missing (the chart renders none), then patched
+    kube.kubectl("delete", "clusterkopfpeering", RELEASE, "--ignore-not-found")
+    own = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": RELEASE}}
+    allowed(kube, op, "create", "-f", "-", input=_json(own))
     allowed(
         kube, op, "patch", "clusterkopfpeering", RELEASE, "--type=merge", "-p", '{"status": {"me": {"priority": 0}}}'
     )
@@ -385,7 +389,12 @@ def test_the_chart_grants_what_the_operator_checks_at_start_up(kube: ControlPlan
     from node_janitor.controller.kubeconfig import load_configuration
     from node_janitor.controller.preflight import check_operator_dependencies
 
+    # with its peering missing: the operator creates it (the chart grants create) and starts
+    kube.kubectl("delete", "clusterkopfpeering", RELEASE, "--ignore-not-found")
     assert check_operator_dependencies(load_configuration(str(identities.operator)), RELEASE) == []
+    created = kube.kubectl_json("get", "clusterkopfpeering", RELEASE)
+    assert created["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "node-janitor-operator"
+    assert check_operator_dependencies(load_configuration(str(identities.operator)), RELEASE) == []  # now it exists
     missing = check_operator_dependencies(load_configuration(str(identities.agent_a)), RELEASE)
     assert len(missing) == 1 and missing[0].startswith("RBAC does not let the operator list cleanuppolicies"), missing
 

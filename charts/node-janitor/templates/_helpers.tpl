@@ -143,7 +143,7 @@ annotations:
 {{- end }}
 {{- end }}
 
-{{/* The annotations of the chart's own custom objects (its CleanupPolicy, its ClusterKopfPeering): include with
+{{/* The annotations of the chart's own custom objects (its CleanupPolicy): include with
 (list $ "<group/version/Kind>" <hook weight>). When the cluster does not serve that kind yet (the first install,
 which creates the CRDs), helm could not map the object before it creates anything: the object is then a
 post-install hook, created once the release's CRDs exist, and carries the release's ownership annotations so

@@ -12,8 +12,10 @@
   of its handlers (which on.event handlers skip anyway), under our component name.
 - Backoff: watch errors back off 1 s to 60 s, API errors 1 s to 30 s, a failed write of ours 1 s to 30 s.
 - Scanning is off: the resources are fixed, so no watch on CRDs or namespaces is needed (nor its RBAC).
-- Start-up dependencies (our CRDs, kopf's peering CRD and object unless standalone, every RBAC right) are checked
-  before kopf starts (`preflight`): one missing is one line and exit code 2, never kopf's silent pause. /readyz
+- Start-up dependencies (our CRDs, kopf's peering CRD unless standalone, every RBAC right) are checked
+  before kopf starts (`preflight`): one missing is one line and exit code 2, never kopf's silent pause. The
+  peering object itself is created when missing (the chart does not render it, so `helm install --wait` does
+  not wait on a hook that runs only after the operator is ready). /readyz
   says what the operator waits for meanwhile.
 - kopf's index pre-population is made linear in the indexed objects first (`kopf_toggles`): with kopf's own,
   the initial listing of 4,000 Nodes took 53 s of CPU before the first handler ran.

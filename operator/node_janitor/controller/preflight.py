@@ -2,9 +2,10 @@
 
 Without these kopf waits in silence: with peering on and kopf's peering CRD missing it pauses every handler until
 the CRD appears, and with scanning off (app.py) it never sees it appear; with the ClusterKopfPeering object
-missing it pauses until it is created; without our CRDs nothing is ever listed. The operator says instead what
-is missing and how to fix it, and exits with code 2 (a Deployment's pod then shows the line in its log and
-restarts with backoff, so a dependency installed later is picked up).
+missing it pauses until it is created (so the operator creates it: `_create_peering`); without our CRDs nothing
+is ever listed. The operator says instead what is missing and how to fix it, and exits with code 2 (a
+Deployment's pod then shows the line in its log and restarts with backoff, so a dependency installed later is
+picked up).
 
 A failed connection is not a missing dependency: the checks are retried while the apiserver does not answer
 (`wait_for_apiserver`), each failure logged once.
@@ -72,7 +73,9 @@ def required_access(peering: str | None) -> list[Access]:
     ]
     if peering is not None:
         rights += [Access(v, PEERING_GROUP, PEERING_PLURAL) for v in ("list", "watch")]
-        rights.append(Access("patch", PEERING_GROUP, PEERING_PLURAL, name=peering))
+        # get: the start-up check reads it (a 403 there once passed for "it exists"); create is asked only when
+        # it is missing (`_create_peering`)
+        rights += [Access(v, PEERING_GROUP, PEERING_PLURAL, name=peering) for v in ("get", "patch")]
     return rights
 
 
@@ -123,17 +126,39 @@ def check_operator_dependencies(configuration: Any, peering: str | None) -> list
                 _, status = call(lambda: custom.get_cluster_custom_object(PEERING_GROUP, PEERING_VERSION,
                                                                          PEERING_PLURAL, peering))  # fmt: skip
                 if status == 404:
-                    missing.append(
-                        f"the ClusterKopfPeering {peering!r} does not exist: create it (kubectl apply -f - with "
-                        f"apiVersion kopf.dev/v1, kind ClusterKopfPeering, metadata.name {peering}; helm creates "
-                        "it), or pass --peering NAME of an existing one, or --standalone"
-                    )
+                    problem = _create_peering(call, custom, peering)
+                    if problem:
+                        missing.append(problem)
         denied = [str(a) for a in required_access(peering) if not _allowed(call, authz, a)]
         if denied:
             missing.append(f"RBAC does not let the operator {', '.join(denied)}: bind it the chart's ClusterRole")
         return missing
     finally:
         api.close()
+
+
+PEERING_LABELS: Final = {"app.kubernetes.io/name": "node-janitor", "app.kubernetes.io/component": "operator",
+                          "app.kubernetes.io/managed-by": "node-janitor-operator"}  # fmt: skip
+
+
+def _create_peering(call: Callable[[Callable[[], Any]], tuple[Any, int | None]], custom: Any, peering: str) -> str:
+    """The replicas' ClusterKopfPeering, created when missing (the chart does not render it: helm could only make it
+    a post-install hook, which `helm install --wait` runs after the operator is ready, and the operator is not ready
+    without it). Empty when it exists now (made here or by a replica starting beside us), else the problem."""
+    body = {"apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}", "kind": "ClusterKopfPeering",
+            "metadata": {"name": peering, "labels": dict(PEERING_LABELS)}}  # fmt: skip
+    _, status = call(lambda: custom.create_cluster_custom_object(PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL, body))
+    if status is None:
+        log.info("event=peering-created name=%s", peering)
+        return ""
+    if status == 409:  # another replica made it first
+        return ""
+    return (
+        f"the ClusterKopfPeering {peering!r} does not exist and the operator may not create it (HTTP {status}): "
+        f"grant it create on clusterkopfpeerings.kopf.dev (the chart does), or create it (kubectl apply -f - with "
+        f"apiVersion kopf.dev/v1, kind ClusterKopfPeering, metadata.name {peering}), or pass --peering NAME of an "
+        "existing one, or --standalone"
+    )
 
 
 def _allowed(call: Callable[[Callable[[], Any]], tuple[Any, int | None]], authz: Any, access: Access) -> bool:
