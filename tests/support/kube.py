@@ -47,6 +47,8 @@ from typing import IO, Any
 import pytest
 import yaml
 
+from node_janitor.devbed.containerd import build_cache_dir
+
 from .procstat import rss_bytes
 
 __all__ = [
@@ -115,12 +117,8 @@ class Binaries:
         return [p for p in every if not _is_exe(p)]
 
 
-def cache_dir() -> Path:
-    """Where hack/build-k8s.sh puts the binaries (same rule as the script)."""
-    if "NODE_JANITOR_CACHE" in os.environ:
-        return Path(os.environ["NODE_JANITOR_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "node-janitor"
+cache_dir = build_cache_dir
+"""Where hack/build-k8s.sh puts the binaries (hack/lib/build.sh's rule, as the container beds read it)."""
 
 
 def _module_version(module_dir: str, module: str) -> str:

@@ -3,21 +3,17 @@ hack/promtool/go.mod pins, cached in ~/.cache/node-janitor/promtool-<version>/."
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
-from .kube import REPO, cache_dir
+from .kube import REPO, _module_version, cache_dir
 
 BUILD_SCRIPT = REPO / "hack" / "build-promtool.sh"
 MODULE = "github.com/prometheus/prometheus"
 
 
 def promtool_path() -> Path:
-    text = (REPO / "hack" / "promtool" / "go.mod").read_text()
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(MODULE)}\s+(v\S+)", text, re.MULTILINE)
-    assert match is not None, f"{MODULE} not found in hack/promtool/go.mod"
-    return cache_dir() / f"promtool-{match.group(1)}" / "promtool"
+    return cache_dir() / f"promtool-{_module_version('promtool', MODULE)}" / "promtool"
 
 
 def find_promtool() -> Path:
