@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.kube import ControlPlane
-from support.operator import Operator, cleanups, node, policy
+from support.operator import START_DEADLINE, Operator, cleanups, node, policy
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
@@ -42,7 +42,7 @@ def test_a_second_replica_waits_and_takes_over(kube: ControlPlane, peering: str,
     first = Operator(kube, tmp_path / "first", "--peering", peering)
     second: Operator | None = None
     try:
-        wait_for("the first replica", lambda: first.get("/readyz")[0] == 200, 30)
+        wait_for("the first replica", lambda: first.get("/readyz")[0] == 200, START_DEADLINE)
         node(kube, "peer-1", **{"test.nodejanitor.io/pool": "peer"})
         policy(kube, "peer", {"test.nodejanitor.io/pool": "peer"})
         wait_for("the first replica's NodeCleanup", lambda: "peer-1" in cleanups(kube, "peer-"))
@@ -52,7 +52,7 @@ def test_a_second_replica_waits_and_takes_over(kube: ControlPlane, peering: str,
         wait_for(
             "two peers", lambda: len(kube.kubectl_json("get", "clusterkopfpeering", peering).get("status") or {}) == 2
         )
-        wait_for("the second replica started", lambda: second.get("/readyz")[0] == 200, 30)
+        wait_for("the second replica started", lambda: second.get("/readyz")[0] == 200, START_DEADLINE)
         node(kube, "peer-2", **{"test.nodejanitor.io/pool": "peer"})
         wait_for("the first replica handling peer-2", lambda: "peer-2" in cleanups(kube, "peer-"))
         assert second.metric("node_janitor_operator_synced") == 0  # it has handled nothing

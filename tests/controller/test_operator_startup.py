@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.kube import REPO, ControlPlane, free_ports
-from support.operator import Operator
+from support.operator import START_DEADLINE, Operator
 from support.poll import wait_for
 
 pytestmark = pytest.mark.kube
@@ -45,7 +45,9 @@ def test_a_missing_peering_object_is_created(kube: ControlPlane, crds: object, t
     kube.kubectl("delete", "clusterkopfpeering", "nj-new-peering", "--ignore-not-found")
     op = Operator(kube, tmp_path, "--peering=nj-new-peering")
     try:
-        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, 30)
+        wait_for(
+            "the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200, START_DEADLINE
+        )
         peering = kube.kubectl_json("get", "clusterkopfpeering", "nj-new-peering")
         assert peering["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "node-janitor-operator"
         # kopf keeps its record in it: the peering is in use, not only created
