@@ -58,6 +58,30 @@ def test_a_missing_peering_object_is_created(kube: ControlPlane, crds: object, t
         kube.kubectl("delete", "clusterkopfpeering", "nj-new-peering", "--ignore-not-found")
 
 
+def test_a_peering_deleted_while_it_runs_is_created_again(
+    kube: ControlPlane, crds: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `helm upgrade` from a chart that rendered the peering deletes it (it is no longer in the release), as may
+    a person: kopf's keep-alive then patches nothing, in silence, and replicas stop seeing each other. The
+    operator checks it (every 60 s; 1 s here) and creates it again."""
+    _peering_crd(kube)
+    monkeypatch.setenv("NODE_JANITOR_PEERING_CHECK_SECONDS", "1")
+    op = Operator(kube, tmp_path, "--peering=nj-kept-peering")
+    try:
+        wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200,
+                 START_DEADLINE)  # fmt: skip
+        first = kube.kubectl_json("get", "clusterkopfpeering", "nj-kept-peering")["metadata"]["uid"]
+        kube.kubectl("delete", "clusterkopfpeering", "nj-kept-peering")
+        got = lambda: kube.kubectl("get", "clusterkopfpeering", "nj-kept-peering", "-o", "json", check=False)  # noqa: E731
+        again = json.loads(wait_for("the peering created again", lambda: (r := got()).returncode == 0 and r.stdout, 30))
+        assert again["metadata"]["uid"] != first
+        assert "event=peering-missing name=nj-kept-peering" in op.log_text()
+        assert op.process.poll() is None
+    finally:
+        op.stop()
+        kube.kubectl("delete", "clusterkopfpeering", "nj-kept-peering", "--ignore-not-found")
+
+
 def test_a_missing_peering_object_it_may_not_create_is_one_line_and_exit_code_2(
     kube: ControlPlane, crds: object, tmp_path: Path
 ) -> None:

@@ -40,7 +40,12 @@ from node_janitor.controller.handlers import register
 from node_janitor.controller.kube import COMPONENT, KubeWriter
 from node_janitor.controller.leases import KubeLeases
 from node_janitor.controller.metrics import OperatorMetrics
-from node_janitor.controller.preflight import OperatorStartError, wait_for_dependencies
+from node_janitor.controller.preflight import (
+    PEERING_CHECK_SECONDS,
+    OperatorStartError,
+    keep_peering,
+    wait_for_dependencies,
+)
 from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
 from node_janitor.http_endpoint import serve_health
 
@@ -169,6 +174,10 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
         name="kopf",
     )
     worker.add_done_callback(lambda task: _stop_on_failure(task, operator))
+    keeper = None
+    if not options.standalone:
+        interval = float(os.environ.get("NODE_JANITOR_PEERING_CHECK_SECONDS", PEERING_CHECK_SECONDS))
+        keeper = asyncio.create_task(keep_peering(configuration, options.peering, interval), name="peering keeper")
     try:
         await operator
     except asyncio.CancelledError:
@@ -176,6 +185,8 @@ async def run_operator(options: OperatorOptions, configuration: Any) -> int:
             raise  # we are cancelled ourselves
     finally:
         log.info("event=stopping")
+        if keeper is not None:
+            keeper.cancel()
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await worker

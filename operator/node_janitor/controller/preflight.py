@@ -22,7 +22,14 @@ from typing import Any, Final
 from node_janitor.api import GROUP, VERSION
 from node_janitor.controller.workloads import WORKLOAD_KINDS
 
-__all__ = ["ApiserverGone", "Dependency", "OperatorStartError", "check_operator_dependencies", "required_access"]
+__all__ = [
+    "ApiserverGone",
+    "Dependency",
+    "OperatorStartError",
+    "check_operator_dependencies",
+    "keep_peering",
+    "required_access",
+]
 
 log = logging.getLogger("node_janitor.operator")
 
@@ -88,25 +95,28 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
-def check_operator_dependencies(configuration: Any, peering: str | None) -> list[Dependency]:
-    """What is missing (empty: nothing). Blocking (run it in a thread). Raises ApiserverUnreachable."""
+def call(fn: Callable[[], Any]) -> tuple[Any, int | None]:
+    """(answer, None) or (None, HTTP status); ApiserverUnreachable when there is no answer, or a 5xx one."""
     from kubernetes import client
     from urllib3.exceptions import HTTPError
 
+    try:
+        return fn(), None
+    except client.ApiException as exc:
+        status = _status(exc)
+        if status is None or status >= 500:
+            raise ApiserverUnreachable(f"{exc.status} {exc.reason}") from None
+        return None, status
+    except (HTTPError, OSError) as exc:
+        raise ApiserverUnreachable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def check_operator_dependencies(configuration: Any, peering: str | None) -> list[Dependency]:
+    """What is missing (empty: nothing). Blocking (run it in a thread). Raises ApiserverUnreachable."""
+    from kubernetes import client
+
     api = client.ApiClient(configuration)
     custom, authz = client.CustomObjectsApi(api), client.AuthorizationV1Api(api)
-
-    def call(fn: Callable[[], Any]) -> tuple[Any, int | None]:
-        """(answer, None) or (None, HTTP status)."""
-        try:
-            return fn(), None
-        except client.ApiException as exc:
-            status = _status(exc)
-            if status is None or status >= 500:
-                raise ApiserverUnreachable(f"{exc.status} {exc.reason}") from None
-            return None, status
-        except (HTTPError, OSError) as exc:
-            raise ApiserverUnreachable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
     try:
         missing: list[Dependency] = []
@@ -126,10 +136,10 @@ def check_operator_dependencies(configuration: Any, peering: str | None) -> list
                 _, status = call(lambda: custom.get_cluster_custom_object(PEERING_GROUP, PEERING_VERSION,
                                                                          PEERING_PLURAL, peering))  # fmt: skip
                 if status == 404:
-                    problem = _create_peering(call, custom, peering)
+                    problem = _create_peering(custom, peering)
                     if problem:
                         missing.append(problem)
-        denied = [str(a) for a in required_access(peering) if not _allowed(call, authz, a)]
+        denied = [str(a) for a in required_access(peering) if not _allowed(authz, a)]
         if denied:
             missing.append(f"RBAC does not let the operator {', '.join(denied)}: bind it the chart's ClusterRole")
         return missing
@@ -141,7 +151,7 @@ PEERING_LABELS: Final = {"app.kubernetes.io/name": "node-janitor", "app.kubernet
                           "app.kubernetes.io/managed-by": "node-janitor-operator"}  # fmt: skip
 
 
-def _create_peering(call: Callable[[Callable[[], Any]], tuple[Any, int | None]], custom: Any, peering: str) -> str:
+def _create_peering(custom: Any, peering: str) -> str:
     """The replicas' ClusterKopfPeering, created when missing (the chart does not render it: helm could only make it
     a post-install hook, which `helm install --wait` runs after the operator is ready, and the operator is not ready
     without it). Empty when it exists now (made here or by a replica starting beside us), else the problem."""
@@ -161,7 +171,7 @@ def _create_peering(call: Callable[[Callable[[], Any]], tuple[Any, int | None]],
     )
 
 
-def _allowed(call: Callable[[Callable[[], Any]], tuple[Any, int | None]], authz: Any, access: Access) -> bool:
+def _allowed(authz: Any, access: Access) -> bool:
     from kubernetes import client
 
     review = client.V1SelfSubjectAccessReview(
@@ -199,3 +209,41 @@ async def wait_for_dependencies(
             await asyncio.sleep(delay)
     if missing:
         raise OperatorStartError("; ".join(missing))
+
+
+PEERING_CHECK_SECONDS: Final = 60.0
+"""How often a running operator checks that its ClusterKopfPeering still exists (one GET)."""
+
+
+def _ensure_peering(configuration: Any, peering: str) -> str:
+    """'' when the peering exists (or was created now), else why not. Blocking; raises ApiserverUnreachable."""
+    from kubernetes import client
+
+    api = client.ApiClient(configuration)
+    custom = client.CustomObjectsApi(api)
+
+    try:
+        _, status = call(lambda: custom.get_cluster_custom_object(PEERING_GROUP, PEERING_VERSION, PEERING_PLURAL,
+                                                                 peering))  # fmt: skip
+        if status == 404:
+            log.warning("event=peering-missing name=%s: it was deleted while the operator ran; creating it", peering)
+            return _create_peering(custom, peering)
+        return "" if status is None else f"cannot read the ClusterKopfPeering {peering!r}: HTTP {status}"
+    finally:
+        api.close()
+
+
+async def keep_peering(configuration: Any, peering: str, interval: float = PEERING_CHECK_SECONDS) -> None:
+    """Re-creates the replicas' ClusterKopfPeering when it goes away while they run (kopf's keep-alive patches a
+    missing peering in silence, so replicas would stop seeing each other): a `helm upgrade` from a chart that
+    rendered the peering deletes it, as may a person. Runs until cancelled; a failure is logged once per cause."""
+    last = ""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            problem = await asyncio.to_thread(_ensure_peering, configuration, peering)
+        except ApiserverUnreachable as exc:
+            problem = f"the apiserver does not answer: {exc}"
+        if problem and problem != last:
+            log.warning("event=peering-check-failed name=%s %s", peering, problem)
+        last = problem
