@@ -22,7 +22,16 @@ from datetime import timedelta
 from kubernetes import client
 
 from bench.bench_precision import Outcome, run_kubelet
-from bench.realbed import REPO, MiB, bound_pod, shared_base_images, unique_content, wait_running, workdir
+from bench.realbed import (
+    REPO,
+    MiB,
+    bound_pod,
+    shared_base_images,
+    unique_content,
+    versions_line,
+    wait_running,
+    workdir,
+)
 from node_janitor.api import CleanupPolicy
 from node_janitor.api.units import parse_quantity
 from node_janitor.devbed import ContainerdBed, ImageBuilder
@@ -210,6 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     lo, hi = (int(x) for x in args.app_mib.split(","))
     builder = ImageBuilder()
+    print(versions_line(), flush=True)
     t0 = time.monotonic()
     images = shared_base_images(builder, args.images, args.bases, args.base_mib, (lo, hi))
     in_use = images[:: max(1, args.bases)][:3]  # on the first base: the other bases can go

@@ -23,7 +23,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.realbed import MiB, bound_pod, wait_running, workdir
+from bench.realbed import MiB, bound_pod, versions_line, wait_running, workdir
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 from tests.support.agentbed import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
@@ -202,6 +202,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=420)
     args = parser.parse_args()
     args.builder = ImageBuilder()
+    print(versions_line(), flush=True)
     with ControlPlane(workdir("kube"), find_binaries(), manifests=[REPO / "crds"]) as kube:
         kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/nodecleanups.nodejanitor.io")
         results = [scenario(kube, "with-janitor", True, args), scenario(kube, "kubelet-alone", False, args)]

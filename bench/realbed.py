@@ -83,3 +83,12 @@ def wait_running(core: Any, names: list[str], timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"pods {names} not running within {timeout:.0f} s")
         time.sleep(0.5)
+
+
+def versions_line() -> str:
+    """The version pair a real-bed benchmark runs (env NJ_KUBE and NJ_CONTAINERD choose it, as for the test lanes:
+    `NJ_KUBE=1.32 NJ_CONTAINERD=1.6` the oldest pair, unset the newest): its first output line."""
+    from node_janitor.devbed.containerd import containerd_binaries
+    from tests.support.kube import find_binaries
+
+    return f"versions: Kubernetes {find_binaries().kubernetes_version}, containerd {containerd_binaries().version}"

@@ -20,6 +20,7 @@ COMPAT_LANE = (
     "agent/test_agent_target.py",
     "agent/test_agent_logs.py",
     "e2e/test_agent_kubelet.py",
+    "e2e/test_kubelet_pull.py",
 )
 """The tests (paths under tests/) of the compatibility lane (hack/test.sh: env NJ_LANE=compat, on the oldest
 Kubernetes and containerd we support): those whose outcome depends on the runtime's or the kubelet's version (the

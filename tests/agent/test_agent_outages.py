@@ -61,6 +61,10 @@ async def test_apiserver_then_containerd_outage(
     first = agents.start(node_name, bed, heartbeat="2s")
     wait_for("the startup report", lambda: status(kube, node_name).get("lastRun"))
     assert (first.state_dir / "policy.json").exists()
+    # runtime discovery: one line at start (containerd 2.x names its sandbox image only in its configuration)
+    (found,) = [line for line in first.log().splitlines() if "runtime found " in line]
+    source = "config file" if bed.binaries.major >= 2 else "cri status"
+    assert f"root={bed.root} (from cri status)" in found and f"(from {source})" in found, found
 
     outage = datetime.now(UTC)
     kube.stop_apiserver()

@@ -58,7 +58,7 @@ def _one_line(err: str, sock: Path) -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", [["df"], ["prune", "--dry-run"]])
+@pytest.mark.parametrize("command", [["df"], ["prune", "--dry-run"], ["info"]])
 async def test_df_and_prune_say_it_in_one_line(
     sock: Path, command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

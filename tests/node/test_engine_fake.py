@@ -65,7 +65,7 @@ class Node:
         else:
             self.host.mounts[str(self.logs)] = FakeDisk(log, log_base, [tree_bytes(self.logs)])
 
-    def engine(self) -> NodeEngine:
+    def engine(self, **options: Any) -> NodeEngine:
         return NodeEngine(
             self.runtime.cri,
             self.runtime.containerd,
@@ -73,6 +73,7 @@ class Node:
             state=LastUsedStore(self.tmp / "state.json"),
             clock=self.clock,
             host=self.host,
+            **options,
         )
 
     async def run(self, spec: dict[str, Any], **options: Any) -> PruneReport:
@@ -376,6 +377,27 @@ async def test_the_sandbox_image_is_kept_even_when_no_pod_uses_it(node: Node) ->
     node.disks(image=100 * MiB)
     report = await node.engine().run_once(rules(REMOVE_ALL_UNUSED))
     assert node.removed() == [free.id] and report.skipped[pause.id] == "sandbox (pause) image"
+
+
+async def test_an_image_the_runtime_configuration_pins_is_kept(node: Node) -> None:
+    """Where CRI neither flags an image pinned nor names it the sandbox image (containerd 2.x's Status does not),
+    what runtime discovery read from the configuration (`pinned_images`, the sandbox image) protects it: at plan
+    time, and again right before a removal (an image that got the name after the plan)."""
+    configured, free = node.image("configured"), node.image("free")
+    node.disks(image=100 * MiB)
+    engine = node.engine(configured_images=["example.com/configured:v1", "example.com/renamed:v1"])
+    report = await engine.run_once(rules(REMOVE_ALL_UNUSED))
+    assert node.removed() == [free.id]
+    assert report.skipped[configured.id] == "pinned in the runtime's configuration"
+    assert report.inventory.configured_images == ("example.com/configured:v1", "example.com/renamed:v1")
+
+    late = node.image("late")  # named after the plan as the configuration pins: the executor's re-check keeps it
+    report = await engine.run_once(
+        rules(REMOVE_ALL_UNUSED), on_plan=lambda plan: node.runtime.add_extra_name(late, "example.com/renamed:v1")
+    )
+    assert [a.id for a in report.plan.actions if a.kind is ActionKind.REMOVE_IMAGE] == [late.id]
+    assert late.id in node.runtime.image_ids()
+    assert report.skipped[late.id] == "pinned in the runtime's configuration"
 
 
 async def test_an_image_a_container_started_using_after_planning_is_skipped(node: Node) -> None:

@@ -191,7 +191,7 @@ class AgentFactory:
             sys.executable, "-m", "node_janitor", "agent", "--node-name", node,
             "--kubeconfig", str(self.kube.kubeconfig), "--containerd-socket", bed.address,
             "--containerd-namespace", bed.namespace, "--pod-log-dir", str(bed.pod_log_dir),
-            "--state-dir", str(state_dir),
+            "--state-dir", str(state_dir), "--containerd-config", str(bed.base / "config.toml"),
             "--metrics-port", str(port), "--metrics-bind-address", "127.0.0.1", "--heartbeat-interval", heartbeat,
         ]  # fmt: skip
         for flag, value in flags.items():

@@ -35,6 +35,7 @@ def build_engine(
     extra_paths_within: Sequence[str] | None = None,
     on_log_result: Callable[[LogActionResult], None],
     run_lock: RunLock | None = None,
+    configured_images: Sequence[str] = (),
 ) -> NodeEngine:
     """The engine of one connection; `on_log_result` hears every log action, the runs' and the rotator's. No
     extraPaths rule reaches `state_dir` (the agent's own state: its saved policy, status and images' last use)."""
@@ -52,6 +53,7 @@ def build_engine(
         kubelet_root=kubelet_root,
         own_trees=() if state_dir is None else (state_dir,),
         extra_paths_within=extra_paths_within,
+        configured_images=configured_images,
     )
 
 

@@ -85,6 +85,8 @@ class AgentConfig:
     liveness signal (every `heartbeat_interval`)."""
     watch_pods: bool = True
     """Watch this node's pods and protect their images (`pods`)."""
+    containerd_config: Path | None = None
+    """containerd's configuration file as the agent sees it (None: discovery looks in its usual places)."""
 
 
 def _utc_now() -> datetime:
@@ -115,7 +117,7 @@ class NodeAgent:
         self.last_used = LastUsedStore(self.store.last_used_path)
         self.run_lock = RunLock(self.store.run_lock_path)  # shared with the other agent of a surge rollout
         self.metrics = AgentMetrics()
-        self.link = RuntimeLink(config.containerd_socket, config.namespace, connect)
+        self.link = RuntimeLink(config.containerd_socket, config.namespace, connect, config.containerd_config)
         self.policy = PolicyHolder(config.node_name, self.store)
         self.queue = RunQueue()
         self.target = TargetBackoff()  # a target no run can reach: reported once, retried when something changes
@@ -318,6 +320,7 @@ class NodeAgent:
             extra_paths_within=self.config.extra_paths_within,
             on_log_result=self._count_log,
             run_lock=self.run_lock,
+            configured_images=self.link.configured_images,
         )
         # The fast rotator shares this janitor: it obeys the policy as of now before each action too.
         engine.log_janitor.gate = lambda: policy_halt(self.policy.applied, logs=True)

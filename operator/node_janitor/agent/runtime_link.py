@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from node_janitor.agent.backoff import RuntimeFingerprint, runtime_fingerprint
 from node_janitor.node.engine import NodeEngine
 from node_janitor.runtime import ContainerdClient, CriClient, RuntimeClientError, require_containerd
+from node_janitor.runtime.discovery import RuntimeDiscovery, discover_runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,12 @@ def connect_containerd(socket: str, namespace: str) -> tuple[CriClient, Containe
 class RuntimeLink:
     """The clients on containerd's socket; `generation` counts connections, `error` says why there is none."""
 
-    def __init__(self, socket: str, namespace: str, connect: Connect = connect_containerd) -> None:
+    def __init__(
+        self, socket: str, namespace: str, connect: Connect = connect_containerd, config_path: Path | None = None
+    ) -> None:
         self.socket, self.namespace, self.connect = socket, namespace, connect
+        self.config_path = config_path  # containerd's configuration file as the agent sees it (None: its usual places)
+        self.discovery: RuntimeDiscovery | None = None  # what the first answer of each connection showed
         self.cri: CriClient | None = None
         self.containerd: ContainerdClient | None = None
         self.error: str | None = "not connected yet"
@@ -55,9 +61,29 @@ class RuntimeLink:
             return False
         if self.error is not None:
             log.info("containerd reachable socket=%s", self.socket)
+            await self._discover()
         self.error = None
         self.up.set()
         return True
+
+    async def _discover(self) -> None:
+        """Find the runtime's root, configuration and pinned images once per connection, and log them (one line):
+        the engine protects what the configuration pins. A failure is a warning: CRI's `pinned` still protects."""
+        cri = self.cri
+        if cri is None:
+            return
+        try:
+            self.discovery = await asyncio.wait_for(discover_runtime(cri, self.socket, self.config_path), PROBE_TIMEOUT)
+        except (RuntimeClientError, TimeoutError) as exc:
+            log.warning("runtime discovery failed: %s", exc or "containerd did not answer in time")
+            return
+        log.info("runtime found %s", self.discovery.summary())
+        for warning in self.discovery.warnings:
+            log.warning("runtime discovery: %s", warning)
+
+    @property
+    def configured_images(self) -> tuple[str, ...]:
+        return self.discovery.configured_images if self.discovery is not None else ()
 
     @property
     def connected(self) -> bool:

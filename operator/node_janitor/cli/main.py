@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from node_janitor.api import CleanupPolicy
     from node_janitor.node.engine import NodeEngine
     from node_janitor.runtime import ContainerdClient, CriClient
+    from node_janitor.runtime.discovery import RuntimeDiscovery
 
 __all__ = ["CliError", "build_parser", "main", "plugin_main"]
 
@@ -73,6 +74,12 @@ def _add_containerd_namespace(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)  # fmt: skip
 
 
+def _add_containerd_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--containerd-config", metavar="PATH",
+                        help="containerd's configuration file, for the images it pins (default: where the runtime's "
+                             "layout puts it: /etc/containerd/config.toml, k3s's and RKE2's own)")  # fmt: skip
+
+
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--containerd-socket",
@@ -81,6 +88,7 @@ def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
         help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
     _add_containerd_namespace(parser)
+    _add_containerd_config(parser)
     parser.add_argument(
         "--pod-log-dir",
         default=str(DEFAULT_POD_LOG_DIR),
@@ -113,6 +121,21 @@ def build_parser(prog: str = "node-janitor") -> argparse.ArgumentParser:
         "--policy", metavar="FILE", help="a CleanupPolicy manifest: its log rules decide what the Logs row can reclaim"
     )
     df.set_defaults(handler=cmd_df)
+
+    info = sub.add_parser(
+        "info",
+        help="show the runtime found on the socket: name, version, layout (k3s, RKE2), root, configuration, and "
+        "the images its configuration pins (the sandbox image), which no cleanup removes",
+    )
+    info.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_CONTAINERD_ADDRESS,
+        metavar="PATH",
+        help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
+    )
+    _add_containerd_config(info)
+    info.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    info.set_defaults(handler=cmd_info)
 
     prune = sub.add_parser(
         "prune",
@@ -166,6 +189,7 @@ def _add_agent_parser(sub: Any) -> None:
         help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
     )
     _add_containerd_namespace(agent)
+    _add_containerd_config(agent)
     agent.add_argument(
         "--pod-log-dir", default=str(DEFAULT_POD_LOG_DIR), metavar="DIR", help=f"default {DEFAULT_POD_LOG_DIR}"
     )
@@ -259,6 +283,7 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         heartbeat_interval=intervals["heartbeat_interval"],
         lease_namespace=args.lease_namespace or None,
         extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
+        containerd_config=Path(args.containerd_config) if args.containerd_config else None,
     )
     _configure_logging(args)
 
@@ -308,8 +333,11 @@ def _load_policy(path: str | None) -> CleanupPolicy:
         raise CliError(f"cannot read policy {path}: {exc.strerror}") from None
 
 
-def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient) -> NodeEngine:
-    """The node's engine as the runtime flags describe it (`df`, `prune`)."""
+def _engine(
+    args: argparse.Namespace, cri: CriClient, containerd: ContainerdClient, configured_images: Sequence[str] = ()
+) -> NodeEngine:
+    """The node's engine as the runtime flags describe it (`df`, `prune`); `configured_images`: what the runtime's
+    configuration pins (runtime discovery)."""
     from node_janitor.node.engine import NodeEngine
     from node_janitor.node.last_used import LastUsedStore
     from node_janitor.node.logs import RunLock
@@ -326,26 +354,53 @@ def _engine(args: argparse.Namespace, cri: CriClient, containerd: ContainerdClie
         kubelet_root=Path(args.kubelet_root),
         state=LastUsedStore(Path(state_file) if state_file else None),
         run_lock=run_lock,
+        configured_images=configured_images,
     )
+
+
+async def _discover(args: argparse.Namespace, cri: CriClient) -> RuntimeDiscovery:
+    from node_janitor.runtime.discovery import discover_runtime
+
+    config = Path(args.containerd_config) if args.containerd_config else None
+    return await discover_runtime(cri, args.containerd_socket, config)
+
+
+def cmd_info(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
+    from node_janitor.cli.render import render_runtime
+    from node_janitor.runtime import CriClient, require_containerd
+
+    async def run() -> int:
+        async with CriClient(args.containerd_socket) as cri:
+            require_containerd(await cri.version(), args.containerd_socket)
+            discovery = await _discover(args, cri)
+        if args.output == "json":
+            print(json.dumps(discovery.to_json(), indent=2, sort_keys=True))
+        else:
+            print(render_runtime(discovery))
+        return EXIT_OK
+
+    return run()
 
 
 def cmd_df(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.cli.progress import RunProgress, on_terminal
-    from node_janitor.cli.render import render_disk_report
+    from node_janitor.cli.render import render_disk_report, render_runtime
     from node_janitor.runtime import open_runtime
 
     policy = _load_policy(args.policy)
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
-            engine = _engine(args, cri, containerd)
+            discovery = await _discover(args, cri)
+            engine = _engine(args, cri, containerd, discovery.configured_images)
             now = engine.clock()
             with RunProgress(on_terminal()):
                 report = await engine.build_disk_report(now, logs_policy=policy.spec.logs, keep=policy.spec.images.keep)
         if args.output == "json":
-            print(json.dumps(report.to_json(verbose=args.verbose), indent=2, sort_keys=True))
+            print(json.dumps(report.to_json(verbose=args.verbose) | {"runtime": discovery.to_json()}, indent=2,
+                             sort_keys=True))  # fmt: skip
         else:
-            print(render_disk_report(report, now, verbose=args.verbose))
+            print(render_disk_report(report, now, verbose=args.verbose) + "\n\n" + render_runtime(discovery))
         return EXIT_OK
 
     return run()
@@ -362,7 +417,7 @@ def cmd_prune(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
     async def run() -> int:
         async with open_runtime(args.containerd_socket, args.containerd_namespace) as (cri, containerd):
-            engine = _engine(args, cri, containerd)
+            engine = _engine(args, cri, containerd, (await _discover(args, cri)).configured_images)
             if ask:  # what would go first; the run itself plans again
                 with RunProgress(show):
                     preview = await engine.run_once(policy.spec, dry_run=True)

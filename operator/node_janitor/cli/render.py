@@ -7,6 +7,7 @@ from datetime import datetime
 
 from node_janitor.api.units import format_bytes
 from node_janitor.node.usage import DiskReport
+from node_janitor.runtime.discovery import RuntimeDiscovery
 
 ROW_LABELS = {
     "images": "Images",
@@ -114,4 +115,33 @@ def render_disk_report(report: DiskReport, now: datetime, *, verbose: bool = Fal
         out += ["", table(["NAMESPACE", "BLOBS", "SIZE", "SHARED HERE", "KEPT"], ns_rows)]
     for warning in report.warnings:
         out.append(f"warning: {warning}")
+    return "\n".join(out)
+
+
+def render_runtime(discovery: RuntimeDiscovery) -> str:
+    """What runtime discovery found (`node-janitor info`, and the end of `df`): one "KEY   value" line each."""
+    config = discovery.config
+    if config is None:
+        config_text = "none found"
+    elif config.error:
+        config_text = f"{config.path}: {config.error}"
+    else:
+        config_text = f"{config.path} (version {config.version})"
+    sandbox = discovery.sandbox_image or "not configured (CRI's pinned flag protects it)"
+    if discovery.sandbox_image_source:
+        sandbox += f" (from {discovery.sandbox_image_source})"
+    rows = [
+        ["runtime", f"{discovery.runtime_name} {discovery.runtime_version}".strip()],
+        ["layout", discovery.layout],
+        ["socket", discovery.socket],
+        ["root", f"{discovery.root or 'unknown'} (from {discovery.root_source})"],
+        ["image filesystem", ", ".join(discovery.image_filesystems) or "unknown"],
+        ["config", config_text],
+        ["sandbox image", sandbox],
+    ]
+    others = [f"{k}={v}" for k, v in sorted(discovery.pinned_images.items()) if v != discovery.sandbox_image]
+    if others:
+        rows.append(["pinned images", ", ".join(others)])
+    out = [table(["RUNTIME", ""], rows)]
+    out += [f"warning: {w}" for w in discovery.warnings]
     return "\n".join(out)

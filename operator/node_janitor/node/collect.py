@@ -101,6 +101,7 @@ class CollectOptions:
     pod_log_dir: Path | None = DEFAULT_POD_LOG_DIR
     image_fs_path: str | None = None  # overrides the mountpoint CRI reports
     host_root: Path = Path("/")  # where the host's file system is seen (paths the runtime reports are the host's)
+    configured_images: tuple[str, ...] = ()  # pinned by the runtime's configuration (runtime.discovery)
 
     def host_path(self, runtime_path: str) -> str:
         if str(self.host_root) == "/":
@@ -442,6 +443,7 @@ async def collect_inventory(
         file_systems=tuple(host.file_systems),
         logs=tuple(host.logs),
         sandbox_image=listing.sandbox_image,
+        configured_images=options.configured_images,
         warnings=tuple(warnings),
         held_elsewhere=held_elsewhere,
         other_namespaces=other_namespaces,

@@ -349,9 +349,11 @@ class NodeEngine:
         own_trees: Sequence[Path] = (),
         extra_paths_within: Sequence[str] | None = None,
         host: HostFileSystems | None = None,
+        configured_images: Sequence[str] = (),
     ) -> None:
         """`cri`, `containerd`: the node's runtime (`ports.NodeRuntime`'s two halves: the real clients, or the
-        in-memory fake of the tests); `host`: how its file systems are measured (default: this host's)."""
+        in-memory fake of the tests); `host`: how its file systems are measured (default: this host's);
+        `configured_images`: what the runtime's configuration pins (`runtime.discovery`), never removed."""
         self.cri = cri
         self.containerd = containerd
         self.namespace = namespace
@@ -371,6 +373,7 @@ class NodeEngine:
         self.kubelet_root = kubelet_root
         self.own_trees = tuple(own_trees)  # the caller's own files (the agent's state directory), as it sees them
         self.extra_paths_within = extra_paths_within  # host directories extraPaths may reach (None: any)
+        self.configured_images = tuple(configured_images)
         self._protected: tuple[Path, ...] | None = None
         self.usage_cache = usage_cache if usage_cache is not None else SnapshotUsageCache()
         # Shared by the inventory and the executor, its answers the log janitor's (so the rotator's): one
@@ -409,6 +412,7 @@ class NodeEngine:
             namespace=self.namespace,
             pod_log_dir=self.pod_log_dir,
             host_root=self.host_root,
+            configured_images=self.configured_images,
         )
 
     async def take_inventory(self, now: datetime | None = None) -> Inventory:
@@ -643,6 +647,7 @@ class NodeEngine:
                 protected_images=run.protected_images,
                 keep=keep,
                 sandbox_image=inventory.sandbox_image,
+                configured_images=inventory.configured_images,
                 should_stop=should_stop,
                 gate=image_gate,
                 image_mounts=self.image_mounts,

@@ -136,6 +136,7 @@ class Executor:
         protected_images: Iterable[str] | Callable[[], Iterable[str]] = (),
         keep: Sequence[str] | Callable[[], Sequence[str]] = (),
         sandbox_image: str = "",
+        configured_images: Sequence[str] = (),
         image_concurrency: int = IMAGE_CONCURRENCY,
         should_stop: Callable[[], bool] | None = None,
         gate: Callable[[], str | None] | None = None,
@@ -159,6 +160,7 @@ class Executor:
         self.protected_images = protected_images
         self.keep = keep
         self.sandbox_image = sandbox_image
+        self.configured_images = normalize_all(configured_images)  # pinned by the runtime's configuration
         self.image_concurrency = image_concurrency
         self.should_stop = should_stop
         self.gate = gate
@@ -436,6 +438,8 @@ class Executor:
             return "protected in the cluster now"
         if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in names:
             return "sandbox (pause) image"
+        if not self.configured_images.isdisjoint(names):
+            return "pinned in the runtime's configuration"
         for pattern in self.keep() if callable(self.keep) else self.keep:
             if any(matches_pattern(name, pattern) for name in current):
                 return f"kept by pattern {pattern!r} (a name it has now)"

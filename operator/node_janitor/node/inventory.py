@@ -320,6 +320,9 @@ class Inventory:
     file_systems: tuple[FileSystemEntry, ...] = ()
     logs: tuple[LogFileEntry, ...] = ()
     sandbox_image: str = ""
+    configured_images: tuple[str, ...] = ()
+    """Images the runtime's configuration pins (its sandbox image, `pinned_images`), as discovery found them
+    (`runtime.discovery`): protected like CRI-pinned ones, for runtimes that do not flag them pinned (1.6)."""
     warnings: tuple[str, ...] = ()
     # Blobs of this namespace that other namespaces still reference (content is shared): digest -> namespaces.
     held_elsewhere: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -366,6 +369,8 @@ class Inventory:
             return "pinned by the runtime"
         if self.sandbox_image and (normalize_or_none(self.sandbox_image) or self.sandbox_image) in image.all_names:
             return "sandbox (pause) image"
+        if self.configured_images and not normalize_all(self.configured_images).isdisjoint(image.all_names):
+            return "pinned in the runtime's configuration"
         return None
 
     def last_used(self, image_id: str, remembered: Mapping[str, datetime]) -> datetime | None:

@@ -2,13 +2,15 @@
 
 Our own subset of the upstream `.proto` files lives in `protos/`, the stubs generated from them by
 `hack/gen-protos.py` in `gen/`; only this package sees generated types. Everything public is re-exported
-here: `CriClient`, `ContainerdClient`, `open_runtime` (both clients on one socket), the records they return
-and the errors they raise.
+here: `CriClient`, `ContainerdClient`, `open_runtime` (both clients on one socket), `discover_runtime` (which
+runtime it is, its root, its configuration and the images that pins), the records they return and the errors
+they raise.
 """
 
 from node_janitor.defaults import DEFAULT_CONTAINERD_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_SNAPSHOTTER
 from node_janitor.runtime.containerd import ContainerdClient
 from node_janitor.runtime.cri import DEFAULT_CRI_ADDRESS, CriClient
+from node_janitor.runtime.discovery import RuntimeDiscovery, discover_runtime
 from node_janitor.runtime.errors import (
     AlreadyExistsError,
     NotContainerdError,
@@ -83,6 +85,7 @@ __all__ = [
     "PodSandboxSpec",
     "RuntimeClientError",
     "RuntimeCondition",
+    "RuntimeDiscovery",
     "RuntimeTimeoutError",
     "RuntimeUnavailableError",
     "RuntimeVersionError",
@@ -90,6 +93,7 @@ __all__ = [
     "SnapshotInfo",
     "SnapshotKind",
     "SnapshotUsage",
+    "discover_runtime",
     "open_runtime",
     "require_containerd",
 ]
