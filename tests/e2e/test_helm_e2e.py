@@ -59,7 +59,8 @@ def _values(kube: ControlPlane, image: dict[str, str], bed: Any, state_dir: Path
         "operator": {"hostNetwork": True, "metricsPort": operator_port, "extraEnv": env, "peeringName": "nj-e2e"},
         "agent": {
             "hostNetwork": True, "metricsPort": agent_port, "extraEnv": env,
-            "containerd": {"socket": bed.address, "root": str(bed.root), "namespace": bed.namespace},
+            "containerd": {"socket": bed.address, "root": str(bed.root), "namespace": bed.namespace,
+                           "config": str(bed.base / "config.toml")},
             "podLogDir": str(bed.pod_log_dir), "stateDir": str(state_dir),
         },
         "defaultPolicy": {"name": "nj-e2e", "spec": POLICY},
@@ -168,6 +169,12 @@ async def test_helm_install_upgrade_uninstall_on_the_real_node(
         # (the operator may have restarted once or twice before the hook made its peering: up to 40 s of backoff)
         pods = wait_for("both pods Ready", lambda: (ps := _pods(kube)) and all(_ready(p) for p in ps) and ps, 180)
         assert all(p["spec"]["nodeName"] == node.name for p in pods)
+
+        # The agent pod reads the runtime's configuration through the chart's read-only mount (issue 23).
+        config = f"config={bed.base / 'config.toml'} (version 2)"
+        wait_for("the agent's runtime line", lambda: any(
+            config in p.read_text(errors="replace") for p in bed.pod_log_dir.glob(f"{NAMESPACE}_*agent*/agent/*.log")
+        ), 60)  # fmt: skip
 
         # Each process as the chart asks: the operator not root, the agent root; neither with any capability.
         operator = _process(f"--metrics-port={yaml.safe_load(values.read_text())['operator']['metricsPort']}")

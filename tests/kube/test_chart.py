@@ -102,9 +102,10 @@ def test_defaults(kube: ControlPlane) -> None:
     container = agent["containers"][0]
     assert container["args"] == [
         "agent", "--node-name=$(NODE_NAME)", "--containerd-socket=/run/containerd/containerd.sock",
-        "--containerd-namespace=k8s.io", "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor",
-        "--extra-paths-within=/var/log", "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s",
-        "--log-format=text", "--log-level=info",
+        "--containerd-namespace=k8s.io", "--containerd-config=/etc/containerd/config.toml",
+        "--pod-log-dir=/var/log/pods", "--state-dir=/var/lib/node-janitor", "--extra-paths-within=/var/log",
+        "--metrics-port=9743", "--monitor-interval=2s", "--heartbeat-interval=60s", "--log-format=text",
+        "--log-level=info",
     ]  # fmt: skip
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in container["env"]
     assert agent["tolerations"] == [{"operator": "Exists"}]  # every taint
@@ -112,10 +113,18 @@ def test_defaults(kube: ControlPlane) -> None:
     assert agent["priorityClassName"] == "system-node-critical"
     assert "hostNetwork" not in agent
     assert host_paths(agent) == {
-        p: p for p in ("/run/containerd", "/var/lib/containerd", "/var/log/pods", "/var/lib/node-janitor", "/var/log")
+        p: p
+        for p in (
+            "/run/containerd",
+            "/var/lib/containerd",
+            "/etc/containerd",
+            "/var/log/pods",
+            "/var/lib/node-janitor",
+            "/var/log",
+        )
     }  # /var/log: for logs.extraPaths, which the agent keeps within it (--extra-paths-within)
     readonly = {m["mountPath"] for m in container["volumeMounts"] if m.get("readOnly")}
-    assert readonly == {"/var/lib/containerd"}
+    assert readonly == {"/var/lib/containerd", "/etc/containerd"}  # the runtime's configuration: read, never written
     state = next(v for v in agent["volumes"] if v["name"] == "state")
     assert state["hostPath"]["type"] == "DirectoryOrCreate"
     for spec in (op, agent):
@@ -137,6 +146,24 @@ def test_custom_socket_path(kube: ControlPlane) -> None:
     assert paths["/run/k3s/containerd"] == "/run/k3s/containerd"
     assert paths["/var/lib/rancher/k3s/agent/containerd"] == "/var/lib/rancher/k3s/agent/containerd"
     assert "/run/containerd" not in paths and "/var/lib/containerd" not in paths
+
+
+def test_containerd_config(kube: ControlPlane) -> None:
+    """The runtime's configuration (issue 23: the images it pins where CRI does not say them) is read from the path
+    given, its directory mounted read-only; empty: nothing mounted, no flag."""
+    k3s = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+    agent = pod_spec(render(kube, "--set", f"agent.containerd.config={k3s}"), "DaemonSet")
+    assert f"--containerd-config={k3s}" in agent["containers"][0]["args"]
+    assert host_paths(agent)["/var/lib/rancher/k3s/agent/etc/containerd"] == "/var/lib/rancher/k3s/agent/etc/containerd"
+    assert "/etc/containerd" not in host_paths(agent)
+    # beside the socket (as in the test beds): the socket's directory is mounted already, not twice
+    beside = pod_spec(render(kube, "--set", "agent.containerd.config=/run/containerd/config.toml"), "DaemonSet")
+    assert "--containerd-config=/run/containerd/config.toml" in beside["containers"][0]["args"]
+    mounts = [m["mountPath"] for m in beside["containers"][0]["volumeMounts"]]
+    assert len(mounts) == len(set(mounts)) and "/run/containerd" in mounts
+    off = pod_spec(render(kube, "--set", "agent.containerd.config="), "DaemonSet")
+    assert not [a for a in off["containers"][0]["args"] if a.startswith("--containerd-config")]
+    assert not [p for p in host_paths(off) if "containerd" in p and p not in ("/run/containerd", "/var/lib/containerd")]
 
 
 def test_host_network(kube: ControlPlane) -> None:
@@ -319,6 +346,7 @@ BAD_VALUES = {
     "negative heartbeat": (["--set", "agent.heartbeatInterval=-1m"], "agent.heartbeatInterval: Does not match pattern"),
     "interval without unit": (["--set", "agent.monitorInterval=5"], "agent.monitorInterval: Invalid type"),
     "relative path": (["--set", "agent.podLogDir=var/log/pods"], "agent.podLogDir: Does not match pattern"),
+    "relative config": (["--set", "agent.containerd.config=config.toml"], "agent.containerd.config: Does not match"),
     "extraPaths host root": (["--set", "agent.extraPathsHostPaths={/}"], "agent.extraPathsHostPaths.0: Does not match"),
     "extraPaths wildcard": (["--set", "agent.extraPathsHostPaths={/var/*}"], "agent.extraPathsHostPaths.0: Does not"),
     "port out of range": (["--set", "agent.metricsPort=70000"], "agent.metricsPort: Must be less than or equal"),
