@@ -19,12 +19,13 @@ images (a --image-mib random layer: its blob and its snapshot) add up to RATE% o
 agent` (a subprocess, the real apiserver) with the policy 75/60, minAge 10s; it watches the node's pods, so the
 wave's images are protected from the moment their pod is bound (pending, pulling or running).
 
-Per point: the fill rate reached (the wave's bytes over the time from the first pod to the last image pulled),
-DiskPressure (the Node's condition, polled every 0.5 s: set or not, for how long), evictions (pods evicted: the
-kubelet's `Evicted` events and pods replaced or failed), the peak (disk sampled every 0.1 s), seconds above 85%,
-the time from the end of the wave back to the low watermark (60% + 1.5, give or take an image; the kubelet's own
-low is 80%), the bytes removed beyond need (how far below the line the disk ended: 60% for node-janitor, the
-kubelet's 80% for the kubelet alone) and the wave's images removed (images of pods bound to the node: must be 0).
+Per point: the fill rate reached (the wave's bytes over the time from the first pod to the last of its images
+first seen on the node), DiskPressure (the Node's condition, polled every 0.5 s: set or not, for how long),
+evictions (pods evicted: the kubelet's `Evicted` events and pods replaced or failed), the peak (disk sampled every
+0.1 s), seconds above 85%, the time from the end of the wave back to the low watermark (60% + 1.5, give or take an
+image; the kubelet's own low is 80%), the bytes removed beyond need (how far below the line the disk ended: 60% for
+node-janitor, the kubelet's 80% for the kubelet alone) and the wave's images removed once pulled (images of pods
+bound to the node: 0 for node-janitor; the kubelet alone removes those of the pods it evicted).
 """
 
 from __future__ import annotations
@@ -159,11 +160,10 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         monitor = Monitor(kube, node).start()
         first = create_on_schedule(core, pods, per_image, rate) - monitor.t0
 
-        async def pulled() -> bool:
-            return wave_ids <= await image_ids(bed)
-
+        seen: set[str] = set()  # wave images seen on the node at least once (the kubelet alone removes some)
         deadline = time.monotonic() + 180
-        while not asyncio.run(pulled()) and time.monotonic() < deadline:
+        while not wave_ids <= seen and time.monotonic() < deadline:
+            seen |= wave_ids & asyncio.run(image_ids(bed))
             time.sleep(0.2)
         wave_end = time.monotonic() - monitor.t0
         settle = time.monotonic() + args.settle
@@ -199,7 +199,8 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
             "back s": None if back is None else back - wave_end,
             "beyond MiB": (int((end.used + end.available) * line / 100) - end.used) / MiB,
             "end": end.used_percent,
-            "wave removed": len(wave_ids - present),
+            "wave removed": len(seen - present),
+            "wave never pulled": len(wave_ids - seen),
             "old removed": len({i.id for i in old} - present),
             "runs": runs_of(factory.agents[0]) if factory.agents else {},
         }
@@ -218,7 +219,8 @@ def show(r: dict[str, Any]) -> None:
         f"{r['start']:.1f}%, DiskPressure {pressure}, evicted {r['evicted']}, "
         f"peak {r['peak']:.1f}%, above 85% {r['above 85 s']:.1f} s, back to <= {r['line'] + 1.5:g}% {back} after the "
         f"wave, end {r['end']:.1f}% ({r['beyond MiB']:.0f} MiB below {r['line']:g}%), old images removed "
-        f"{r['old removed']}, wave (pod) images removed {r['wave removed']}, pods not running {r['not running']}, "
+        f"{r['old removed']}, wave (pod) images removed {r['wave removed']} (never pulled {r['wave never pulled']}), "
+        f"pods not running {r['not running']}, "
         f"runs {r['runs']}"
     )
 
