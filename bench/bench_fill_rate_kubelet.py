@@ -20,10 +20,11 @@ agent` (a subprocess, the real apiserver) with the policy 75/60, minAge 10s; it 
 wave's images are protected from the moment their pod is bound (pending, pulling or running).
 
 Per point: the fill rate reached (the wave's bytes over the time from the first pod to the last of its images
-first seen on the node), DiskPressure (the Node's condition, polled every 0.5 s: set or not, for how long),
-evictions (pods evicted: the kubelet's `Evicted` events and pods replaced or failed), the peak (disk sampled every
-0.1 s), seconds above 85%, the time from the end of the wave back to the low watermark (60% + 1.5, give or take an
-image; the kubelet's own low is 80%), the bytes removed beyond need (how far below the line the disk ended: 60% for
+first seen on the node, or its pod evicted before that), DiskPressure (the Node's condition, polled every 0.5 s:
+set or not, for how long while watched: until the disk is back to the low line after the wave), evictions (pods
+evicted: the kubelet's `Evicted` events and pods replaced or failed), the peak (disk sampled every 0.1 s), seconds
+above 85%, the time from the end of the wave back to the low watermark (60% + 1.5, give or take an image; the
+kubelet's own low is 80%), the bytes removed beyond need (how far below the line the disk ended: 60% for
 node-janitor, the kubelet's 80% for the kubelet alone) and the wave's images removed once pulled (images of pods
 bound to the node: 0 for node-janitor; the kubelet alone removes those of the pods it evicted).
 """
@@ -161,9 +162,14 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         first = create_on_schedule(core, pods, per_image, rate) - monitor.t0
 
         seen: set[str] = set()  # wave images seen on the node at least once (the kubelet alone removes some)
+        image_of = {p["metadata"]["name"]: image.id for p, (image, _) in zip(pods, wave, strict=True)}
+        gone: set[str] = set()  # images of wave pods evicted or failed before their pull (never to come)
         deadline = time.monotonic() + 180
-        while not wave_ids <= seen and time.monotonic() < deadline:
+        while not wave_ids <= seen | gone and time.monotonic() < deadline:
             seen |= wave_ids & asyncio.run(image_ids(bed))
+            for p in core.list_namespaced_pod("default").items:
+                if p.metadata.name in image_of and (p.status.phase == "Failed" or p.status.reason == "Evicted"):
+                    gone.add(image_of[p.metadata.name])
             time.sleep(0.2)
         wave_end = time.monotonic() - monitor.t0
         settle = time.monotonic() + args.settle
