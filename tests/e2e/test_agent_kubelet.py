@@ -1,6 +1,9 @@
 """Against a real kubelet (tests/support/node.py): the agent fixes a filling image disk before the kubelet's
 eviction threshold (`imagefs.available<15%`) is reached, where without the agent the kubelet reports
-DiskPressure; and the kubelet's own DiskPressure makes the agent reclaim to the low watermark."""
+DiskPressure; the kubelet's own DiskPressure makes the agent reclaim to the low watermark; and an image the kubelet
+pulls through CRI for a pod bound to the node is never removed, neither while it is being pulled nor between the
+pull and its container's creation (the pull-then-create window, issue 22), with the disk above the high watermark
+in both."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from node_janitor.devbed import ContainerdBed, OciImage
+from node_janitor.devbed import ContainerdBed, Layer, OciImage
+from node_janitor.devbed.registry import Registry
+from node_janitor.runtime import open_runtime
 from support.agentbed import (
     AgentFactory,
     MiB,
@@ -27,6 +32,8 @@ from support.agentbed import (
 )
 from support.kube import ControlPlane
 from support.node import KubeNode, NodeFactory
+from support.poll import async_wait_for
+from support.throttle_proxy import ThrottlingProxy
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 APP_IMAGE = "docker.io/nj-test/app:1"  # the full name: CRI looks images up by it
@@ -137,3 +144,124 @@ async def test_the_agent_acts_before_the_kubelet_and_the_kubelet_sets_diskpressu
     assert last["reclaimedBytes"] > 0
     assert await running_images_missing(bed) == []  # the app's too, unless the kubelet evicted the pod meanwhile
     kube.kubectl("delete", "pod", "-n", "default", pod["metadata"]["name"], "--wait=false")
+
+
+# --- the pull-then-create window (issue 22) ---------------------------------------------------------------------
+
+ACTING = ("watermark", "prediction")
+
+
+def _gated_pod(node: KubeNode, image: str, gate: str) -> dict[str, Any]:
+    """A pod whose container needs a key of the ConfigMap `gate`: the kubelet pulls its image, then fails to make
+    the container's config (CreateContainerConfigError) until the ConfigMap exists. Its image is pulled and no
+    container uses it for as long as the test wants: the window between a pull and its container's creation."""
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pulled-{node.name}", "namespace": "default"},
+        "spec": {
+            "nodeName": node.name, "hostNetwork": True, "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["/bin/sleep", "3600"],
+                "env": [{"name": "GATE", "valueFrom": {"configMapKeyRef": {"name": gate, "key": "open"}}}],
+            }],
+        },
+    }  # fmt: skip
+
+
+async def _in_flight(bed: ContainerdBed, total: int) -> bool:
+    """An ingest of at least `total` bytes is being written (part of it on disk, not all)."""
+    async with open_runtime(bed.address, bed.namespace) as (_, containerd):
+        return any(i.total >= total and 0 < i.offset < i.total for i in await containerd.list_ingests())
+
+
+async def _containers_of(bed: ContainerdBed, image_id: str) -> list[str]:
+    async with open_runtime(bed.address, bed.namespace) as (cri, _):
+        return [c.name for c in await cri.list_containers() if c.image_ref == image_id]
+
+
+@pytest.mark.parametrize("predict", [True, False], ids=["prediction", "watermark"])
+async def test_an_image_pulled_for_a_pod_is_never_removed_while_pulled_nor_before_its_container_exists(
+    kube: ControlPlane, kube_node: NodeFactory, agents: AgentFactory, registry: Registry, predict: bool
+) -> None:
+    """With prediction on, the agent reclaims ahead of the fill (as the pull starts and as the disk fills); off, a
+    watermark run proves the disk was over the high watermark during the pull. In both, runs happen while the pull
+    is in flight and again while the pulled image waits for its container, and only the other images go."""
+    node = kube_node(eviction_hard={"imagefs.available": "15%"})
+    bed, b = node.bed, node.bed.builder
+    layer = 40 * MiB  # about 16% of the disk once pulled (its blob and its snapshot)
+    big = b.build("nj-window/big:1", [b.busybox_layer(), Layer.random(layer, "window-big")], cmd=("/bin/sleep", "3600"))
+    gate = f"gate-{node.name}"
+    # The registry behind a throttle: 256 KiB/s keeps the pull in flight (40 MiB: minutes) until the test lifts it.
+    with ThrottlingProxy("127.0.0.1", registry.port, rate=256 << 10) as proxy:
+        registry.push(big, "nj-window/big", "1")
+        bed.trust_plain_http_registry(proxy.host)
+        reference = f"{proxy.host}/nj-window/big:1"
+        apply_nodecleanup(kube, node.name, {"thresholds": {"highPercent": 75, "lowPercent": 60, "predict": predict},
+                                            "images": {"minAge": "1s"}})  # fmt: skip
+        fill_to_percent(bed, 10)
+        before = build_images(bed, "before", 16, size=6 * MiB)  # unused: about 40% of the disk
+        bed.import_images(before)
+        agent = agents.start(node.name, bed)
+        wait_for("the startup report", lambda: status(kube, node.name).get("lastRun"), 30)
+        pod = _gated_pod(node, reference, gate)
+        kube.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+        # 1. The pull is in flight and the disk is filled past the high watermark: the agent runs and removes the
+        #    other unused images; the image being pulled is not there to remove, and its pull goes on.
+        await async_wait_for("the kubelet's pull in flight", lambda: _in_flight(bed, layer), 90)
+        fill_to_percent(bed, 76, name="ballast-2")
+        triggers = ACTING if predict else ("watermark",)
+        wait_for("the agent's runs, and the disk back under the high watermark", lambda: sum(
+            agent.metric("node_janitor_runs_total", dry_run="false", trigger=t) for t in triggers) >= 1
+            and bed.usage().used_percent <= 75, 60)  # fmt: skip
+        assert await _in_flight(bed, layer), "the pull ended before the runs: they were not during the pull"
+        assert big.id not in await image_ids(bed)
+        present = await image_ids(bed)
+        assert {i.id for i in before} - present, "no other unused image was removed during the pull"
+
+        # 2. The pull ends; the kubelet cannot create the container yet (no ConfigMap): the image is on the node,
+        #    unused by any container, its pod Pending. New unused images take the disk over the high watermark again.
+        proxy.rate = None
+
+        def waiting_reason() -> str | None:
+            statuses = kube.kubectl_json("get", "pod", "-n", "default", pod["metadata"]["name"])["status"]
+            state = ((statuses.get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting") or {}
+            return state.get("reason") if state.get("reason") == "CreateContainerConfigError" else None
+
+        wait_for("the pod waiting for its ConfigMap", waiting_reason, 120)
+        await async_wait_for("the pulled image", lambda: _has_image(bed, big.id), 60)
+        unused = [i for i in before if i.id in await image_ids(bed)]
+        for image in build_images(bed, "between", 10, size=6 * MiB):  # about 2.6% of the disk each
+            if await _any_missing(bed, unused):
+                break
+            bed.import_images([image])
+            unused.append(image)
+        await async_wait_for("an unused image removed in the window", lambda: _any_missing(bed, unused), 60)
+        assert big.id in await image_ids(bed), "the image pulled for the pending pod was removed"
+        assert await _containers_of(bed, big.id) == [], "the run was not before the container's creation"
+        still = kube.kubectl_json("get", "pod", "-n", "default", pod["metadata"]["name"])["status"]
+        assert still.get("phase") == "Pending", json.dumps(still)
+        assert "running" not in still["containerStatuses"][0]["state"], still
+
+        # 3. The container can be made: the pod starts with the image it pulled once.
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": gate, "namespace": "default"},
+                      "data": {"open": "yes"}}  # fmt: skip
+        kube.kubectl("apply", "-f", "-", input=json.dumps(config_map))
+        try:
+            running = wait_for("the pod running", lambda: (p := kube.kubectl_json(
+                "get", "pod", "-n", "default", pod["metadata"]["name"]))["status"].get("phase") == "Running" and p,
+                120)  # fmt: skip
+            assert running["status"]["containerStatuses"][0]["imageID"].endswith(big.manifest_digest)
+            assert big.id in await image_ids(bed) and await running_images_missing(bed) == []
+            assert f"id={big.id}" not in agent.log(), "the agent acted on the pending pod's image"
+            assert agent.metric("node_janitor_actions_total", kind="remove-image", outcome="done") >= 2
+        finally:
+            kube.kubectl("delete", "configmap", "-n", "default", gate, "--ignore-not-found", check=False)
+            kube.kubectl("delete", "pod", "-n", "default", pod["metadata"]["name"], "--wait=false", check=False)
+
+
+async def _has_image(bed: ContainerdBed, image_id: str) -> bool:
+    return image_id in await image_ids(bed)
+
+
+async def _any_missing(bed: ContainerdBed, images: list[OciImage]) -> bool:
+    return bool({i.id for i in images} - await image_ids(bed))
