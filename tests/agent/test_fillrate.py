@@ -252,6 +252,18 @@ def test_sampling_is_fast_near_the_high_watermark_or_while_filling_fast() -> Non
     assert fill.interval([_fs(22 * ONE_PERCENT, "logs")], thresholds, 2.0) == 2.0  # the logs' disk is not filling
 
 
+def test_sampling_is_fast_while_a_pull_is_in_flight() -> None:
+    """The fill-rate sweep (bench_fill_rate_kubelet, a 60% wave at 13-16%/s) took the disk from 52% past 75% between
+    two 2 s ticks: the prediction never had the samples for a rate. containerd's ingests say a pull is writing
+    before the disk shows it: sample fast from the first tick that sees one."""
+    thresholds = Thresholds(high_percent=75, low_percent=60)
+    fill = FillPredictor()
+    idle = [_fs(20 * ONE_PERCENT)]
+    assert fill.interval(idle, thresholds, 2.0) == 2.0
+    assert fill.interval(idle, thresholds, 2.0, pulling=True) == FAST_INTERVAL
+    assert fill.interval(idle, thresholds, 0.1, pulling=True) == 0.1  # never slower than asked
+
+
 def test_bytes_landing_from_a_pull_already_counted_are_no_growth() -> None:
     """A pull announced 20% (its ingest's total) and writes it over 10 s: the projected use is flat meanwhile, so the
     rate does not count those bytes a second time."""

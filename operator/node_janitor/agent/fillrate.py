@@ -22,8 +22,10 @@ the horizon, or no fill at all). So a steady fill near the line fires once, a bu
 fill that keeps going fires again each REARM_POINTS it climbs (each run has something new to remove).
 
 Sampling (`FillPredictor.interval`): FAST_INTERVAL while a file system is within NEAR_POINTS of its high watermark
-(or above it) or filling at FAST_RATE or more, the monitor's own interval otherwise: statvfs costs microseconds,
-and the idle agent keeps its 2 s tick (bench/bench_agent_cost.py).
+(or above it), filling at FAST_RATE or more, or while containerd writes ingests (a pull in flight: the fill that
+outruns a 2 s tick; the fill-rate sweep saw a wave go from 52% past 75% between two ticks); the monitor's own
+interval otherwise: statvfs and ListStatuses cost microseconds, and the idle agent keeps its 2 s tick
+(bench/bench_agent_cost.py).
 """
 
 from __future__ import annotations
@@ -261,8 +263,13 @@ class FillPredictor:
         self.fired = _Fired(forecast.rate, forecast.used_percent)
         return True
 
-    def interval(self, file_systems: Iterable[FileSystemEntry], thresholds: Thresholds, normal: float) -> float:
-        """Seconds to the next sample: FAST_INTERVAL near the high watermark or while filling fast."""
+    def interval(
+        self, file_systems: Iterable[FileSystemEntry], thresholds: Thresholds, normal: float, pulling: bool = False
+    ) -> float:
+        """Seconds to the next sample: FAST_INTERVAL near the high watermark, while filling fast, or while a pull
+        is in flight (`pulling`: containerd writes ingests)."""
+        if pulling:
+            return min(normal, FAST_INTERVAL)
         for fs in file_systems:
             if fs.used_percent >= thresholds.high_percent - NEAR_POINTS:
                 return min(normal, FAST_INTERVAL)

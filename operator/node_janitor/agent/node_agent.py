@@ -262,7 +262,8 @@ class NodeAgent:
 
     async def _monitor(self) -> None:
         """The monitor: every monitor_interval the runtime's probe, and on every tick (monitor_interval, or
-        fillrate.FAST_INTERVAL near a watermark or while filling fast) statvfs, the ingests and the triggers."""
+        fillrate.FAST_INTERVAL near a watermark, while filling fast or while a pull is in flight) statvfs, the
+        ingests and the triggers."""
         next_probe = 0.0
         while True:
             probe = time.monotonic() >= next_probe
@@ -296,7 +297,7 @@ class NodeAgent:
             self.metrics.observe_fill(self.triggers.fill, pending)
             await self._hold_rotator(False)
             interval = self.triggers.fill.interval(
-                file_systems, self.policy.applied.thresholds, self.config.monitor_interval
+                file_systems, self.policy.applied.thresholds, self.config.monitor_interval, pulling=pending.ingests > 0
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
