@@ -395,6 +395,12 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
     raw.call("DELETE", NC_PATH)
     raw.call("DELETE", f"/apis/coordination.k8s.io/v1/namespaces/{AGENT_NS}/leases")
     wait("every NodeCleanup gone", lambda: raw.count(NC_PATH) == 0, 300)
+    # That tree's CRDs: an older operator refuses the fields a newer CRD defaults into every policy (9d96c2e saw
+    # thresholds.evictionPercent and called every policy invalid, writing no NodeCleanup at all); an older CRD
+    # prunes them on read.
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/cleanuppolicies.nodejanitor.io",
+                 "crd/nodecleanups.nodejanitor.io")  # fmt: skip
     print(f"[{name}] starting the operator of {tree}", flush=True)
     operator = Operator(kube, tree, log)
     try:
