@@ -33,7 +33,7 @@ from support.agentbed import (
 from support.kube import ControlPlane
 from support.node import KubeNode, NodeFactory
 from support.poll import async_wait_for
-from support.throttle_proxy import ThrottlingProxy
+from support.proxy import ThrottlingProxy
 
 pytestmark = [pytest.mark.containerd, pytest.mark.kube]
 APP_IMAGE = "docker.io/nj-test/app:1"  # the full name: CRI looks images up by it

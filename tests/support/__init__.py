@@ -8,5 +8,5 @@
 - `logbed`: log writers and checks on a real containerd; `logfakes`: a hand-written CRI fake and a clock.
 - `fakeruntime`: an in-memory node (CRI + containerd with its collector, disks) pinned to `node.ports`, for fast
   engine tests (tests/node/test_engine_fake.py).
-- `poll`, `inotify`, `delay_proxy`: waiting, watching a directory, a TCP proxy that delays.
+- `poll`, `inotify`, `proxy`: waiting, watching a directory, loopback TCP proxies (late, throttled).
 """

@@ -32,10 +32,10 @@ from node_janitor.devbed import ContainerdBed, OciImage
 from node_janitor.devbed.pods import run_pod, start_container, wait_for_state
 from node_janitor.runtime import open_runtime
 
-from .delay_proxy import DelayingProxy
 from .inotify import OnDelete
 from .kube import REPO, ControlPlane, free_ports
 from .poll import wait_for
+from .proxy import DelayingProxy
 
 MiB = 1 << 20
 
