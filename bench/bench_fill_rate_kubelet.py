@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
 
 from bench.bench_fill_rate import policy, runs_of
+from bench.bench_remediation import Monitor
 from bench.realbed import MiB, bound_pod, wait_running, workdir
 from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
@@ -55,52 +54,6 @@ LOW = 60.0
 DISK = 512 * MiB
 OLD_MIB = 8
 MODES = ("predict", "watermark", "kubelet")
-
-
-@dataclass
-class Monitor:
-    """The bed's disk every 0.1 s and the Node's DiskPressure every 0.5 s, in a thread."""
-
-    kube: ControlPlane
-    node: KubeNode
-    t0: float = field(default_factory=time.monotonic)
-    disk: list[tuple[float, int, float]] = field(default_factory=list)  # (t, used, percent)
-    pressure: list[tuple[float, bool]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> Monitor:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        core = client.CoreV1Api(self.kube.api_client)
-        last_api = -1.0
-        while not self._stop.is_set():
-            t = time.monotonic() - self.t0
-            u = self.node.bed.usage()
-            self.disk.append((t, u.used, u.used_percent))
-            if t - last_api >= 0.5:
-                last_api = t
-                try:
-                    conditions = core.read_node(self.node.name).status.conditions or []
-                    self.pressure.append((t, any(c.type == "DiskPressure" and c.status == "True" for c in conditions)))
-                except client.exceptions.ApiException:
-                    pass
-            self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def seconds_above(self, percent: float) -> float:
-        return sum(b[0] - a[0] for a, b in zip(self.disk, self.disk[1:], strict=False) if a[2] > percent)
-
-    def first(self, after: float, below: float) -> float | None:
-        return next((t for t, _, pct in self.disk if t >= after and pct <= below), None)
-
-    def pressure_seconds(self) -> float:
-        return sum(b[0] - a[0] for a, b in zip(self.pressure, self.pressure[1:], strict=False) if a[1])
 
 
 def wave_pod(name: str, image: str, node: str) -> dict[str, Any]:
@@ -158,7 +111,7 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         wave_ids = {image.id for image, _ in wave}
         per_image = 2 * args.image_mib * MiB
         pods = [wave_pod(f"{name}-w{i}", ref, name) for i, (_, ref) in enumerate(wave)]
-        monitor = Monitor(kube, node).start()
+        monitor = Monitor(kube, node, period=0.1).start()
         first = create_on_schedule(core, pods, per_image, rate) - monitor.t0
 
         seen: set[str] = set()  # wave images seen on the node at least once (the kubelet alone removes some)
@@ -188,7 +141,7 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         not_running = sorted(n for n in [*app_pods, *(p["metadata"]["name"] for p in pods)]
                              if n not in pods_now or pods_now[n].status.phase != "Running")  # fmt: skip
         line = LOW if mode != "kubelet" else 80.0
-        back = monitor.first(wave_end, line + 1.5)
+        back = monitor.first(lambda p: p <= line + 1.5, wave_end)
         return {
             "mode": mode,
             "rate": rate,
@@ -196,7 +149,7 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
             "reached": 100 * len(wave) * per_image / DISK / max(wave_end - first, 0.1),
             "wave s": wave_end - first,
             "pressure": any(on for _, on in monitor.pressure),
-            "pressure s": monitor.pressure_seconds(),
+            "pressure s": monitor.pressure_true()[1],
             "evicted": max(evicted, len(node.events("Evicted"))),
             "not running": not_running,
             "peak": max(pct for _, _, pct in monitor.disk),

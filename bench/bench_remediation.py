@@ -37,10 +37,12 @@ POLICY = {"thresholds": {"highPercent": 75, "lowPercent": 60}, "images": {"minAg
 
 @dataclass
 class Monitor:
-    """Samples the bed's disk (0.2 s) and the Node's DiskPressure (0.5 s) in a thread."""
+    """Samples the bed's disk (every `period` s) and the Node's DiskPressure (0.5 s) in a thread (also the fill-rate
+    sweep's on a kubelet node, bench_fill_rate_kubelet)."""
 
     kube: ControlPlane
     node: KubeNode
+    period: float = 0.2
     t0: float = field(default_factory=time.monotonic)
     disk: list[tuple[float, int, float]] = field(default_factory=list)  # (t, used bytes, percent)
     pressure: list[tuple[float, bool]] = field(default_factory=list)
@@ -60,7 +62,7 @@ class Monitor:
                     self.pressure.append((t, any(c.type == "DiskPressure" and c.status == "True" for c in conditions)))
                 except client.exceptions.ApiException:
                     pass
-            self._stop.wait(0.2)
+            self._stop.wait(self.period)
 
     def start(self) -> Monitor:
         self._thread = threading.Thread(target=self.run, daemon=True)
@@ -76,6 +78,10 @@ class Monitor:
         if after is None:
             return None
         return next((t for t, _, pct in self.disk if t >= after and pred(pct)), None)
+
+    def seconds_above(self, percent: float) -> float:
+        """How long the disk was above `percent`, in all."""
+        return sum(b[0] - a[0] for a, b in zip(self.disk, self.disk[1:], strict=False) if a[2] > percent)
 
     @staticmethod
     def since(start: float | None, end: float | None) -> float | None:
