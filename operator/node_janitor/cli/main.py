@@ -74,6 +74,15 @@ def _add_containerd_namespace(parser: argparse.ArgumentParser) -> None:
                         help=argparse.SUPPRESS)  # fmt: skip
 
 
+def _add_containerd_socket(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--containerd-socket",
+        default=DEFAULT_CONTAINERD_ADDRESS,
+        metavar="PATH",
+        help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
+    )
+
+
 def _add_containerd_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--containerd-config", metavar="PATH",
                         help="containerd's configuration file, for the images it pins (default: where the runtime's "
@@ -81,12 +90,7 @@ def _add_containerd_config(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runtime_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_CONTAINERD_ADDRESS,
-        metavar="PATH",
-        help=f"containerd's socket, serving both CRI and containerd's API (default {DEFAULT_CONTAINERD_ADDRESS})",
-    )
+    _add_containerd_socket(parser)
     _add_containerd_namespace(parser)
     _add_containerd_config(parser)
     parser.add_argument(
@@ -127,12 +131,7 @@ def build_parser(prog: str = "node-janitor") -> argparse.ArgumentParser:
         help="show the runtime found on the socket: name, version, layout (k3s, RKE2), root, configuration, and "
         "the images its configuration pins (the sandbox image), which no cleanup removes",
     )
-    info.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_CONTAINERD_ADDRESS,
-        metavar="PATH",
-        help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
-    )
+    _add_containerd_socket(info)
     _add_containerd_config(info)
     info.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     info.set_defaults(handler=cmd_info)
@@ -182,12 +181,7 @@ def _add_agent_parser(sub: Any) -> None:
     agent.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default $NODE_NAME)")
     agent.add_argument("--kubeconfig", metavar="PATH", help="a kubeconfig (default: in-cluster, else $KUBECONFIG)")
     agent.add_argument("--context", metavar="NAME", help="the kubeconfig context to use (default: its current-context)")
-    agent.add_argument(
-        "--containerd-socket",
-        default=DEFAULT_CONTAINERD_ADDRESS,
-        metavar="PATH",
-        help=f"containerd's socket (default {DEFAULT_CONTAINERD_ADDRESS})",
-    )
+    _add_containerd_socket(agent)
     _add_containerd_namespace(agent)
     _add_containerd_config(agent)
     agent.add_argument(

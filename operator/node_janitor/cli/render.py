@@ -139,8 +139,7 @@ def render_runtime(discovery: RuntimeDiscovery) -> str:
         ["config", config_text],
         ["sandbox image", sandbox],
     ]
-    others = [f"{k}={v}" for k, v in sorted(discovery.pinned_images.items()) if v != discovery.sandbox_image]
-    if others:
+    if others := discovery.other_pinned_images:
         rows.append(["pinned images", ", ".join(others)])
     out = [table(["RUNTIME", ""], rows)]
     out += [f"warning: {w}" for w in discovery.warnings]

@@ -114,6 +114,11 @@ class RuntimeDiscovery:
         """Every image the runtime's configuration pins (the sandbox image first): no cleanup removes them."""
         return tuple(dict.fromkeys(i for i in (self.sandbox_image, *self.pinned_images.values()) if i))
 
+    @property
+    def other_pinned_images(self) -> list[str]:
+        """`name=image` of each image the configuration pins besides the sandbox image."""
+        return [f"{k}={v}" for k, v in sorted(self.pinned_images.items()) if v != self.sandbox_image]
+
     def summary(self) -> str:
         """One line: what the agent logs at start."""
         parts = [
@@ -126,8 +131,7 @@ class RuntimeDiscovery:
             f"sandbox_image={self.sandbox_image or '?'}"
             + (f" (from {self.sandbox_image_source})" if self.sandbox_image_source else ""),
         ]
-        others = [f"{k}={v}" for k, v in sorted(self.pinned_images.items()) if v != self.sandbox_image]
-        if others:
+        if others := self.other_pinned_images:
             parts.append("pinned=" + ",".join(others))
         return " ".join(parts)
 
