@@ -40,7 +40,7 @@ from kubernetes import client
 
 from bench.bench_fill_rate import policy, runs_of
 from bench.bench_remediation import Monitor
-from bench.realbed import MiB, bound_pod, wait_running, workdir
+from bench.realbed import MiB, bound_pod, run_app_pods, workdir
 from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.registry import Registry
@@ -87,18 +87,9 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
     factory = AgentFactory(kube, workdir(f"{name}-agent"))
     core = client.CoreV1Api(kube.api_client)
     try:
-        bed, b = node.bed, node.bed.builder
+        bed = node.bed
         bed.trust_plain_http_registry(registry.host)
-        apps = [
-            b.build(f"docker.io/bench/{name}-app{i}:1", [b.busybox_layer(), Layer.random(4 * MiB, f"{name}-a{i}")],
-                    cmd=("/bin/sleep", "2147483647"))
-            for i in range(2)
-        ]  # fmt: skip
-        bed.import_images(apps)
-        app_pods = [f"{name}-app{i}" for i in range(2)]
-        for pod_name, app in zip(app_pods, apps, strict=True):
-            core.create_namespaced_pod("default", bound_pod(pod_name, app.name, name))
-        wait_running(core, app_pods)
+        _, app_pods = run_app_pods(core, bed, name)
         fill_to_percent(bed, 15)
         for start in range(0, len(old), 8):
             bed.import_images(old[start : start + 8])

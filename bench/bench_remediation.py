@@ -23,7 +23,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.realbed import MiB, bound_pod, versions_line, wait_running, workdir
+from bench.realbed import MiB, run_app_pods, versions_line, workdir
 from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 from tests.support.agentbed import AgentFactory, apply_nodecleanup, fill_to_percent, image_ids
@@ -105,17 +105,9 @@ def scenario(kube: ControlPlane, name: str, with_agent: bool, args: argparse.Nam
     factory = AgentFactory(kube, workdir(f"{name}-agent"))
     try:
         bed: ContainerdBed = node.bed
-        b = bed.builder
-        apps = [
-            b.build(f"docker.io/bench/{name}-app{i}:1", [b.busybox_layer(), Layer.random(4 * MiB, f"{name}-a{i}")],
-                    cmd=("/bin/sleep", "2147483647"))
-            for i in range(2)
-        ]  # fmt: skip
-        bed.import_images(apps)
         core = client.CoreV1Api(kube.api_client)
-        for i, app in enumerate(apps):
-            core.create_namespaced_pod("default", bound_pod(f"{name}-app{i}", app.name, name))
-        wait_running(core, [f"{name}-app{i}" for i in range(2)])
+        apps, _ = run_app_pods(core, bed, name)
+        b = bed.builder
         uids = {p.metadata.name: p.metadata.uid for p in core.list_namespaced_pod("default").items}
         pause = b.pause_image(bed.sandbox_image).id
         fill_to_percent(bed, 60)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node_janitor.devbed import ImageBuilder, Layer
+from node_janitor.devbed import ContainerdBed, ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +92,20 @@ def versions_line() -> str:
     from tests.support.kube import find_binaries
 
     return f"versions: Kubernetes {find_binaries().kubernetes_version}, containerd {containerd_binaries().version}"
+
+
+def run_app_pods(core: Any, bed: ContainerdBed, node: str, count: int = 2) -> tuple[list[OciImage], list[str]]:
+    """`count` running pods bound to `node` (`<node>-app<i>`), each with its own image (busybox and 4 MiB of random
+    data) imported into the node's bed; their images and pod names, once they run."""
+    b = bed.builder
+    apps = [
+        b.build(f"docker.io/bench/{node}-app{i}:1", [b.busybox_layer(), Layer.random(4 * MiB, f"{node}-a{i}")],
+                cmd=("/bin/sleep", "2147483647"))
+        for i in range(count)
+    ]  # fmt: skip
+    bed.import_images(apps)
+    names = [f"{node}-app{i}" for i in range(count)]
+    for pod_name, app in zip(names, apps, strict=True):
+        core.create_namespaced_pod("default", bound_pod(pod_name, app.name, node))
+    wait_running(core, names)
+    return apps, names
