@@ -17,10 +17,10 @@ Then, for each tree (the old one first, the same objects): every NodeCleanup del
 1. first fill: the operator started, seconds until every NodeCleanup exists; the agents' first reports posted;
 2. restart sync: the operator restarted, seconds until its initial listing is in (its synced gauge), and the
    NodeCleanup writes it makes (none expected); its RSS;
-3. at rest (steady state) for --at-rest seconds: a load generator posts what the agents of that tree post: the
-   old agent a full status every 60 s; the new one a Lease renewal every 60 s and a status heartbeat every 300 s
-   (nothing changed). Measured: writes per node per minute (apiserver_request_total), the operator's CPU, etcd's
-   database growth;
+3. at rest (steady state) for --at-rest seconds: a load generator posts what the agents of that tree post (from
+   their first reports on, through the restart, `Agents`): the old agent a full status every 60 s; the new one a
+   Lease renewal every 60 s and a status heartbeat every 300 s (nothing changed). Measured: writes per node per
+   minute (apiserver_request_total), the operator's CPU, etcd's database growth;
 4. pod churn at --churn-rate Pods/s for --churn seconds: bare Pods bound to nodes, each using an image only its node
    holds, the ones made 5 s earlier deleted. The operator's NodeCleanup writes are counted; protected sets are
    checked on a sample: the old operator's spec.protectedImages of the pod's node, the new agent's own watch of its
@@ -371,10 +371,11 @@ def quiet(raw: Raw, seconds: float = 5.0, timeout: float = 300.0) -> None:
             since, last = time.monotonic(), now
 
 
-def paced(rate: float, seconds: float, work: Callable[[int], None], pool: concurrent.futures.Executor) -> int:
-    """`work(i)` at `rate` per second for `seconds`; returns how many were started."""
+def paced(rate: float, seconds: float, work: Callable[[int], None], pool: concurrent.futures.Executor,
+          stop: threading.Event | None = None) -> int:  # fmt: skip
+    """`work(i)` at `rate` per second for `seconds` (or until `stop`); returns how many were started."""
     t0, i, futures = time.monotonic(), 0, []
-    while (elapsed := time.monotonic() - t0) < seconds:
+    while (elapsed := time.monotonic() - t0) < seconds and not (stop is not None and stop.is_set()):
         due = int(elapsed * rate)
         while i < due:
             futures.append(pool.submit(work, i))
@@ -383,6 +384,39 @@ def paced(rate: float, seconds: float, work: Callable[[int], None], pool: concur
     for future in futures:
         future.result()
     return i
+
+
+class Agents:
+    """One tree's simulated agents at that agent's cadence, from their first reports to the end of the tree's run,
+    through the operator's restart too, as real agents go on: the new agent renews its Lease every 60 s and posts
+    a status heartbeat every 300 s; the old one posts its full status every 60 s. (The first 5,000-node run renewed
+    the Leases once, at the first reports, and only again during the steady state: they had expired by then, 180 s
+    later, and the operator rightly rewrote each policy's AgentsNotReporting count as the renewals came back, every
+    status debounce: the 260 operator writes "at rest" of that run.)"""
+
+    def __init__(self, cluster: Cluster, new: bool) -> None:
+        self.cluster, self.new, self.stopping = cluster, new, threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.pool = concurrent.futures.ThreadPoolExecutor(THREADS)
+
+    def start(self) -> None:
+        n, cluster, pool, stop = self.cluster.nodes, self.cluster, self.pool, self.stopping
+        forever = float("inf")
+        if self.new:
+            loops = [(n / 60, lambda i: cluster.renew_lease(i % n)),
+                     (n / 300, lambda i: cluster.post_status(i % n, True))]  # fmt: skip
+        else:
+            loops = [(n / 60, lambda i: cluster.post_status(i % n))]
+        self.threads = [threading.Thread(target=paced, args=(rate, forever, work, pool, stop), daemon=True)
+                        for rate, work in loops]  # fmt: skip
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+        self.pool.shutdown()
 
 
 # --- the phases ------------------------------------------------------------------------------------------------
@@ -402,7 +436,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/cleanuppolicies.nodejanitor.io",
                  "crd/nodecleanups.nodejanitor.io")  # fmt: skip
     print(f"[{name}] starting the operator of {tree}", flush=True)
-    operator = Operator(kube, tree, log)
+    operator, agents = Operator(kube, tree, log), Agents(cluster, new)
     try:
         took = wait("every NodeCleanup made", lambda: raw.count(NC_PATH) >= n, 1800, 1.0, operator.sample)
         out["first_fill_s"] = round(took, 1)
@@ -416,6 +450,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
         bulk(lambda i: cluster.post_status(i, new), range(n))
         quiet(raw, 5)
         out["first_reports_settled_s"] = round(time.monotonic() - t0 - 5, 1)
+        agents.start()
         operator.sample()
         out["rss_after_fill_mib"] = round(operator.peak_rss / MiB)
         print(f"[{name}] first reports settled in {out['first_reports_settled_s']} s; RSS {out['rss_after_fill_mib']} "
@@ -436,21 +471,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
         # at rest: what the agents of this tree post when nothing changes
         before, db_before = apiserver_requests(raw), etcd_db_bytes(kube)
         cpu_before, t0 = cpu_seconds(operator.process.pid), time.monotonic()
-        seconds = args.at_rest
-        with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-            if new:
-                threads = [
-                    threading.Thread(target=paced, args=(n / 60, seconds, lambda i: cluster.renew_lease(i % n), pool)),
-                    threading.Thread(target=paced, args=(n / 300, seconds, lambda i: cluster.post_status(i % n, True),
-                                                         pool)),
-                ]  # fmt: skip
-            else:
-                threads = [threading.Thread(target=paced, args=(n / 60, seconds, lambda i: cluster.post_status(i % n),
-                                                                pool))]  # fmt: skip
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+        time.sleep(args.at_rest)  # (the agents go on posting, `Agents`)
         elapsed = time.monotonic() - t0
         diff = apiserver_requests(raw) - before
         minutes = elapsed / 60
@@ -474,6 +495,7 @@ def run_tree(name: str, tree: Path, new: bool, kube: ControlPlane, raw: Raw, clu
         operator.sample()
         out["peak_rss_mib"] = round(operator.peak_rss / MiB)
     finally:
+        agents.stop()
         operator.stop()
     return out
 

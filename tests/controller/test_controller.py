@@ -361,9 +361,6 @@ class DictState:
     def is_workload_image(self, ref: str) -> bool:
         return ref in self.workload
 
-    def holders(self, ref: str) -> Iterable[str]:
-        return [n for n, c in self.cleanups_.items() if ref in c.image_refs]
-
     def workload_images(self) -> Iterable[str]:
         return set(self.workload)
 
@@ -396,6 +393,48 @@ def test_a_change_marks_only_what_it_touches() -> None:
     reconciler.workload_changed("pods/default/p", frozenset({"docker.io/library/x:1"}))
     reconciler.workload_changed("pods/default/q", frozenset({"docker.io/library/x:1"}))
     assert reconciler.pending()["images"] == {"docker.io/library/x:1"}
+
+
+def test_a_workload_image_marks_its_holders_and_a_heartbeat_alone_marks_no_policy() -> None:
+    """Issue 21: the holders of a reference are found by scanning the views (no kopf index of reference ->
+    holders), and an agent's heartbeat, which changes nothing a policy's status sums up, recomputes no policy."""
+    reconciler = Reconciler(writer=None, metrics=OperatorMetrics(), settings=ReconcilerSettings())  # type: ignore[arg-type]
+    state = DictState()
+    reconciler.attach(state)
+    policy = policy_view("p", {"pool": "a"})
+    state.policies_["p"] = policy
+    reconciler.policy_changed("p", policy)
+    spec = {"policy": {}}
+
+    def report(name: str, refs: list[str], heartbeat: str, used: float = 41.0) -> None:
+        status = {"imageRefs": refs, "heartbeatTime": heartbeat, "diskPercent": used}
+        view = build_cleanup_view(cleanup_body(name, {**spec, "nodeName": name}, status))
+        state.cleanups_[name] = view
+        reconciler.cleanup_changed(name, view)
+
+    for name in ("n0", "n1", "n2"):
+        state.nodes_[name] = node_view(name, pool="a")
+        reconciler.node_changed(name, state.nodes_[name])
+    report("n0", ["nginx:1.25", "busybox"], "2026-12-03T10:00:00Z")
+    report("n1", ["docker.io/library/nginx:1.25"], "2026-12-03T10:00:00Z")
+    report("n2", ["quay.io/x/y:1"], "2026-12-03T10:00:00Z")
+    # Two nodes' spellings of one image are one string in memory.
+    assert next(iter(state.cleanups_["n1"].image_refs)) is next(
+        r for r in state.cleanups_["n0"].image_refs if r.endswith("nginx:1.25")
+    )
+    reconciler._nodes.items.clear(), reconciler._policies.items.clear()
+
+    reconciler._distribute(["docker.io/library/nginx:1.25", "registry.example/none:1"])
+    assert reconciler.pending()["nodes"] == {"n0", "n1"}
+    reconciler._nodes.items.clear()
+    reconciler._distribute(["docker.io/library/busybox:latest"])
+    assert reconciler.pending()["nodes"] == {"n0"}
+    reconciler._nodes.items.clear()
+
+    report("n2", ["quay.io/x/y:1"], "2026-12-03T10:05:00Z")  # a heartbeat: same refs, same usage
+    assert reconciler.pending() == {"nodes": set(), "policies": set(), "images": set()}
+    report("n2", ["quay.io/x/y:1"], "2026-12-03T10:10:00Z", used=91.0)  # the usage changed: its policy's status
+    assert reconciler.pending() == {"nodes": set(), "policies": {"p"}, "images": set()}
 
 
 class CountingState(DictState):

@@ -86,7 +86,7 @@ async def test_a_cut_short_list_protects_every_workload_image_and_follows_worklo
     state.workload.add("docker.io/library/new:1")
     reconciler.workload_changed("pods/default/new", frozenset({"docker.io/library/new:1"}))
     assert reconciler.pending()["images"] == {"docker.io/library/new:1"}
-    await reconciler._distribute("docker.io/library/new:1")
+    reconciler._distribute(["docker.io/library/new:1"])
     assert reconciler.pending()["nodes"] == {"cut"}
     assert "docker.io/library/new:1" in protected("cut")
     # Once the list is complete again, the intersection is back.
@@ -95,5 +95,5 @@ async def test_a_cut_short_list_protects_every_workload_image_and_follows_worklo
     reconciler.cleanup_changed("cut", state.cleanups_["cut"])
     assert protected("cut") == ["docker.io/library/listed:1"]
     reconciler._nodes.items.clear()
-    await reconciler._distribute("docker.io/library/new:1")
+    reconciler._distribute(["docker.io/library/new:1"])
     assert reconciler.pending()["nodes"] == set()

@@ -28,7 +28,7 @@ __all__ = ["IndexState", "register"]
 
 T = TypeVar("T")
 
-NODES, POLICIES, CLEANUPS, HOLDERS = "nj_nodes", "nj_policies", "nj_cleanups", "nj_image_holders"
+NODES, POLICIES, CLEANUPS = "nj_nodes", "nj_policies", "nj_cleanups"
 
 
 def _workload_index(kind: WorkloadKind) -> str:
@@ -47,7 +47,6 @@ class IndexState:
         self._nodes = indices[NODES]
         self._policies = indices[POLICIES]
         self._cleanups = indices[CLEANUPS]
-        self._holders = indices[HOLDERS]
         self._workloads = [indices[_workload_index(k)] for k in WORKLOAD_KINDS]
 
     def node(self, name: str) -> NodeView | None:
@@ -71,16 +70,13 @@ class IndexState:
     def is_workload_image(self, ref: str) -> bool:
         return any(ref in index for index in self._workloads)
 
-    def holders(self, ref: str) -> Iterable[str]:
-        return list(self._holders.get(ref) or ())
-
     def workload_images(self) -> Iterable[str]:
         return {ref for index in self._workloads for ref in index}
 
 
 def _memo_by_version(build: Callable[[kopf.Body], T]) -> Callable[[kopf.Body], T]:
-    """`build`, called once per object version: kopf calls three handlers with each NodeCleanup event (two indexes,
-    one on.event), and parsing a status of hundreds of imageRefs is most of what an event costs (issue 21: 5,000
+    """`build`, called once per object version: kopf calls two handlers with each NodeCleanup event (an index and
+    an on.event handler), and parsing a status of hundreds of imageRefs is most of what an event costs (issue 21: 5,000
     agents' heartbeats)."""
     last: dict[str, tuple[str, T]] = {}
 
@@ -121,11 +117,6 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     watch(("v1", "nodes"), NODES, build_node_view, reconciler.node_changed)
     watch((GROUP, VERSION, "cleanuppolicies"), POLICIES, build_policy_view, reconciler.policy_changed)
     watch((GROUP, VERSION, "nodecleanups"), CLEANUPS, cleanup_view, reconciler.cleanup_changed)
-
-    def image_holders(name: str, body: kopf.Body, **_: Any) -> dict[str, str]:
-        return {ref: name for ref in cleanup_view(body).image_refs}
-
-    kopf.index(GROUP, VERSION, "nodecleanups", id=HOLDERS, registry=registry)(image_holders)
 
     for kind in WORKLOAD_KINDS:
         _register_workload(registry, reconciler, kind, attach)

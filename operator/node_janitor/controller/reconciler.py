@@ -64,10 +64,6 @@ class ClusterState(Protocol):
     def policies(self) -> Iterable[PolicyView]: ...
     def cleanup(self, name: str) -> CleanupView | None: ...
     def is_workload_image(self, ref: str) -> bool: ...
-    def holders(self, ref: str) -> Iterable[str]:
-        """Names of the nodes whose NodeCleanup status lists `ref` (normalised)."""
-        ...
-
     def workload_images(self) -> Iterable[str]:
         """Every image reference a workload uses (normalised)."""
         ...
@@ -201,7 +197,7 @@ class Reconciler:
             self._partial_refs.add(name)
         else:
             self._partial_refs.discard(name)
-        if old is None or view is None or old.status != view.status or old.spec != view.spec:
+        if old is None or view is None or _aggregate(old) != _aggregate(view) or old.spec != view.spec:
             node = self._seen_nodes.get(name)
             self._mark_policies_selecting(node, None)
 
@@ -258,7 +254,6 @@ class Reconciler:
         this, treats tasks it did not see at its start as its own hung tasks and waits for them on exit)."""
         passes = (
             ("nodes", self._nodes, self.settings.node_debounce, self._reconcile_node),
-            ("images", self._refs, self.settings.images_debounce, self._distribute),
             ("policies", self._policies, self.settings.status_debounce, self._reconcile_policy),
         )
         async with asyncio.TaskGroup() as group:
@@ -267,6 +262,7 @@ class Reconciler:
                 group.create_task(self._dispatch(kind, queue, debounce, batch))
                 for _ in range(self.settings.concurrency):
                     group.create_task(self._consume(kind, queue, batch, work))
+            group.create_task(self._distribute_images())
             group.create_task(self._resync_statuses())
             if self.lease_source is not None:
                 group.create_task(self._poll_leases(self.lease_source))
@@ -285,6 +281,15 @@ class Reconciler:
                 batch.put_nowait(name)
             await batch.join()
             self.metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
+
+    async def _distribute_images(self) -> None:
+        await self.synced.wait()
+        while True:
+            self.metrics.pending.labels("images").set(len(self._refs.items))
+            refs = await self._refs.take(self.settings.images_debounce)
+            started = time.monotonic()
+            self._distribute(refs)
+            self.metrics.reconcile_seconds.labels("images").observe(time.monotonic() - started)
 
     async def _consume(self, kind: str, queue: _Queue, batch: asyncio.Queue[str], work: Callable[[str], Any]) -> None:
         while True:
@@ -387,9 +392,12 @@ class Reconciler:
         assert self.state is not None
         return [n for n in _source_names(cleanup) if (p := self.state.policy(n)) is not None and p.error is not None]
 
-    async def _distribute(self, ref: str) -> None:
-        assert self.state is not None
-        self._nodes.add(*self.state.holders(ref), *self._partial_refs)
+    def _distribute(self, refs: Iterable[str]) -> None:
+        """Marks the nodes that hold one of `refs` (a workload's image appeared or went), and every node whose
+        list is cut short (it may hold any). One pass over the NodeCleanups per debounced batch of references."""
+        changed = frozenset(refs)
+        holders = [name for name, view in self._seen_cleanups.items() if not changed.isdisjoint(view.image_refs)]
+        self._nodes.add(*holders, *self._partial_refs)
 
     def members(self, policy: PolicyView) -> list[Member]:
         assert self.state is not None
@@ -461,6 +469,10 @@ class Reconciler:
 
 def _spec_of(policy: PolicyView) -> tuple[Any, ...]:
     return (policy.uid, policy.generation, policy.priority, policy.selector, policy.rules, policy.error)
+
+
+def _aggregate(cleanup: CleanupView) -> Any:
+    return cleanup.status.aggregate if cleanup.status is not None else None
 
 
 def _source_names(cleanup: CleanupView) -> list[str]:

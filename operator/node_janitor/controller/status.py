@@ -70,18 +70,12 @@ def is_under_pressure(member: Member) -> bool:
     cleanup = member.cleanup
     if cleanup is None or cleanup.status is None or cleanup.spec is None:
         return False
-    high = cleanup.spec.policy.thresholds.high_percent
-    return any(fs.used_percent > high for fs in cleanup.status.file_systems) or (
-        cleanup.status.disk_percent is not None and cleanup.status.disk_percent > high
-    )
+    used = cleanup.status.used_percent
+    return used is not None and used > cleanup.spec.policy.thresholds.high_percent
 
 
 def _is_reporting_errors(member: Member) -> bool:
-    status = member.cleanup.status if member.cleanup is not None else None
-    if status is None:
-        return False
-    degraded = any(c.type == "Degraded" and c.status == "True" for c in status.conditions)
-    return degraded or bool(status.last_run is not None and status.last_run.errors)
+    return member.cleanup is not None and member.cleanup.status is not None and member.cleanup.status.errors
 
 
 def is_silent(member: Member, now: datetime, stale_after: timedelta) -> bool:
@@ -92,7 +86,7 @@ def is_silent(member: Member, now: datetime, stale_after: timedelta) -> bool:
     cleanup = member.cleanup
     if cleanup is None:
         return False
-    heartbeat = cleanup.status.heartbeat_time if cleanup.status is not None else None
+    heartbeat = cleanup.status.heartbeat if cleanup.status is not None else None
     lease = member.lease
     if lease is not None:
         expiry = lease.renewed + timedelta(seconds=lease.duration_seconds)
@@ -124,13 +118,9 @@ def compute_policy_status(
     now = now.replace(microsecond=0)
     previous = policy.status
     generation = policy.generation
-    runs = [
-        m.cleanup.status.last_run
-        for m in members
-        if m.cleanup is not None and m.cleanup.status is not None and m.cleanup.status.last_run is not None
-    ]
-    reclaimed = sum(max(run.reclaimed_bytes, 0) for run in runs)
-    ends = [run.start_time + timedelta(seconds=run.duration_seconds) for run in runs]
+    reports = [m.cleanup.status for m in members if m.cleanup is not None and m.cleanup.status is not None]
+    reclaimed = sum(r.reclaimed_bytes for r in reports)
+    ends = [r.last_run_end for r in reports if r.last_run_end is not None]
     last_run = max(ends).replace(microsecond=0) if ends else None
 
     if policy.error is not None:

@@ -1,24 +1,41 @@
 """What the operator keeps of each watched object: small immutable views built from raw bodies (pure).
 
 kopf indexes hold these views (not the bodies), so the operator's memory is what it needs: a Node's
-labels and DiskPressure, a policy's parsed spec, a NodeCleanup's spec and report.
+labels and DiskPressure, a policy's parsed spec, a NodeCleanup's spec, its image references and the few
+status fields the policies' statuses read (`Report`). At 5,000 nodes reporting 50-200 references each (issue 21),
+a whole parsed status per node and a kopf index of reference -> holders were most of the operator's memory; the
+references are now interned (one string per distinct reference, however many nodes hold it) and the holders of a
+reference are found by scanning the views when a workload's images change (a set intersection per node, once per
+debounced batch of changed references).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from node_janitor.api import CleanupPolicy, CleanupPolicyStatus, ManifestError, NodeCleanupSpec, NodeCleanupStatus
 from node_janitor.api.meta import LabelSelector, _plain
 from node_janitor.api.packed_refs import PackedRefsError, unpack_refs
 from node_janitor.api.policy import PolicyRules
-from node_janitor.api.refs import normalize_all
+from node_janitor.api.refs import normalize_or_none
 
-__all__ = ["CleanupView", "NodeView", "PolicyView", "build_cleanup_view", "build_node_view", "build_policy_view"]
+__all__ = [
+    "CleanupView",
+    "NodeView",
+    "PolicyView",
+    "Report",
+    "build_cleanup_view",
+    "build_node_view",
+    "build_policy_view",
+    "build_report",
+    "canonical_refs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +65,27 @@ class PolicyView:
         return self.selector is not None and self.selector.matches(labels)
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What the operator reads of a NodeCleanup's status (the rest is for people, the CLI and the metrics)."""
+
+    used_percent: float | None = None
+    """The fullest file system's usedPercent (or diskPercent), for nodesUnderPressure."""
+    errors: bool = False
+    """Degraded=True, or a last run with errors."""
+    reclaimed_bytes: int = 0
+    """The last run's."""
+    last_run_end: datetime | None = None
+    heartbeat: datetime | None = None
+    """status.heartbeatTime: liveness for an agent without a Lease. Not in `aggregate`."""
+
+    @property
+    def aggregate(self) -> tuple[float | None, bool, int, datetime | None]:
+        """What a policy's status sums up: a heartbeat alone changes none of it (5,000 agents' heartbeats would
+        otherwise recompute every policy's status every debounce; silence is re-checked every status resync)."""
+        return self.used_percent, self.errors, self.reclaimed_bytes, self.last_run_end
+
+
 @dataclass(frozen=True)
 class CleanupView:
     name: str
@@ -58,7 +96,8 @@ class CleanupView:
     labels: Mapping[str, str]
     spec: NodeCleanupSpec | None
     """None when the stored spec does not validate (the operator then rewrites it)."""
-    status: NodeCleanupStatus | None
+    status: Report | None
+    """None when the NodeCleanup has no status or an unreadable one."""
     image_refs: frozenset[str] = field(default=frozenset())
     """status.imageRefs, normalised."""
     image_refs_omitted: int = 0
@@ -101,19 +140,45 @@ def build_policy_view(body: Mapping[str, Any]) -> PolicyView:
     return PolicyView(name, uid, generation, spec.priority, spec.node_selector, spec.rules(), None, parsed_status)
 
 
+@lru_cache(maxsize=1 << 14)
+def _canonical_ref(ref: str) -> str:
+    return sys.intern(normalize_or_none(ref) or ref)
+
+
+def canonical_refs(refs: Iterable[Any]) -> frozenset[str]:
+    """The normalised forms of the string `refs` (those that are not references kept as they are), interned: the
+    same reference held by 5,000 nodes is one string in memory."""
+    return frozenset(_canonical_ref(r) for r in refs if isinstance(r, str))
+
+
+def build_report(status: NodeCleanupStatus) -> Report:
+    percents = [fs.used_percent for fs in status.file_systems]
+    if status.disk_percent is not None:
+        percents.append(status.disk_percent)
+    run = status.last_run
+    degraded = any(c.type == "Degraded" and c.status == "True" for c in status.conditions)
+    return Report(
+        used_percent=max(percents) if percents else None,
+        errors=degraded or bool(run is not None and run.errors),
+        reclaimed_bytes=max(run.reclaimed_bytes, 0) if run is not None else 0,
+        last_run_end=run.start_time + timedelta(seconds=run.duration_seconds) if run is not None else None,
+        heartbeat=status.heartbeat_time,
+    )
+
+
 def build_cleanup_view(body: Mapping[str, Any]) -> CleanupView:
     meta = _metadata(body)
     name = str(meta.get("name", ""))
     plain = _plain(body)
     spec: NodeCleanupSpec | None = None
-    status: NodeCleanupStatus | None = None
+    status: Report | None = None
     try:
         spec = NodeCleanupSpec.model_validate(plain.get("spec") or {})
     except ValueError:
         log.warning("nodecleanup=%s invalid spec, it will be rewritten", name)
     if plain.get("status"):
         try:
-            status = NodeCleanupStatus.model_validate(plain["status"])
+            status = build_report(NodeCleanupStatus.model_validate(plain["status"]))
         except ValueError as exc:
             log.warning("nodecleanup=%s unreadable status (%s)", name, str(exc).splitlines()[0])
     raw_refs = list((plain.get("status") or {}).get("imageRefs") or [])
@@ -137,6 +202,6 @@ def build_cleanup_view(body: Mapping[str, Any]) -> CleanupView:
         labels=dict(meta.get("labels") or {}),
         spec=spec,
         status=status,
-        image_refs=normalize_all(r for r in raw_refs if isinstance(r, str)),
+        image_refs=canonical_refs(raw_refs),
         image_refs_omitted=omitted if isinstance(omitted, int) and omitted > 0 else 0,
     )
