@@ -16,6 +16,7 @@ import pytest
 
 from node_janitor.api import NodeCleanup, NodeCleanupSpec
 from node_janitor.api.nodecleanup import is_dry_run_request
+from node_janitor.api.policy import PolicyRules
 from node_janitor.cli.run import make_run_request, render_run_report
 from node_janitor.controller.effective import (
     build_node_cleanup,
@@ -435,6 +436,21 @@ def test_a_workload_image_marks_its_holders_and_a_heartbeat_alone_marks_no_polic
     assert reconciler.pending() == {"nodes": set(), "policies": set(), "images": set()}
     report("n2", ["quay.io/x/y:1"], "2026-12-03T10:10:00Z", used=91.0)  # the usage changed: its policy's status
     assert reconciler.pending() == {"nodes": set(), "policies": {"p"}, "images": set()}
+
+
+def test_nodecleanup_views_share_what_nodes_share() -> None:
+    """Issue 21: 5,000 views hold 10 distinct policies and the same few thousand references: one parsed policy and
+    one string each, not one per node; an invalid policy is still refused."""
+    policy = PolicyRules().model_dump(mode="json", exclude_none=True)
+    a, b = (
+        build_cleanup_view(cleanup_body(n, {"nodeName": n, "policy": dict(policy), "protectedImages": ["docker.io/library/a:1"]},
+                                        {"imageRefs": ["a:1"]}))
+        for n in ("a", "b")
+    )  # fmt: skip
+    assert a.spec is not None and b.spec is not None and a.spec.policy is b.spec.policy
+    assert a.spec.protected_images[0] is b.spec.protected_images[0] is next(iter(b.image_refs))
+    bad = build_cleanup_view(cleanup_body("c", {"nodeName": "c", "policy": {"thresholds": {"highPercent": "85"}}}))
+    assert bad.spec is None
 
 
 class CountingState(DictState):
