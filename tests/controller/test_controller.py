@@ -432,8 +432,16 @@ def test_a_workload_image_marks_its_holders_and_a_heartbeat_alone_marks_no_polic
     assert reconciler.pending()["nodes"] == {"n0"}
     reconciler._nodes.items.clear()
 
+    computed: list[str] = []
+    desired = reconciler._desired
+    reconciler._desired = lambda st, node, cleanup: computed.append(node.name) or desired(st, node, cleanup)  # type: ignore[method-assign]
+    assert all(m.in_sync is False for m in reconciler.members(policy))  # (nothing written here)
+    assert sorted(computed) == ["n0", "n1", "n2"]
     report("n2", ["quay.io/x/y:1"], "2026-12-03T10:05:00Z")  # a heartbeat: same refs, same usage
     assert reconciler.pending() == {"nodes": set(), "policies": set(), "images": set()}
+    computed.clear()
+    reconciler.members(policy)  # a status resync after the heartbeat: nothing it reads changed, nothing recomputed
+    assert computed == []
     report("n2", ["quay.io/x/y:1"], "2026-12-03T10:10:00Z", used=91.0)  # the usage changed: its policy's status
     assert reconciler.pending() == {"nodes": set(), "policies": {"p"}, "images": set()}
 

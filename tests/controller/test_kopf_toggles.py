@@ -101,3 +101,35 @@ def test_install_is_idempotent() -> None:
     before = aiotoggles.ToggleSet.make_toggle
     assert kopf_toggles.install()
     assert aiotoggles.ToggleSet.make_toggle is before
+
+
+def test_the_operator_builds_no_diff_base_while_no_handler_reads_one() -> None:
+    """Issue 21: kopf deep-copies every event's body into a diff-base essence that only change-detecting and
+    daemon/timer handlers read. The operator registers none, so it uses a storage that builds nothing; a handler
+    that reads the essence brings kopf's own back."""
+    import kopf
+
+    from node_janitor.controller.app import NoEssenceDiffBase, configure_settings, needs_diff_base
+    from node_janitor.controller.handlers import register
+    from node_janitor.controller.metrics import OperatorMetrics
+    from node_janitor.controller.reconciler import Reconciler, ReconcilerSettings
+
+    registry = kopf.OperatorRegistry()
+    register(registry, Reconciler(writer=None, metrics=OperatorMetrics(), settings=ReconcilerSettings()))  # type: ignore[arg-type]
+    assert not needs_diff_base(registry)
+    settings = kopf.OperatorSettings()
+    configure_settings(settings, diff_base=needs_diff_base(registry))
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, NoEssenceDiffBase)
+    body = kopf.Body({"metadata": {"name": "n", "annotations": {}}, "spec": {"x": [1] * 1000}, "status": {}})
+    assert storage.build(body=body) == {} and storage.fetch(body=body) is None
+
+    updated = kopf.OperatorRegistry()
+    kopf.on.update("v1", "nodes", registry=updated)(lambda **_: None)
+    timed = kopf.OperatorRegistry()
+    kopf.timer("v1", "nodes", interval=1, registry=timed)(lambda **_: None)
+    for reader in (updated, timed):
+        assert needs_diff_base(reader)
+        settings = kopf.OperatorSettings()
+        configure_settings(settings, diff_base=needs_diff_base(reader))
+        assert type(settings.persistence.diffbase_storage) is kopf.AnnotationsDiffBaseStorage
