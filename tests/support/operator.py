@@ -78,9 +78,10 @@ class Operator:
 
 
 @contextlib.contextmanager
-def running_operator(kube: ControlPlane, workdir: Path) -> Iterator[Operator]:
-    """A standalone operator, ready (`/readyz` 200), stopped afterwards; its log's tail printed when it failed."""
-    op = Operator(kube, workdir)
+def running_operator(kube: ControlPlane, workdir: Path, *args: str) -> Iterator[Operator]:
+    """An operator (standalone unless `args` say otherwise), ready (`/readyz` 200), stopped afterwards; its log's
+    tail printed when it failed."""
+    op = Operator(kube, workdir, *args)
     try:
         wait_for("the operator's /readyz", lambda: op.process.poll() is None and op.get("/readyz")[0] == 200,
                  START_DEADLINE)  # fmt: skip
