@@ -26,9 +26,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from node_janitor.api import NodeCleanupSpec
@@ -259,16 +260,18 @@ class Reconciler:
         async with asyncio.TaskGroup() as group:
             for kind, queue, debounce, work in passes:
                 batch: asyncio.Queue[str] = asyncio.Queue()
-                group.create_task(self._dispatch(kind, queue, debounce, batch))
+                group.create_task(self._dispatch(kind, queue, debounce, partial(_hand_over, batch)))
                 for _ in range(self.settings.concurrency):
                     group.create_task(self._consume(kind, queue, batch, work))
-            group.create_task(self._distribute_images())
+            group.create_task(self._dispatch("images", self._refs, self.settings.images_debounce, self._distribute))
             group.create_task(self._resync_statuses())
             if self.lease_source is not None:
                 group.create_task(self._poll_leases(self.lease_source))
 
-    async def _dispatch(self, kind: str, queue: _Queue, debounce: float, batch: asyncio.Queue[str]) -> None:
-        """Debounces the marks of one kind and hands them to the consumers, one batch at a time."""
+    async def _dispatch(self, kind: str, queue: _Queue, debounce: float,
+                        handle: Callable[[set[str]], Awaitable[None] | None]) -> None:  # fmt: skip
+        """Debounces the marks of one kind and hands each batch to `handle` (the consumers, or the image
+        distribution, which takes a batch at once)."""
         await self.synced.wait()
         if kind == "nodes":
             log.info("event=synced nodes=%d policies=%d nodecleanups=%d", len(self._seen_nodes),
@@ -277,19 +280,9 @@ class Reconciler:
             self.metrics.pending.labels(kind).set(len(queue.items))
             names = await queue.take(debounce)
             started = time.monotonic()
-            for name in sorted(names):
-                batch.put_nowait(name)
-            await batch.join()
+            if (handled := handle(names)) is not None:
+                await handled
             self.metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
-
-    async def _distribute_images(self) -> None:
-        await self.synced.wait()
-        while True:
-            self.metrics.pending.labels("images").set(len(self._refs.items))
-            refs = await self._refs.take(self.settings.images_debounce)
-            started = time.monotonic()
-            self._distribute(refs)
-            self.metrics.reconcile_seconds.labels("images").observe(time.monotonic() - started)
 
     async def _consume(self, kind: str, queue: _Queue, batch: asyncio.Queue[str], work: Callable[[str], Any]) -> None:
         while True:
@@ -476,6 +469,13 @@ class Reconciler:
 
 def _spec_of(policy: PolicyView) -> tuple[Any, ...]:
     return (policy.uid, policy.generation, policy.priority, policy.selector, policy.rules, policy.error)
+
+
+async def _hand_over(batch: asyncio.Queue[str], names: set[str]) -> None:
+    """One debounced batch to the consumers, in order; returns when every name is done."""
+    for name in sorted(names):
+        batch.put_nowait(name)
+    await batch.join()
 
 
 def _same_plan_inputs(a: CleanupView | None, b: CleanupView | None) -> bool:
