@@ -95,7 +95,8 @@ async def test_an_unreachable_target_is_reported_once_and_retried_only_when_some
         apply_nodecleanup(kube, node_name, POLICY)
         wait_for("the spare image removed", lambda: agent.metric(REMOVED, kind="remove-image", outcome="done") == 1)
         assert spare.id not in await image_ids(bed)
-        runs = _runs(agent.metrics())
+        # (the action is counted as it is done, the run when its report is written: wait for the report)
+        runs = wait_for("the second run's report", lambda: (n := _runs(agent.metrics())) >= 2 and n)
         assert runs == 2
         lines = len(stdout_messages([writer.log_path]))
         wait_for("20 more lines (2 s)", lambda: len(stdout_messages([writer.log_path])) >= lines + 20)
