@@ -87,6 +87,11 @@ class AgentConfig:
     """Watch this node's pods and protect their images (`pods`)."""
     containerd_config: Path | None = None
     """containerd's configuration file as the agent sees it (None: discovery looks in its usual places)."""
+    look_ahead: bool = True
+    """Count the bytes pulls in flight still bring (the watermark trigger's and a run's projected use) and sample
+    fast near a watermark, while filling fast or while a pull is in flight. False only for the fill-rate benchmark's
+    baseline (`NODE_JANITOR_BENCH_BASELINE`): with thresholds.predict false, the agent as it was before it looked
+    ahead (issue 22): the watermark on the measured use every monitor_interval."""
 
 
 def _utc_now() -> datetime:
@@ -282,7 +287,7 @@ class NodeAgent:
             applied = self.policy.applied
             self.metrics.observe_watermarks(applied.thresholds.high_percent, applied.thresholds.low_percent)
             self.metrics.observe_policy(applied.paused, applied.dry_run, applied.schedule is not None)
-            pending = await self._pending()
+            pending = await self._pending() if self.config.look_ahead else Pending()
             runtime = await self.link.fingerprint() if probe and self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(
@@ -296,9 +301,11 @@ class NodeAgent:
                 self.reporter.note_target(0, "every file system is below its low watermark")
             self.metrics.observe_fill(self.triggers.fill, pending)
             await self._hold_rotator(False)
-            interval = self.triggers.fill.interval(
-                file_systems, self.policy.applied.thresholds, self.config.monitor_interval, pulling=pending.ingests > 0
-            )
+            interval = self.config.monitor_interval
+            if self.config.look_ahead:
+                interval = self.triggers.fill.interval(
+                    file_systems, self.policy.applied.thresholds, interval, pulling=pending.ingests > 0
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
                 return
@@ -325,6 +332,7 @@ class NodeAgent:
         )
         # The fast rotator shares this janitor: it obeys the policy as of now before each action too.
         engine.log_janitor.gate = lambda: policy_halt(self.policy.applied, logs=True)
+        engine.count_pulls_in_flight = self.config.look_ahead
         return engine
 
     def _count_log(self, result: LogActionResult) -> None:
