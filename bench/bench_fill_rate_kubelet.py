@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -173,6 +175,10 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
     finally:
         factory.stop_all()
         node.close()  # deletes the node's pods too
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for agent in factory.agents:
+                shutil.copy(agent.log_path, args.keep_logs / f"{name}-{mode}-{rate:g}.log")
 
 
 def show(r: dict[str, Any]) -> None:
@@ -200,6 +206,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=45, help="seconds at most after the wave")
     parser.add_argument("--disk-mib", type=int, default=512, help="each node's containerd disk")
     parser.add_argument("--parallel", type=int, default=4, help="the kubelet's maxParallelImagePulls")
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy each point's agent log there")
     args = parser.parse_args()
     args.disk = args.disk_mib * MiB
     args.builder = b = ImageBuilder()
