@@ -3,7 +3,8 @@ pod log file systems, runs the engine on the triggers below, runs the fast log r
 into its NodeCleanup's status, Events on its Node and /metrics.
 
 Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s
-near it or while filling fast; the image file system's use counts the bytes pulls in flight still bring), the image
+near it, while filling fast or pulling, and at once when a pod of the node waits to start: `pods`; the image file
+system's use counts the bytes pulls in flight still bring), the image
 file system projected to reach the kubelet's eviction threshold within the prediction horizon (`fillrate`), the Node's
 DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest token, spec.policy.schedule (cron,
 UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
@@ -116,6 +117,7 @@ class NodeAgent:
     ) -> None:
         self.config, self.kube, self.clock = config, kube, clock
         self._stopping = asyncio.Event()
+        self._sample_now = asyncio.Event()  # the monitor's next tick at once (a pod starts, or the agent stops)
         self._listed = asyncio.Event()
         self._api_reachable = False
         self.store = store if store is not None else AgentStore(config.state_dir)
@@ -129,7 +131,10 @@ class NodeAgent:
         self.triggers = Triggers(self.queue, self.target)
         self.scheduler = Scheduler(self.policy, self.queue, clock)
         self.rotation = RotatorSupervisor(self.metrics, self._changed)
-        self.pods = NodePods(self.store.directory / "pods.json" if config.watch_pods else None)
+        self.pods = NodePods(
+            self.store.directory / "pods.json" if config.watch_pods else None,
+            on_starting=self._sample_now.set if config.look_ahead else None,
+        )
         self.lease = (
             LeaseRenewer(kube, config.node_name, config.lease_namespace, clock) if config.lease_namespace else None
         )
@@ -267,10 +272,11 @@ class NodeAgent:
 
     async def _monitor(self) -> None:
         """The monitor: every monitor_interval the runtime's probe, and on every tick (monitor_interval, or
-        fillrate.FAST_INTERVAL near a watermark, while filling fast or while a pull is in flight) statvfs, the
-        ingests and the triggers."""
+        fillrate.FAST_INTERVAL near a watermark, while filling fast, while a pull is in flight or expected: a pod of
+        the node waiting to start; at once when such a pod shows) statvfs, the ingests and the triggers."""
         next_probe = 0.0
         while True:
+            self._sample_now.clear()
             probe = time.monotonic() >= next_probe
             if probe:
                 next_probe = time.monotonic() + self.config.monitor_interval
@@ -303,11 +309,13 @@ class NodeAgent:
             await self._hold_rotator(False)
             interval = self.config.monitor_interval
             if self.config.look_ahead:
+                pulling = pending.ingests > 0 or self.pods.pull_expected()
                 interval = self.triggers.fill.interval(
-                    file_systems, self.policy.applied.thresholds, interval, pulling=pending.ingests > 0
+                    file_systems, self.policy.applied.thresholds, interval, pulling=pulling
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+                await asyncio.wait_for(self._sample_now.wait(), interval)
+            if self._stopping.is_set():
                 return
 
     # ---- the engine and the log rotator ---------------------------------------------------------------------
@@ -386,6 +394,7 @@ class NodeAgent:
         if not self._stopping.is_set():
             log.info("stopping: finishing the removal in flight")
             self._stopping.set()
+            self._sample_now.set()
 
     async def _settled(self) -> None:
         """Until the NodeCleanup is listed, at most INITIAL_LIST_WAIT (then the saved policy, if any, applies)."""
