@@ -2,18 +2,17 @@
 pod log file systems, runs the engine on the triggers below, runs the fast log rotation loop beside it, and reports
 into its NodeCleanup's status, Events on its Node and /metrics.
 
-Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s
-near it, while filling fast or pulling, and at once when a pod of the node waits to start: `pods`; the image file
-system's use counts the bytes pulls in flight still bring), the image
-file system projected to reach the kubelet's eviction threshold within the prediction horizon (`fillrate`), the Node's
-DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest token, spec.policy.schedule (cron,
-UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
-removed nothing and left the disk above its watermark, that trigger waits RETRY_SECONDS before it fires again
-(never a loop of empty runs); a DiskPressure that stays True after a run reached the low watermark fires no more.
-A run that ends above the low watermark with nothing more it may remove (no error) is reported once (condition
-TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable Event per episode)
-and neither trigger fires again until something changes: the policy, the runtime's containers, a new image, the
-disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
+Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s near it,
+while filling fast or pulling, and at once when a pod of the node waits to start: `pods`; the image file system's use
+counts the bytes pulls in flight still bring), the image file system projected to reach the kubelet's eviction threshold
+within the prediction horizon (`fillrate`), the Node's DiskPressure turning True (reclaims to the low watermark), a new
+spec.runRequest token, spec.policy.schedule (cron, UTC), and once at startup. Runs never overlap; triggers during a run
+coalesce into one more run. After a run that removed nothing and left the disk above its watermark, that trigger waits
+RETRY_SECONDS before it fires again (never a loop of empty runs); a DiskPressure that stays True after a run reached the
+low watermark fires no more. A run that ends above the low watermark with nothing more it may remove (no error) is
+reported once (condition TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable
+Event per episode) and neither trigger fires again until something changes: the policy, the runtime's containers, a new
+image, the disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
 (`backoff.TargetBackoff`).
 
 NodeAgent only wires the parts (`agent/__init__` lists them) and runs their loops: the two watches, the monitor
