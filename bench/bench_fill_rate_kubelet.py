@@ -4,14 +4,22 @@ kubelet pulls for pods bound to it before DiskPressure is set, three ways: node-
 GC and eviction manager).
 
 Run (root): sudo .venv/bin/python -m bench.bench_fill_rate_kubelet [--rates 2,5,10,20]
-    [--modes predict,watermark,kubelet] [--wave-percent 40] [--image-mib 10] [--kubelet-min-age 10s]
+    [--modes predict,watermark,baseline,kubelet] [--wave-percent 40] [--image-mib 10] [--kubelet-min-age 10s]
+    [--disk-mib 512] [--parallel 4]
+
+The modes: `predict`, node-janitor as it is (thresholds.predict true); `watermark`, the same agent with
+thresholds.predict false (no prediction trigger, no fill-rate headroom, but the rest of issue 22's sensing: the
+bytes pulls in flight still bring counted in the watermark trigger and a run's target, sampling every 0.25 s while
+pulling or near the watermark); `baseline`, the agent as it was before issue 22 (thresholds.predict false and
+NODE_JANITOR_BENCH_BASELINE=1: the watermark on what is on disk, sampled every 2 s, pulls in flight not counted);
+`kubelet`, no node-janitor.
 
 Each point (rate x mode) gets a fresh node: the test bed's kubelet (tests/support/node.py, the release NJ_KUBE
-chooses) on its own 512 MiB containerd disk (NJ_CONTAINERD), evictionHard `imagefs.available<15%` (the kubelet's
+chooses) on its own --disk-mib containerd disk (NJ_CONTAINERD), evictionHard `imagefs.available<15%` (the kubelet's
 default), image GC 85/80% (its defaults), imageMinimumGCAge --kubelet-min-age (10s, not its 2m: the old images
 must be removable by the kubelet too, as on a node whose images are older than that), evictionPressureTransitionPeriod
-30s, `serializeImagePulls: false` and `maxParallelImagePulls: 4` (several pulls at once). On it: two running pods
-(their images imported), a ballast file to 15%, old unused images to about 50% (8 MiB random layers, older than
+30s, `serializeImagePulls: false` and `maxParallelImagePulls: --parallel` (several pulls at once). On it: two running
+pods (their images imported), a ballast file to 15%, old unused images to about 50% (8 MiB random layers, older than
 every minimum age when the wave starts), then the wave: pods bound to the node, one new image each in the loopback
 registry (distribution on 127.0.0.1, plain HTTP: `devbed.registry`), created on the rate's schedule so that their
 images (a --image-mib random layer: its blob and its snapshot) add up to RATE% of the disk a second until
@@ -33,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -41,6 +51,7 @@ from kubernetes import client
 from bench.bench_fill_rate import policy, runs_of
 from bench.bench_remediation import Monitor
 from bench.realbed import MiB, bound_pod, run_app_pods, workdir
+from node_janitor.cli.main import BENCH_BASELINE_ENV
 from node_janitor.devbed import ImageBuilder, Layer
 from node_janitor.devbed.images import OciImage
 from node_janitor.devbed.registry import Registry
@@ -51,9 +62,15 @@ from tests.support.poll import wait_for
 
 THRESHOLD = 85.0  # imagefs.available<15%
 LOW = 60.0
-DISK = 512 * MiB
 OLD_MIB = 8
-MODES = ("predict", "watermark", "kubelet")
+MODES = ("predict", "watermark", "baseline", "kubelet")
+AGENT_MODES = ("predict", "watermark", "baseline")
+DESCRIPTION = {
+    "predict": "node-janitor, prediction on",
+    "watermark": "node-janitor, prediction off",
+    "baseline": "node-janitor before issue 22 (baseline)",
+    "kubelet": "kubelet alone",
+}
 
 
 def wave_pod(name: str, image: str, node: str) -> dict[str, Any]:
@@ -63,10 +80,10 @@ def wave_pod(name: str, image: str, node: str) -> dict[str, Any]:
     return pod
 
 
-def create_on_schedule(core: Any, pods: list[dict[str, Any]], per_image: int, rate_percent: float) -> float:
-    """Creates `pods` so that their images' bytes (`per_image` each) arrive at `rate_percent` of the disk a second
-    (pod n at n * per_image / rate); returns when the first was created (monotonic)."""
-    per_second = DISK * rate_percent / 100
+def create_on_schedule(core: Any, pods: list[dict[str, Any]], per_image: int, rate_percent: float, disk: int) -> float:
+    """Creates `pods` so that their images' bytes (`per_image` each) arrive at `rate_percent` of the `disk` bytes a
+    second (pod n at n * per_image / rate); returns when the first was created (monotonic)."""
+    per_second = disk * rate_percent / 100
     start = time.monotonic()
     for n, pod in enumerate(pods):
         time.sleep(max(0.0, start + n * per_image / per_second - time.monotonic()))
@@ -80,9 +97,9 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
     settings = KubeletSettings(
         eviction_pressure_transition_period="30s",
         image_minimum_gc_age=args.kubelet_min_age,
-        extra={"serializeImagePulls": False, "maxParallelImagePulls": 4},
+        extra={"serializeImagePulls": False, "maxParallelImagePulls": args.parallel},
     )
-    node = KubeNode(kube, find_binaries(), name, workdir(name), args.builder, settings=settings)
+    node = KubeNode(kube, find_binaries(), name, workdir(name), args.builder, settings=settings, disk_size=args.disk)
     node.start()
     factory = AgentFactory(kube, workdir(f"{name}-agent"))
     core = client.CoreV1Api(kube.api_client)
@@ -93,9 +110,10 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         fill_to_percent(bed, 15)
         for start in range(0, len(old), 8):
             bed.import_images(old[start : start + 8])
-        if mode != "kubelet":
+        if mode in AGENT_MODES:
             apply_nodecleanup(kube, name, policy(mode == "predict"))
-            agent = factory.start(name, bed)
+            env = {BENCH_BASELINE_ENV: "1"} if mode == "baseline" else None
+            agent = factory.start(name, bed, env=env)
             wait_for("the startup run", lambda: "startup" in runs_of(agent), 60)
         time.sleep(10.5)  # the old images pass every minimum age (10s) before the wave
         start_pct = bed.usage().used_percent
@@ -103,7 +121,7 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
         per_image = 2 * args.image_mib * MiB
         pods = [wave_pod(f"{name}-w{i}", ref, name) for i, (_, ref) in enumerate(wave)]
         monitor = Monitor(kube, node, period=0.1).start()
-        first = create_on_schedule(core, pods, per_image, rate) - monitor.t0
+        first = create_on_schedule(core, pods, per_image, rate, args.disk) - monitor.t0
 
         seen: set[str] = set()  # wave images seen on the node at least once (the kubelet alone removes some)
         image_of = {p["metadata"]["name"]: image.id for p, (image, _) in zip(pods, wave, strict=True)}
@@ -137,7 +155,7 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
             "mode": mode,
             "rate": rate,
             "start": start_pct,
-            "reached": 100 * len(wave) * per_image / DISK / max(wave_end - first, 0.1),
+            "reached": 100 * len(wave) * per_image / args.disk / max(wave_end - first, 0.1),
             "wave s": wave_end - first,
             "pressure": any(on for _, on in monitor.pressure),
             "pressure s": monitor.pressure_true()[1],
@@ -157,11 +175,14 @@ def point(kube: ControlPlane, args: argparse.Namespace, registry: Registry, old:
     finally:
         factory.stop_all()
         node.close()  # deletes the node's pods too
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for agent in factory.agents:
+                shutil.copy(agent.log_path, args.keep_logs / f"{name}-{mode}-{rate:g}.log")
 
 
 def show(r: dict[str, Any]) -> None:
-    what = {"predict": "node-janitor, prediction on", "watermark": "node-janitor, prediction off",
-            "kubelet": "kubelet alone"}[r["mode"]]  # fmt: skip
+    what = DESCRIPTION[r["mode"]]
     back = "never" if r["back s"] is None else f"{r['back s']:.1f} s"
     pressure = f"SET ({r['pressure s']:.0f} s)" if r["pressure"] else "never"
     print(
@@ -183,12 +204,16 @@ def main() -> None:
     parser.add_argument("--image-mib", type=int, default=10, help="each wave image's random layer")
     parser.add_argument("--kubelet-min-age", default="10s", help="the kubelet's imageMinimumGCAge")
     parser.add_argument("--settle", type=float, default=45, help="seconds at most after the wave")
+    parser.add_argument("--disk-mib", type=int, default=512, help="each node's containerd disk")
+    parser.add_argument("--parallel", type=int, default=4, help="the kubelet's maxParallelImagePulls")
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy each point's agent log there")
     args = parser.parse_args()
+    args.disk = args.disk_mib * MiB
     args.builder = b = ImageBuilder()
     rates = [float(r) for r in args.rates.split(",")]
     modes = args.modes.split(",")
-    old_count = int(DISK * 0.35 / (2 * OLD_MIB * MiB))
-    wave_count = int(DISK * args.wave_percent / 100 / (2 * args.image_mib * MiB))
+    old_count = int(args.disk * 0.35 / (2 * OLD_MIB * MiB))
+    wave_count = int(args.disk * args.wave_percent / 100 / (2 * args.image_mib * MiB))
     old = [b.build(f"bench.local/old/o{i}:v1", [b.busybox_layer(), Layer.random(OLD_MIB * MiB, f"old{i}")])
            for i in range(old_count)]  # fmt: skip
     with (

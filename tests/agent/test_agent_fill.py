@@ -28,12 +28,15 @@ POLICY: dict[str, Any] = {"thresholds": {"highPercent": 75, "lowPercent": 60}, "
 
 
 @contextlib.asynccontextmanager
-async def running_agent(bed: ContainerdBed, tmp_path: Path, policy: dict[str, Any]) -> AsyncIterator[NodeAgent]:
+async def running_agent(
+    bed: ContainerdBed, tmp_path: Path, policy: dict[str, Any], *, look_ahead: bool = True
+) -> AsyncIterator[NodeAgent]:
     cleanup = {"metadata": {"name": "n", "generation": 1}, "spec": {"nodeName": "n", "policy": policy}}
     kube = MemoryKube({"NodeCleanup": cleanup, "Node": {"metadata": {"name": "n", "uid": "u"}, "status": {}}})
     port = free_ports(1)[0]
     config = AgentConfig("n", containerd_socket=bed.address, namespace=bed.namespace, pod_log_dir=bed.pod_log_dir,
-                         state_dir=tmp_path / "state", metrics_port=port, metrics_host="127.0.0.1")  # fmt: skip
+                         state_dir=tmp_path / "state", metrics_port=port, metrics_host="127.0.0.1",
+                         look_ahead=look_ahead)  # fmt: skip
     agent = NodeAgent(config, kube)
     task = asyncio.create_task(agent.run())
     try:
@@ -70,6 +73,29 @@ async def test_a_pull_in_flight_counts_as_used_and_the_run_leaves_room_for_it(
         landed = bed.usage().used + declared - MiB  # as if the rest of the layer had arrived
         assert landed <= capacity * 0.61
         assert agent.metrics.registry.get_sample_value("node_janitor_pending_bytes") == declared - MiB
+        await ctrd.abort_ingest("big-layer")
+
+
+async def test_the_benchmark_baseline_counts_only_what_is_on_disk(
+    containerd_bed: ContainerdBed, tmp_path: Path
+) -> None:
+    """The fill-rate sweep's baseline (`look_ahead=False`, NODE_JANITOR_BENCH_BASELINE=1): the agent before issue
+    22. The same pull in flight (62% + 20% announced) makes no run of its own; once a ballast takes the disk over 75%
+    the watermark run reclaims to 60% of what is on disk and leaves no room for the layer still to come."""
+    bed = containerd_bed
+    import_one_by_one(bed, build_images(bed, "inflight", 8, size=8 * MiB))  # removable, about 128 MiB
+    fill_to_percent(bed, 62)
+    usage = bed.usage()
+    capacity = usage.used + usage.available
+    declared = capacity // 5
+    async with running_agent(bed, tmp_path, POLICY, look_ahead=False) as agent, ContainerdClient(bed.address) as ctrd:
+        await ctrd.write_content("big-layer", os.urandom(MiB), commit=False, total=declared)
+        await asyncio.to_thread(fill_to_percent, bed, 77, "ballast-over")
+        await async_wait_for("the watermark run", lambda: _true(runs(agent, "watermark") >= 1), 60)
+        assert agent.reporter.last_run is not None and agent.reporter.last_run["errors"] == []
+        assert bed.usage().used_percent <= 61
+        assert bed.usage().used + declared - MiB > capacity * 0.75  # the layer's landing would cross 75% again
+        assert agent.metrics.registry.get_sample_value("node_janitor_pending_bytes") == 0
         await ctrd.abort_ingest("big-layer")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from node_janitor.agent.node_agent import AgentConfig, NodeAgent
+from node_janitor.agent.pods import PULL_EXPECTED_SECONDS, NodePods
 from support.agentbed import MemoryKube
 
 
@@ -73,3 +74,42 @@ async def test_a_run_request_annotation_queues_a_run_and_wins_over_spec_run_requ
     agent.queue.done()
     agent.on_nodecleanup("MODIFIED", annotated)  # seen again: asked once
     assert not agent.queue.pending
+
+
+def _pod(uid: str, phase: str | None = None) -> dict[str, Any]:
+    pod: dict[str, Any] = {"metadata": {"uid": uid}, "spec": {"containers": [{"image": f"registry.example/{uid}:1"}]}}
+    if phase is not None:
+        pod["status"] = {"phase": phase}
+    return pod
+
+
+def test_a_pod_waiting_to_start_means_a_pull_is_expected_for_a_while() -> None:
+    """The fill-rate sweep's 40% wave (26%/s) landed between two 2 s ticks of the idle monitor: the pods bound to the
+    node said it was coming (pending, their images not pulled yet) before any ingest did."""
+    now = [100.0]
+    heard: list[int] = []
+    pods = NodePods(on_starting=lambda: heard.append(1), clock=lambda: now[0])
+    pods.replace([_pod("running", "Running")])
+    assert not pods.pull_expected() and heard == []
+    pods.apply("ADDED", _pod("new"))  # bound to the node, no status yet
+    assert pods.pull_expected() and heard == [1]
+    now[0] += PULL_EXPECTED_SECONDS + 1  # pending for long (a pull backing off): its ingests say if it pulls
+    assert not pods.pull_expected()
+    pods.apply("MODIFIED", _pod("new", "Pending"))  # its status changes: it may pull again
+    assert pods.pull_expected() and heard == [1, 1]
+    pods.apply("MODIFIED", _pod("new", "Running"))
+    assert not pods.pull_expected() and heard == [1, 1]
+    pods.apply("ADDED", _pod("gone", "Pending"))
+    pods.apply("DELETED", _pod("gone", "Pending"))
+    assert not pods.pull_expected()
+
+
+def test_the_monitor_samples_at_once_when_a_pod_of_its_node_waits_to_start(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    agent.pods.apply("ADDED", _pod("p", "Pending"))
+    assert agent._sample_now.is_set()  # the monitor's wait ends: its next tick is now
+    baseline = NodeAgent(
+        AgentConfig("n", state_dir=tmp_path / "b", pod_log_dir=tmp_path / "pods", look_ahead=False), MemoryKube()
+    )
+    baseline.pods.apply("ADDED", _pod("p", "Pending"))
+    assert not baseline._sample_now.is_set()  # the benchmark's baseline keeps its 2 s tick

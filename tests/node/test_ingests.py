@@ -54,6 +54,18 @@ def test_the_target_leaves_room_for_what_is_still_to_come() -> None:
     assert target.bytes == 70 * MiB + 20 * MiB - int(FS_SIZE * 0.75) and target.pending_bytes == 20 * MiB
 
 
+def test_the_benchmark_baseline_leaves_no_room_for_what_is_still_to_come() -> None:
+    """`count_pulls_in_flight=False` (the fill-rate sweep's baseline, the agent before issue 22): the same 70% with
+    20 MiB in flight is below highPercent 85, and at 90% on disk the target brings what is there to 75%."""
+    settings = PlanSettings(high_percent=85, low_percent=75, count_pulls_in_flight=False)
+    ingest = IngestEntry("big-layer", 5 * MiB, 25 * MiB, T0)
+    pulling = Inventory(taken_at=T0, file_systems=(image_fs(70 * MiB),), ingests=(ingest,))
+    assert not plan_target(pulling, settings).under_pressure
+    full = Inventory(taken_at=T0, file_systems=(image_fs(90 * MiB),), ingests=(ingest,))
+    target = plan_target(full, settings)
+    assert target.bytes == 90 * MiB - int(FS_SIZE * 0.75) and target.pending_bytes == 0
+
+
 def test_the_headroom_the_fill_rate_projects_is_counted_as_the_ingests_are() -> None:
     inventory = Inventory(taken_at=T0, file_systems=(image_fs(80 * MiB),))
     target = plan_target(inventory, PlanSettings(high_percent=85, low_percent=75, headroom_bytes=10 * MiB))

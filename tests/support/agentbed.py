@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +182,14 @@ class AgentFactory:
     agents: list[Agent] = field(default_factory=list)
 
     def start(
-        self, node: str, bed: ContainerdBed, *, state_dir: Path | None = None, heartbeat: str = "60s", **flags: str
+        self,
+        node: str,
+        bed: ContainerdBed,
+        *,
+        state_dir: Path | None = None,
+        heartbeat: str = "60s",
+        env: Mapping[str, str] | None = None,
+        **flags: str,
     ) -> Agent:
         port = free_ports(1)[0]
         state_dir = state_dir or self.workdir / f"state-{node}"
@@ -196,9 +203,9 @@ class AgentFactory:
         ]  # fmt: skip
         for flag, value in flags.items():
             args += [f"--{flag.replace('_', '-')}", value]
-        env = {**os.environ, "PYTHONPATH": str(REPO / "operator"), "PYTHONUNBUFFERED": "1"}
+        environ = {**os.environ, "PYTHONPATH": str(REPO / "operator"), "PYTHONUNBUFFERED": "1", **(env or {})}
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=environ, cwd=self.workdir)
         agent = Agent(node, process, log_path, port, state_dir)
         self.agents.append(agent)
         wait_for("the agent's /healthz", lambda: process.poll() is None and agent.http("/healthz")[0] == 200, 30)

@@ -2,17 +2,17 @@
 pod log file systems, runs the engine on the triggers below, runs the fast log rotation loop beside it, and reports
 into its NodeCleanup's status, Events on its Node and /metrics.
 
-Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s
-near it or while filling fast; the image file system's use counts the bytes pulls in flight still bring), the image
-file system projected to reach the kubelet's eviction threshold within the prediction horizon (`fillrate`), the Node's
-DiskPressure turning True (reclaims to the low watermark), a new spec.runRequest token, spec.policy.schedule (cron,
-UTC), and once at startup. Runs never overlap; triggers during a run coalesce into one more run. After a run that
-removed nothing and left the disk above its watermark, that trigger waits RETRY_SECONDS before it fires again
-(never a loop of empty runs); a DiskPressure that stays True after a run reached the low watermark fires no more.
-A run that ends above the low watermark with nothing more it may remove (no error) is reported once (condition
-TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable Event per episode)
-and neither trigger fires again until something changes: the policy, the runtime's containers, a new image, the
-disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
+Triggers: a file system above the high watermark (space or inodes; checked every monitor interval, every 0.25 s near it,
+while filling fast or pulling, and at once when a pod of the node waits to start: `pods`; the image file system's use
+counts the bytes pulls in flight still bring), the image file system projected to reach the kubelet's eviction threshold
+within the prediction horizon (`fillrate`), the Node's DiskPressure turning True (reclaims to the low watermark), a new
+spec.runRequest token, spec.policy.schedule (cron, UTC), and once at startup. Runs never overlap; triggers during a run
+coalesce into one more run. After a run that removed nothing and left the disk above its watermark, that trigger waits
+RETRY_SECONDS before it fires again (never a loop of empty runs); a DiskPressure that stays True after a run reached the
+low watermark fires no more. A run that ends above the low watermark with nothing more it may remove (no error) is
+reported once (condition TargetReached=False/TargetUnreachable, node_janitor_target_short_bytes, one TargetUnreachable
+Event per episode) and neither trigger fires again until something changes: the policy, the runtime's containers, a new
+image, the disk's usage by 5% of its size, an image kept for minAge reaching it, or a delay doubling from 5 min to 1 h
 (`backoff.TargetBackoff`).
 
 NodeAgent only wires the parts (`agent/__init__` lists them) and runs their loops: the two watches, the monitor
@@ -87,6 +87,11 @@ class AgentConfig:
     """Watch this node's pods and protect their images (`pods`)."""
     containerd_config: Path | None = None
     """containerd's configuration file as the agent sees it (None: discovery looks in its usual places)."""
+    look_ahead: bool = True
+    """Count the bytes pulls in flight still bring (the watermark trigger's and a run's projected use) and sample
+    fast near a watermark, while filling fast or while a pull is in flight. False only for the fill-rate benchmark's
+    baseline (`NODE_JANITOR_BENCH_BASELINE`): with thresholds.predict false, the agent as it was before it looked
+    ahead (issue 22): the watermark on the measured use every monitor_interval."""
 
 
 def _utc_now() -> datetime:
@@ -111,6 +116,7 @@ class NodeAgent:
     ) -> None:
         self.config, self.kube, self.clock = config, kube, clock
         self._stopping = asyncio.Event()
+        self._sample_now = asyncio.Event()  # the monitor's next tick at once (a pod starts, or the agent stops)
         self._listed = asyncio.Event()
         self._api_reachable = False
         self.store = store if store is not None else AgentStore(config.state_dir)
@@ -124,7 +130,10 @@ class NodeAgent:
         self.triggers = Triggers(self.queue, self.target)
         self.scheduler = Scheduler(self.policy, self.queue, clock)
         self.rotation = RotatorSupervisor(self.metrics, self._changed)
-        self.pods = NodePods(self.store.directory / "pods.json" if config.watch_pods else None)
+        self.pods = NodePods(
+            self.store.directory / "pods.json" if config.watch_pods else None,
+            on_starting=self._sample_now.set if config.look_ahead else None,
+        )
         self.lease = (
             LeaseRenewer(kube, config.node_name, config.lease_namespace, clock) if config.lease_namespace else None
         )
@@ -262,10 +271,11 @@ class NodeAgent:
 
     async def _monitor(self) -> None:
         """The monitor: every monitor_interval the runtime's probe, and on every tick (monitor_interval, or
-        fillrate.FAST_INTERVAL near a watermark, while filling fast or while a pull is in flight) statvfs, the
-        ingests and the triggers."""
+        fillrate.FAST_INTERVAL near a watermark, while filling fast, while a pull is in flight or expected: a pod of
+        the node waiting to start; at once when such a pod shows) statvfs, the ingests and the triggers."""
         next_probe = 0.0
         while True:
+            self._sample_now.clear()
             probe = time.monotonic() >= next_probe
             if probe:
                 next_probe = time.monotonic() + self.config.monitor_interval
@@ -282,7 +292,7 @@ class NodeAgent:
             applied = self.policy.applied
             self.metrics.observe_watermarks(applied.thresholds.high_percent, applied.thresholds.low_percent)
             self.metrics.observe_policy(applied.paused, applied.dry_run, applied.schedule is not None)
-            pending = await self._pending()
+            pending = await self._pending() if self.config.look_ahead else Pending()
             runtime = await self.link.fingerprint() if probe and self.target.blocked else None
             now = time.monotonic()
             if self.triggers.check(
@@ -296,11 +306,15 @@ class NodeAgent:
                 self.reporter.note_target(0, "every file system is below its low watermark")
             self.metrics.observe_fill(self.triggers.fill, pending)
             await self._hold_rotator(False)
-            interval = self.triggers.fill.interval(
-                file_systems, self.policy.applied.thresholds, self.config.monitor_interval, pulling=pending.ingests > 0
-            )
+            interval = self.config.monitor_interval
+            if self.config.look_ahead:
+                pulling = pending.ingests > 0 or self.pods.pull_expected()
+                interval = self.triggers.fill.interval(
+                    file_systems, self.policy.applied.thresholds, interval, pulling=pulling
+                )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+                await asyncio.wait_for(self._sample_now.wait(), interval)
+            if self._stopping.is_set():
                 return
 
     # ---- the engine and the log rotator ---------------------------------------------------------------------
@@ -325,6 +339,7 @@ class NodeAgent:
         )
         # The fast rotator shares this janitor: it obeys the policy as of now before each action too.
         engine.log_janitor.gate = lambda: policy_halt(self.policy.applied, logs=True)
+        engine.count_pulls_in_flight = self.config.look_ahead
         return engine
 
     def _count_log(self, result: LogActionResult) -> None:
@@ -378,6 +393,7 @@ class NodeAgent:
         if not self._stopping.is_set():
             log.info("stopping: finishing the removal in flight")
             self._stopping.set()
+            self._sample_now.set()
 
     async def _settled(self) -> None:
         """Until the NodeCleanup is listed, at most INITIAL_LIST_WAIT (then the saved policy, if any, applies)."""

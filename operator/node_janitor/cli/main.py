@@ -7,6 +7,7 @@ import asyncio
 import io
 import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -242,6 +243,15 @@ def _add_agent_parser(sub: Any) -> None:
     agent.set_defaults(handler=cmd_agent)
 
 
+BENCH_BASELINE_ENV = "NODE_JANITOR_BENCH_BASELINE"
+"""For benchmarks only: `1` runs the agent without its look-ahead (`AgentConfig.look_ahead`): the fill-rate sweep's
+baseline, the agent as it was before issue 22 (docs/benchmarks.md)."""
+
+
+def bench_baseline() -> bool:
+    return os.environ.get(BENCH_BASELINE_ENV, "") == "1"
+
+
 def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     from node_janitor.agent import AgentConfig, AgentStartError, KubeClient, KubeConfigError, run_agent
     from node_janitor.agent.preflight import check_agent_api, check_runtime, check_state_dir
@@ -278,8 +288,13 @@ def cmd_agent(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
         lease_namespace=args.lease_namespace or None,
         extra_paths_within=None if args.extra_paths_within is None else tuple(d for d in args.extra_paths_within if d),
         containerd_config=Path(args.containerd_config) if args.containerd_config else None,
+        look_ahead=not bench_baseline(),
     )
     _configure_logging(args)
+    if not config.look_ahead:
+        logging.getLogger("node_janitor.agent").warning(
+            "%s=1 (benchmarks only): pulls in flight not counted, no fast sampling", BENCH_BASELINE_ENV
+        )
 
     async def run() -> int:
         problem = (

@@ -384,6 +384,8 @@ class NodeEngine:
         self.run_lock = run_lock
         """One run at a time across processes too (the agents of one node), when given."""
         self.host: HostFileSystems = host or LocalFileSystems()
+        self.count_pulls_in_flight = True
+        """A run's target counts what in-flight pulls still bring (`PlanSettings.count_pulls_in_flight`)."""
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as this process sees it (under `host_root`)."""
@@ -506,7 +508,8 @@ class NodeEngine:
         if rules.paused:  # paused: nothing at all, not even an inventory or a state write
             return PruneReport(plan=Plan((), Target()), dry_run=dry_run, inventory=Inventory(taken_at=now), paused=True)
         settings = PlanSettings.from_rules(rules, protected_now(protected_images))
-        run = _Run(rules, now, dry_run, protected_images, replace(settings, headroom_bytes=max(0, headroom)))
+        settings = replace(settings, headroom_bytes=max(0, headroom), count_pulls_in_flight=self.count_pulls_in_flight)
+        run = _Run(rules, now, dry_run, protected_images, settings)
         inventory, last_used = await self._observe(run)
         targets = await self._targets(run, inventory)
         log_pass = await self._log_pass(run, targets)

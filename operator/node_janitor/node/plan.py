@@ -82,6 +82,9 @@ class PlanSettings:
     headroom_bytes: int = 0
     """Bytes expected on the image file system soon beyond what is there and what in-flight ingests still bring
     (the agent's fill-rate projection): counted in its projected use, as the ingests' are."""
+    count_pulls_in_flight: bool = True
+    """Count the bytes in-flight ingests still bring in the image file system's projected use. Off only for the
+    fill-rate benchmark's baseline (the agent before it looked ahead: `NODE_JANITOR_BENCH_BASELINE`)."""
 
     @classmethod
     def from_rules(cls, rules: PolicyRules, protected_images: Sequence[str] = ()) -> PlanSettings:
@@ -169,7 +172,8 @@ def plan_target(inventory: Inventory, settings: PlanSettings, fs_name: str = "im
     if fs is None:
         return Target()
     capacity = fs.used + fs.available
-    pending = inventory.pending.bytes + settings.headroom_bytes if fs_name == "imagefs" else 0
+    pulls = inventory.pending.bytes if settings.count_pulls_in_flight else 0
+    pending = pulls + settings.headroom_bytes if fs_name == "imagefs" else 0
     projected = fs.used + pending
     need_bytes = 0
     if 100.0 * projected / max(1, capacity) > settings.high_percent:
