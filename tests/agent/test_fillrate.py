@@ -276,6 +276,35 @@ def test_bytes_landing_from_a_pull_already_counted_are_no_growth() -> None:
     assert forecast is not None and forecast.used == 70 * ONE_PERCENT and forecast.rate == pytest.approx(0, abs=1)
 
 
+def test_a_pull_announced_at_once_is_a_level_not_a_rate() -> None:
+    """A kubelet pull through a slow link announces its 16% in one sample and writes 0.1%/s of it: the projected use
+    has the 16% at once, the rate does not read the step as a fill (the old series said 64%/s right after it, and the
+    prediction's run removed every unused image: test_agent_kubelet's pull-then-create window on containerd 1.6)."""
+    thresholds = Thresholds(high_percent=75, low_percent=60)
+    fill = FillPredictor()
+    for i in range(8):
+        fill.observe([_fs(40 * ONE_PERCENT)], thresholds, i * 0.25)
+    for i in range(8, 16):
+        landed = (i - 8) * ONE_PERCENT // 40  # 0.1%/s
+        fill.observe([_fs(40 * ONE_PERCENT + landed)], thresholds, i * 0.25, pending=16 * ONE_PERCENT - landed)
+        forecast = fill.forecast
+        assert forecast is not None and forecast.used == 56 * ONE_PERCENT
+        assert forecast.rate == pytest.approx(0, abs=ONE_PERCENT / 100), i
+    assert not fill.due(thresholds) and fill.headroom(thresholds) == 0
+    # A pull given up: its announced bytes go, with the few that landed; no negative inflow either.
+    fill.observe([_fs(40 * ONE_PERCENT)], thresholds, 16 * 0.25)
+    assert fill.rates["imagefs"].steady_rate() == pytest.approx(0, abs=ONE_PERCENT / 100)
+
+
+def test_a_pull_too_quick_to_be_seen_in_flight_is_inflow() -> None:
+    thresholds = Thresholds(high_percent=75, low_percent=60)
+    fill = FillPredictor()
+    for i in range(8):  # 2%/s lands, never announced in a sample
+        fill.observe([_fs(40 * ONE_PERCENT + i * ONE_PERCENT // 2)], thresholds, i * 0.25)
+    forecast = fill.forecast
+    assert forecast is not None and forecast.rate == pytest.approx(2 * ONE_PERCENT, rel=0.01)
+
+
 def test_a_one_off_burst_is_not_extrapolated_at_its_peak_speed() -> None:
     """A 25% file written in half a second after 10 quiet seconds: the onset shows at once (the trigger's rate), but
     the headroom a run leaves extrapolates the window's rate, not 50% a second (bench_agent_cost's ballast went from

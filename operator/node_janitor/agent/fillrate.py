@@ -10,8 +10,11 @@ inflow: right after a run freed 10% of the disk the pulls go on at the same pace
 disk empties. A removal is a drop while a run of ours goes on, or a drop of DROP_FRACTION of the disk or more from
 one sample to the next; smaller drops count (a temporary file written and deleted is no fill: its jitter cancels).
 
-The image file system's series is its projected use (used + what pulls in flight still bring): a pull's bytes count
-from when its ingest announces them, and their landing is no growth (counted once).
+The image file system's level is its projected use (used + what pulls in flight still bring): a pull's bytes count
+in the level from when its ingest announces them. They are no inflow, neither when announced nor when they land: an
+announcement is a step whose pace nobody knows yet (a 40 MiB pull through a slow link announced in one sample read as
+a fill of 47 MB/s, and its run removed every unused image), and its landing is bytes the level already holds. The
+rate is what grows unannounced: unpacking, logs, writes, and pulls too quick to be seen in flight.
 
 The trigger (`FillPredictor.due`) fires when the projected use (used + pending) would reach `evictionPercent` in
 less than `predictHorizon` plus the time a run takes (the slowest recent run, at least DEFAULT_RUN_SECONDS), and a
@@ -75,17 +78,22 @@ class FillRate:
         self.window = window
         self.samples: deque[tuple[float, float]] = deque()  # (monotonic time, inflow bytes)
         self._last_used: int | None = None
+        self._last_pending = 0
         self._inflow = 0.0
 
-    def add(self, now: float, used: int, capacity: int = 0, *, removing: bool = False) -> None:
-        """A sample: `used` bytes of `capacity` at monotonic `now`; `removing`: a run of ours goes on. A removal since
-        the last sample is not counted as negative inflow (module docstring)."""
+    def add(self, now: float, used: int, capacity: int = 0, *, pending: int = 0, removing: bool = False) -> None:
+        """A sample: `used` bytes of `capacity` at monotonic `now`, `pending` bytes announced and still to come;
+        `removing`: a run of ours goes on. Announced bytes are no inflow, nor their landing; a removal since the last
+        sample is not counted as negative inflow (module docstring)."""
+        pending = max(0, pending)
         if self._last_used is not None:
-            delta = used - self._last_used
+            # what pending lost landed (used grew by as much): only its fall offsets used, never its rise
+            delta = used - self._last_used + min(0, pending - self._last_pending)
             if delta < 0 and (removing or -delta >= DROP_FRACTION * capacity):
-                delta = 0  # a removal, not negative inflow
+                delta = 0  # a removal (or a pull given up), not negative inflow
             self._inflow += delta
         self._last_used = used
+        self._last_pending = pending
         self.samples.append((now, self._inflow))
         while self.samples and self.samples[0][0] < now - self.window:
             self.samples.popleft()
@@ -205,10 +213,10 @@ class FillPredictor:
         self.forecast = None
         for fs in file_systems:
             rate = self.rates.setdefault(fs.name, FillRate(self.window))
-            # The image file system's series is its projected use: bytes announced by a pull count when announced,
-            # and landing (used up, pending down by as much) is no growth: never counted twice.
-            use = fs.used + max(0, pending) if fs.name == "imagefs" else fs.used
-            rate.add(now, use, fs.used + fs.available, removing=removing)
+            # The image file system's level is its projected use; announced bytes are in it, not in its rate.
+            fs_pending = max(0, pending) if fs.name == "imagefs" else 0
+            use = fs.used + fs_pending
+            rate.add(now, fs.used, fs.used + fs.available, pending=fs_pending, removing=removing)
             if fs.name == "imagefs":
                 capacity = fs.used + fs.available
                 self.forecast = Forecast(
